@@ -1,0 +1,22 @@
+"""uvextra: switch a Jupyter kernel between PyTorch backends (uv extras) safely and visibly.
+
+``%load_ext uvextra`` registers the ``%uvextra`` magic; the command line is ``uvextra`` / ``python -m uvextra``.
+The core (``uvextra.core``) imports neither IPython nor ipywidgets.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's InteractiveShell
+    """Register ``%uvextra`` (imported lazily: loading the extension stays cheap)."""
+    from .magic import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:  # noqa: ANN001
+    from .magic import unload
+
+    unload(ipython)

@@ -1,0 +1,212 @@
+"""What the lock wants for the selected extras on this interpreter: uv's own PEP 751 export, read with packaging.
+
+``uv.lock`` itself is read only for what the export lacks: each package's dependency list (evidence for a build
+check without a provenance record) and whether a name+version is locked from more than one source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from packaging.pylock import (
+    PackageArchive,
+    PackageDirectory,
+    PackageSdist,
+    PackageVcs,
+    PackageWheel,
+    Pylock,
+    PylockSelectError,
+    PylockValidationError,
+)
+from packaging.tags import parse_tag
+from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
+
+from .environment import Environment, interpreter_info
+from .errors import UvextraError
+from .project import Project
+from .redact import redact
+from .uv import MIN_EXPORT, Uv, capture_uv
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """One package as the lock wants it installed here."""
+
+    name: NormalizedName
+    version: str  # exact, local part included
+    kind: str  # "index" | "editable" | "directory" | "archive" | "vcs" | "sdist"
+    index: str | None = None  # registry URL (credentials masked) for index packages
+    location: str | None = None  # path or URL for non-index sources (masked)
+    wheel: str | None = None  # file name of the wheel that fits this interpreter
+    wheel_hash: str | None = None  # its sha256
+    wheel_tags: tuple[str, ...] = ()
+
+    @property
+    def source_label(self) -> str:
+        if self.kind == "index":
+            return f"index {self.index}"
+        return f"{self.kind} {self.location}" if self.location else self.kind
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name, "version": self.version, "source": self.kind, "index": self.index,
+            "location": self.location, "wheel": self.wheel, "sha256": self.wheel_hash,
+        }
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    """Per (name, version): the sources uv.lock records and each source's dependency names."""
+
+    sources: dict[tuple[str, str], list[str]]  # (name, version) -> source keys
+    dependencies: dict[tuple[str, str, str], frozenset[str]]  # (name, version, source key) -> dependency names
+
+    def ambiguous(self, name: str, version: str) -> bool:
+        """True when the same name and version are locked from two sources: their builds may differ."""
+        return len(self.sources.get((name, version), ())) > 1
+
+    def deps_for(self, wanted: Wanted) -> frozenset[str] | None:
+        key = _source_key_for(wanted)
+        return self.dependencies.get((wanted.name, wanted.version, key))
+
+
+def _norm_url(url: str) -> str:
+    return redact(url).rstrip("/")
+
+
+def _source_key_for(wanted: Wanted) -> str:
+    if wanted.kind == "index" and wanted.index:
+        return "registry:" + _norm_url(wanted.index)
+    return "other"
+
+
+def read_uv_lock(project: Project) -> LockInfo:
+    """Dependencies and sources from ``uv.lock``; a malformed file is a one-line error with its line."""
+    path = project.lockfile
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UvextraError(f"no uv.lock in {project.root}; run `uv lock` (or `uvextra switch EXTRA`, which locks)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UvextraError(f"{path}: invalid TOML: {exc}; regenerate it with `uv lock`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UvextraError(f"cannot read {path}: {exc}") from None
+    sources: dict[tuple[str, str], list[str]] = {}
+    deps: dict[tuple[str, str, str], frozenset[str]] = {}
+    packages = data.get("package", [])
+    if not isinstance(packages, list):
+        raise UvextraError(f"{path}: [[package]] is not a list; regenerate it with `uv lock`")
+    for pkg in packages:
+        if not isinstance(pkg, dict) or "name" not in pkg:
+            continue
+        name = canonicalize_name(str(pkg["name"]))
+        version = str(pkg.get("version", ""))
+        src = pkg.get("source") or {}
+        key = "registry:" + _norm_url(str(src["registry"])) if isinstance(src, dict) and "registry" in src else "other"
+        sources.setdefault((name, version), []).append(key)
+        names = frozenset(
+            canonicalize_name(str(d["name"])) for d in pkg.get("dependencies") or [] if isinstance(d, dict) and "name" in d
+        )
+        deps[(name, version, key)] = names
+    return LockInfo(sources=sources, dependencies=deps)
+
+
+def _export_cache_key(project: Project, extras: Sequence[str], uv: Uv, frozen: bool) -> str:
+    h = hashlib.sha256()
+    for part in (project.lockfile, project.pyproject):
+        try:
+            h.update(part.read_bytes())
+        except OSError:
+            h.update(b"-")
+    h.update(repr((sorted(extras), str(uv.version), frozen)).encode())
+    return h.hexdigest()[:24]
+
+
+def export_pylock(project: Project, env: Environment, uv: Uv, extras: Sequence[str], *, frozen: bool = True) -> str:
+    """``uv export --format pylock.toml`` for ``extras``, cached in the venv by the lock's content."""
+    if uv.version < MIN_EXPORT:
+        raise UvextraError(
+            f"uv {uv.version} cannot export a pylock.toml (needs >= {MIN_EXPORT}); "
+            "install a newer uv: `pip install 'uv>=0.9.24'` or unset UVEXTRA_UV"
+        )
+    cache = env.state_dir / "exports" / f"{_export_cache_key(project, extras, uv, frozen)}.toml"
+    try:
+        return cache.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    args = ["export", "--format", "pylock.toml", "--no-header", "--project", str(project.root)]
+    args += ["--frozen"] if frozen else []
+    for extra in extras:
+        args += ["--extra", extra]
+    proc = capture_uv(uv, args, env, cwd=project.root)
+    if proc.returncode != 0:
+        detail = " ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])
+        raise UvextraError(f"uv could not export the lock for extras {list(extras)}: {detail}")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(proc.stdout, encoding="utf-8")
+        tmp.replace(cache)
+    except OSError:
+        pass  # a read-only venv just means no cache
+    return proc.stdout
+
+
+def _file_location(url_or_path: str | None, root: Path) -> str | None:
+    if not url_or_path:
+        return None
+    parts = urlsplit(url_or_path)
+    if parts.scheme == "file":
+        return str(Path(unquote(parts.path)).absolute())
+    if parts.scheme:
+        return redact(url_or_path)
+    return str((root / url_or_path).absolute())
+
+
+def wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[NormalizedName, Wanted]:
+    """Select, with ``packaging.pylock``, what the exported lock wants on the target interpreter."""
+    try:
+        lock = Pylock.from_dict(tomllib.loads(text))
+    except (tomllib.TOMLDecodeError, PylockValidationError) as exc:
+        raise UvextraError(f"uv's pylock export could not be read ({exc}); report this with your uv version") from None
+    info = interpreter_info(str(env.python))
+    tags = [t for s in info.tags for t in parse_tag(s)]
+    try:
+        selected = list(lock.select(environment=info.marker_env, tags=tags))  # type: ignore[arg-type]
+    except PylockSelectError as exc:
+        raise UvextraError(f"the lock has nothing installable for {env.python}: {exc}") from None
+    out: dict[NormalizedName, Wanted] = {}
+    for pkg, dist in selected:
+        name = canonicalize_name(pkg.name)
+        version = str(pkg.version) if pkg.version is not None else ""
+        index = redact(pkg.index) if pkg.index else None
+        if isinstance(dist, PackageWheel):
+            wheel_name = dist.name or Path(urlsplit(dist.url or "").path).name
+            try:
+                wheel_tags = tuple(str(t) for t in parse_wheel_filename(wheel_name)[3])
+            except Exception:  # noqa: BLE001 - a name we cannot parse just gives no tag evidence
+                wheel_tags = ()
+            if index is None and (dist.url or dist.path):
+                out[name] = Wanted(name, version, "archive", location=_file_location(dist.url or dist.path, project.root),
+                                   wheel=wheel_name, wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags)
+                continue
+            out[name] = Wanted(name, version, "index", index=index, wheel=wheel_name,
+                               wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags)
+        elif isinstance(dist, PackageDirectory):
+            kind = "editable" if dist.editable else "directory"
+            out[name] = Wanted(name, version, kind, location=_file_location(dist.path, project.root))
+        elif isinstance(dist, PackageVcs):
+            out[name] = Wanted(name, version, "vcs", location=redact(dist.url or dist.path or ""))
+        elif isinstance(dist, PackageArchive):
+            out[name] = Wanted(name, version, "archive", location=_file_location(dist.url or dist.path, project.root))
+        elif isinstance(dist, PackageSdist):
+            out[name] = Wanted(name, version, "sdist" if index is None else "index", index=index,
+                               location=_file_location(dist.url or dist.path, project.root))
+    return out
+
+

@@ -1,0 +1,41 @@
+"""Keep secrets out of everything uvextra prints, logs or writes as JSON.
+
+Secrets reach uvextra in two ways: credentials inside index URLs (``https://user:token@host/simple``) and
+uv's per-index environment variables (``UV_INDEX_<NAME>_PASSWORD``); a notebook server adds its own tokens.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+# scheme://user:password@host -> scheme://user:***@host ; scheme://token@host -> scheme://***@host
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@]+)@")
+# Environment variables whose values are secrets (uv's index credentials, hub and server tokens).
+_SECRET_ENV = re.compile(
+    r"^(UV_INDEX_.*_PASSWORD|UV_.*TOKEN.*|.*_API_TOKEN|JPY_API_TOKEN|JUPYTER_TOKEN|.*PASSWORD.*|.*SECRET.*)$"
+)
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    user, sep, _ = match.group("userinfo").partition(":")
+    return f"{match.group('scheme')}{user}:***@" if sep else f"{match.group('scheme')}***@"
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Values of secret-looking environment variables, longest first (so overlapping secrets mask fully)."""
+    env = os.environ if environ is None else environ
+    found = {v for k, v in env.items() if _SECRET_ENV.match(k.upper()) and len(v) >= 4}
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
+    """Mask URL credentials and the values of secret environment variables in ``text``."""
+    if not text:
+        return text
+    text = _URL_USERINFO.sub(_mask_userinfo, text)
+    for value in secret_values(environ):
+        if value in text:
+            text = text.replace(value, "***")
+    return text

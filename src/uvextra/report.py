@@ -1,0 +1,194 @@
+"""The one report object every surface renders: the CLI (text / JSON), the magic and the widgets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .drift import Drift, Unverified
+from .redact import redact
+
+
+@dataclass
+class Change:
+    name: str
+    old: str | None  # None: newly installed
+    new: str | None  # None: removed
+
+    def __str__(self) -> str:
+        if self.old is None:
+            return f"+ {self.name} {self.new}"
+        if self.new is None:
+            return f"- {self.name} {self.old}"
+        if self.old == self.new:
+            return f"~ {self.name} {self.new} (reinstalled)"
+        return f"~ {self.name} {self.old} → {self.new}"
+
+
+@dataclass
+class Changes:
+    installed: list[Change] = field(default_factory=list)  # new, upgraded, downgraded or reinstalled
+    removed: list[Change] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # extraneous but kept (kernel's own, or --keep-extraneous)
+
+    def summary(self) -> str:
+        if not self.installed and not self.removed:
+            return "no packages changed"
+        added = sum(1 for c in self.installed if c.old is None)
+        changed = [c for c in self.installed if c.old is not None]
+        parts = [f"{c.name} {c.old} → {c.new}" if c.old != c.new else f"{c.name} {c.new} reinstalled" for c in changed[:3]]
+        if len(changed) > 3:
+            parts.append(f"{len(changed) - 3} more changed")
+        counts = f"+{added} −{len(self.removed)} packages"
+        return ", ".join([*parts, counts])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "installed": [{"name": c.name, "old": c.old, "new": c.new} for c in self.installed],
+            "removed": [{"name": c.name, "version": c.old} for c in self.removed],
+            "kept": list(self.kept),
+        }
+
+
+@dataclass
+class Report:
+    """What uvextra did and found; ``exit_code`` is the CLI's contract (0 clean, 1 drift/failure, 130 interrupt)."""
+
+    command: str
+    project: str | None = None
+    project_name: str | None = None
+    environment: str | None = None
+    python: str | None = None
+    uv: dict[str, str] | None = None
+    extras: list[str] = field(default_factory=list)
+    extras_source: str = ""
+    available_extras: list[str] = field(default_factory=list)
+    conflict_sets: list[list[str]] = field(default_factory=list)
+    changes: Changes = field(default_factory=Changes)
+    kernel_protected: list[str] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+    unverified: list[Unverified] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    probe: Any = None  # probe.ProbeResult | None
+    warnings: list[str] = field(default_factory=list)
+    failure: str | None = None  # the operation did not complete (uv failed, interrupted, …); env re-checked
+    interrupted: bool = False
+    log: list[str] = field(default_factory=list)  # uv's output, redacted
+    state_saved: bool = False
+    elapsed_s: float = 0.0
+
+    @property
+    def errors(self) -> list[Drift]:
+        return [d for d in self.drift if d.is_error]
+
+    @property
+    def extraneous(self) -> list[Drift]:
+        return [d for d in self.drift if not d.is_error]
+
+    @property
+    def clean(self) -> bool:
+        return not self.errors and self.failure is None
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 0 if self.clean else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "project": self.project,
+            "environment": self.environment,
+            "python": self.python,
+            "uv": self.uv,
+            "extras": self.extras,
+            "extras_source": self.extras_source,
+            "available_extras": self.available_extras,
+            "changes": self.changes.to_dict(),
+            "kernel_protected": self.kernel_protected,
+            "drift": [d.to_dict() for d in self.drift],
+            "unverified": [u.to_dict() for u in self.unverified],
+            "repaired": self.repaired,
+            "probe": self.probe.to_dict() if self.probe is not None else None,
+            "warnings": self.warnings,
+            "failure": self.failure,
+            "clean": self.clean,
+            "exit_code": self.exit_code,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+    def to_json(self) -> str:
+        # Every string already passed through redact(); this is the last line of defence for the JSON surface.
+        return redact(json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
+
+    def next_step(self) -> str | None:
+        """The one thing the user should do next, in words."""
+        if self.interrupted:
+            return "the switch was interrupted; run it again to finish"
+        if self.errors:
+            names = " ".join(sorted({d.package for d in self.errors}))
+            return f"run `uvextra repair` to reinstall {names}"
+        if self.unverified:
+            return "run `uvextra repair` to reinstall the unverified packages from the lock"
+        return None
+
+
+def render_text(report: Report, *, verbose: bool = False) -> str:
+    """Short, aligned, terminal-friendly text."""
+    rows: list[tuple[str, str]] = []
+    if report.project:
+        extras = f" (extras: {', '.join(report.available_extras)})" if report.available_extras else ""
+        rows.append(("project", f"{report.project}{extras}"))
+    if report.environment:
+        rows.append(("environment", report.environment))
+    if report.uv:
+        rows.append(("uv", f"{report.uv['version']} ({report.uv['path']})"))
+    if report.command != "probe":
+        chosen = ", ".join(report.extras) or "(none)"
+        rows.append(("extras", f"{chosen}" + (f" — {report.extras_source}" if report.extras_source else "")))
+    if report.command in ("switch", "repair"):
+        rows.append(("changes", report.changes.summary()))
+        if verbose:
+            rows.extend(("", str(c)) for c in [*report.changes.installed, *report.changes.removed])
+    if report.kernel_protected:
+        rows.append(("protected", ", ".join(report.kernel_protected) + " (kept: the kernel needs them)"))
+    if report.repaired:
+        rows.append(("repaired", ", ".join(report.repaired)))
+    for w in report.warnings:
+        rows.append(("warning", w))
+    if report.failure:
+        rows.append(("FAILED", report.failure))
+    if report.command != "probe":
+        errors = report.errors
+        if errors:
+            rows.append(("drift", f"{len(errors)} package{'s' if len(errors) != 1 else ''} differ from the lock:"))
+        elif report.failure is None:
+            rows.append(("drift", "none — installed packages match the lock"))
+        else:
+            rows.append(("drift", "none"))
+    lines = []
+    width = max((len(k) for k, _ in rows), default=0)
+    for key, value in rows:
+        lines.append(f"{key:<{width}}  {value}")
+    if report.errors:
+        nw = max(len(d.package) for d in report.errors)
+        kw = max(len(d.kind) for d in report.errors)
+        for d in report.errors:
+            have = d.installed or "—"
+            lines.append(f"  {d.package:<{nw}}  {d.kind:<{kw}}  {have} → {d.wanted or '—'}")
+            lines.append(f"  {'':<{nw}}  {'':<{kw}}  {d.detail}")
+    extraneous = report.extraneous
+    if extraneous:
+        names = ", ".join(f"{d.package} {d.installed}" for d in extraneous[:8])
+        more = f" and {len(extraneous) - 8} more" if len(extraneous) > 8 else ""
+        lines.append(f"{'extraneous':<{width}}  {names}{more} (not in the lock; not an error)")
+    for u in report.unverified:
+        lines.append(f"{'unverified':<{width}}  {u.package} {u.version}: {u.reason}")
+    if report.probe is not None:
+        lines.append(f"{'CUDA':<{width}}  {report.probe.verdict}")
+    step = report.next_step()
+    if step:
+        lines.append(f"{'next':<{width}}  {step}")
+    return redact("\n".join(lines))

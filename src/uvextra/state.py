@@ -1,0 +1,129 @@
+"""uvextra's own records inside the venv: the last extras and the provenance of every package it verified.
+
+uv records no index URL and no wheel hash for registry installs, so the same version from two indexes looks
+identical on disk. After each switch or repair uvextra writes, per package, which lock entry it came from
+(index, wheel, sha256) and a fingerprint of its installed files; a later build drift is then provable.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .environment import Environment
+from .errors import UvextraError
+
+STATE_FILE = "state.json"
+LOCK_FILE = "switch.lock"
+STATE_VERSION = 1
+
+
+@dataclass
+class Provenance:
+    version: str
+    source: str
+    index: str | None
+    wheel: str | None
+    sha256: str | None
+    fingerprint: str
+
+
+@dataclass
+class State:
+    extras: list[str] = field(default_factory=list)
+    project: str | None = None
+    packages: dict[str, Provenance] = field(default_factory=dict)
+    updated: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "version": STATE_VERSION, "extras": self.extras, "project": self.project, "updated": self.updated,
+                "packages": {k: vars(v) for k, v in sorted(self.packages.items())},
+            },
+            indent=1,
+        )
+
+
+def load_state(env: Environment) -> State:
+    """The state recorded in ``env``; an empty state when there is none or it cannot be read."""
+    try:
+        data = json.loads((env.state_dir / STATE_FILE).read_text(encoding="utf-8"))
+        if data.get("version") != STATE_VERSION:
+            return State()
+        packages = {str(k): Provenance(**v) for k, v in (data.get("packages") or {}).items()}
+        return State(
+            extras=[str(e) for e in data.get("extras") or []], project=data.get("project"),
+            packages=packages, updated=float(data.get("updated") or 0),
+        )
+    except (OSError, ValueError, TypeError, AttributeError):
+        return State()
+
+
+def save_state(env: Environment, state: State) -> bool:
+    """Write atomically; False (and nothing half-written) when the venv is read-only."""
+    state.updated = time.time()
+    path = env.state_dir / STATE_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}")
+        tmp.write_text(state.to_json(), encoding="utf-8")
+        tmp.replace(path)
+        return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def switch_lock(env: Environment, on_wait: Callable[[str], None] | None = None, timeout: float = 900.0) -> Iterator[None]:
+    """One switch or repair at a time per venv (two kernels on one env): the second waits, saying so."""
+    try:
+        env.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(env.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise UvextraError(
+            f"the environment {env.prefix} is not writable ({exc.strerror}); uvextra changes nothing there — "
+            "ask the image's admin, or create your own venv (`uv venv`) and start the kernel from it"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(env)
+            if on_wait:
+                on_wait(f"another uvextra is changing {env.prefix}{holder}; waiting for it to finish…")
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise UvextraError(
+                            f"another uvextra has been changing {env.prefix} for {timeout:.0f} s; retry later"
+                        ) from None
+                    time.sleep(0.1)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+def _read_holder(env: Environment) -> str:
+    try:
+        pid = (env.state_dir / LOCK_FILE).read_text().strip()
+        return f" (process {pid})" if pid else ""
+    except OSError:
+        return ""
+
+
