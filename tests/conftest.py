@@ -1,0 +1,282 @@
+"""Shared pytest fixtures: real uv binaries, real local package indexes, real projects.
+
+Everything here runs the real ``uv`` against indexes served on 127.0.0.1 by
+:class:`uvextra._localindex.IndexServer`; nothing is mocked and nothing reaches the network
+(except the one-time install of the old uv 0.9.4 binary, see ``uv_old``).
+
+Fixtures
+--------
+``uv_env`` (session)
+    ``dict`` of environment variables for uv subprocesses: ``os.environ`` without the
+    variables that would redirect uv (``VIRTUAL_ENV``, ``UV_PYTHON``, ``UV_PROJECT_ENVIRONMENT``,
+    ``CONDA_PREFIX``, ``UV_INDEX*``, ``PIP_*`` and a few more, see ``_DROPPED``) plus a
+    session ``UV_CACHE_DIR``, ``UV_PYTHON_DOWNLOADS=never``, ``UV_NO_PROGRESS=1``.  Shared by
+    the whole session: copy it (``dict(uv_env, X="1")``) before changing anything.
+``uv_new`` (session)
+    ``str`` path of the newest uv: ``uv.find_uv_bin()`` of the running interpreter.
+``uv_old`` (session)
+    ``str`` path of a uv 0.9.4 binary (has the astral-sh/uv#16368 bug), installed once into
+    ``~/.cache/uvextra-tests/uv-0.9.4`` and reused; ``UVEXTRA_TEST_UV_OLD`` may name a binary
+    instead.  Skips (with the reason) only when it cannot be installed.
+``index_root`` (session)
+    ``Path`` of a folder holding one folder of wheels per index: the demo indexes of
+    :func:`uvextra._localindex.build_demo_indexes` (``pypi``, ``cpu``, ``cu128``, ``mirror``,
+    ``mirror-meta``) plus ``kernelish`` (stand-ins for ``ipykernel``, ``tornado``, ``comm``).
+``index_server`` (session)
+    A started :class:`~uvextra._localindex.IndexServer` serving ``index_root``.  Do not stop
+    it; for "index unreachable" tests start your own ``IndexServer(index_root)``.
+``make_project`` (function)
+    Factory ``make_project(extras_map=None, *, lock=True, **write_project_kwargs) -> Path``:
+    a seed-shaped project in a fresh folder under ``tmp_path``, locked with ``uv_new``.
+``make_venv`` (function)
+    Factory ``make_venv(path, python=sys.executable, packages=(), indexes=("pypi",
+    "kernelish")) -> Path``: ``uv venv`` (nothing seeded) and, if ``packages`` are given,
+    ``uv pip install`` of them from the local indexes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+
+if importlib.util.find_spec("uvextra") is None:  # not installed (yet): use the source tree
+    sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
+
+from uvextra._localindex import (  # noqa: E402
+    IndexServer,
+    build_demo_indexes,
+    write_project,
+)
+
+#: The old uv release that still has the astral-sh/uv#16368 bug.
+UV_OLD_VERSION = "0.9.4"
+
+_DROPPED = {
+    "VIRTUAL_ENV",
+    "UV_PYTHON",
+    "UV_PROJECT_ENVIRONMENT",
+    "CONDA_PREFIX",
+    "CONDA_DEFAULT_ENV",
+    "UV_EXTRA_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_FIND_LINKS",
+    "UV_NO_INDEX",
+    "UV_OFFLINE",
+    "UV_FROZEN",
+    "UV_LOCKED",
+    "UV_PROJECT",
+    "UV_SYSTEM_PYTHON",
+    "UV_CACHE_DIR",
+    "UVEXTRA_FAKE_TORCH_CRASH",
+    "UVEXTRA_FAKE_TORCH_HANG",
+}
+
+
+def run_uv(
+    uv: str,
+    *args: str | os.PathLike[str],
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``uv *args``; on an unexpected failure, fail the test showing uv's output."""
+    proc = subprocess.run(
+        [uv, *map(os.fspath, args)],
+        cwd=cwd,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(
+            f"uv {' '.join(map(os.fspath, args))} exited {proc.returncode}\n"
+            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}",
+            pytrace=False,
+        )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def uv_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in _DROPPED and not key.startswith(("UV_INDEX", "PIP_"))
+    }
+    env["UV_CACHE_DIR"] = str(tmp_path_factory.mktemp("uv-cache"))
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    env["UV_NO_PROGRESS"] = "1"
+    return env
+
+
+@pytest.fixture(scope="session")
+def uv_new() -> str:
+    from uv import find_uv_bin
+
+    return os.fspath(find_uv_bin())
+
+
+def _uv_version(binary: Path) -> str | None:
+    try:
+        out = subprocess.run([os.fspath(binary), "--version"], capture_output=True, text=True,
+                             timeout=30, stdin=subprocess.DEVNULL)
+    except OSError:
+        return None
+    parts = out.stdout.split()
+    return parts[1] if out.returncode == 0 and len(parts) >= 2 else None
+
+
+@pytest.fixture(scope="session")
+def uv_old(uv_new: str) -> str:
+    override = os.environ.get("UVEXTRA_TEST_UV_OLD")
+    if override:
+        return override
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    base = cache_home / "uvextra-tests"
+    final = base / f"uv-{UV_OLD_VERSION}"
+    binary = final / "bin" / "uv"
+    if _uv_version(binary) == UV_OLD_VERSION:
+        return os.fspath(binary)
+    base.mkdir(parents=True, exist_ok=True)
+    # One installer at a time (parallel pytest runs, xdist workers); others wait and reuse.
+    with open(base / f"uv-{UV_OLD_VERSION}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _uv_version(binary) == UV_OLD_VERSION:
+            return os.fspath(binary)
+        staging = base / f"uv-{UV_OLD_VERSION}.tmp{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        # The machine's own package registry configuration applies here (not the test env).
+        env = {k: v for k, v in os.environ.items()
+               if k not in {"VIRTUAL_ENV", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT", "UV_OFFLINE"}}
+        try:
+            proc = subprocess.run(
+                [uv_new, "pip", "install", "--python", sys.executable, "--target",
+                 os.fspath(staging), f"uv=={UV_OLD_VERSION}"],
+                capture_output=True, text=True, env=env, timeout=300,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            pytest.skip(f"cannot install uv=={UV_OLD_VERSION} for the old-uv tests: {exc}")
+        staged = staging / "bin" / "uv"
+        if proc.returncode != 0 or _uv_version(staged) != UV_OLD_VERSION:
+            shutil.rmtree(staging, ignore_errors=True)
+            pytest.skip(
+                f"cannot install uv=={UV_OLD_VERSION} for the old-uv tests "
+                f"(exit {proc.returncode}): {proc.stderr.strip()[-500:]}"
+            )
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(staging, final)
+    return os.fspath(binary)
+
+
+@pytest.fixture(scope="session")
+def index_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("indexes")
+    build_demo_indexes(root, kernelish=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def index_server(index_root: Path) -> Iterator[IndexServer]:
+    with IndexServer(index_root) as server:
+        yield server
+
+
+MakeProject = Callable[..., Path]
+
+
+@pytest.fixture
+def make_project(
+    tmp_path: Path, index_server: IndexServer, uv_new: str, uv_env: dict[str, str]
+) -> MakeProject:
+    """Factory for seed-shaped projects (see the module docstring)."""
+    counter = iter(range(1, 10_000))
+
+    def factory(
+        extras_map: Mapping[str, str | os.PathLike[str]] | None = None,
+        *,
+        lock: bool = True,
+        **kwargs: object,
+    ) -> Path:
+        """``extras_map``: extra -> index name on ``index_server`` (or a URL / folder).
+
+        Index names become ``simple_url(name)``, or ``flat_url(name)`` for extras listed in
+        ``flat=``.  The default index is the local ``pypi`` one.  Other keyword arguments go
+        to :func:`uvextra._localindex.write_project`.
+        """
+        if extras_map is None:
+            extras_map = {"cpu": "cpu", "cu128": "cu128", "pypi": "pypi"}
+        flat = set(kwargs.get("flat", ()))  # type: ignore[call-overload]
+        indexes: dict[str, str | os.PathLike[str]] = {}
+        for extra, where in extras_map.items():
+            if isinstance(where, os.PathLike) or "://" in where or where.startswith("/"):
+                indexes[extra] = where
+            elif extra in flat:
+                indexes[extra] = index_server.flat_url(where)
+            else:
+                indexes[extra] = index_server.simple_url(where)
+        kwargs.setdefault("extras", tuple(extras_map))
+        kwargs.setdefault("default_index", index_server.simple_url("pypi"))
+        path = tmp_path / f"project{next(counter)}"
+        write_project(path, indexes, **kwargs)  # type: ignore[arg-type]
+        if lock:
+            run_uv(uv_new, "lock", env=uv_env, cwd=path)
+        return path
+
+    return factory
+
+
+MakeVenv = Callable[..., Path]
+
+
+@pytest.fixture
+def make_venv(index_server: IndexServer, uv_new: str, uv_env: dict[str, str]) -> MakeVenv:
+    """Factory for venvs made by the newest uv (see the module docstring)."""
+
+    def factory(
+        path: Path,
+        python: str = sys.executable,
+        packages: Sequence[str] = (),
+        indexes: Sequence[str] = ("pypi", "kernelish"),
+    ) -> Path:
+        path = Path(path).absolute()
+        run_uv(uv_new, "venv", "--quiet", "--python", python, path, env=uv_env)
+        if packages:
+            index_args: list[str] = []
+            for n, name in enumerate(indexes):
+                index_args += ["--index-url" if n == 0 else "--extra-index-url",
+                               index_server.simple_url(name)]
+            run_uv(uv_new, "pip", "install", "--python", path / "bin" / "python",
+                   *index_args, *packages, env=uv_env)
+        return path
+
+    return factory
+
+
+def site_packages(venv: Path) -> Path:
+    """The ``site-packages`` folder of a POSIX venv."""
+    found = sorted(Path(venv).glob("lib/python*/site-packages"))
+    if not found:
+        raise FileNotFoundError(f"no site-packages under {venv}")
+    return found[0]
+
+
+def dist_infos(venv: Path, name: str | None = None) -> list[str]:
+    """Names of the ``.dist-info`` folders in ``venv`` (only ``name``'s when given)."""
+    prefix = None if name is None else name.replace("-", "_").lower() + "-"
+    return sorted(
+        p.name for p in site_packages(venv).glob("*.dist-info")
+        if prefix is None or p.name.lower().startswith(prefix)
+    )
