@@ -80,7 +80,7 @@ def run_demo(where: str | None = None, *, keep: bool = False, say: Callable[[str
                 _step(title, say)
                 report = action()
                 reports.append(report)
-                say(render_text(report))
+                say(render_text(report, brief=bool(reports[:-1])))
     except UvextraError as exc:
         say(f"uvextra: error: {exc}")
         return exc.exit_code

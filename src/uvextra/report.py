@@ -135,15 +135,15 @@ class Report:
         return None
 
 
-def render_text(report: Report, *, verbose: bool = False) -> str:
-    """Short, aligned, terminal-friendly text."""
+def render_text(report: Report, *, verbose: bool = False, brief: bool = False) -> str:
+    """Short, aligned, terminal-friendly text; ``brief`` leaves out where (project, venv, uv) for repeated reports."""
     rows: list[tuple[str, str]] = []
-    if report.project:
+    if report.project and not brief:
         extras = f" (extras: {', '.join(report.available_extras)})" if report.available_extras else ""
         rows.append(("project", f"{report.project}{extras}"))
-    if report.environment:
+    if report.environment and not brief:
         rows.append(("environment", report.environment))
-    if report.uv:
+    if report.uv and not brief:
         rows.append(("uv", f"{report.uv['version']} ({report.uv['path']})"))
     if report.command != "probe":
         chosen = ", ".join(report.extras) or "(none)"
@@ -163,7 +163,7 @@ def render_text(report: Report, *, verbose: bool = False) -> str:
     if report.command != "probe":
         errors = report.errors
         if errors:
-            rows.append(("drift", f"{len(errors)} package{'s' if len(errors) != 1 else ''} differ from the lock:"))
+            rows.append(("drift", f"{len(errors)} package{'s differ' if len(errors) != 1 else ' differs'} from the lock:"))
         elif report.failure is None:
             rows.append(("drift", "none — installed packages match the lock"))
         else:
