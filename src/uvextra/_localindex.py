@@ -393,7 +393,8 @@ _SUPPORT: dict[str, _Dist] = {
 }
 
 _KERNELISH: tuple[_Dist, ...] = (
-    _Dist("ipykernel", "7.4.0", _module_files("ipykernel", "7.4.0"), ("tornado>=6.2", "comm>=0.1.1")),
+    _Dist("ipykernel", "7.4.0", _module_files("ipykernel", "7.4.0"),
+          ("tornado>=6.2", "comm>=0.1.1")),
     _Dist("tornado", "6.5.2", _module_files("tornado", "6.5.2")),
     _Dist("comm", "0.2.3", _module_files("comm", "0.2.3")),
 )
@@ -530,7 +531,7 @@ def _page(title: str, links: list[str]) -> bytes:
         '    <meta name="pypi:repository-version" content="1.0">\n'
         f"    <title>{html.escape(title)}</title>\n  </head>\n  <body>\n"
         f"    <h1>{html.escape(title)}</h1>\n{body}\n  </body>\n</html>\n"
-    ).encode("utf-8")
+    ).encode()
 
 
 def _file_link(entry: _FileEntry, href_prefix: str) -> str:
@@ -547,7 +548,7 @@ def _file_link(entry: _FileEntry, href_prefix: str) -> str:
 def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None) -> type[BaseHTTPRequestHandler]:
     expected = None
     if auth is not None:
-        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode("utf-8")).decode("ascii")
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
         expected = f"Basic {token}"
 
     class Handler(BaseHTTPRequestHandler):
