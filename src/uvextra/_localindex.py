@@ -545,7 +545,8 @@ def _file_link(entry: _FileEntry, href_prefix: str) -> str:
     return f"<a {' '.join(attrs)}>{html.escape(entry.filename)}</a>"
 
 
-def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None) -> type[BaseHTTPRequestHandler]:
+def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None,
+                  server: IndexServer | None = None) -> type[BaseHTTPRequestHandler]:
     expected = None
     if auth is not None:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
@@ -583,6 +584,9 @@ def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None) -> type[BaseH
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain", head=head)
 
         def _handle(self, head: bool) -> None:
+            if server is not None and server.delay and not server._stall(unquote(urlsplit(self.path).path)):
+                self.close_connection = True  # stopped while stalling: the client is gone or refused
+                return
             if expected is not None and self.headers.get("Authorization") != expected:
                 self._send(HTTPStatus.UNAUTHORIZED, b"unauthorized\n", "text/plain",
                            {"WWW-Authenticate": 'Basic realm="uvextra-localindex"'}, head)
@@ -659,8 +663,15 @@ def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None) -> type[BaseH
             if want_metadata:
                 self._send(HTTPStatus.OK, catalog.entry(path).metadata, "text/plain", head=head)
             else:
+                # Like real indexes (PyPI's file host, the PyTorch index): an ETag, and 304 to a
+                # revalidation, so `uv sync --reinstall-package X` (which implies a refresh)
+                # reuses uv's cache instead of downloading the wheel again.
+                etag = f'"{catalog.entry(path).sha256}"'
+                if etag in [t.strip() for t in (self.headers.get("If-None-Match") or "").split(",")]:
+                    self._send(HTTPStatus.NOT_MODIFIED, b"", headers={"ETag": etag}, head=True)
+                    return
                 self._send(HTTPStatus.OK, path.read_bytes(), "application/octet-stream",
-                           head=head)
+                           headers={"ETag": etag}, head=head)
 
     return Handler
 
@@ -677,14 +688,22 @@ class IndexServer:
     * ``flat_path(index)`` -> the folder itself, a flat index by path.
     * ``auth=("user", "secret")`` requires HTTP basic auth (401 otherwise); the URLs then
       carry the credentials unless ``credentials=False`` is passed.
+    * ``delay={"torch-2.9.0+cu128": 60}`` stalls every request whose (unquoted) path contains
+      a key for that many seconds (a slow download, for interrupt and concurrency tests);
+      ``stalled`` is an event set when a request starts stalling.  ``delay`` is read live, and
+      :meth:`stop` cuts stalls short.
 
     Use as a context manager, or call :meth:`start`/:meth:`stop`; :meth:`start` after
     :meth:`stop` serves again on the same port.  The listing follows the folders live.
     """
 
-    def __init__(self, root: Path, auth: tuple[str, str] | None = None, port: int = 0) -> None:
+    def __init__(self, root: Path, auth: tuple[str, str] | None = None, port: int = 0,
+                 delay: Mapping[str, float] | None = None) -> None:
         self.root = Path(root)
         self.auth = auth
+        self.delay: dict[str, float] = dict(delay or {})
+        self.stalled = threading.Event()
+        self._stopping = threading.Event()
         self._port = port
         self._catalog = _Catalog(self.root)
         self._server: ThreadingHTTPServer | None = None
@@ -695,7 +714,8 @@ class IndexServer:
         """Start serving (again, on the same port once one was picked); returns ``self``."""
         if self._server is not None:
             return self
-        handler = _make_handler(self._catalog, self.auth)
+        self._stopping.clear()
+        handler = _make_handler(self._catalog, self.auth, self)
         server = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
         server.daemon_threads = True
         self._port = server.server_address[1]
@@ -711,11 +731,20 @@ class IndexServer:
         """Stop serving: connections to the port are refused until :meth:`start`."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
+        self._stopping.set()  # ends any stalled request
         if server is not None:
             server.shutdown()
             server.server_close()
         if thread is not None:
             thread.join(timeout=5)
+
+    def _stall(self, path: str) -> bool:
+        """Stall a request for ``path`` as ``delay`` says; False when :meth:`stop` cut the stall short."""
+        seconds = max((s for key, s in list(self.delay.items()) if key in path), default=0.0)
+        if seconds > 0:
+            self.stalled.set()
+            return not self._stopping.wait(seconds)
+        return True
 
     @property
     def running(self) -> bool:

@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-probe", action="store_true", help="skip the CUDA probe")
     sp.add_argument("--keep-extraneous", action="store_true", help="remove nothing that the lock does not list")
     sp.add_argument("--repair", action="store_true", help="reinstall whatever drift uv leaves behind")
+    lockmode = sp.add_mutually_exclusive_group()
+    lockmode.add_argument("--frozen", action="store_true", help="use uv.lock as it is; never create or update it")
+    lockmode.add_argument("--locked", action="store_true", help="refuse when uv.lock is missing or out of date")
     for name, helptext in (("check", "compare the venv with the lock (exit 1 on drift)"),
                            ("repair", "reinstall exactly the drifted packages")):
         sp = sub.add_parser(name, help=helptext)
@@ -82,7 +85,8 @@ def run(argv: Sequence[str] | None = None) -> int:
                                  on_wait=_note)
         elif args.command == "switch":
             report = core.switch(args.extras, args.project, args.python, probe=not args.no_probe,
-                                 keep_extraneous=args.keep_extraneous, repair=args.repair, on_line=stream,
+                                 keep_extraneous=args.keep_extraneous, repair=args.repair, frozen=args.frozen,
+                                 locked=args.locked, on_line=stream,
                                  on_wait=_note)
         else:
             report = core.probe(args.python)

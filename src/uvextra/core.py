@@ -20,7 +20,7 @@ from .project import Project, load_project
 from .protect import kernel_closure
 from .report import Change, Changes, Report
 from .state import Provenance, State, load_state, save_state, switch_lock
-from .uv import Uv, find_uv, run_uv
+from .uv import MIN_EXPORT, Uv, find_uv, run_uv
 
 LineCallback = Callable[[str], None]
 AUTO = "auto"
@@ -47,7 +47,15 @@ def open_context(project: str | os.PathLike[str] | None = None, python: str | os
     """Find the project, the target venv and uv; every problem is a one-line UvextraError."""
     env = resolve_environment(python)
     proj = load_project(Path(project) if project is not None else None)
-    return Context(project=proj, env=env, uv=find_uv())
+    if proj.lockfile.is_file():
+        read_uv_lock(proj)  # a malformed lock is named (file and line) before uv is run at all
+    uv = find_uv()
+    if uv.version < MIN_EXPORT:  # refuse before running it: an old uv would sync, then fail to export
+        raise UvextraError(
+            f"uv {uv.version} at {uv.path} is too old to read this project's lock (uvextra needs uv >= {MIN_EXPORT} "
+            "for `uv export --format pylock.toml`); install a newer one: `pip install 'uv>=0.9.24'`, or unset UVEXTRA_UV"
+        )
+    return Context(project=proj, env=env, uv=uv)
 
 
 # ---------------------------------------------------------------------------------------------------- extras
@@ -125,9 +133,9 @@ def _diff(before: Mapping[str, Installed], after: Mapping[str, Installed]) -> tu
 
 
 def _start_probe(ctx: Context, extras: Sequence[str]):
-    from .probe import start_probe
+    from .probe import probe_timeout, start_probe
 
-    return start_probe(str(ctx.env.python), selected_extras=list(extras))
+    return start_probe(str(ctx.env.python), selected_extras=list(extras), timeout=probe_timeout())
 
 
 def _check_into(
@@ -166,10 +174,13 @@ def _record(ctx: Context, report: Report, state: State, extras: Sequence[str],
         report.warnings.append(f"could not write {ctx.env.state_dir}; build drift cannot be tracked in this venv")
 
 
-def _sync_args(ctx: Context, extras: Sequence[str], reinstall: Sequence[str] = (), frozen: bool = False) -> list[str]:
+def _sync_args(ctx: Context, extras: Sequence[str], reinstall: Sequence[str] = (), frozen: bool = False,
+               locked: bool = False) -> list[str]:
     args = ["sync", "--inexact", "--project", str(ctx.project.root), "--python", str(ctx.env.python)]
     if frozen:
         args.append("--frozen")
+    elif locked:
+        args.append("--locked")
     for extra in extras:
         args += ["--extra", extra]
     for name in reinstall:
@@ -237,10 +248,16 @@ def switch(
     probe: bool = True,
     keep_extraneous: bool = False,
     repair: bool = False,
+    frozen: bool = False,
+    locked: bool = False,
     on_line: LineCallback | None = None,
     on_wait: LineCallback | None = None,
 ) -> Report:
-    """``uv sync --extra …`` into the target venv, keeping the kernel's own packages, then check (and probe)."""
+    """``uv sync --extra …`` into the target venv, keeping the kernel's own packages, then check (and probe).
+
+    A missing ``uv.lock`` is created as ``uv sync`` would; ``frozen`` (use the lock as it is) and ``locked``
+    (refuse a lock that is out of date) refuse instead.
+    """
     started = time.perf_counter()
     ctx = open_context(project, python)
     report = ctx.new_report("switch")
@@ -248,13 +265,22 @@ def switch(
         raise UvextraError(f"name an extra to switch to: {', '.join(ctx.project.extras) or '(none declared)'}, or auto")
     chosen, report.extras_source = _resolve_extras(ctx, extras, State())
     report.extras = list(chosen)
+    if (frozen or locked) and not ctx.project.lockfile.is_file():
+        flag = "--frozen" if frozen else "--locked"
+        raise UvextraError(f"no uv.lock in {ctx.project.root}, and {flag} never creates one: run `uv lock` first, "
+                           f"or switch without {flag} (uvextra then locks as `uv sync` does)")
     _require_writable(ctx)
     handle = None
     try:
         with switch_lock(ctx.env, on_wait):
             before = scan(ctx.env)
             state = load_state(ctx.env)
-            if _run_sync(ctx, report, _sync_args(ctx, chosen), on_line):
+            sync_args = _sync_args(ctx, chosen, frozen=frozen, locked=locked)
+            if not keep_extraneous and not _protected(ctx, before):
+                # No kernel here to protect (no ipykernel, ipywidgets or uvextra installed): uv's exact sync removes
+                # what the lock lacks in the same run — one uv process instead of `sync --inexact` + `pip uninstall`.
+                sync_args.remove("--inexact")
+            if _run_sync(ctx, report, sync_args, on_line):
                 wanted = _wanted(ctx, chosen)
                 mid = scan(ctx.env)
                 protected = _protected(ctx, mid)
@@ -357,8 +383,8 @@ def probe(python: str | os.PathLike[str] | None = None, extras: Sequence[str] = 
     report = Report(command="probe", environment=str(env.prefix), python=str(env.python), extras=list(extras))
     if not extras:
         report.extras = load_state(env).extras
-    from .probe import start_probe
+    from .probe import probe_timeout, start_probe
 
-    report.probe = start_probe(str(env.python), selected_extras=report.extras).result()
+    report.probe = start_probe(str(env.python), selected_extras=report.extras, timeout=probe_timeout()).result()
     report.elapsed_s = time.perf_counter() - started
     return report

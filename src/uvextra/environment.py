@@ -60,14 +60,20 @@ def resolve_environment(python: str | os.PathLike[str] | None = None) -> Environ
             )
         return Environment(prefix=prefix, python=Path(sys.executable).absolute())
     path = Path(python).expanduser().absolute()
-    if path.is_dir():  # accept the venv folder itself, too
-        for sub in ("bin/python", "Scripts/python.exe"):
-            if (path / sub).exists():
-                path = path / sub
-                break
-    if not path.exists():
+    try:
+        if path.is_dir():  # accept the venv folder itself, too
+            for sub in ("bin/python", "Scripts/python.exe"):
+                if (path / sub).exists():
+                    path = path / sub
+                    break
+        exists = path.exists()
+        root = _venv_root_of(path) if exists else None
+    except OSError as exc:  # e.g. a venv whose interpreter links into a folder this user may not enter
+        raise UvextraError(
+            f"--python {python}: cannot access it ({exc.strerror or exc}); pass a venv's python that you may run"
+        ) from None
+    if not exists:
         raise UvextraError(f"--python {python}: no such interpreter; pass the python of the target venv (.venv/bin/python)")
-    root = _venv_root_of(path)
     if root is None:
         raise UvextraError(
             f"{path} is not in a virtual environment (no pyvenv.cfg next to it); "

@@ -9,6 +9,8 @@ class UvextraError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, exit_code: int = 2) -> None:
+        # One line, whatever a wrapped library message (a marker parse error, uv's stderr) brought along.
+        message = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
         super().__init__(message)
         self.exit_code = exit_code
 

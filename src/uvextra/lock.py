@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TypeVar
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -29,8 +31,31 @@ from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filen
 from .environment import Environment, interpreter_info
 from .errors import UvextraError
 from .project import Project
-from .redact import redact
+from .redact import redact, secret_values
 from .uv import MIN_EXPORT, Uv, capture_uv
+
+_T = TypeVar("_T")
+# Parsed locks by their exact text: a kernel checks the same lock over and over, and parsing it (pure-Python TOML,
+# packaging's validation) is most of a check's cost on a large lock. The key holds the whole text and the secrets
+# redaction depends on, so any change to either parses again.
+_PARSED: dict[tuple[object, ...], object] = {}
+_PARSED_MAX = 16
+
+
+def _parsed(key: tuple[object, ...], parse: Callable[[], _T]) -> _T:
+    key = (*key, tuple(secret_values()))
+    if key in _PARSED:
+        return _PARSED[key]  # type: ignore[return-value]
+    value = parse()
+    while len(_PARSED) >= _PARSED_MAX:
+        del _PARSED[next(iter(_PARSED))]
+    _PARSED[key] = value
+    return value
+
+
+@cache
+def _parsed_tags(tags: tuple[str, ...]) -> list:  # noqa: ANN401 - packaging Tag objects, most preferred first
+    return [t for s in tags for t in parse_tag(s)]
 
 
 @dataclass(frozen=True)
@@ -65,13 +90,16 @@ class LockInfo:
 
     sources: dict[tuple[str, str], list[str]]  # (name, version) -> source keys
     dependencies: dict[tuple[str, str, str], frozenset[str]]  # (name, version, source key) -> dependency names
+    _keys: dict[tuple[str, str | None], str] = field(default_factory=dict, compare=False, repr=False)
 
     def ambiguous(self, name: str, version: str) -> bool:
         """True when the same name and version are locked from two sources: their builds may differ."""
         return len(self.sources.get((name, version), ())) > 1
 
     def deps_for(self, wanted: Wanted) -> frozenset[str] | None:
-        key = _source_key_for(wanted)
+        key = self._keys.get((wanted.kind, wanted.index))  # one redaction per index URL, not one per package
+        if key is None:
+            key = self._keys[(wanted.kind, wanted.index)] = _source_key_for(wanted)
         return self.dependencies.get((wanted.name, wanted.version, key))
 
 
@@ -89,13 +117,19 @@ def read_uv_lock(project: Project) -> LockInfo:
     """Dependencies and sources from ``uv.lock``; a malformed file is a one-line error with its line."""
     path = project.lockfile
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        return _parsed(("uv.lock", str(path), text), lambda: _parse_uv_lock(path, text))
     except FileNotFoundError:
         raise UvextraError(f"no uv.lock in {project.root}; run `uv lock` (or `uvextra switch EXTRA`, which locks)") from None
     except tomllib.TOMLDecodeError as exc:
         raise UvextraError(f"{path}: invalid TOML: {exc}; regenerate it with `uv lock`") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UvextraError(f"cannot read {path}: {exc}") from None
+
+
+def _parse_uv_lock(path: Path, text: str) -> LockInfo:
+    data = tomllib.loads(text)
+    norm_url = cache(_norm_url)  # one redaction per index URL, not one per package
     sources: dict[tuple[str, str], list[str]] = {}
     deps: dict[tuple[str, str, str], frozenset[str]] = {}
     packages = data.get("package", [])
@@ -107,10 +141,13 @@ def read_uv_lock(project: Project) -> LockInfo:
         name = canonicalize_name(str(pkg["name"]))
         version = str(pkg.get("version", ""))
         src = pkg.get("source") or {}
-        key = "registry:" + _norm_url(str(src["registry"])) if isinstance(src, dict) and "registry" in src else "other"
+        key = "registry:" + norm_url(str(src["registry"])) if isinstance(src, dict) and "registry" in src else "other"
         sources.setdefault((name, version), []).append(key)
+        dep_list = pkg.get("dependencies")
         names = frozenset(
-            canonicalize_name(str(d["name"])) for d in pkg.get("dependencies") or [] if isinstance(d, dict) and "name" in d
+            canonicalize_name(str(d["name"]))
+            for d in (dep_list if isinstance(dep_list, list) else [])
+            if isinstance(d, dict) and "name" in d
         )
         deps[(name, version, key)] = names
     return LockInfo(sources=sources, dependencies=deps)
@@ -170,21 +207,27 @@ def _file_location(url_or_path: str | None, root: Path) -> str | None:
 
 def wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[NormalizedName, Wanted]:
     """Select, with ``packaging.pylock``, what the exported lock wants on the target interpreter."""
+    return dict(_parsed(("pylock", text, str(project.root), str(env.python)),
+                        lambda: _wanted_from_pylock(text, project, env)))
+
+
+def _wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[NormalizedName, Wanted]:
     try:
         lock = Pylock.from_dict(tomllib.loads(text))
     except (tomllib.TOMLDecodeError, PylockValidationError) as exc:
         raise UvextraError(f"uv's pylock export could not be read ({exc}); report this with your uv version") from None
     info = interpreter_info(str(env.python))
-    tags = [t for s in info.tags for t in parse_tag(s)]
+    tags = _parsed_tags(info.tags)
     try:
         selected = list(lock.select(environment=info.marker_env, tags=tags))  # type: ignore[arg-type]
     except PylockSelectError as exc:
         raise UvextraError(f"the lock has nothing installable for {env.python}: {exc}") from None
     out: dict[NormalizedName, Wanted] = {}
+    mask = cache(redact)  # one redaction per index URL, not one per package
     for pkg, dist in selected:
         name = canonicalize_name(pkg.name)
         version = str(pkg.version) if pkg.version is not None else ""
-        index = redact(pkg.index) if pkg.index else None
+        index = mask(pkg.index) if pkg.index else None
         if isinstance(dist, PackageWheel):
             wheel_name = dist.name or Path(urlsplit(dist.url or "").path).name
             try:

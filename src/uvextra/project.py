@@ -106,7 +106,7 @@ def load_project(root: Path | None = None) -> Project:
             if names:
                 sets.append(names)
         indexes = {
-            str(ix.get("name", ix.get("url"))): redact(str(ix.get("url", "")))
+            redact(str(ix.get("name", ix.get("url")))): redact(str(ix.get("url", "")))
             for ix in uv.get("index") or []
             if isinstance(ix, dict)
         }

@@ -68,7 +68,10 @@ def find_uv() -> Uv:
     if explicit:
         path = shutil.which(explicit) or explicit
         if not Path(path).exists():
-            raise UvextraError(f"{UV_ENV_VAR}={explicit} does not exist; point it at a uv binary or unset it")
+            raise UvextraError(
+                f"{UV_ENV_VAR}={explicit} does not exist; point it at a uv binary or unset it "
+                "(install uv with `pip install 'uv>=0.9.24'`)"
+            )
     else:
         path = _bundled_uv() or shutil.which("uv")
         if path is None:
