@@ -489,7 +489,7 @@ def synthetic_check(s: Synthetic, *, recorded: bool, prepare: bool = True
         t3 = time.perf_counter()
         protected = kernel_closure(installed, interpreter_info(str(env.python)).marker_env)
         t4 = time.perf_counter()
-        lock = read_uv_lock(project)
+        lock = read_uv_lock(project, env)
         t5 = time.perf_counter()
         drift, unverified = classify(wanted, installed, records=state.packages, lock=lock, protected=protected)
         t6 = time.perf_counter()

@@ -48,7 +48,7 @@ def open_context(project: str | os.PathLike[str] | None = None, python: str | os
     env = resolve_environment(python)
     proj = load_project(Path(project) if project is not None else None)
     if proj.lockfile.is_file():
-        read_uv_lock(proj)  # a malformed lock is named (file and line) before uv is run at all
+        read_uv_lock(proj, env, store=False)  # a malformed lock is named (file and line) before uv is run at all
     uv = find_uv()
     if uv.version < MIN_EXPORT:  # refuse before running it: an old uv would sync, then fail to export
         raise UvextraError(
@@ -109,7 +109,7 @@ def _wanted(ctx: Context, extras: Sequence[str]) -> dict[str, Wanted]:
 
 
 def _lock_info(ctx: Context) -> LockInfo:
-    return read_uv_lock(ctx.project)
+    return read_uv_lock(ctx.project, ctx.env)
 
 
 def _protected(ctx: Context, installed: Mapping[str, Installed]) -> set[str]:

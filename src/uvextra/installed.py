@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from email.parser import HeaderParser
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -17,43 +17,9 @@ from packaging.utils import NormalizedName, canonicalize_name
 from .environment import Environment
 from .redact import redact, secret_values
 
-_HEADER_LINE = re.compile(r"([\x21-\x39\x3b-\x7e]*):[ \t]*(.*)", re.DOTALL)
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)?")
-
-
-class _Headers:
-    """The header block of METADATA / WHEEL, read the way ``email``'s HeaderParser reads it (names are
-    case-insensitive, a line starting with a space or tab continues the previous value, the block ends at the
-    first empty or non-header line), at a fraction of its cost: it was a third of a scan's time."""
-
-    def __init__(self, text: str) -> None:
-        fields: dict[str, list[str]] = {}
-        values: list[str] | None = None
-        for found in _LINE.finditer(text):  # lazily: the body after the header block is never split
-            raw = found.group()
-            line = raw.rstrip("\r\n")
-            if not line:
-                break
-            if line.startswith("From "):  # a unix envelope line, which email skips (with what continues it)
-                values = None
-                continue
-            if line[0] in " \t":
-                if values is not None:  # a continuation before any header is dropped, as email does
-                    values[-1] += raw
-                continue
-            match = _HEADER_LINE.fullmatch(line)
-            if match is None:
-                break
-            values = fields.setdefault(match.group(1).lower(), [])
-            values.append(match.group(2) + raw[len(line):])
-        self._fields = {k: [v.rstrip("\r\n") for v in vs] for k, vs in fields.items()}
-
-    def get(self, name: str) -> str | None:
-        values = self._fields.get(name.lower())
-        return values[0] if values else None
-
-    def get_all(self, name: str) -> list[str] | None:
-        return self._fields.get(name.lower())
+# The kept library reads METADATA and WHEEL (RFC 822 headers); scan() keeps what it read on disk, so the parsing
+# cost is paid once per installed distribution, not once per check.
+_HEADERS = HeaderParser()
 
 
 @dataclass(frozen=True)
@@ -125,11 +91,11 @@ def read_dist_info(dist_info: Path) -> Installed | None:
     meta_text = _read(dist_info / "METADATA")
     if not meta_text:
         return None
-    meta = _Headers(meta_text)
+    meta = _HEADERS.parsestr(meta_text, headersonly=True)
     name, version = meta.get("Name"), meta.get("Version")
     if not name or not version:
         return None
-    wheel = _Headers(_read(dist_info / "WHEEL"))
+    wheel = _HEADERS.parsestr(_read(dist_info / "WHEEL"), headersonly=True)
     source, location = _source(dist_info)
     try:
         record = (dist_info / "RECORD").read_bytes()
@@ -164,12 +130,56 @@ def _identity(folder: str, secrets: tuple[str, ...]) -> tuple[object, ...]:
     return tuple(out)
 
 
+_DISK_CACHE = "scan.json"
+
+
+def _secrets_key(secrets: tuple[str, ...]) -> str:
+    return hashlib.sha256("\0".join(secrets).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _load_disk(env: Environment, secrets: tuple[str, ...]) -> dict[str, tuple[list[object], Installed | None]]:
+    """What an earlier process scanned in this venv (empty when absent, unreadable, or made with other secrets)."""
+    try:
+        data = json.loads((env.state_dir / _DISK_CACHE).read_text(encoding="utf-8"))
+        if data.get("secrets") != _secrets_key(secrets):
+            return {}
+        out: dict[str, tuple[list[object], Installed | None]] = {}
+        for folder, (ident, fields) in data["folders"].items():
+            dist = None if fields is None else Installed(**{
+                **fields, "dist_info": Path(fields["dist_info"]), "wheel_tags": tuple(fields["wheel_tags"]),
+                "requires": tuple(fields["requires"])})
+            out[folder] = (ident, dist)
+        return out
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _save_disk(env: Environment, secrets: tuple[str, ...], seen: dict[str, tuple[object, Installed | None]]) -> None:
+    folders = {f: (ident, None if d is None else {**asdict(d), "dist_info": str(d.dist_info)})
+               for f, (ident, d) in seen.items()}
+    path = env.state_dir / _DISK_CACHE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{_DISK_CACHE}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"secrets": _secrets_key(secrets), "folders": folders}), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only venv just means no cache
+
+
+def _jsonable(ident: tuple[object, ...]) -> list[object]:
+    return [list(x) if isinstance(x, tuple) else x for x in ident]
+
+
 def scan(env: Environment) -> dict[NormalizedName, Installed]:
     """Every distribution installed in ``env``'s site-packages, by normalized name."""
     found: dict[NormalizedName, Installed] = {}
     secrets = tuple(secret_values())
     if len(_SCAN_CACHE) > _SCAN_CACHE_MAX:
         _SCAN_CACHE.clear()
+    disk: dict[str, tuple[list[object], Installed | None]] | None = None
+    seen: dict[str, tuple[object, Installed | None]] = {}
+    changed = False
     for site in env.site_packages():
         for dist_info in sorted(site.glob("*.dist-info")):
             folder = str(dist_info)
@@ -178,8 +188,18 @@ def scan(env: Environment) -> dict[NormalizedName, Installed]:
             if hit is not None and hit[0] == key:
                 dist = hit[1]
             else:
-                dist = read_dist_info(dist_info)
+                if disk is None:
+                    disk = _load_disk(env, secrets)
+                stored = disk.get(folder)
+                if stored is not None and stored[0] == _jsonable(key[1:]):
+                    dist = stored[1]
+                else:
+                    dist = read_dist_info(dist_info)
+                    changed = True
                 _SCAN_CACHE[folder] = (key, dist)
+            seen[folder] = (_jsonable(key[1:]), dist)
             if dist is not None and dist.name not in found:
                 found[dist.name] = dist
+    if changed or (disk is not None and set(disk) != set(seen)):
+        _save_disk(env, secrets, seen)
     return found

@@ -7,11 +7,13 @@ check without a provenance record) and whether a name+version is locked from mor
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TypeVar
+from typing import Any, TypeVar
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -113,12 +115,21 @@ def _source_key_for(wanted: Wanted) -> str:
     return "other"
 
 
-def read_uv_lock(project: Project) -> LockInfo:
-    """Dependencies and sources from ``uv.lock``; a malformed file is a one-line error with its line."""
+def read_uv_lock(project: Project, env: Environment | None = None, *, store: bool = True) -> LockInfo:
+    """Dependencies and sources from ``uv.lock``; a malformed file is a one-line error with its line.
+
+    With ``env``, the parsed result is also kept on disk in the venv (keyed by the lock's content), so a new
+    process (every CLI call) does not parse a large lock again; ``store=False`` only reads that copy.
+    """
     path = project.lockfile
     try:
         text = path.read_text(encoding="utf-8")
-        return _parsed(("uv.lock", str(path), text), lambda: _parse_uv_lock(path, text))
+        disk = _disk_cache(env, "uvlock", text, str(path)) if env is not None else None
+        info = _parsed(("uv.lock", str(path), text), lambda: _load_from_disk(disk, _lockinfo_from_json)
+                       or _parse_uv_lock(path, text))
+        if disk is not None and store:
+            _store_on_disk(disk, info, _lockinfo_to_json)
+        return info
     except FileNotFoundError:
         raise UvextraError(f"no uv.lock in {project.root}; run `uv lock` (or `uvextra switch EXTRA`, which locks)") from None
     except tomllib.TOMLDecodeError as exc:
@@ -151,6 +162,46 @@ def _parse_uv_lock(path: Path, text: str) -> LockInfo:
         )
         deps[(name, version, key)] = names
     return LockInfo(sources=sources, dependencies=deps)
+
+
+def _lockinfo_to_json(info: LockInfo) -> object:
+    return {"sources": [[n, v, keys] for (n, v), keys in info.sources.items()],
+            "dependencies": [[n, v, k, sorted(d)] for (n, v, k), d in info.dependencies.items()]}
+
+
+def _lockinfo_from_json(data: Any) -> LockInfo:
+    return LockInfo(sources={(n, v): list(keys) for n, v, keys in data["sources"]},
+                    dependencies={(n, v, k): frozenset(d) for n, v, k, d in data["dependencies"]})
+
+
+def _disk_cache(env: Environment, kind: str, *parts: str) -> Path:
+    """A cache file in the venv whose name covers everything the cached value depends on (secrets by hash only)."""
+    h = hashlib.sha256()
+    for part in (*parts, *secret_values()):
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return env.state_dir / "exports" / f"{kind}-{h.hexdigest()[:32]}.json"
+
+
+def _load_from_disk(path: Path | None, load: Callable[[Any], _T]) -> _T | None:
+    if path is None:
+        return None
+    try:
+        return load(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, or written by another uvextra version: compute again
+
+
+def _store_on_disk(path: Path, value: _T, dump: Callable[[_T], object]) -> None:
+    if path.exists():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(dump(value)), encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        pass  # a read-only venv just means no cache
 
 
 def _export_cache_key(project: Project, extras: Sequence[str], uv: Uv, frozen: bool) -> str:
@@ -206,9 +257,19 @@ def _file_location(url_or_path: str | None, root: Path) -> str | None:
 
 
 def wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[NormalizedName, Wanted]:
-    """Select, with ``packaging.pylock``, what the exported lock wants on the target interpreter."""
-    return dict(_parsed(("pylock", text, str(project.root), str(env.python)),
-                        lambda: _wanted_from_pylock(text, project, env)))
+    """Select, with ``packaging.pylock``, what the exported lock wants on the target interpreter.
+
+    Selecting from a large export (TOML parsing and packaging's validation) is most of a first check's cost; the
+    selection only changes with the export's text and the interpreter, which key a copy kept in the venv.
+    """
+    info = interpreter_info(str(env.python))
+    disk = _disk_cache(env, "wanted", text, str(project.root), str(env.python), json.dumps(info.marker_env),
+                       " ".join(info.tags))
+    wanted = _parsed(("pylock", text, str(project.root), str(env.python)), lambda: _load_from_disk(
+        disk, lambda data: {w["name"]: Wanted(**{**w, "wheel_tags": tuple(w["wheel_tags"])}) for w in data})
+        or _wanted_from_pylock(text, project, env))
+    _store_on_disk(disk, wanted, lambda value: [vars(w) for w in value.values()])
+    return dict(wanted)
 
 
 def _wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[NormalizedName, Wanted]:
