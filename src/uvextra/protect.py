@@ -10,8 +10,10 @@ from packaging.utils import canonicalize_name
 
 from .installed import Installed
 
-# The kernel process itself, its widgets, and uvextra (which the kernel is running right now).
-KERNEL_ROOTS = ("ipykernel", "ipywidgets", "uvextra")
+# The kernel process itself, its widgets, uvextra (which the kernel is running right now), and a notebook server
+# that may run from the same venv (removing it would pull the server out from under the user's browser tab).
+KERNEL_ROOTS = ("ipykernel", "ipywidgets", "uvextra", "jupyter-server", "jupyterlab", "notebook", "nbclassic",
+                "jupyterhub")
 
 
 def kernel_closure(

@@ -1,0 +1,250 @@
+"""The live card in a notebook: progress while uv works, then the report with Reinstall, Restart and a backend toggle.
+
+The card is one ipywidgets ``VBox`` (CSS class ``uvextra-card``) displayed once; every later change — progress,
+the result, a button's work — redraws it in place. Its output also carries the static HTML card
+(:mod:`uvextra.html`), Markdown and plain text, so a saved notebook reads well without a live kernel (GitHub,
+nbconvert) while JupyterLab shows the widget. That fallback is written once, when the ``%uvextra`` cell finishes:
+rewriting an output makes the frontend build the widget's view anew (it flickers, an open disclosure closes, a
+button under the mouse is replaced), so what buttons do later lives in the widget state only.
+
+Stable hooks for browser tests and custom CSS: ``uvextra-card``, ``uvextra-progress``, ``uvextra-body``,
+``uvextra-reinstall`` ("Reinstall"), ``uvextra-restart`` ("Restart kernel"), ``uvextra-toggle``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as w
+from IPython.display import display
+
+from .errors import UvextraError
+from .html import render_error, render_html, render_markdown, render_plain, render_progress
+from .kernel import EXITING, RESTARTING
+
+if TYPE_CHECKING:
+    from .magic import Action, Outcome, Session
+    from .report import Report
+
+__all__ = ["Card"]
+
+TICK_S = 0.5  # elapsed time redraw while uv is quiet
+LINE_REDRAW_S = 0.15  # at most this often per uv line: a big switch prints hundreds at once
+_HIDDEN, _SHOWN = "none", ""
+
+
+def _conflict_group(report: Report) -> list[str]:
+    for group in report.conflict_sets:
+        if any(e in group for e in report.extras):
+            return list(group)
+    return list(report.conflict_sets[0]) if report.conflict_sets else []
+
+
+class Card:
+    """One card per ``%uvextra``: :meth:`display` it, then :meth:`run` an action; buttons run further ones."""
+
+    def __init__(self, session: Session, *, probe: bool = True, keep_extraneous: bool = False) -> None:
+        self.session = session
+        self.probe = probe
+        self.keep_extraneous = keep_extraneous
+        self.outcome: Outcome | None = None
+        self.note: str | None = None
+        self.handle: Any = None
+        self.busy = False
+        self._quiet = False  # set while the card itself moves the toggle
+        self._lock = threading.Lock()
+        self._log: list[str] = []
+        self._title = ""
+        self._waiting: str | None = None
+        self._started = 0.0
+        self._drawn = 0.0
+
+        self.progress = w.HTML(layout=w.Layout(display=_HIDDEN))
+        self.progress.add_class("uvextra-progress")
+        self.body = w.HTML()
+        self.body.add_class("uvextra-body")
+        self.toggle = w.ToggleButtons(options=[], value=None, description="extra",
+                                      tooltip="switch this kernel's environment to another extra",
+                                      style={"button_width": "auto"}, layout=w.Layout(display=_HIDDEN))
+        self.toggle.add_class("uvextra-toggle")
+        self.reinstall = w.Button(description="Reinstall", icon="wrench", button_style="warning",
+                                  tooltip="reinstall exactly the drifted packages from the lock",
+                                  layout=w.Layout(display=_HIDDEN, width="auto"))
+        self.reinstall.add_class("uvextra-reinstall")
+        self.restart = w.Button(description="Restart kernel", icon="refresh", button_style="danger",
+                                tooltip="restart this kernel so that imports load what is on disk now",
+                                layout=w.Layout(display=_HIDDEN, width="auto"))
+        self.restart.add_class("uvextra-restart")
+        self.buttons = w.HBox([self.toggle, self.reinstall, self.restart],
+                              layout=w.Layout(flex_flow="row wrap", align_items="center"))
+        self.box = w.VBox([self.progress, self.body, self.buttons])
+        self.box.add_class("uvextra-card")
+
+        self.reinstall.on_click(self._on_reinstall)
+        self.restart.on_click(self._on_restart)
+        self.toggle.observe(self._on_toggle, names="value")
+
+    # -- display ------------------------------------------------------------------------------------------------
+    @property
+    def report(self) -> Report | None:
+        return None if self.outcome is None else self.outcome.report
+
+    def _bundle(self) -> dict[str, Any]:
+        data = dict(self.box._repr_mimebundle_())
+        report = self.report
+        if report is None:
+            data["text/html"] = render_progress(self._title, time.monotonic() - self._started, self._log)
+            data["text/plain"] = f"uvextra: {self._title}…"
+        else:
+            kernel = self.outcome.kernel if self.outcome else None
+            data["text/html"] = render_html(report, kernel, note=self.note)
+            data["text/markdown"] = render_markdown(report, kernel)
+            data["text/plain"] = render_plain(report, kernel)
+        return data
+
+    def display(self, title: str = "") -> None:
+        """Show the card (with progress for ``title``) where the magic runs; later changes redraw it in place."""
+        self._title = title
+        self._started = time.monotonic()
+        self.handle = display(self._bundle(), raw=True, display_id=True)
+
+    def _refresh_display(self) -> None:
+        # Rewrites the output itself, so that the static fallback (HTML, text) says what the widget says.
+        if self.handle is not None:
+            self.handle.update(self._bundle(), raw=True)
+
+    # -- progress -----------------------------------------------------------------------------------------------
+    def _draw_progress(self) -> None:
+        with self._lock:
+            self._drawn = time.monotonic()
+            self.progress.value = render_progress(self._title, self._drawn - self._started, list(self._log),
+                                                  waiting=self._waiting)
+
+    def _on_line(self, line: str) -> None:
+        self._log.append(line)
+        if time.monotonic() - self._drawn >= LINE_REDRAW_S:
+            self._draw_progress()
+
+    def _on_wait(self, message: str) -> None:
+        self._waiting = message
+        self._draw_progress()
+
+    def _tick(self, stop: threading.Event) -> None:
+        # A background thread may only touch widget state (comm messages find their widget by id); display
+        # updates from here would not reach the cell.
+        while not stop.wait(TICK_S):
+            self._draw_progress()
+
+    def run(self, action: Action, *, final: bool = False) -> Outcome:
+        """Run ``action`` with live progress in the card, then show its outcome; never raises.
+
+        ``final``: the magic's own run — afterwards the output's static fallback is written (see the module).
+        """
+        self.busy = True
+        self._title, self._log, self._waiting = action.title, [], None
+        self._started = time.monotonic()
+        for control in (self.reinstall, self.restart, self.toggle):
+            control.disabled = True
+        self._draw_progress()
+        self.progress.layout.display = _SHOWN
+        stop = threading.Event()
+        ticker = threading.Thread(target=self._tick, args=(stop,), name="uvextra-progress", daemon=True)
+        ticker.start()
+        try:
+            outcome = self.session.execute(action, self._on_line, self._on_wait)
+        finally:
+            stop.set()
+            ticker.join()
+            self.progress.layout.display = _HIDDEN
+            self.busy = False
+        self.show(outcome, final=final)
+        return outcome
+
+    # -- the result ---------------------------------------------------------------------------------------------
+    def show(self, outcome: Outcome, *, final: bool = False) -> None:
+        """Draw ``outcome``: the card when there is a report, else one error line (in the card if it has one)."""
+        if outcome.report is None:
+            if self.outcome is None:  # nothing to show but the error: the output becomes that one line
+                if self.handle is not None:
+                    message = outcome.error or "failed"
+                    self.handle.update({"text/html": render_error(message), "text/plain": f"uvextra: {message}"},
+                                       raw=True)
+                self.box.close()
+                return
+            self.note = outcome.error
+        else:
+            self.outcome, self.note = outcome, outcome.error
+        self._draw()
+        if final:
+            self._refresh_display()
+
+    def _draw(self) -> None:
+        outcome = self.outcome
+        assert outcome is not None and outcome.report is not None
+        report, kernel = outcome.report, outcome.kernel
+        self.body.value = render_html(report, kernel, live=True, note=self.note)
+        drift = bool(report.errors or report.unverified)
+        self.reinstall.layout.display = _SHOWN if drift else _HIDDEN
+        self.reinstall.disabled = not drift
+        names = sorted({d.package for d in report.errors} | {u.package for u in report.unverified})
+        self.reinstall.tooltip = f"reinstall {', '.join(names)} from the lock" if names else "nothing to reinstall"
+        restartable = bool(kernel and kernel.stale and kernel.restart.available and not kernel.restarting)
+        self.restart.layout.display = _SHOWN if restartable else _HIDDEN
+        self.restart.disabled = not restartable
+        if kernel is not None:
+            self.restart.tooltip = kernel.restart.why
+        group = _conflict_group(report)
+        self._quiet = True
+        try:
+            self.toggle.options = group
+            current = next((e for e in report.extras if e in group), None)
+            self.toggle.value = current
+        finally:
+            self._quiet = False
+        self.toggle.layout.display = _SHOWN if len(group) > 1 else _HIDDEN
+        self.toggle.disabled = len(group) < 2
+
+    # -- buttons ------------------------------------------------------------------------------------------------
+    def _on_reinstall(self, _button: object = None) -> None:
+        report = self.report
+        if self.busy or report is None or not (report.errors or report.unverified):
+            return
+        self.run(self.session.repair(report, probe=self.probe))
+
+    def _on_toggle(self, change: dict[str, Any]) -> None:
+        report = self.report
+        new = change.get("new")
+        if self._quiet or report is None or new is None or new in report.extras:
+            return
+        if self.busy:
+            return
+        group = _conflict_group(report)
+        extras = [e for e in report.extras if e not in group] + [new]
+        self.run(self.session.switch(extras, project=report.project, probe=self.probe,
+                                     keep_extraneous=self.keep_extraneous))
+
+    def _on_restart(self, _button: object = None) -> None:
+        outcome = self.outcome
+        if self.busy or outcome is None or outcome.kernel is None:
+            return
+        plan = self.session.restart_plan()
+        # Say it first: once the restart starts, this process may end before another message leaves.
+        outcome.kernel.restarting = EXITING if plan.how == "exit" else RESTARTING
+        self._draw()
+        try:
+            self.session.restart(on_error=self._restart_failed)
+        except Exception as exc:  # noqa: BLE001 - a button never leaves a traceback in the log
+            outcome.kernel.restarting = None
+            self.note = str(exc) if isinstance(exc, UvextraError) else f"restart failed: {type(exc).__name__}: {exc}"
+            self._draw()
+
+    def _restart_failed(self, message: str) -> None:
+        # Called from the restart request's thread: widget state only.
+        outcome = self.outcome
+        if outcome is not None and outcome.kernel is not None:
+            outcome.kernel.restarting = None
+        self.note = message
+        if outcome is not None:
+            self._draw()

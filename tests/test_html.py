@@ -1,0 +1,176 @@
+"""The notebook's renderings of a Report: the static HTML card, Markdown and plain text (no widgets, no kernel)."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from pathlib import Path
+
+import pytest
+
+from uvextra.drift import Drift, Unverified
+from uvextra.html import ReportView, render_error, render_html, render_markdown, render_plain, render_progress
+from uvextra.kernel import KernelState, RestartPlan, StaleModule
+from uvextra.probe import ProbeResult
+from uvextra.report import Change, Report
+
+
+def _text(markup: str) -> str:
+    """What a reader sees: tags dropped, entities decoded, whitespace collapsed."""
+    inline = re.sub(r"</?(code|b|span)\b[^>]*>", "", markup)
+    return " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", inline)).split())
+
+
+def _switch_report(**kw: object) -> Report:
+    report = Report(
+        command="switch", project="/p/moo", project_name="moo", environment="/p/moo/.venv",
+        python="/p/moo/.venv/bin/python", uv={"path": "/usr/bin/uv", "version": "0.13.9"}, extras=["cu128"],
+        extras_source="given", available_extras=["cpu", "cu128", "pypi"], conflict_sets=[["cpu", "cu128", "pypi"]],
+    )
+    report.changes.installed = [Change("torch", "2.9.0+cpu", "2.9.0+cu128"), Change("triton", None, "3.5.0"),
+                                Change("nvidia-cublas-cu12", None, "12.8.4.1")]
+    report.changes.removed = [Change("old-thing", "1.0", None)]
+    report.log = ["Resolved 10 packages in 3ms", " - torch==2.9.0+cpu", " + torch==2.9.0+cu128"]
+    report.elapsed_s = 1.25
+    for key, value in kw.items():
+        setattr(report, key, value)
+    return report
+
+
+LOCAL = Drift("torch", "local-version", "2.9.0+cpu", "2.9.0",
+              "installed 2.9.0+cpu, the lock wants 2.9.0 from pytorch-pypi; PEP 440 `==` lets the local part slip")
+BUILD = Drift("numpy", "build", "2.3.4", "2.3.4", "installed wheel is tagged py3-none-any, the locked wheel is …")
+EXTRA = Drift("leftover", "extraneous", "0.1", None, "installed, but not in the lock for these extras")
+NO_GPU = ProbeResult(torch_version="2.9.0+cu128", cuda_version="12.8", cuda_available=False,
+                     verdict="not available: CUDA 12.8 build but no NVIDIA driver on this machine")
+GPU_OK = ProbeResult(torch_version="2.9.0+cu128", cuda_version="12.8", cuda_available=True, ok=True,
+                     devices=[{"name": "NVIDIA H100", "capability": "sm_90"}],
+                     verdict="CUDA available: 1× NVIDIA H100 (sm_90), driver 580.65.06")
+CPU = ProbeResult(torch_version="2.9.0+cpu", cuda_available=False,
+                  verdict="CPU build of torch (2.9.0+cpu); CUDA not expected")
+
+
+def test_card_shows_extras_changes_and_a_clean_drift_line() -> None:
+    text = _text(render_html(_switch_report(probe=GPU_OK)))
+    assert "switched to cu128" in text
+    assert "✓ matches the lock" in text
+    assert "torch 2.9.0+cpu → 2.9.0+cu128" in text
+    assert "+2 −1 packages" in text
+    assert "none — installed packages match the lock" in text
+    assert "uv output (3 lines)" in text  # the log sits behind a disclosure
+    quiet = _switch_report(kernel_protected=["uvextra"])
+    quiet.changes.installed, quiet.changes.removed, quiet.changes.kept = [], [], ["uvextra", "leftover"]
+    text = _text(render_html(quiet))
+    assert "changes no packages changed kept, though not in the lock: leftover drift" in text
+    assert "protected uvextra (kept: the kernel needs them)" in text
+
+
+def test_drift_table_has_one_badge_per_kind_and_words_for_the_extraneous() -> None:
+    report = _switch_report(drift=[LOCAL, BUILD, EXTRA],
+                            unverified=[Unverified("filelock", "3.20.0", "locked from more than one index")])
+    markup = render_html(report, live=True)
+    assert re.search(r'class="uvextra-badge uvextra-kind-local-version"[^>]*>local-version</span>', markup)
+    assert re.search(r'class="uvextra-badge uvextra-kind-build"[^>]*>build</span>', markup)
+    assert re.search(r'class="uvextra-badge uvextra-kind-unverified"[^>]*>unverified</span>', markup)
+    text = _text(markup)
+    assert "✗ 2 packages differ from the lock" in text
+    assert "torch local-version 2.9.0+cpu → 2.9.0" in text
+    assert "PEP 440 `==` lets the local part slip" in text
+    assert "leftover 0.1 (not in the lock; not an error)" in text
+    assert "click Reinstall to reinstall exactly these packages" in text  # the live card's wording
+    static = _text(render_html(report))
+    assert "run `uvextra repair` to reinstall numpy torch" in static  # no button in a saved notebook
+
+
+@pytest.mark.parametrize(
+    ("probe", "extras", "state", "label"),
+    [(GPU_OK, ["cu128"], "ok", "CUDA ✓"), (NO_GPU, ["cu128"], "bad", "CUDA ✗"), (CPU, ["cpu"], "neutral", "CPU"),
+     (CPU, ["cu128"], "bad", "CUDA ✗")],
+)
+def test_cuda_verdict_badge_is_green_red_or_grey_with_its_why(probe: ProbeResult, extras: list[str], state: str,
+                                                              label: str) -> None:
+    markup = render_html(_switch_report(probe=probe, extras=extras))
+    badge = re.search(r'<span class="uvextra-badge uvextra-verdict uvextra-verdict-(\w+)" style="([^"]*)">([^<]*)<',
+                      markup)
+    assert badge is not None
+    assert (badge.group(1), html_lib.unescape(badge.group(3))) == (state, label)
+    colour = {"ok": "#067647", "bad": "#b42318", "neutral": "#667085"}[state]
+    assert colour in badge.group(2)
+    assert probe.verdict in _text(markup)
+
+
+def test_kernel_state_says_restart_needed_and_how() -> None:
+    stale = [StaleModule("torch", "torch", "2.9.0+cpu", "2.9.0+cu128",
+                         "imported as 2.9.0+cpu, the disk now has 2.9.0+cu128")]
+    server = KernelState(stale, RestartPlan("server", "restart through the Jupyter server", url="http://x/",
+                                            _token="s3cr3t-token"))
+    live = _text(render_html(_switch_report(), server, live=True))
+    assert "⟳ restart needed — restart the kernel (the Restart kernel button) to use what is on disk" in live
+    assert "torch: imported as 2.9.0+cpu, the disk now has 2.9.0+cu128" in live
+    manual = KernelState(stale, RestartPlan("manual", "nothing would start it again: restart it yourself"))
+    assert "nothing would start it again: restart it yourself" in _text(render_html(_switch_report(), manual))
+    fresh = KernelState([], server.restart)
+    assert "✓ no imported module is stale" in _text(render_html(_switch_report(), fresh))
+    for rendering in (render_html(_switch_report(), server), render_markdown(_switch_report(), server),
+                      render_plain(_switch_report(), server), repr(server.restart)):
+        assert "s3cr3t-token" not in rendering
+
+
+def test_interrupted_and_failed_reports_say_what_state_the_environment_is_in() -> None:
+    interrupted = _switch_report(interrupted=True, drift=[LOCAL],
+                                 failure="interrupted: uv was stopped before it finished; the environment was "
+                                         "checked again")
+    text = _text(render_html(interrupted))
+    assert "■ interrupted — uv was stopped; below is the environment as it is now" in text
+    assert "torch local-version" in text
+    failed = _text(render_html(_switch_report(failure="uv sync failed (exit 2): no solution")))
+    assert "✗ failed: uv sync failed (exit 2): no solution" in failed
+
+
+def test_everything_is_escaped_and_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UV_INDEX_PRIVATE_PASSWORD", "hunter2hunter2")
+    report = _switch_report(warnings=["index https://user:hunter2hunter2@host/simple <script>alert(1)</script>"])
+    report.log.append("GET https://alice:pw@host/x hunter2hunter2")
+    for rendering in (render_html(report), render_markdown(report), render_plain(report)):
+        assert "hunter2hunter2" not in rendering
+        assert ":pw@" not in rendering
+    markup = render_html(report)
+    assert "<script>" not in markup and "&lt;script&gt;" in markup
+
+
+def test_markdown_and_plain_text_carry_the_same_facts() -> None:
+    stale = KernelState([StaleModule("torch", "torch", "2.9.0+cpu", "2.9.0", "imported as 2.9.0+cpu, the disk "
+                                     "now has 2.9.0")], RestartPlan("exit", "its restarter starts it again"))
+    report = _switch_report(drift=[LOCAL], probe=NO_GPU)
+    md = render_markdown(report, stale)
+    assert "| `torch` | **local-version** | 2.9.0+cpu | 2.9.0 |" in md
+    assert "| CUDA | 🔴 not available: CUDA 12.8 build but no NVIDIA driver on this machine |" in md
+    assert "⟳ restart needed" in md
+    plain = render_plain(report, stale)
+    assert re.search(r"^drift +1 package differs from the lock:$", plain, re.M)
+    assert re.search(r"^kernel +restart needed — restart the kernel$", plain, re.M)
+    assert "torch: imported as 2.9.0+cpu, the disk now has 2.9.0" in plain
+    key_column = {line.index(line.split()[1]) for line in plain.splitlines()
+                  if line.startswith(("project", "drift", "kernel"))}
+    assert len(key_column) == 1  # the kernel line is aligned with render_text's rows
+    view = ReportView(report, stale)
+    assert view._repr_markdown_() == md and repr(view) == plain and "uvextra-report" in view._repr_html_()
+
+
+def test_progress_and_error_lines() -> None:
+    log = [f"line {i}" for i in range(1000)]
+    text = _text(render_progress("switching to cu128", 3.21, log, waiting="another uvextra is changing /v"))
+    assert "▶ switching to cu128 · 3.2 s" in text
+    assert "line 999" in text and "uv output (1000 lines)" in text and "(last 400 of 1000 lines)" in text
+    assert "another uvextra is changing /v" in text
+    assert _text(render_error("unknown extra 'x'; this project's extras are: cpu")) == (
+        "uvextra: unknown extra 'x'; this project's extras are: cpu")
+
+
+def test_card_reads_without_styles(tmp_path: Path) -> None:
+    """Where a viewer strips inline styles (GitHub), every badge still says its meaning in words."""
+    report = _switch_report(drift=[LOCAL], probe=NO_GPU)
+    bare = re.sub(r'\sstyle="[^"]*"', "", render_html(report))
+    text = _text(bare)
+    for words in ("✗ 1 package differs from the lock", "local-version", "CUDA ✗", "not available"):
+        assert words in text
