@@ -12,7 +12,7 @@ def test_demo_catches_the_drift_uv_misses_and_repairs_it(uv_env, tmp_path):
                           env=uv_env, capture_output=True, text=True, timeout=300)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert "Checked 7 packages" in out  # uv's own answer to the switch to the mirror's build…
+    assert re.search(r"Checked \d+ packages", out)  # uv's own answer to the switch to the mirror's build…
     assert "torch  build  2.9.0 → 2.9.0" in out  # …and what uvextra sees
     assert re.search(r"^repaired +torch$", out, re.M)
     assert re.search(r"^CUDA +not available: CUDA 12.8 build but no NVIDIA driver on this machine$", out, re.M)

@@ -115,8 +115,8 @@ def test_simple_index_lists_and_serves_torch_builds(index_server: IndexServer,
             assert status == 200 and b"Name: torch" in metadata
 
     # Non-normalized names are redirected to the PEP 503 normalized page.
-    status, page = _get(index_server.simple_url("pypi") + "Typing_Extensions")
-    assert status == 200 and b"typing_extensions-4.15.0-py3-none-any.whl" in page
+    status, page = _get(index_server.simple_url("pypi") + "Nvidia_CUBLAS.cu12")
+    assert status == 200 and b"nvidia_cublas_cu12-12.8.4.1-py3-none-any.whl" in page
     assert _get(index_server.simple_url("pypi") + "no-such-project/")[0] == 404
     assert _get(index_server.url + "/no-such-index/simple/")[0] == 404
 

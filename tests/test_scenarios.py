@@ -263,3 +263,23 @@ def test_status_infers_extras_when_nothing_was_recorded(seed, uv_new, index_serv
     assert report["extras_source"].startswith("inferred: cu128 matches what is installed")
     assert code == 0, report
     assert report["probe"]["torch_version"] == "2.9.0+cu128"
+
+
+def test_switch_warns_when_the_lock_replaces_what_the_kernel_uses(seed, uv_new, tmp_path):
+    project, venv, env = seed
+    # the kernel's widgets need filelock, installed at another version than the lock's 3.20.0
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    built = [_localindex.build_wheel(wheels, "ipywidgets", "8.1.0", {"ipywidgets/__init__.py": ""},
+                                     requires=["filelock>=3"]),
+             _localindex.build_wheel(wheels, "filelock", "3.19.0", {"filelock/__init__.py": ""})]
+    run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python", "--no-deps", *built, env=env)
+    code, report, _ = switch("cpu", project, venv, env, "--no-probe")
+    assert code == 0, report
+    assert dist_infos(venv, "filelock") == ["filelock-3.20.0.dist-info"]
+    assert "ipywidgets" in report["kernel_protected"]
+    assert [w for w in report["warnings"] if "kernel itself uses" in w] == [
+        "the lock replaced filelock, which the kernel itself uses; restart the kernel before relying on it"]
+    # the next switch leaves filelock alone: no warning
+    code, report, _ = switch("pypi", project, venv, env, "--no-probe")
+    assert code == 0 and not [w for w in report["warnings"] if "kernel itself uses" in w]

@@ -349,7 +349,9 @@ class TorchBuild:
     hip: str | None = None
 
 
-_COMMON = ("filelock", "typing-extensions")
+# torch's small pure-Python dependencies. Not typing-extensions: the demo switches a kernel's own venv, and a stub
+# in place of the real typing_extensions would kill jupyter_client and IPython there.
+_COMMON = ("filelock",)
 _NVIDIA_290 = (
     "nvidia-cublas-cu12==12.8.4.1",
     "nvidia-cuda-runtime-cu12==12.8.90",
@@ -381,9 +383,6 @@ _SUPPORT: dict[str, _Dist] = {
     for d in (
         _Dist("numpy", "2.3.4", _module_files("numpy", "2.3.4"), (), "Requires-Python: >=3.11"),
         _Dist("filelock", "3.20.0", _module_files("filelock", "3.20.0")),
-        _Dist("typing-extensions", "4.15.0", {
-            "typing_extensions.py": '"""Stand-in typing_extensions."""\n__version__ = "4.15.0"\n'
-        }),
         _Dist("nvidia-cublas-cu12", "12.8.4.1", _module_files("nvidia/cublas", "12.8.4.1")),
         _Dist("nvidia-cuda-runtime-cu12", "12.8.90",
               _module_files("nvidia/cuda_runtime", "12.8.90")),
@@ -418,7 +417,7 @@ def build_demo_indexes(root: Path, *, kernelish: bool = False) -> dict[str, Path
 
     Indexes: ``pypi``, ``cpu``, ``cu128``, ``mirror``, ``mirror-meta`` (see
     :data:`DEMO_TORCH_BUILDS`); the ``pypi`` index also holds ``numpy``, ``filelock``,
-    ``typing-extensions``, the ``nvidia-*`` stubs and ``triton``.  Every other index holds the
+    the ``nvidia-*`` stubs and ``triton``.  Every other index holds the
     dependency closure of its torch wheels, like the real PyTorch indexes do.  With
     ``kernelish=True`` a ``kernelish`` index with stand-ins for ``ipykernel`` (requires
     ``tornado``, ``comm``), ``tornado`` and ``comm`` is added.  Deterministic: calling it again

@@ -276,7 +276,8 @@ def switch(
             before = scan(ctx.env)
             state = load_state(ctx.env)
             sync_args = _sync_args(ctx, chosen, frozen=frozen, locked=locked)
-            if not keep_extraneous and not _protected(ctx, before):
+            kernel_needs = _protected(ctx, before)
+            if not keep_extraneous and not kernel_needs:
                 # No kernel here to protect (no ipykernel, ipywidgets or uvextra installed): uv's exact sync removes
                 # what the lock lacks in the same run — one uv process instead of `sync --inexact` + `pip uninstall`.
                 sync_args.remove("--inexact")
@@ -291,6 +292,11 @@ def switch(
                     report.changes.kept.extend(extraneous)
             after = scan(ctx.env)
             report.changes.installed, report.changes.removed, fresh = _diff(before, after)
+            replaced = sorted(fresh & kernel_needs)
+            if replaced:  # the lock itself pins something the running kernel imports: it keeps the old copy in memory
+                report.warnings.append(
+                    f"the lock replaced {', '.join(replaced)}, which the kernel itself uses; restart the kernel "
+                    "before relying on it")
             if probe:
                 handle = _start_probe(ctx, chosen)
             wanted, installed, state = _check_into(ctx, report, chosen, fresh=fresh, state=state)

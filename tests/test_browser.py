@@ -1,0 +1,279 @@
+"""End to end in a real browser: JupyterLab on 127.0.0.1, Debian's Chromium driven by Playwright, the quickstart.
+
+A user's path through the quickstart: run it, see the drift on the card, click **Reinstall** (the card turns
+clean), click another backend in the toggle (the switch happens), click **Restart kernel** (a new kernel process,
+and ``%uvextra`` is still there). A screenshot of each step goes to ``artifacts/browser/`` (or
+``$UVEXTRA_BROWSER_ARTIFACTS``); the test prints the folder. ``UVEXTRA_UPDATE_SCREENSHOT=1`` also copies the
+drift cell (the card with the build drift and its Reinstall button) to ``docs/screenshot.png``, the README's picture.
+
+Needs ``/usr/bin/chromium`` (Debian: ``apt-get install chromium fonts-dejavu-core``), the ``playwright`` Python
+package (no ``playwright install``: the system browser is used) and JupyterLab; skips with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from _kernel_venv import ROOT, kernel_env, make_kernel_venv, uvextra_wheel, write_kernelspec  # noqa: F401
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+KERNEL_NAME = "uvextra-quickstart"
+STEP_TIMEOUT_MS = 180_000  # a switch on a 2-core CI machine with a cold uv cache
+
+
+def _missing() -> str | None:
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is missing (Debian: apt-get install -y --no-install-recommends chromium fonts-dejavu-core)"
+    for module, pip_name in (("playwright", "playwright"), ("jupyterlab", "jupyterlab")):
+        if importlib.util.find_spec(module) is None:
+            return f"the Python package {pip_name} is missing (pip install {pip_name})"
+    return None
+
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(_missing() is not None, reason=str(_missing()))]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    folder = Path(os.environ.get("UVEXTRA_BROWSER_ARTIFACTS") or ROOT / "artifacts" / "browser")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    print(f"\nbrowser screenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: str,
+        uv_env: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """JupyterLab on 127.0.0.1 with a token, a kernelspec for a throwaway kernel venv, and the quickstart."""
+    base = tmp_path_factory.mktemp("lab")
+    python = make_kernel_venv(base / "venv", uvextra_wheel, uv_new, uv_env)
+    jupyter_path = base / "share-jupyter"
+    write_kernelspec(jupyter_path / "kernels", KERNEL_NAME, python,
+                     {"UVEXTRA_QUICKSTART_DIR": str(base / "demo")}, display_name="uvextra quickstart")
+    root = base / "root"
+    root.mkdir()
+    nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    nb.metadata["kernelspec"] = {"name": KERNEL_NAME, "display_name": "uvextra quickstart", "language": "python"}
+    nbformat.write(nb, root / "quickstart.ipynb")
+
+    # No "Jupyter news?" prompt over the cards in the screenshots (the feed itself is off: --LabApp.news_url=None).
+    labconfig = base / "config" / "labconfig"
+    labconfig.mkdir(parents=True)
+    (labconfig / "page_config.json").write_text(
+        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}', encoding="utf-8")
+
+    token = secrets.token_hex(16)
+    port = _free_port()
+    # The server's environment is every kernel's too (kernel.json's "env" is merged into it).
+    env = kernel_env(python, uv_env, base, JUPYTER_PATH=str(jupyter_path), JUPYTER_DATA_DIR=str(base / "data"),
+                     JUPYTER_CONFIG_DIR=str(base / "config"), JUPYTER_RUNTIME_DIR=str(base / "runtime"))
+    env["PATH"] = os.environ.get("PATH", "")  # the server runs from the test environment, not the kernel venv
+    log = open(base / "jupyterlab.log", "w+")  # noqa: SIM115 - closed below
+    cmd = [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
+           "--ServerApp.allow_root=True",  # CI runs as root
+           f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
+           # nothing but 127.0.0.1: no news feed, no update check, no extension listing from a registry
+           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           "--LabApp.extension_manager=readonly"]
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"JupyterLab did not start (exit {proc.poll()}):\n{log.read()[-3000:]}")
+            time.sleep(0.25)
+        yield {"url": url, "token": token, "root": root, "log": log, "base": base}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+# JavaScript run in the page: the notebook panel of the quickstart, through the app JupyterLab exposes.
+_PANEL = """() => {
+  const app = window.jupyterapp;
+  if (!app) return null;
+  for (const w of app.shell.widgets('main')) {
+    if (w.context && w.context.path === 'quickstart.ipynb') return w;
+  }
+  return null;
+}"""
+_KERNEL_IDLE = f"""() => {{
+  const panel = ({_PANEL})();
+  const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
+  return !!kernel && kernel.status === 'idle' && kernel.connectionStatus === 'connected';
+}}"""
+_ALL_RUN = f"""() => {{
+  const panel = ({_PANEL})();
+  if (!panel) return false;
+  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
+  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
+  return !!kernel && kernel.status === 'idle' && cells.every(c => c.model.executionCount !== null);
+}}"""
+
+
+def _shot(page: Any, folder: Path, name: str, target: Any = None) -> Path:
+    if target is not None:
+        target.scroll_into_view_if_needed()
+        page.wait_for_timeout(300)  # let the notebook settle after scrolling
+    path = folder / name
+    page.screenshot(path=str(path))
+    return path
+
+
+def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect, sync_playwright
+
+    started = time.monotonic()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1360, "height": 1000})
+            page.set_default_timeout(STEP_TIMEOUT_MS)
+            page.goto(f"{lab['url']}lab/tree/quickstart.ipynb?token={lab['token']}")
+            page.wait_for_function(_KERNEL_IDLE, polling=250)
+            page.evaluate("() => window.jupyterapp.shell.collapseLeft()")  # more room for the cards
+
+            # 1. Run the whole notebook, as a newcomer would.
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page.wait_for_timeout(1000)
+            page.wait_for_function(_ALL_RUN, polling=500)
+            cards = page.locator(".uvextra-card")
+            expect(cards).to_have_count(5)  # auto, pypi, internal (drift), --check, the after-restart cell
+            drift_card = cards.nth(2)
+            expect(drift_card.locator(".uvextra-status-drift")).to_contain_text("1 package differs from the lock")
+            expect(drift_card.locator(".uvextra-kind-build")).to_be_visible()
+            reinstall = drift_card.locator("button.uvextra-reinstall")
+            expect(reinstall).to_be_visible()
+            expect(reinstall).to_have_text("Reinstall")
+            _shot(page, artifacts, "01-drift.png", drift_card)
+            page.locator(".jp-CodeCell").nth(4).screenshot(path=str(artifacts / "drift-cell.png"))  # for the README
+
+            # 2. Reinstall: the same card turns clean, and offers a restart (the imported torch is stale now).
+            reinstall.click()
+            expect(drift_card.locator(".uvextra-status-ok")).to_contain_text("matches the lock")
+            expect(drift_card).to_contain_text("repaired torch")
+            expect(reinstall).to_be_hidden()
+            restart = drift_card.locator("button.uvextra-restart")
+            expect(restart).to_be_visible()
+            _shot(page, artifacts, "02-repaired.png", drift_card)
+
+            # 3. The toggle: another backend, the same card shows the switch and its verdict.
+            toggle = drift_card.locator(".uvextra-toggle")
+            toggle.get_by_role("button", name="cu128", exact=True).click()
+            expect(drift_card).to_contain_text("switched to cu128")
+            expect(drift_card.locator(".uvextra-status-ok")).to_be_visible()
+            expect(drift_card).to_contain_text("CUDA 12.8 build but no NVIDIA driver")
+            expect(toggle.locator("button.mod-active")).to_have_text("cu128")
+            _shot(page, artifacts, "03-toggle-cu128.png", drift_card)
+
+            # 4. Restart kernel: the server restarts it (as the toolbar does); the last cell runs in a new process.
+            last = page.locator(".jp-CodeCell").last
+            old_pid = _pid(last.inner_text())
+            page.evaluate(f"""() => {{
+              const kernel = ({_PANEL})().sessionContext.session.kernel;
+              window.__uvextraStatuses = [];
+              kernel.statusChanged.connect((_, status) => window.__uvextraStatuses.push(status));
+            }}""")
+            restart.click()
+            expect(drift_card).to_contain_text("restarting through the Jupyter server")
+            # The old kernel process ends (the server shuts it down, then starts a new one). The frontend is not
+            # told reliably: it may see the new kernel's "starting" status or not, so ask the process table.
+            deadline = time.monotonic() + 90
+            while _alive(old_pid):
+                assert time.monotonic() < deadline, f"kernel process {old_pid} did not end: {_statuses(page)}"
+                time.sleep(0.2)
+            new_pid = old_pid
+            for _attempt in range(4):  # an execute request sent while the server swaps kernels can be lost
+                page.evaluate(_RUN_AFTER_RESTART_CELL)
+                try:
+                    last.locator(".uvextra-card").wait_for(timeout=20_000)
+                except PlaywrightTimeout:
+                    continue
+                new_pid = _pid(last.inner_text())
+                if new_pid != old_pid:
+                    break
+            assert new_pid != old_pid, f"the cell did not run in a new kernel: {_statuses(page)}"
+            expect(last).to_contain_text("torch 2.9.0+cu128 cu128")
+            expect(last.locator(".uvextra-status-ok")).to_contain_text("matches the lock")  # %uvextra, autoloaded
+            _shot(page, artifacts, "04-after-restart.png", last)
+            statuses = _statuses(page)
+        except BaseException:
+            page.screenshot(path=str(artifacts / "99-failure.png"))
+            print(f"failure screenshot: {artifacts / '99-failure.png'}; kernel statuses: {_statuses(page)}")
+            raise
+        finally:
+            browser.close()
+    print(f"browser flow: {time.monotonic() - started:.1f} s; kernel pid {old_pid} -> {new_pid}; "
+          f"kernel statuses seen during the restart: {statuses}")
+    if os.environ.get("UVEXTRA_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(artifacts / "drift-cell.png", ROOT / "docs" / "screenshot.png")
+
+
+# Clear the after-restart cell (the second to last) and run it, without waiting: a restart may swallow the reply.
+_RUN_AFTER_RESTART_CELL = f"""() => {{
+  const panel = ({_PANEL})();
+  const index = panel.content.widgets.length - 2;
+  panel.content.widgets[index].model.sharedModel.setOutputs([]);
+  panel.content.activeCellIndex = index;
+  window.jupyterapp.commands.execute('notebook:run-cell');
+}}"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _statuses(page: Any) -> list[str]:
+    return page.evaluate("() => window.__uvextraStatuses || []")
+
+
+def _pid(text: str) -> int:
+    for line in text.splitlines():
+        if line.startswith("kernel process "):
+            return int(line.split()[2])
+    raise AssertionError(f"no 'kernel process N' line in the cell:\n{text[:2000]}")
+

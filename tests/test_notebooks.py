@@ -1,0 +1,204 @@
+"""The notebooks in notebooks/: valid nbformat, stored without outputs, and the quickstart run top to bottom.
+
+The quickstart switches the environment of the kernel that runs it, so it runs in a throwaway kernel venv (the
+uvextra wheel of this checkout installed into a fresh venv; see _kernel_venv.py) under nbclient, the way
+nbconvert --execute would. Where a user would click, the test does what the browser does: it sends the button's
+comm message (``{"method": "custom", "content": {"event": "click"}}``) over the kernel's shell channel.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from _kernel_venv import (  # noqa: F401 - uvextra_wheel is a fixture
+    ROOT,
+    kernel_env,
+    make_kernel_venv,
+    uvextra_wheel,
+    venv_site_packages,
+    write_kernelspec,
+)
+
+NOTEBOOKS = ROOT / "notebooks"
+QUICKSTART = NOTEBOOKS / "quickstart.ipynb"
+BACKENDS = NOTEBOOKS / "pytorch-backends"
+PYTORCH_INDEXES = {
+    "pytorch-cpu": "https://download.pytorch.org/whl/cpu",
+    "pytorch-cu128": "https://download.pytorch.org/whl/cu128",
+}
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+# ---------------------------------------------------------------------------------------------------- static checks
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.rglob("*.ipynb")), ids=lambda p: str(p.relative_to(NOTEBOOKS)))
+def test_notebook_is_valid_and_stored_without_outputs(path: Path) -> None:
+    nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+    nbformat.validate(nb)
+    assert nb.nbformat == 4
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: stored with outputs"
+    assert "widgets" not in nb.metadata, f"{path.name}: stored with widget state"
+    text = path.read_text(encoding="utf-8")
+    # Only the real PyTorch indexes may be named, and only in the real-world example.
+    urls = set(re.findall(r"https?://[^\s\"'`)<>\]]+", text))
+    allowed = {"https://github.com/astral-sh/uv/issues/16368"} | set(PYTORCH_INDEXES.values())
+    assert urls <= allowed, urls - allowed
+
+
+def test_pytorch_backends_project_mirrors_uvs_pytorch_guide() -> None:
+    data = tomllib.loads((BACKENDS / "pyproject.toml").read_text(encoding="utf-8"))
+    assert data["project"]["requires-python"] == ">=3.10"
+    assert set(data["project"]["optional-dependencies"]) == {"cpu", "cu128", "pypi"}
+    assert data["tool"]["uv"]["conflicts"] == [[{"extra": "cpu"}, {"extra": "cu128"}, {"extra": "pypi"}]]
+    indexes = {ix["name"]: ix for ix in data["tool"]["uv"]["index"]}
+    assert {name: ix["url"] for name, ix in indexes.items()} == PYTORCH_INDEXES
+    assert all(ix["explicit"] for ix in indexes.values())
+    for package in ("torch", "torchvision"):
+        assert data["tool"]["uv"]["sources"][package] == [
+            {"index": "pytorch-cpu", "extra": "cpu"}, {"index": "pytorch-cu128", "extra": "cu128"},
+        ]
+    from uvextra.project import load_project
+
+    project = load_project(BACKENDS)
+    assert set(project.extras) == {"cpu", "cu128", "pypi"}
+    assert [set(s) for s in project.conflict_sets] == [{"cpu", "cu128", "pypi"}]
+    nb = nbformat.read(BACKENDS / "backends.ipynb", as_version=4)
+    assert any("%uvextra" in c.source for c in nb.cells if c.cell_type == "code")
+
+
+# ---------------------------------------------------------------------------------------------------- the quickstart
+
+def _text(cell: Any) -> str:
+    """Everything a reader sees of a code cell's outputs, as text (the card's text/plain included)."""
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.output_type == "stream":
+            parts.append(out.text)
+        elif out.output_type in ("display_data", "execute_result"):
+            parts.append(out.data.get("text/plain", ""))
+        elif out.output_type == "error":
+            parts.append(f"{out.ename}: {out.evalue}")
+    return "\n".join(parts)
+
+
+def _by_tag(nb: Any, tag: str) -> Any:
+    found = [c for c in nb.cells if tag in c.metadata.get("tags", [])]
+    assert len(found) == 1, f"the quickstart needs exactly one cell tagged {tag!r}"
+    return found[0]
+
+
+def _find_button(widget_state: dict[str, dict[str, Any]], root: str, css: str) -> str:
+    """The model id of the widget with CSS class ``css`` under the card ``root`` (ipywidgets' children refs)."""
+    todo = [root]
+    while todo:
+        model_id = todo.pop()
+        state = widget_state.get(model_id, {})
+        if css in state.get("_dom_classes", []):
+            return model_id
+        todo += [c.removeprefix("IPY_MODEL_") for c in state.get("children", []) if isinstance(c, str)]
+    raise AssertionError(f"no widget with class {css!r} in the card {root}")
+
+
+def _card_id(cell: Any) -> str:
+    views = [o.data[WIDGET_VIEW]["model_id"] for o in cell.outputs
+             if o.output_type == "display_data" and WIDGET_VIEW in o.get("data", {})]
+    assert views, f"no widget card in the cell's outputs: {_text(cell)}"
+    return views[-1]
+
+
+@pytest.fixture(scope="module")
+def quickstart_kernel(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: str,
+                      uv_env: dict[str, str]) -> dict[str, Any]:
+    """A kernelspec ``quickstart`` whose kernel runs in a throwaway venv with the uvextra wheel."""
+    base = tmp_path_factory.mktemp("quickstart")
+    python = make_kernel_venv(base / "venv", uvextra_wheel, uv_new, uv_env)
+    env = kernel_env(python, uv_env, base, UVEXTRA_QUICKSTART_DIR=str(base / "demo"))
+    write_kernelspec(base / "kernels", "quickstart", python, env)
+    return {"base": base, "python": python, "kernels": base / "kernels", "env": env}
+
+
+def test_quickstart_runs_top_to_bottom(quickstart_kernel: dict[str, Any], tmp_path: Path) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+    from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(QUICKSTART, as_version=4)
+    km = AsyncKernelManager(kernel_name="quickstart",
+                            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(quickstart_kernel["kernels"])]))
+    client = NotebookClient(nb, km=km, timeout=300, store_widget_state=True, allow_errors=False,
+                            resources={"metadata": {"path": str(tmp_path)}})
+    pids: list[int] = []
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            tags = cell.metadata.get("tags", [])
+            if "after-restart" in tags:
+                # What Kernel → Restart does; under nbclient the card offers no button (nothing would restart it).
+                pids.append(client.km.provisioner.pid)
+                run_sync(client.km.restart_kernel)(now=True)
+                run_sync(client.kc.wait_for_ready)(timeout=60)
+                pids.append(client.km.provisioner.pid)
+            client.execute_cell(cell, index)
+            if "drift" in tags:
+                button = _find_button(client.widget_state, _card_id(cell), "uvextra-reinstall")
+                msg = client.kc.session.msg("comm_msg", {"comm_id": button, "data": {
+                    "method": "custom", "content": {"event": "click"}}})
+                client.kc.shell_channel.send(msg)  # handled before the next cell's execute_request
+        client.set_widgets_metadata()
+    nbformat.validate(nb)
+    (tmp_path / "quickstart.executed.ipynb").write_text(nbformat.writes(nb), encoding="utf-8")
+
+    setup = _text(_by_tag(nb, "setup"))
+    assert "demo project" in setup and str(quickstart_kernel["base"] / "venv") in setup
+
+    auto = _text(_by_tag(nb, "auto"))
+    assert "extras       cpu — auto: cpu: no NVIDIA driver found" in auto, auto
+    assert "CPU build of torch (2.9.0+cpu); CUDA not expected" in auto, auto
+
+    switched = _text(_by_tag(nb, "switch-pypi"))
+    assert "extras       pypi" in switched and "torch 2.9.0+cpu → 2.9.0" in switched, switched
+    assert "not available: CUDA 12.8 build but no NVIDIA driver" in switched, switched
+
+    assert _text(_by_tag(nb, "import-torch")).split() == ["2.9.0", "12.8", "pypi-cu128"]
+
+    drift = _text(_by_tag(nb, "drift"))
+    assert "changes      no packages changed" in drift, drift  # uv kept the PyPI build…
+    assert re.search(r"torch\s+build\s+2\.9\.0 → 2\.9\.0", drift), drift  # …and uvextra caught it
+
+    checked = _text(_by_tag(nb, "check"))
+    assert "drift        none" in checked, checked  # clean after the Reinstall click
+    assert "CPU build of torch (2.9.0)" in checked, checked  # the mirror's CPU build is on disk now
+    assert re.search(r"restart needed.*\n\s+torch: ", checked), checked  # the imported torch is stale
+
+    after = _text(_by_tag(nb, "after-restart"))
+    assert pids[0] != pids[1] and f"kernel process {pids[1]} " in after, (pids, after)
+    assert "torch 2.9.0 mirror-cpu" in after, after  # a fresh kernel imports what is on disk now
+    assert "drift        none" in after, after  # and %uvextra is there without %load_ext
+    widgets = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert any("uvextra-card" in m["state"].get("_dom_classes", []) for m in widgets.values())
+
+
+def test_demo_keeps_the_kernel_restartable(index_server: Any, uv_new: str, uv_env: dict[str, str],
+                                           tmp_path: Path) -> None:
+    """After a demo switch, what the venv itself holds must still serve a kernel (a user's venv has no link)."""
+    from uvextra.demo import create_demo
+
+    python = make_kernel_venv(tmp_path / "venv", Path(), uv_new, uv_env, install=False)
+    project, _ = create_demo(tmp_path / "demo", index_server, uv_new)
+    subprocess.run([uv_new, "sync", "--inexact", "--extra", "pypi", "--project", str(project)],
+                   env={**uv_env, "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv")}, check=True,
+                   capture_output=True)
+    site = venv_site_packages(tmp_path / "venv")
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); "
+             "from typing_extensions import TypedDict, TypeAliasType; print('ok')")
+    proc = subprocess.run([str(python), "-I", "-c", probe, str(site)], capture_output=True, text=True)
+    assert proc.stdout.strip() == "ok", proc.stderr[-500:]
