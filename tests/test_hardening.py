@@ -478,6 +478,13 @@ def test_read_only_venv_refuses_cleanly(index_server, uv_new, uv_env, make_venv)
         assert _tree(s.venv) == before, "the read-only venv was changed"
         assert s.torch() == ["torch-2.9.0+cpu.dist-info"]
         s.assert_nothing_lost()
+        if prefix:  # drift in a shared image's venv: the report says what to do instead of a repair that must fail
+            run_uv(uv_new, "pip", "install", "--python", s.venv / "bin" / "python", "--no-deps", "--index-url",
+                   index_server.simple_url("cu128"), "torch==2.9.0+cu128", env=env)
+            proc = cli("check", *s.target(), env=user_env, prefix=prefix)
+            assert proc.returncode == 1, proc.stderr
+            assert "this venv is read-only, so uvextra cannot repair it" in proc.stdout
+            assert "uvextra repair" not in proc.stdout
     finally:
         for p in [base, *base.rglob("*")]:
             if not p.is_symlink():

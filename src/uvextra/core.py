@@ -40,6 +40,7 @@ class Context:
         )
         if self.uv.warning:
             report.warnings.append(self.uv.warning)
+        report.read_only = not self.env.writable()
         return report
 
 

@@ -196,7 +196,7 @@ def _log_details(log: Sequence[str], label: str = "uv output") -> str:
 
 
 def _next_step(report: Report, live: bool) -> str | None:
-    if live and (report.errors or report.unverified) and not report.interrupted:
+    if live and (report.errors or report.unverified) and not report.interrupted and not report.read_only:
         return "click <b>Reinstall</b> to reinstall exactly these packages from the lock"
     step = report.next_step()
     return _e(step) if step else None

@@ -76,6 +76,7 @@ class Report:
     interrupted: bool = False
     log: list[str] = field(default_factory=list)  # uv's output, redacted
     state_saved: bool = False
+    read_only: bool = False  # the venv cannot be changed here (a shared image): repair is not an option
     elapsed_s: float = 0.0
 
     @property
@@ -114,6 +115,7 @@ class Report:
             "probe": self.probe.to_dict() if self.probe is not None else None,
             "warnings": self.warnings,
             "failure": self.failure,
+            "read_only": self.read_only,
             "clean": self.clean,
             "exit_code": self.exit_code,
             "elapsed_s": round(self.elapsed_s, 3),
@@ -127,6 +129,9 @@ class Report:
         """The one thing the user should do next, in words."""
         if self.interrupted:
             return "the switch was interrupted; run it again to finish"
+        if self.read_only and (self.errors or self.unverified):
+            return ("this venv is read-only, so uvextra cannot repair it: ask the image's admin, or create your own "
+                    "venv (`uv venv`) and start the kernel from it")
         if self.errors:
             names = " ".join(sorted({d.package for d in self.errors}))
             return f"run `uvextra repair` to reinstall {names}"
