@@ -19,7 +19,7 @@ def dist_info(site: Path, name: str, version: str, *, requires=(), tag="py3-none
               installer="uv", files="a") -> Path:
     folder = site / f"{name.replace('-', '_')}-{version}.dist-info"
     folder.mkdir(parents=True)
-    meta = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
     meta += [f"Requires-Dist: {r}" for r in requires]
     (folder / "METADATA").write_text("\n".join(meta) + "\n\n")
     (folder / "WHEEL").write_text(f"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: {tag}\n")

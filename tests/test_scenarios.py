@@ -6,7 +6,6 @@ Each test asserts what a user sees: the exit code and the JSON report (drift kin
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

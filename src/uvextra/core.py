@@ -18,7 +18,7 @@ from .installed import Installed, scan
 from .lock import LockInfo, Wanted, export_pylock, read_uv_lock, wanted_from_pylock
 from .project import Project, load_project
 from .protect import kernel_closure
-from .report import Change, Changes, Report
+from .report import Change, Report
 from .state import Provenance, State, load_state, save_state, switch_lock
 from .uv import MIN_EXPORT, Uv, find_uv, run_uv
 
