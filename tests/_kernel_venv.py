@@ -50,6 +50,16 @@ def build_wheel(uv: str, out_dir: Path, env: Mapping[str, str]) -> Path:
     return wheels[0]
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:  # type: ignore[type-arg]
+    """Terminate a server started by a test, killing it if it does not exit in time."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def venv_site_packages(venv: Path) -> Path:
     return next(Path(venv).glob("lib/python3*/site-packages"))
 

@@ -28,7 +28,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from _kernel_venv import ROOT, kernel_env, make_kernel_venv, uvextra_wheel, write_kernelspec  # noqa: F401
+from _kernel_venv import ROOT, kernel_env, make_kernel_venv, stop_process, uvextra_wheel, write_kernelspec  # noqa: F401
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -118,12 +118,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: s
             time.sleep(0.25)
         yield {"url": url, "token": token, "root": root, "log": log, "base": base}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from _kernel_venv import kernel_env, make_kernel_venv, uvextra_wheel, write_kernelspec  # noqa: F401 - a fixture
+from _kernel_venv import kernel_env, make_kernel_venv, stop_process, uvextra_wheel, write_kernelspec  # noqa: F401 - a fixture
 from conftest import MakeProject, dist_infos
 
 TIMEOUT = 90
@@ -386,12 +386,7 @@ def test_restart_button_goes_through_the_owning_jupyter_server(
     try:
         asyncio.run(scenario())
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, timeout=15)
         log.close()
     text = (tmp_path / "server.log").read_text()
     assert f"Kernel restarted: {kernel_id}" in text, text  # the REST restart, as the toolbar does it…
