@@ -122,6 +122,76 @@ def test_a_version_attribute_that_never_matched_is_no_reason(tmp_path: Path) -> 
     assert watch.stale() == []
 
 
+def test_a_module_whose_files_did_not_change_is_never_stale(tmp_path: Path) -> None:
+    """A freshly started kernel is not told to restart: only files replaced since import count."""
+    site = tmp_path / "site-packages"
+    torch = _install(site, "torch", "2.14.1", "__version__ = '2.14.1+cu130'\n")  # PyPI's CUDA torch says so
+    odd = _install(site, "odd", "1.0", "__version__ = '0.9-dev'\n")  # its own dist, but a version never bumped
+    modules = {"torch": _module("torch", torch, "2.14.1+cu130"), "odd": _module("odd", odd, "0.9-dev")}
+    watch = ImportWatch([site], modules)
+    assert watch.watched == ["odd", "torch"]
+    assert watch.stale() == []
+    # Imported afresh (del sys.modules[...]) while its distribution did not change: still no reason.
+    modules["odd"] = _module("odd", odd, "0.9-dev")
+    assert watch.stale() == []
+
+
+def test_a_local_tag_only_the_module_adds_is_the_same_build(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    path = _install(site, "torch", "2.13.0")
+    modules = {"torch": _module("torch", path, "2.13.0")}
+    watch = ImportWatch([site], modules)
+    _install(site, "torch", "2.14.1", "__version__ = '2.14.1+cu130'\n")
+    modules["torch"] = _module("torch", path, "2.14.1+cu130")  # imported afresh: what is on disk now
+    assert watch.stale() == []
+    watch = ImportWatch([site], modules)  # a kernel that imported it first, then a repair reinstalled it
+    _install(site, "torch", "2.14.1", "__version__ = '2.14.1+cu130'\n_build = 'again'\n")
+    [stale] = watch.stale()  # the same version: told as a reinstall, not as a version mismatch
+    assert str(stale) == "torch: torch 2.14.1 was reinstalled since it was imported (other files on disk now)"
+
+
+def test_a_local_tag_that_differs_or_only_the_disk_has_is_another_build(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    path = _install(site, "torch", "2.9.0")
+    modules = {"torch": _module("torch", path, "2.9.0")}
+    watch = ImportWatch([site], modules)
+    _install(site, "torch", "2.9.0+cpu")
+    assert [str(s) for s in watch.stale()] == ["torch: imported as 2.9.0, the disk now has 2.9.0+cpu"]
+    modules["torch"] = _module("torch", path, "2.9.0+cpu")  # imported afresh, then switched under it
+    _install(site, "torch", "2.9.0+cu128")
+    assert [str(s) for s in watch.stale()] == ["torch: imported as 2.9.0+cpu, the disk now has 2.9.0+cu128"]
+
+
+def test_modules_a_pth_file_imported_at_startup_are_not_the_users(tmp_path: Path) -> None:
+    """setuptools' distutils-precedence.pth imports _distutils_hack at startup; removing setuptools is no restart."""
+    site = tmp_path / "site-packages"
+    _install(site, "setuptools", "80.9.0")
+    hack = site / "_distutils_hack" / "__init__.py"
+    hack.parent.mkdir()
+    hack.write_text("def add_shim(): pass\n")
+    pth = site / "distutils-precedence.pth"  # as setuptools 80 ships it
+    pth.write_text("import os; var = 'SETUPTOOLS_USE_DISTUTILS'; enabled = os.environ.get(var, 'local') == 'local'; "
+                   "enabled and __import__('_distutils_hack').add_shim(); \n")
+    finder = site / "__editable___mylib_0_1_finder.py"
+    finder.write_text("def install(): pass\n")
+    (site / "__editable__.mylib-0.1.pth").write_text(
+        "import __editable___mylib_0_1_finder; __editable___mylib_0_1_finder.install()\n")
+    torch = _install(site, "torch", "2.9.0+cpu")
+    modules = {"_distutils_hack": _module("_distutils_hack", hack, None), "torch": _module("torch", torch, "2.9.0+cpu"),
+               "__editable___mylib_0_1_finder": _module("__editable___mylib_0_1_finder", finder, None)}
+    watch = ImportWatch([site], modules)
+    assert watch.watched == ["torch"]
+    for gone in (hack, hack.parent, pth, finder, *site.glob("__editable__*.pth"), site / "setuptools" / "__init__.py",
+                 site / "setuptools"):  # uninstalled
+        gone.rmdir() if gone.is_dir() else gone.unlink()
+    for f in (site / "setuptools-80.9.0.dist-info").iterdir():
+        f.unlink()
+    (site / "setuptools-80.9.0.dist-info").rmdir()
+    assert watch.stale() == []
+    _install(site, "torch", "2.9.0+cu128")  # what the user imported is still watched
+    assert [s.module for s in watch.stale()] == ["torch"]
+
+
 # ---------------------------------------------------------------------------------------------------- restart plan
 
 def _server_file(runtime: Path, pid: int, **info: object) -> None:
