@@ -269,8 +269,9 @@ def test_interrupt_stops_uv_and_the_card_says_where_the_environment_is(
     # A uv whose `sync` hangs after its first line, like a slow download: the kernel's stop button must end it.
     slow = tmp_path / "slow-uv"
     pid_file = tmp_path / "slow-uv.pid"
-    slow.write_text(f'#!/bin/sh\nif [ "$1" = sync ]; then echo $$ > {pid_file}; echo "Downloading torch (pretend)"; '
-                    f'exec sleep 120; fi\nexec {uv_new} "$@"\n')
+    # (uvextra puts global flags such as `--color never` before the command: look for `sync` among the arguments)
+    slow.write_text(f'#!/bin/sh\ncase " $* " in *" sync "*) echo $$ > {pid_file}; echo "Downloading torch (pretend)"; '
+                    f'exec sleep 120;; esac\nexec {uv_new} "$@"\n')
     slow.chmod(0o755)
     kernels, name = _kernel(tmp_path, kernel_venv, uv_env)
 

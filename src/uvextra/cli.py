@@ -1,7 +1,10 @@
 """The `uvextra` command line: status, switch, check, repair, probe (and demo) over the core's report.
 
-Exit codes: 0 the environment matches the lock; 1 drift remains or the operation failed; 2 usage or
-configuration error; 130 interrupted.
+Exit codes: 0 the environment matches the lock; 1 drift remains or the operation failed (``probe``: no working
+torch); 2 usage or configuration error, always one line ``uvextra: error: …`` on stderr; 130 interrupted.
+
+The target, without ``--python``, is chosen like uv chooses it: ``$VIRTUAL_ENV``, else the project's environment
+(``UV_PROJECT_ENVIRONMENT``, else ``<project>/.venv``) — never uvextra's own (tool) venv unless it is that one.
 """
 
 from __future__ import annotations
@@ -14,18 +17,47 @@ from collections.abc import Sequence
 from .errors import UvextraError
 from .redact import redact
 
+_PYTHON_HELP = ("interpreter (or folder) of the target venv (default: $VIRTUAL_ENV, else the project's environment: "
+                "UV_PROJECT_ENVIRONMENT, else <project>/.venv)")
+_PROBE_PYTHON_HELP = ("interpreter (or folder) of the target venv (default: $VIRTUAL_ENV, else the .venv of the nearest "
+                      "project upward, else this Python's venv)")
+
+
+def version() -> str:
+    """uvextra's version: the installed distribution's, else the source tree's ``__version__``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("uvextra")
+    except metadata.PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+class _UsageError(UvextraError):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``uvextra: error: …``, exit 2) like every other bad input."""
+
+    def error(self, message: str):  # noqa: ANN201 - argparse's signature
+        raise _UsageError(f"{message} (see `{self.prog} --help`)")
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="uvextra",
         description="Switch a venv (a Jupyter kernel's) between a uv project's backend extras, safely and visibly.",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p.add_argument("--version", action="version", version=f"uvextra {version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def common(sp: argparse.ArgumentParser, *, project: bool = True) -> None:
         if project:
             sp.add_argument("--project", metavar="DIR", help="the uv project (default: nearest pyproject.toml upward)")
-        sp.add_argument("--python", metavar="PY", help="interpreter of the target venv (default: this one)")
+        sp.add_argument("--python", metavar="PY", help=_PYTHON_HELP if project else _PROBE_PYTHON_HELP)
         sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         sp.add_argument("-v", "--verbose", action="store_true", help="list every changed package")
 
@@ -36,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     common(sp)
     sp.add_argument("--no-probe", action="store_true", help="skip the CUDA probe")
     sp.add_argument("--keep-extraneous", action="store_true", help="remove nothing that the lock does not list")
+    sp.add_argument("--exact", action="store_true",
+                    help="uv's exact sync: also remove what is not this project's (pip, hand installs); "
+                         "the kernel's own packages are still kept")
     sp.add_argument("--repair", action="store_true", help="reinstall whatever drift uv leaves behind")
     lockmode = sp.add_mutually_exclusive_group()
     lockmode.add_argument("--frozen", action="store_true", help="use uv.lock as it is; never create or update it")
@@ -64,8 +99,46 @@ def _note(line: str) -> None:
     print(f"uvextra: {line}", file=sys.stderr, flush=True)
 
 
+def _target(args: argparse.Namespace):  # noqa: ANN202 - (project root or None, Environment)
+    """The project and the venv the command acts on, chosen like uv chooses them (see the module docstring)."""
+    from .environment import cli_target
+    from .project import explicit_project_root, find_project
+
+    if args.command == "probe":
+        root = None
+        if not args.python:
+            try:
+                root = find_project()
+            except UvextraError:  # no project upward: $VIRTUAL_ENV, else the running interpreter's venv
+                root = None
+        return None, cli_target(args.python, root, project_required=False)
+    root = explicit_project_root(args.project) if args.project else find_project()
+    return root, cli_target(args.python, root)
+
+
+def _error(message: str, code: int, *, as_json: bool) -> int:
+    message = redact(message)
+    if as_json:
+        print(json.dumps({"error": message, "exit_code": code}))
+    print(f"uvextra: error: {message}", file=sys.stderr)
+    return code
+
+
+def _print_json(text: str) -> None:
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    try:
+        text.encode(encoding)
+    except (UnicodeEncodeError, LookupError):  # e.g. PYTHONIOENCODING=ascii: the same JSON, \u-escaped
+        text = json.dumps(json.loads(text), indent=2, ensure_ascii=True)
+    print(text)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as exc:
+        return _error(str(exc), exc.exit_code, as_json="--json" in argv)
     if args.command == "demo":
         from .demo import run_demo
 
@@ -76,34 +149,46 @@ def run(argv: Sequence[str] | None = None) -> int:
     as_json = args.json
     stream = None if as_json else _stream
     try:
+        root, env = _target(args)
+        project = str(root) if root is not None else None
         if args.command == "status":
-            report = core.status(args.project, args.python)
+            report = core.status(project, env)
         elif args.command == "check":
-            report = core.check(args.project, args.python, args.extras)
+            report = core.check(project, env, args.extras)
         elif args.command == "repair":
-            report = core.repair(args.project, args.python, args.extras, probe=args.probe, on_line=stream,
+            report = core.repair(project, env, args.extras, probe=args.probe, on_line=stream,
                                  on_wait=_note)
         elif args.command == "switch":
-            report = core.switch(args.extras, args.project, args.python, probe=not args.no_probe,
-                                 keep_extraneous=args.keep_extraneous, repair=args.repair, frozen=args.frozen,
+            report = core.switch(args.extras, project, env, probe=not args.no_probe,
+                                 keep_extraneous=args.keep_extraneous, exact=args.exact, repair=args.repair, frozen=args.frozen,
                                  locked=args.locked, on_line=stream,
                                  on_wait=_note)
         else:
-            report = core.probe(args.python)
+            report = core.probe(env)
     except UvextraError as exc:
-        message = redact(str(exc))
-        if as_json:
-            print(json.dumps({"error": message, "exit_code": exc.exit_code}))
-        print(f"uvextra: error: {message}", file=sys.stderr)
-        return exc.exit_code
+        return _error(str(exc), exc.exit_code, as_json=as_json)
+    if not getattr(report, "environment_source", ""):
+        report.environment_source = env.source
     if as_json:
-        print(report.to_json())
+        _print_json(report.to_json())
     else:
         print(render_text(report, verbose=args.verbose))
     return report.exit_code
 
 
+def _tolerant_streams() -> None:
+    """Never a UnicodeEncodeError on output (PYTHONIOENCODING=ascii, a C locale): escape what cannot be written."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a stream that cannot be reconfigured: leave it
+                pass
+
+
 def main(argv: Sequence[str] | None = None) -> None:
+    _tolerant_streams()
     try:
         code = run(argv)
     except KeyboardInterrupt:

@@ -1,4 +1,9 @@
-"""The target virtual environment: the kernel's own by default, or the one whose interpreter ``--python`` names."""
+"""The target virtual environment: the kernel's own by default, or the one whose interpreter ``--python`` names.
+
+The command line chooses its default target like uv does (:func:`cli_target`): ``$VIRTUAL_ENV``, else the
+project's environment (``UV_PROJECT_ENVIRONMENT``, else ``<project>/.venv``) — never uvextra's own (tool) venv
+unless it is that one. The magic keeps the kernel's own environment (``python=None``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,8 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -15,6 +21,12 @@ from packaging import markers, tags
 from .errors import UvextraError
 
 STATE_DIR = ".uvextra"  # inside the venv: state.json, the switch lock, cached exports
+KERNEL_SOURCE = "this kernel's environment"  # python=None: the interpreter running uvextra (in a kernel, its own)
+PYTHON_SOURCE = "--python"
+VIRTUAL_ENV_SOURCE = "$VIRTUAL_ENV"
+UV_PROJECT_ENVIRONMENT_SOURCE = "UV_PROJECT_ENVIRONMENT"
+PROJECT_VENV_SOURCE = "the project's .venv"
+RUNNING_SOURCE = "the Python running uvextra: no $VIRTUAL_ENV, no project upward"
 
 
 @dataclass(frozen=True)
@@ -23,6 +35,11 @@ class Environment:
 
     prefix: Path
     python: Path
+    source: str = field(default="", compare=False)  # why this environment is the target, in words
+
+    def __fspath__(self) -> str:
+        # An Environment may stand wherever an interpreter path is expected (``python=`` of the core's verbs).
+        return str(self.python)
 
     @property
     def state_dir(self) -> Path:
@@ -49,8 +66,14 @@ def _venv_root_of(python: Path) -> Path | None:
     return None
 
 
-def resolve_environment(python: str | os.PathLike[str] | None = None) -> Environment:
-    """The venv of ``python`` (default: the running interpreter); refuses anything that is not a venv."""
+def resolve_environment(python: str | os.PathLike[str] | Environment | None = None, *,
+                        source: str | None = None) -> Environment:
+    """The venv of ``python`` (default: the running interpreter); refuses anything that is not a venv.
+
+    An :class:`Environment` (as :func:`cli_target` chose it) is returned as it is.
+    """
+    if isinstance(python, Environment):
+        return python
     if python is None:
         prefix = Path(sys.prefix).absolute()
         if sys.prefix == sys.base_prefix or not (prefix / "pyvenv.cfg").is_file():
@@ -58,7 +81,7 @@ def resolve_environment(python: str | os.PathLike[str] | None = None) -> Environ
                 f"this Python ({sys.executable}) is not in a virtual environment; uvextra only changes venvs — "
                 "start the kernel from the project's .venv, or pass --python .venv/bin/python"
             )
-        return Environment(prefix=prefix, python=Path(sys.executable).absolute())
+        return Environment(prefix=prefix, python=Path(sys.executable).absolute(), source=source or KERNEL_SOURCE)
     path = Path(python).expanduser().absolute()
     try:
         if path.is_dir():  # accept the venv folder itself, too
@@ -79,7 +102,71 @@ def resolve_environment(python: str | os.PathLike[str] | None = None) -> Environ
             f"{path} is not in a virtual environment (no pyvenv.cfg next to it); "
             "uvextra only changes venvs — create one with `uv venv` and pass its python"
         )
-    return Environment(prefix=root, python=path)
+    return Environment(prefix=root, python=path, source=source or PYTHON_SOURCE)
+
+
+def _interpreter_in(prefix: Path) -> Path | None:
+    for sub in ("bin/python", "bin/python3", "Scripts/python.exe"):
+        if (prefix / sub).exists():
+            return prefix / sub
+    return None
+
+
+def environment_at(prefix: str | os.PathLike[str], source: str, *, create_hint: str) -> Environment:
+    """The venv folder ``prefix`` (chosen for ``source``); a one-line error saying how to create it if it is not one."""
+    path = Path(prefix).expanduser().absolute()
+    named = f"{source} ({path})" if source.startswith(("$", "UV_")) else f"{source} {path}"
+    try:
+        exists = path.exists()
+        is_venv = (path / "pyvenv.cfg").is_file()
+        python = _interpreter_in(path) if is_venv else None
+    except OSError as exc:
+        raise UvextraError(f"{named}: cannot access it ({exc.strerror or exc}); pass --python PY") from None
+    if not exists:
+        raise UvextraError(f"{named} does not exist: create it ({create_hint}), or pass --python PY")
+    if not is_venv:
+        raise UvextraError(
+            f"{named} is not a virtual environment (no pyvenv.cfg); uvextra only changes venvs — "
+            f"create one ({create_hint}), or pass --python PY"
+        )
+    if python is None:
+        raise UvextraError(f"{named} has no bin/python: recreate it ({create_hint}), or pass --python PY")
+    return Environment(prefix=path, python=python, source=source)
+
+
+def project_environment(root: Path, environ: Mapping[str, str] | None = None) -> tuple[Path, str]:
+    """The environment uv uses for the project at ``root``: ``UV_PROJECT_ENVIRONMENT`` (relative: to the project
+    root, as uv resolves it), else ``<root>/.venv``; with the reason in words."""
+    env = os.environ if environ is None else environ
+    configured = env.get("UV_PROJECT_ENVIRONMENT", "")
+    if configured:  # uv ignores an empty value
+        path = Path(configured).expanduser()
+        return (path if path.is_absolute() else root / path), UV_PROJECT_ENVIRONMENT_SOURCE
+    return root / ".venv", PROJECT_VENV_SOURCE
+
+
+def cli_target(python: str | None, project_root: Path | None, *, project_required: bool = True,
+               environ: Mapping[str, str] | None = None) -> Environment:
+    """The command line's target, chosen like uv chooses it.
+
+    ``--python`` if given; else ``$VIRTUAL_ENV`` if set; else the project's environment (``UV_PROJECT_ENVIRONMENT``,
+    else ``<project>/.venv``); with no project (``probe`` only, ``project_required=False``) the running interpreter's
+    venv. Never uvextra's own tool venv unless it is that one.
+    """
+    env = os.environ if environ is None else environ
+    if python:
+        return resolve_environment(python, source=PYTHON_SOURCE)
+    active = env.get("VIRTUAL_ENV", "")
+    if active:
+        return environment_at(active, VIRTUAL_ENV_SOURCE, create_hint=f"`uv venv {active}`")
+    if project_root is None:
+        if project_required:  # the caller finds the project first; this is a programming error
+            raise UvextraError("no project to take the environment from; pass --project DIR or --python PY")
+        return resolve_environment(None, source=RUNNING_SOURCE)
+    prefix, source = project_environment(project_root, env)
+    hint = f"`uv sync` or `uv venv` in {project_root}" if source == PROJECT_VENV_SOURCE else \
+        f"`uv sync` in {project_root}, or `uv venv {prefix}`"
+    return environment_at(prefix, source, create_hint=hint)
 
 
 @dataclass(frozen=True)

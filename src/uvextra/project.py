@@ -83,6 +83,30 @@ def find_project(start: Path | None = None) -> Path:
     )
 
 
+def explicit_project_root(given: str | Path) -> Path:
+    """The root named by ``--project DIR`` (or the ``pyproject.toml`` in it), never a folder above it.
+
+    A typo or a folder without a project is refused: the search upward is only for the working directory, so an
+    explicit ``--project`` never silently acts on a parent folder's project.
+    """
+    path = Path(given).expanduser().absolute()
+    try:
+        if path.is_file() and path.name == PYPROJECT:
+            return path.parent
+        if not path.exists():
+            raise UvextraError(f"--project {given}: no such folder; pass the folder that holds the project's {PYPROJECT}")
+        if not path.is_dir():
+            raise UvextraError(f"--project {given} is not a folder; pass the folder that holds the project's {PYPROJECT}")
+        if not (path / PYPROJECT).is_file():
+            raise UvextraError(
+                f"--project {given}: no {PYPROJECT} in {path}; pass the folder that holds the project's {PYPROJECT} "
+                "(an explicit --project is never looked for in the folders above it)"
+            )
+    except OSError as exc:
+        raise UvextraError(f"--project {given}: cannot access it ({exc.strerror or exc})") from None
+    return path
+
+
 def _load_toml(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")

@@ -10,6 +10,15 @@ import os
 import re
 from collections.abc import Mapping
 
+# ANSI escapes: CSI (colours, cursor moves) and OSC (titles, hyperlinks) sequences, other two-byte escapes, and any
+# lone ESC left over; the 8-bit CSI too. uv is told `--color never`; this strips what still arrives.
+_ANSI = re.compile(
+    r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC ... BEL | ST (or cut short)
+    r"|\x1b\[[0-?]*[ -/]*[@-~]"  # CSI
+    r"|\x1b[ -/]*[0-~]"  # two-byte escapes (charset selection, keypad modes, ...)
+    r"|\x9b[0-?]*[ -/]*[@-~]"  # 8-bit CSI
+    r"|[\x1b\x9b]"
+)
 # scheme://user:password@host -> scheme://user:***@host ; scheme://token@host -> scheme://***@host
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/\s@]+)@")
 # Environment variables whose values are secrets (uv's index credentials, hub and server tokens).
@@ -32,10 +41,18 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences (colour codes, hyperlinks, titles)."""
+    if not text or ("\x1b" not in text and "\x9b" not in text):
+        return text
+    return _ANSI.sub("", text)
+
+
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """Mask URL credentials and the values of secret environment variables in ``text``."""
+    """Mask URL credentials and the values of secret environment variables in ``text`` (and drop ANSI escapes)."""
     if not text:
         return text
+    text = strip_ansi(text)
     text = _URL_USERINFO.sub(_mask_userinfo, text)
     for value in secret_values(environ):
         if value in text:

@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -17,7 +17,7 @@ from packaging.version import InvalidVersion, Version
 
 from .environment import Environment
 from .errors import Interrupted, UvextraError
-from .redact import redact
+from .redact import redact, strip_ansi
 
 UV_ENV_VAR = "UVEXTRA_UV"
 # uv <= 0.9.23 answers `==2.9.0` with an installed `2.9.0+cpu` and keeps it (astral-sh/uv#16368);
@@ -27,6 +27,10 @@ FIXED_IN = Version("0.9.24")
 MIN_EXPORT = Version("0.8.0")
 # Variables that would send uv somewhere other than the target environment.
 _STRIP_ENV = ("UV_PYTHON", "UV_PROJECT_ENVIRONMENT", "VIRTUAL_ENV", "CONDA_PREFIX", "UV_SYSTEM_PYTHON")
+# Variables that force colour on although uv's output goes to a pipe (ipykernel sets both, for rich output).
+_COLOR_ENV = ("FORCE_COLOR", "CLICOLOR_FORCE")
+# uv's output always goes to a pipe here: no colour, said explicitly (a global flag since uv 0.1; 0.6.15 has it).
+NO_COLOR_ARGS = ("--color", "never")
 
 LineCallback = Callable[[str], None]
 
@@ -77,25 +81,52 @@ def find_uv() -> Uv:
         if path is None:
             raise UvextraError("no uv found; install it with `pip install 'uv>=0.9.24'` (or set UVEXTRA_UV)")
     st = os.stat(path)
-    return Uv(path=str(path), version=_uv_version(str(path), st.st_mtime_ns, st.st_size))
+    version = _uv_version(str(path), st.st_mtime_ns, st.st_size)
+    if isinstance(version, str):  # what it printed instead of "uv X.Y.Z"
+        named = f"{UV_ENV_VAR}={explicit}" if explicit else str(path)
+        raise UvextraError(
+            f"{named} is not uv (`{path} --version` printed {version}); "
+            + (f"point {UV_ENV_VAR} at a uv binary or unset it" if explicit else "reinstall uv")
+            + " (install uv with `pip install 'uv>=0.9.24'`)"
+        )
+    return Uv(path=str(path), version=version)
 
 
 @cache
-def _uv_version(path: str, _mtime: int, _size: int) -> Version:
+def _uv_version(path: str, _mtime: int, _size: int) -> Version | str:
+    """uv's version, or (a str) a short account of what the binary answered instead."""
     try:
-        out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30).stdout
+        proc = subprocess.run([path, "--version"], capture_output=True, text=True, encoding="utf-8",
+                              errors="replace", timeout=30, stdin=subprocess.DEVNULL, env=_no_color(os.environ))
+    except subprocess.TimeoutExpired:
+        return "nothing within 30 s"
     except (OSError, subprocess.SubprocessError) as exc:
         raise UvextraError(f"cannot run uv at {path} ({exc}); reinstall uv: `pip install 'uv>=0.9.24'`") from None
-    match = re.match(r"uv (\S+)", out.strip())
-    try:
-        return Version(match.group(1)) if match else Version("0")
-    except InvalidVersion:
-        return Version("0")
+    out = strip_ansi(proc.stdout).strip()
+    match = re.fullmatch(r"uv (\S+)(?: \(.*\))?", out.splitlines()[0].strip() if out else "")
+    if match:
+        try:
+            return Version(match.group(1))
+        except InvalidVersion:
+            pass
+    said = out or strip_ansi(proc.stderr).strip()
+    first = said.splitlines()[0].strip() if said else ""
+    if not first:
+        return "nothing" if proc.returncode == 0 else f"nothing and exited {proc.returncode}"
+    if len(first) > 80:
+        first = first[:77] + "..."
+    return repr(redact(first))
+
+
+def _no_color(base: Mapping[str, str]) -> dict[str, str]:
+    out = {k: v for k, v in base.items() if k not in _COLOR_ENV}
+    out["NO_COLOR"] = "1"
+    return out
 
 
 def uv_environ(env: Environment, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for uv: the target venv named explicitly, nothing that could redirect it."""
-    out = dict(os.environ if base is None else base)
+    out = _no_color(os.environ if base is None else base)  # uv writes to a pipe: no colour codes
     for key in _STRIP_ENV:
         out.pop(key, None)
     out["UV_PROJECT_ENVIRONMENT"] = str(env.prefix)
@@ -123,7 +154,7 @@ def run_uv(
 
     Ctrl-C / a kernel interrupt terminates uv (its whole process group) and raises :class:`Interrupted`.
     """
-    cmd = [uv.path, *args]
+    cmd = [uv.path, *NO_COLOR_ARGS, *args]
     try:
         proc = subprocess.Popen(
             cmd, cwd=cwd, env=uv_environ(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -139,7 +170,7 @@ def run_uv(
             timer.start()
         assert proc.stdout is not None
         for raw in proc.stdout:
-            line = redact(raw.rstrip("\n"))
+            line = redact(raw.rstrip("\n"))  # secrets masked, colour codes (should any still come) dropped
             lines.append(line)
             if on_line is not None:
                 on_line(line)
@@ -175,12 +206,13 @@ def capture_uv(uv: Uv, args: Sequence[str], env: Environment, *, cwd: Path) -> s
     """Run a short uv query (export, --version) and capture its output; stderr is redacted."""
     try:
         proc = subprocess.run(
-            [uv.path, *args], cwd=cwd, env=uv_environ(env), stdin=subprocess.DEVNULL,
+            [uv.path, *NO_COLOR_ARGS, *args], cwd=cwd, env=uv_environ(env), stdin=subprocess.DEVNULL,
             capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600,
         )
     except OSError as exc:
         raise UvextraError(f"cannot start uv at {uv.path}: {exc.strerror or exc}") from None
     except subprocess.TimeoutExpired:
         raise UvextraError(f"`uv {' '.join(args[:2])}` did not finish in 10 minutes; check the index") from None
-    proc.stderr = redact(proc.stderr)
+    proc.stdout = strip_ansi(proc.stdout)
+    proc.stderr = redact(proc.stderr)  # redact() drops ANSI escapes, too
     return proc
