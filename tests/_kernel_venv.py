@@ -96,13 +96,15 @@ def uninstall(python: Path, uv: str, env: Mapping[str, str], name: str = "uvextr
 
 
 def kernel_env(venv_python: Path, base: Mapping[str, str], home: Path, **extra: str) -> dict[str, str]:
-    """Environment of a kernel process: no inherited venv, a private IPython dir (no user startup files)."""
+    """Environment of a kernel process: no inherited venv, a private IPython dir (no user startup files), and
+    ``FORCE_COLOR=1`` ``CLICOLOR_FORCE=1`` as ipykernel sets them (``extra`` may override)."""
     env = {k: v for k, v in base.items()
            if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "UV_PYTHON", "PYTHONPATH", "PYTHONSTARTUP",
                         "UVEXTRA_NO_AUTOLOAD", "JPY_PARENT_PID", "JPY_SESSION_NAME")}
     env["PATH"] = f"{Path(venv_python).parent}{os.pathsep}{env.get('PATH', '')}"
     env["IPYTHONDIR"] = str(home / "ipython")
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # silences debugpy's frozen-modules warning on stderr
+    env.update({"FORCE_COLOR": "1", "CLICOLOR_FORCE": "1"})  # ipykernel sets both in every kernel it runs
     env.update(extra)
     return env
 

@@ -10,7 +10,9 @@ Fixtures
     ``dict`` of environment variables for uv subprocesses: ``os.environ`` without the
     variables that would redirect uv (``VIRTUAL_ENV``, ``UV_PYTHON``, ``UV_PROJECT_ENVIRONMENT``,
     ``CONDA_PREFIX``, ``UV_INDEX*``, ``PIP_*`` and a few more, see ``_DROPPED``) plus a
-    session ``UV_CACHE_DIR``, ``UV_PYTHON_DOWNLOADS=never``, ``UV_NO_PROGRESS=1``.  Shared by
+    session ``UV_CACHE_DIR``, ``UV_PYTHON_DOWNLOADS=never``, ``UV_NO_PROGRESS=1``, and
+    ``FORCE_COLOR=1`` ``CLICOLOR_FORCE=1`` (ipykernel sets both in every kernel, so every uvextra
+    started from a notebook runs with them; see :data:`KERNEL_COLOR_ENV`).  Shared by
     the whole session: copy it (``dict(uv_env, X="1")``) before changing anything.
 ``uv_new`` (session)
     ``str`` path of the newest uv: ``uv.find_uv_bin()`` of the running interpreter.
@@ -58,6 +60,10 @@ from uvextra._localindex import (  # noqa: E402
 
 #: The old uv release that still has the astral-sh/uv#16368 bug.
 UV_OLD_VERSION = "0.9.4"
+
+#: What ipykernel puts in every kernel's environment (so a uv started from a notebook colours its output even into
+#: a pipe unless told otherwise). Every subprocess and kernel test runs with these.
+KERNEL_COLOR_ENV = {"FORCE_COLOR": "1", "CLICOLOR_FORCE": "1"}
 
 _DROPPED = {
     "VIRTUAL_ENV",
@@ -117,6 +123,7 @@ def uv_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     env["UV_CACHE_DIR"] = str(tmp_path_factory.mktemp("uv-cache"))
     env["UV_PYTHON_DOWNLOADS"] = "never"
     env["UV_NO_PROGRESS"] = "1"
+    env.update(KERNEL_COLOR_ENV)
     return env
 
 

@@ -6,9 +6,12 @@ Nothing here imports IPython or ipywidgets; the CLI, the magic and the widgets o
 from __future__ import annotations
 
 import os
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from .drift import classify
@@ -17,10 +20,10 @@ from .errors import Interrupted, UvextraError
 from .installed import Installed, scan
 from .lock import LockInfo, Wanted, export_pylock, read_uv_lock, wanted_from_pylock
 from .project import Project, load_project
-from .protect import kernel_closure
+from .protect import kernel_closure, project_owned, removable
 from .report import Change, Report
 from .state import Provenance, State, load_state, save_state, switch_lock
-from .uv import MIN_EXPORT, Uv, find_uv, run_uv
+from .uv import MIN_EXPORT, Uv, UvResult, find_uv, run_uv
 
 LineCallback = Callable[[str], None]
 AUTO = "auto"
@@ -35,7 +38,8 @@ class Context:
     def new_report(self, command: str) -> Report:
         report = Report(
             command=command, project=str(self.project.root), project_name=self.project.name,
-            environment=str(self.env.prefix), python=str(self.env.python), uv=self.uv.to_dict(),
+            environment=str(self.env.prefix), environment_source=self.env.source, python=str(self.env.python),
+            uv=self.uv.to_dict(),
             available_extras=list(self.project.extras), conflict_sets=[list(s) for s in self.project.conflict_sets],
         )
         if self.uv.warning:
@@ -61,14 +65,34 @@ def open_context(project: str | os.PathLike[str] | None = None, python: str | os
 
 # ---------------------------------------------------------------------------------------------------- extras
 
-def _resolve_extras(ctx: Context, extras: Sequence[str] | None, state: State) -> tuple[tuple[str, ...], str]:
+@dataclass(frozen=True)
+class Chosen:
+    """Which extras an operation aims at, how uvextra knew, and — for inference — whether it could tell at all."""
+
+    extras: tuple[str, ...]
+    source: str
+    unknown: str | None = None  # "none" (almost nothing of the project installed) or "tie"
+
+
+def _resolve_extras(ctx: Context, extras: Sequence[str] | None, state: State) -> Chosen:
     if extras:
         if list(extras) == [AUTO]:
-            return _auto_extra(ctx)
-        return ctx.project.validate_extras(list(extras)), "given"
+            return Chosen(*_auto_extra(ctx))
+        return Chosen(ctx.project.validate_extras(list(extras)), "given")
+    mine = state.project == str(ctx.project.root)
+    asked = [e for e in state.requested if e in ctx.project.extras]
+    asked_ok = mine and asked and len(asked) == len(state.requested)
     recorded = [e for e in state.extras if e in ctx.project.extras]
-    if recorded and state.project == str(ctx.project.root) and len(recorded) == len(state.extras):
-        return tuple(recorded), f"recorded by the last switch ({ctx.env.state_dir / 'state.json'})"
+    recorded_ok = mine and recorded and len(recorded) == len(state.extras)
+    why = f" ({state.requested_failure})" if state.requested_failure else ""
+    if asked_ok and (state.requested_changed or not recorded_ok):
+        last = f"; the last successful switch was to {', '.join(state.extras)}" if state.extras else ""
+        return Chosen(tuple(asked), f"asked for by the last switch, which did not finish{why}{last}")
+    if recorded_ok:
+        after = (f"; the switch to {', '.join(asked)} after it did not finish and changed nothing{why}"
+                 if asked_ok else "")
+        return Chosen(tuple(recorded), f"recorded by the last switch ({ctx.env.state_dir / 'state.json'})"
+                                       f"{after}")
     return _infer_extras(ctx)
 
 
@@ -83,24 +107,41 @@ def _auto_extra(ctx: Context) -> tuple[tuple[str, ...], str]:
     return (extra,), f"auto: {reason}"
 
 
-def _infer_extras(ctx: Context) -> tuple[tuple[str, ...], str]:
+def _infer_extras(ctx: Context) -> Chosen:
+    """Per conflict set, the extra whose own packages (those not shared by every extra of the set) are installed.
+
+    Nothing of a set's own packages installed is not a match, and two extras matching equally well is a tie: both
+    are said as they are, never turned into a guess.
+    """
     if not ctx.project.conflict_sets:
-        return (), "no extras recorded; checking the base dependencies"
+        return Chosen((), "no extras recorded; checking the base dependencies")
     installed = scan(ctx.env)
     chosen: list[str] = []
     why: list[str] = []
+    unknown: str | None = None
     for group in ctx.project.conflict_sets:
-        scores = {}
-        for extra in group:
-            wanted = _wanted(ctx, (extra,))
-            scores[extra] = sum(
-                1 for name, w in wanted.items() if name not in installed or installed[name].version != w.version
-            )
-        best = min(group, key=lambda e: (scores[e], group.index(e)))
-        chosen.append(best)
-        others = ", ".join(f"{e}: {scores[e]}" for e in group if e != best)
-        why.append(f"{best} matches what is installed ({scores[best]} differences; {others})")
-    return tuple(chosen), "inferred: " + "; ".join(why)
+        wanted = {e: _wanted(ctx, (e,)) for e in group}
+        pinned = {e: {(n, w.version) for n, w in wanted[e].items()} for e in group}
+        shared = set.intersection(*pinned.values())
+        own = {e: pinned[e] - shared for e in group}
+        scores = {e: sum(1 for n, v in own[e] if n in installed and installed[n].version == v) for e in group}
+        best = max(scores.values())
+        leaders = [e for e in group if scores[e] == best]
+        counts = ", ".join(f"{e}: {scores[e]} of {len(own[e])}" for e in group)
+        same = not any(own.values()) and any(n in installed and installed[n].version == v for n, v in shared)
+        if same:  # every extra of the set pins the same versions: what is installed fits all of them alike
+            unknown = "tie"
+            why.append(f"a tie: {' and '.join(group)} lock the same versions, and those are installed")
+        elif best == 0:
+            unknown = unknown or "none"
+            why.append(f"none of {', '.join(group)} is installed (their own packages installed: {counts})")
+        elif len(leaders) > 1:
+            unknown = "tie"
+            why.append(f"a tie: {' and '.join(leaders)} match what is installed equally well ({counts})")
+        else:
+            chosen.append(leaders[0])
+            why.append(f"{leaders[0]} matches what is installed ({counts} of their own packages installed)")
+    return Chosen(tuple(chosen), "inferred: " + "; ".join(why), unknown)
 
 
 # ---------------------------------------------------------------------------------------------------- pieces
@@ -139,16 +180,23 @@ def _start_probe(ctx: Context, extras: Sequence[str]):
     return start_probe(str(ctx.env.python), selected_extras=list(extras), timeout=probe_timeout())
 
 
+def _owned(ctx: Context, state: State) -> set[str]:
+    """What this project put (or may put) here: every name its uv.lock locks, and what uvextra recorded installing."""
+    return project_owned((name for name, _version in _lock_info(ctx).sources), state.owned)
+
+
 def _check_into(
     ctx: Context, report: Report, extras: Sequence[str], *, fresh: set[str] = frozenset(), state: State | None = None
 ) -> tuple[dict[str, Wanted], dict[str, Installed], State]:
     state = state if state is not None else load_state(ctx.env)
     wanted = _wanted(ctx, extras)
     installed = scan(ctx.env)
-    protected = _protected(ctx, installed)
-    report.kernel_protected = sorted(n for n in protected if n not in wanted)
+    kernel = _protected(ctx, installed)
+    owned = _owned(ctx, state)
+    report.kernel_protected = sorted(n for n in kernel if n not in wanted)
+    not_ours = {n for n in installed if n not in owned}  # never "extraneous": a switch would never remove them
     report.drift, report.unverified = classify(
-        wanted, installed, records=state.packages, lock=_lock_info(ctx), protected=protected, fresh=fresh
+        wanted, installed, records=state.packages, lock=_lock_info(ctx), protected=kernel | not_ours, fresh=fresh
     )
     return wanted, installed, state
 
@@ -169,15 +217,39 @@ def _record(ctx: Context, report: Report, state: State, extras: Sequence[str],
         if name not in installed:
             del state.packages[name]
     state.extras = list(extras)
+    state.requested, state.requested_failure = [], None
     state.project = str(ctx.project.root)
+    _save(ctx, report, state)
+
+
+def _record_failure(ctx: Context, report: Report, state: State, extras: Sequence[str], *,
+                    changed: bool = True) -> None:
+    """A switch that did not finish: remember what was asked, so check and repair aim at it — or, when it changed
+    nothing, at the last successful switch's extras, saying so; never at a third extra inferred from a half-way venv.
+    """
+    state.requested = list(extras)
+    state.requested_failure = report.failure
+    state.requested_changed = changed
+    state.project = str(ctx.project.root)
+    _save(ctx, report, state)
+
+
+def _save(ctx: Context, report: Report, state: State) -> None:
     report.state_saved = save_state(ctx.env, state)
     if not report.state_saved:
         report.warnings.append(f"could not write {ctx.env.state_dir}; build drift cannot be tracked in this venv")
 
 
+def _note_owned(state: State, fresh: set[str], after: Mapping[str, Installed]) -> None:
+    """What uvextra's uv just installed is the project's; what is gone is nobody's any more."""
+    state.owned = sorted((set(state.owned) | fresh) & set(after))
+
+
 def _sync_args(ctx: Context, extras: Sequence[str], reinstall: Sequence[str] = (), frozen: bool = False,
-               locked: bool = False) -> list[str]:
-    args = ["sync", "--inexact", "--project", str(ctx.project.root), "--python", str(ctx.env.python)]
+               locked: bool = False, exact: bool = False) -> list[str]:
+    args = ["sync", "--project", str(ctx.project.root), "--python", str(ctx.env.python)]
+    if not exact:
+        args.insert(1, "--inexact")
     if frozen:
         args.append("--frozen")
     elif locked:
@@ -197,6 +269,40 @@ def _require_writable(ctx: Context) -> None:
         )
 
 
+def _require_lock(ctx: Context, extras: Sequence[str]) -> None:
+    if not ctx.project.lockfile.is_file():
+        extra = " ".join(extras) or (ctx.project.extras[0] if ctx.project.extras else "EXTRA")
+        raise UvextraError(
+            f"no uv.lock in {ctx.project.root}, so there is nothing to compare with: "
+            f"run `uvextra switch {extra}` (it locks) or `uv lock`"
+        )
+
+
+# uv's words when it could not reach an index (connection, DNS, TLS, timeouts, a server error).
+_UNREACHABLE = re.compile(
+    r"connection refused|error sending request|dns error|failed to lookup address|could not connect|"
+    r"tcp connect error|connection reset|network is unreachable|timed out|operation timed out|"
+    r"server error|status code 5\d\d|50[234] |certificate|client error \(connect\)",
+    re.IGNORECASE,
+)
+
+
+def _uv_error(output: Sequence[str]) -> str:
+    """uv's own error text: from its first ``error:`` line on (else its last lines), as uv wrote it."""
+    lines = [ln.rstrip() for ln in output if ln.strip()]
+    first = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("error:")), None)
+    picked = lines[first:] if first is not None else lines[-5:]
+    return "\n".join(picked[:40])
+
+
+def _fail_with_uv(report: Report, args: Sequence[str], result: UvResult) -> None:
+    text = _uv_error(result.output)
+    report.uv_error = text or None
+    report.failure_kind = "network" if _UNREACHABLE.search(text) else "uv"
+    summary = " ".join(ln.strip() for ln in text.splitlines()[:4]) or "no output"
+    report.failure = f"uv {args[0]} failed (exit {result.returncode}): {summary}"
+
+
 def _run_sync(ctx: Context, report: Report, args: list[str], on_line: LineCallback | None) -> bool:
     def collect(line: str) -> None:
         report.log.append(line)
@@ -205,10 +311,17 @@ def _run_sync(ctx: Context, report: Report, args: list[str], on_line: LineCallba
 
     result = run_uv(ctx.uv, args, ctx.env, cwd=ctx.project.root, on_line=collect)
     if result.returncode != 0:
-        tail = [ln.strip() for ln in result.output if ln.strip()][-3:]
-        report.failure = f"uv {args[0]} failed (exit {result.returncode}): " + (" ".join(tail) or "no output")
+        _fail_with_uv(report, args, result)
         return False
     return True
+
+
+def _follow_up_failed(report: Report, exc: UvextraError) -> None:
+    if report.failure is None:
+        report.failure = f"uv's sync ran, but what came after it failed: {exc}"
+        report.failure_kind = "follow-up"
+    else:
+        report.warnings.append(str(exc))
 
 
 # ---------------------------------------------------------------------------------------------------- verbs
@@ -226,14 +339,33 @@ def check(
     ctx = open_context(project, python)
     report = ctx.new_report(command)
     state = load_state(ctx.env)
-    chosen, report.extras_source = _resolve_extras(ctx, extras, state)
-    report.extras = list(chosen)
-    handle = _start_probe(ctx, chosen) if probe else None
-    _check_into(ctx, report, chosen, state=state)
-    if handle is not None:
-        report.probe = handle.result()
+    _require_lock(ctx, extras or ())
+    chosen = _resolve_extras(ctx, extras, state)
+    report.extras, report.extras_source, report.extras_unknown = list(chosen.extras), chosen.source, chosen.unknown
+    with _probing(ctx, report, chosen.extras, probe) as start:
+        start()
+        _check_into(ctx, report, chosen.extras, state=state)
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+@contextmanager
+def _probing(ctx: Context, report: Report, extras: Sequence[str], wanted: bool) -> Iterator[Callable[[], None]]:
+    """Start the probe when the caller says the venv will not change any more; collect it; never leak its process."""
+    handles: list[Any] = []
+
+    def start() -> None:
+        if wanted and not handles:
+            handles.append(_start_probe(ctx, extras))
+
+    try:
+        yield start
+    except BaseException:
+        for handle in handles:
+            handle.close()
+        raise
+    if handles:
+        report.probe = handles[0].result()
 
 
 def status(project: str | os.PathLike[str] | None = None, python: str | os.PathLike[str] | None = None) -> Report:
@@ -248,73 +380,101 @@ def switch(
     *,
     probe: bool = True,
     keep_extraneous: bool = False,
+    exact: bool = False,
     repair: bool = False,
     frozen: bool = False,
     locked: bool = False,
     on_line: LineCallback | None = None,
     on_wait: LineCallback | None = None,
 ) -> Report:
-    """``uv sync --extra …`` into the target venv, keeping the kernel's own packages, then check (and probe).
+    """``uv sync --inexact --extra …`` into the target venv, then remove what only this project put there; check.
 
-    A missing ``uv.lock`` is created as ``uv sync`` would; ``frozen`` (use the lock as it is) and ``locked``
-    (refuse a lock that is out of date) refuse instead.
+    Removed: what the new selection does not want, the running kernel does not need and this project installed
+    (its uv.lock locks it, or uvextra's records say it installed it). Kept and reported: everything else (pip,
+    setuptools, hand installs, the server stack). ``exact`` is uv's exact sync, the kernel closure still kept;
+    ``keep_extraneous`` removes nothing. A missing ``uv.lock`` is created as ``uv sync`` would; ``frozen`` (use
+    the lock as it is) and ``locked`` (refuse a lock that is out of date) refuse instead. The probe runs after the
+    last change.
     """
     started = time.perf_counter()
     ctx = open_context(project, python)
     report = ctx.new_report("switch")
     if not extras:
         raise UvextraError(f"name an extra to switch to: {', '.join(ctx.project.extras) or '(none declared)'}, or auto")
-    chosen, report.extras_source = _resolve_extras(ctx, extras, State())
+    resolved = _resolve_extras(ctx, extras, State())
+    chosen, report.extras_source = resolved.extras, resolved.source
     report.extras = list(chosen)
     if (frozen or locked) and not ctx.project.lockfile.is_file():
         flag = "--frozen" if frozen else "--locked"
         raise UvextraError(f"no uv.lock in {ctx.project.root}, and {flag} never creates one: run `uv lock` first, "
                            f"or switch without {flag} (uvextra then locks as `uv sync` does)")
     _require_writable(ctx)
-    handle = None
     try:
-        with switch_lock(ctx.env, on_wait):
-            before = scan(ctx.env)
-            state = load_state(ctx.env)
-            sync_args = _sync_args(ctx, chosen, frozen=frozen, locked=locked)
-            kernel_needs = _protected(ctx, before)
-            if not keep_extraneous and not kernel_needs:
-                # No kernel here to protect (no ipykernel, ipywidgets or uvextra installed): uv's exact sync removes
-                # what the lock lacks in the same run — one uv process instead of `sync --inexact` + `pip uninstall`.
-                sync_args.remove("--inexact")
-            if _run_sync(ctx, report, sync_args, on_line):
-                wanted = _wanted(ctx, chosen)
-                mid = scan(ctx.env)
-                protected = _protected(ctx, mid)
-                extraneous = sorted(n for n in mid if n not in wanted and n not in protected)
-                if extraneous and not keep_extraneous:
-                    _run_sync(ctx, report, ["pip", "uninstall", "--python", str(ctx.env.python), *extraneous], on_line)
-                elif extraneous:
-                    report.changes.kept.extend(extraneous)
-            after = scan(ctx.env)
-            report.changes.installed, report.changes.removed, fresh = _diff(before, after)
-            replaced = sorted(fresh & kernel_needs)
-            if replaced:  # the lock itself pins something the running kernel imports: it keeps the old copy in memory
-                report.warnings.append(
-                    f"the lock replaced {', '.join(replaced)}, which the kernel itself uses; restart the kernel "
-                    "before relying on it")
-            if probe:
-                handle = _start_probe(ctx, chosen)
-            wanted, installed, state = _check_into(ctx, report, chosen, fresh=fresh, state=state)
-            report.changes.kept = sorted(set(report.changes.kept) | set(report.kernel_protected))
-            if repair and report.failure is None and (report.errors or report.unverified):
-                _repair_locked(ctx, report, chosen, state, on_line)
-                wanted, installed, state = _check_into(ctx, report, chosen, fresh=set(report.repaired), state=state)
-            if report.failure is None:
-                _record(ctx, report, state, chosen, wanted, installed)
+        with switch_lock(ctx.env, on_wait), _probing(ctx, report, chosen, probe) as start_probe:
+            _switch_locked(ctx, report, chosen, keep_extraneous=keep_extraneous, exact=exact, repair=repair,
+                           frozen=frozen, locked=locked, on_line=on_line)
+            start_probe()  # after the last change: the verdict describes what is installed now
     except Interrupted:
         report.interrupted = True
+        report.failure_kind = "interrupted"
         report.failure = "interrupted: uv was stopped before it finished; the environment was checked again"
         _recheck_quietly(ctx, report, chosen)
-    if handle is not None:
-        report.probe = handle.result()
+        _record_failure(ctx, report, load_state(ctx.env), chosen)
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_extraneous: bool, exact: bool,
+                   repair: bool, frozen: bool, locked: bool, on_line: LineCallback | None) -> None:
+    before = scan(ctx.env)
+    state = load_state(ctx.env)
+    kernel_needs = _protected(ctx, before)
+    # uv's exact sync only where asked for and no kernel lives here; otherwise inexact, then remove what is ours.
+    exact_sync = exact and not keep_extraneous and not kernel_needs
+    _record_failure(ctx, report, state, chosen)  # until it finishes, the venv is on its way to `chosen`
+    if _run_sync(ctx, report, _sync_args(ctx, chosen, frozen=frozen, locked=locked, exact=exact_sync), on_line):
+        try:
+            _remove_not_ours_kept(ctx, report, chosen, state, keep_extraneous=keep_extraneous, exact=exact,
+                                  on_line=on_line)
+        except UvextraError as exc:
+            _follow_up_failed(report, exc)
+    after = scan(ctx.env)
+    report.changes.installed, report.changes.removed, fresh = _diff(before, after)
+    _note_owned(state, fresh, after)
+    replaced = sorted(fresh & kernel_needs)
+    if replaced:  # the lock itself pins something the running kernel imports: it keeps the old copy in memory
+        report.warnings.append(
+            f"the lock replaced {', '.join(replaced)}, which the kernel itself uses; restart the kernel "
+            "before relying on it")
+    if not ctx.project.lockfile.is_file():  # uv failed before it could lock: nothing to compare with
+        report.warnings.append(f"no uv.lock in {ctx.project.root} yet (uv did not get as far as locking); "
+                               "nothing to compare the environment with")
+        _record_failure(ctx, report, state, chosen, changed=bool(report.changes.installed or report.changes.removed))
+        return
+    try:
+        wanted, installed, state = _check_into(ctx, report, chosen, fresh=fresh, state=state)
+        report.changes.kept = sorted(set(report.changes.kept) | set(report.kernel_protected))
+        if repair and report.failure is None and (report.errors or report.unverified):
+            _repair_locked(ctx, report, chosen, state, on_line)
+            wanted, installed, state = _check_into(ctx, report, chosen, fresh=set(report.repaired), state=state)
+    except UvextraError as exc:
+        _follow_up_failed(report, exc)
+    if report.failure is None:
+        _record(ctx, report, state, chosen, wanted, installed)
+    else:
+        _record_failure(ctx, report, state, chosen, changed=bool(report.changes.installed or report.changes.removed))
+
+
+def _remove_not_ours_kept(ctx: Context, report: Report, chosen: Sequence[str], state: State, *,
+                          keep_extraneous: bool, exact: bool, on_line: LineCallback | None) -> None:
+    wanted = _wanted(ctx, chosen)
+    mid = scan(ctx.env)
+    remove, foreign = removable(mid, wanted, _protected(ctx, mid), _owned(ctx, state), exact=exact)
+    report.changes.kept_foreign = foreign
+    if remove and not keep_extraneous:
+        _run_sync(ctx, report, ["pip", "uninstall", "--python", str(ctx.env.python), *remove], on_line)
+    elif remove:
+        report.changes.kept.extend(remove)
 
 
 def _recheck_quietly(ctx: Context, report: Report, extras: Sequence[str]) -> None:
@@ -334,6 +494,7 @@ def _repair_locked(ctx: Context, report: Report, extras: Sequence[str], state: S
         report.changes.installed += installed
         report.changes.removed += removed
         report.repaired = sorted(fresh & set(targets))
+        _note_owned(state, fresh, after)
         for name in targets:  # their old records described the wrong build
             if name in fresh:
                 state.packages.pop(name, None)
@@ -348,46 +509,63 @@ def repair(
     on_line: LineCallback | None = None,
     on_wait: LineCallback | None = None,
 ) -> Report:
-    """Reinstall exactly the drifted (and unverified) packages, then check again."""
+    """Reinstall exactly the drifted (and unverified) packages, then check again.
+
+    Without ``extras``: those the user asked for last (a switch that did not finish), else the last successful
+    switch's, else inferred; when inference cannot tell (nothing of the project installed, or a tie) nothing is
+    installed and the error says to switch.
+    """
     started = time.perf_counter()
     ctx = open_context(project, python)
     report = ctx.new_report("repair")
     state = load_state(ctx.env)
-    chosen, report.extras_source = _resolve_extras(ctx, extras, state)
-    report.extras = list(chosen)
-    handle = None
+    _require_lock(ctx, extras or ())
+    chosen = _resolve_extras(ctx, extras, state)
+    if chosen.unknown:
+        raise UvextraError(f"cannot tell which extras to repair ({chosen.source.removeprefix('inferred: ')}); "
+                           f"run `uvextra switch {' | '.join(ctx.project.extras)}`, or pass --extra NAME")
+    report.extras, report.extras_source = list(chosen.extras), chosen.source
     try:
-        _check_into(ctx, report, chosen, state=state)
-        if report.errors or report.unverified:
-            _require_writable(ctx)
-            with switch_lock(ctx.env, on_wait):
-                _repair_locked(ctx, report, chosen, state, on_line)
-                if probe:
-                    handle = _start_probe(ctx, chosen)
-                wanted, installed, state = _check_into(ctx, report, chosen, fresh=set(report.repaired), state=state)
-                if report.failure is None:
-                    _record(ctx, report, state, chosen, wanted, installed)
-                for d in report.errors:
-                    if d.package in report.repaired:
-                        d_note = "uv reinstalled it but it still differs from the lock"
-                        report.warnings.append(f"{d.package}: {d_note}")
-        elif probe:
-            handle = _start_probe(ctx, chosen)
+        with _probing(ctx, report, chosen.extras, probe) as start_probe:
+            _check_into(ctx, report, chosen.extras, state=state)
+            if report.errors or report.unverified:
+                _require_writable(ctx)
+                with switch_lock(ctx.env, on_wait):
+                    _repair_and_recheck(ctx, report, chosen.extras, state, on_line)
+            start_probe()
     except Interrupted:
         report.interrupted = True
+        report.failure_kind = "interrupted"
         report.failure = "interrupted: uv was stopped before it finished; the environment was checked again"
-        _recheck_quietly(ctx, report, chosen)
-    if handle is not None:
-        report.probe = handle.result()
+        _recheck_quietly(ctx, report, chosen.extras)
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _repair_and_recheck(ctx: Context, report: Report, extras: Sequence[str], state: State,
+                        on_line: LineCallback | None) -> None:
+    _repair_locked(ctx, report, extras, state, on_line)
+    try:
+        wanted, installed, state = _check_into(ctx, report, extras, fresh=set(report.repaired), state=state)
+    except UvextraError as exc:
+        _follow_up_failed(report, exc)
+        _save(ctx, report, state)
+        return
+    if report.failure is None:
+        _record(ctx, report, state, extras, wanted, installed)
+    else:
+        _save(ctx, report, state)
+    for d in report.errors:
+        if d.package in report.repaired:
+            report.warnings.append(f"{d.package}: uv reinstalled it but it still differs from the lock")
 
 
 def probe(python: str | os.PathLike[str] | None = None, extras: Sequence[str] = ()) -> Report:
     """Only the CUDA probe of the target interpreter, in a fresh process."""
     started = time.perf_counter()
     env = resolve_environment(python)
-    report = Report(command="probe", environment=str(env.prefix), python=str(env.python), extras=list(extras))
+    report = Report(command="probe", environment=str(env.prefix), environment_source=env.source,
+                    python=str(env.python), extras=list(extras))
     if not extras:
         report.extras = load_state(env).extras
     from .probe import probe_timeout, start_probe

@@ -153,9 +153,17 @@ def _changes_cell(report: Report) -> str:
         n = len(listed)
         cell += (f"<details><summary style=\"{_SMALL}\">{n} change{'s' if n != 1 else ''} in detail</summary>"
                  f"<ul style=\"margin:2px 0 2px 18px;padding:0\">{items}</ul></details>")
+    if ch.removed:  # every removal named on the card itself, not only counted
+        cell += (f"<div class=\"uvextra-removed\" style=\"{_SMALL}\">removed: "
+                 f"{_e(', '.join(f'{c.name} {c.old}' for c in ch.removed))}</div>")
     kept = [name for name in ch.kept if name not in report.kernel_protected]  # those have their own row
     if kept:
         cell += f"<div style=\"{_SMALL}\">kept, though not in the lock: {_e(', '.join(kept))}</div>"
+    if ch.kept_foreign:
+        n = len(ch.kept_foreign)
+        cell += (f"<details class=\"uvextra-foreign\"><summary style=\"{_SMALL}\">{n} package{'s' if n != 1 else ''} "
+                 f"not from this project, kept</summary><div style=\"{_SMALL}\">{_e(', '.join(ch.kept_foreign))}"
+                 "</div></details>")
     return cell
 
 
@@ -196,7 +204,7 @@ def _log_details(log: Sequence[str], label: str = "uv output") -> str:
 
 
 def _next_step(report: Report, live: bool) -> str | None:
-    if live and (report.errors or report.unverified) and not report.interrupted and not report.read_only:
+    if live and report.can_repair:
         return "click <b>Reinstall</b> to reinstall exactly these packages from the lock"
     step = report.next_step()
     return _e(step) if step else None
@@ -246,6 +254,9 @@ def render_html(report: Report, kernel: KernelState | None = None, *, live: bool
         rows.append(("warning", f'<span style="color:{_AMBER}">{_e(w)}</span>'))
     if report.failure and head.state != "failed":
         rows.append(("failure", f'<span style="color:{_RED}">{_e(report.failure)}</span>'))
+    if report.uv_error and report.uv_error not in (report.failure or ""):
+        rows.append(("uv said", f'<pre class="uvextra-uv-error" style="margin:0;white-space:pre-wrap">'
+                                f"{_e(report.uv_error)}</pre>"))
     if note:
         rows.append(("note", _e(note)))
     step = _next_step(report, live)
@@ -298,6 +309,11 @@ def render_markdown(report: Report, kernel: KernelState | None = None) -> str:
                    f"— {_md(report.extras_source)} |")
     if report.command in ("switch", "repair"):
         out.append(f"| changes | {_md(report.changes.summary())} |")
+        if report.changes.removed:
+            out.append(f"| removed | {_md(', '.join(f'{c.name} {c.old}' for c in report.changes.removed))} |")
+        foreign = report.changes.foreign_line()
+        if foreign:
+            out.append(f"| kept | {_md(foreign)} |")
     if report.probe is not None:
         state = verdict_state(report)
         icon = {"ok": "🟢", "bad": "🔴"}.get(state[0] if state else "", "⚪")
@@ -311,6 +327,8 @@ def render_markdown(report: Report, kernel: KernelState | None = None) -> str:
         out.append(f"| warning | {_md(w)} |")
     if report.failure:
         out.append(f"| failure | {_md(report.failure)} |")
+    if report.uv_error and report.uv_error not in (report.failure or ""):
+        out.append(f"| uv said | {_md(report.uv_error)} |")
     step = report.next_step()
     if step:
         out.append(f"| next | {_md(step)} |")

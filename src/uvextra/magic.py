@@ -69,7 +69,7 @@ class Session:
 
     # -- actions ------------------------------------------------------------------------------------------------
     def switch(self, extras: list[str], *, project: str | None = None, probe: bool = True,
-               keep_extraneous: bool = False) -> Action:
+               keep_extraneous: bool = False, exact: bool = False) -> Action:
         from . import core
 
         title = "choosing the extra for this machine, then switching" if extras == [AUTO] else \
@@ -77,7 +77,7 @@ class Session:
         return Action(
             title,
             lambda on_line, on_wait: core.switch(extras, project, None, probe=probe, keep_extraneous=keep_extraneous,
-                                                 on_line=on_line, on_wait=on_wait),
+                                                 exact=exact, on_line=on_line, on_wait=on_wait),
             recheck=lambda: core.check(project, None, extras),
         )
 
@@ -206,6 +206,9 @@ class UvextraMagics(Magics):
     @argument("--no-probe", action="store_true", help="skip the CUDA probe")
     @argument("--keep-extraneous", action="store_true",
               help="remove nothing that the lock does not list (the kernel's own packages are always kept)")
+    @argument("--exact", action="store_true",
+              help="uv's exact sync: also remove what is not this project's (pip, hand installs); the kernel's own "
+                   "packages are still kept")
     @line_magic
     def uvextra(self, line: str = "") -> None:
         """Switch this kernel's environment between the uv project's extras (PyTorch backends), safely.
@@ -232,7 +235,7 @@ class UvextraMagics(Magics):
             action = session.check(None, project=project, probe=probe, command="status")
         else:
             action = session.switch(list(args.extras), project=project, probe=probe,
-                                    keep_extraneous=args.keep_extraneous)
+                                    keep_extraneous=args.keep_extraneous, exact=args.exact)
         _present(session, action, probe=probe, keep_extraneous=args.keep_extraneous)
 
 

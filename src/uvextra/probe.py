@@ -342,6 +342,13 @@ class ProbeHandle:
         if self._proc is not None and self._proc.poll() is None:
             self._kill()
 
+    def close(self) -> None:
+        """Stop the child if it still runs and free its files: for callers that will never ask for the result."""
+        self.cancel()
+        if self._result is None:
+            self._stdout.close()
+            self._stderr.close()
+
     def _kill(self) -> None:
         assert self._proc is not None
         try:

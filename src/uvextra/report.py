@@ -31,6 +31,7 @@ class Changes:
     installed: list[Change] = field(default_factory=list)  # new, upgraded, downgraded or reinstalled
     removed: list[Change] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # extraneous but kept (kernel's own, or --keep-extraneous)
+    kept_foreign: list[str] = field(default_factory=list)  # not the lock's, not from this project: never removed
 
     def summary(self) -> str:
         if not self.installed and not self.removed:
@@ -48,7 +49,16 @@ class Changes:
             "installed": [{"name": c.name, "old": c.old, "new": c.new} for c in self.installed],
             "removed": [{"name": c.name, "version": c.old} for c in self.removed],
             "kept": list(self.kept),
+            "kept_foreign": list(self.kept_foreign),
         }
+
+    def foreign_line(self) -> str | None:
+        """One collapsed line for what a switch kept because it is not this project's (pip, hand installs, …)."""
+        if not self.kept_foreign:
+            return None
+        n = len(self.kept_foreign)
+        shown = ", ".join(self.kept_foreign[:6]) + (f", … ({n - 6} more)" if n > 6 else "")
+        return f"{n} package{'s' if n != 1 else ''} not from this project, kept: {shown}"
 
 
 @dataclass
@@ -59,6 +69,7 @@ class Report:
     project: str | None = None
     project_name: str | None = None
     environment: str | None = None
+    environment_source: str = ""  # why that environment: "--python", "$VIRTUAL_ENV", "the project's .venv", …
     python: str | None = None
     uv: dict[str, str] | None = None
     extras: list[str] = field(default_factory=list)
@@ -73,6 +84,12 @@ class Report:
     probe: Any = None  # probe.ProbeResult | None
     warnings: list[str] = field(default_factory=list)
     failure: str | None = None  # the operation did not complete (uv failed, interrupted, …); env re-checked
+    # what kind of failure: "uv" (uv failed; its words in uv_error), "network" (an index could not be reached),
+    # "no-lock", "follow-up" (uv's sync ran, what came after failed), "interrupted"
+    failure_kind: str | None = None
+    uv_error: str | None = None  # uv's own error text, as uv wrote it (redacted, no colour)
+    # inference could not name the extras ("none": almost nothing of the project is installed; "tie")
+    extras_unknown: str | None = None
     interrupted: bool = False
     log: list[str] = field(default_factory=list)  # uv's output, redacted
     state_saved: bool = False
@@ -89,12 +106,14 @@ class Report:
 
     @property
     def clean(self) -> bool:
-        return not self.errors and self.failure is None
+        return not self.errors and self.failure is None and not self.extras_unknown
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
+        if self.command == "probe" and getattr(self.probe, "torch_version", None) is None:
+            return 1  # the target Python cannot run, or has no working torch
         return 0 if self.clean else 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +121,7 @@ class Report:
             "command": self.command,
             "project": self.project,
             "environment": self.environment,
+            "environment_source": self.environment_source,
             "python": self.python,
             "uv": self.uv,
             "extras": self.extras,
@@ -115,6 +135,9 @@ class Report:
             "probe": self.probe.to_dict() if self.probe is not None else None,
             "warnings": self.warnings,
             "failure": self.failure,
+            "failure_kind": self.failure_kind,
+            "uv_error": self.uv_error,
+            "extras_unknown": self.extras_unknown,
             "read_only": self.read_only,
             "clean": self.clean,
             "exit_code": self.exit_code,
@@ -125,10 +148,29 @@ class Report:
         # Every string already passed through redact(); this is the last line of defence for the JSON surface.
         return redact(json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
 
+    @property
+    def can_repair(self) -> bool:
+        """Would a repair (the Reinstall button) fix something here? Never offered where it can only fail."""
+        return (bool(self.errors or self.unverified) and not self.read_only and not self.interrupted
+                and self.failure_kind not in ("network", "no-lock", "uv") and not self.extras_unknown)
+
     def next_step(self) -> str | None:
         """The one thing the user should do next, in words."""
         if self.interrupted:
             return "the switch was interrupted; run it again to finish"
+        if self.failure_kind == "network":
+            nothing = not self.changes.installed and not self.changes.removed
+            return (("nothing changed; " if nothing else "") +
+                    "retry when the index is reachable (uv could not reach it: see uv's words above)")
+        if self.failure_kind == "no-lock":
+            extra = self.extras[0] if self.extras else "EXTRA"
+            return f"run `uvextra switch {extra}` (it locks) or `uv lock`"
+        if self.failure_kind == "uv":
+            again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else "it"
+            return f"fix what uv reported above, then run {again} again"
+        if self.extras_unknown:
+            choices = " | ".join(self.available_extras) or "EXTRA"
+            return f"run `uvextra switch {choices}` to install a backend (or pass --extra NAME to check against one)"
         if self.read_only and (self.errors or self.unverified):
             return ("this venv is read-only, so uvextra cannot repair it: ask the image's admin, or create your own "
                     "venv (`uv venv`) and start the kernel from it")
@@ -147,7 +189,7 @@ def render_text(report: Report, *, verbose: bool = False, brief: bool = False) -
         extras = f" (extras: {', '.join(report.available_extras)})" if report.available_extras else ""
         rows.append(("project", f"{report.project}{extras}"))
     if report.environment and not brief:
-        rows.append(("environment", report.environment))
+        rows.append(("environment", report.environment + (f" ({why})" if (why := report.environment_source) else "")))
     if report.uv and not brief:
         rows.append(("uv", f"{report.uv['version']} ({report.uv['path']})"))
     if report.command != "probe":
@@ -156,7 +198,12 @@ def render_text(report: Report, *, verbose: bool = False, brief: bool = False) -
     if report.command in ("switch", "repair"):
         rows.append(("changes", report.changes.summary()))
         if verbose:
-            rows.extend(("", str(c)) for c in [*report.changes.installed, *report.changes.removed])
+            rows.extend(("", str(c)) for c in report.changes.installed)
+        if report.changes.removed:  # every removal is named, not only counted
+            rows.append(("removed", ", ".join(f"{c.name} {c.old}" for c in report.changes.removed)))
+        foreign = report.changes.foreign_line()
+        if foreign:
+            rows.append(("kept", foreign))
     if report.kernel_protected:
         rows.append(("protected", ", ".join(report.kernel_protected) + " (kept: the kernel needs them)"))
     if report.repaired:
@@ -165,6 +212,8 @@ def render_text(report: Report, *, verbose: bool = False, brief: bool = False) -
         rows.append(("warning", w))
     if report.failure:
         rows.append(("FAILED", report.failure))
+        if report.uv_error and report.uv_error not in report.failure:
+            rows.extend(("uv said", line) for line in report.uv_error.splitlines())
     if report.command != "probe":
         errors = report.errors
         if errors:

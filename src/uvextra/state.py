@@ -39,12 +39,21 @@ class State:
     project: str | None = None
     packages: dict[str, Provenance] = field(default_factory=dict)
     updated: float = 0.0
+    # Names a switch or repair of uvextra installed here: the project's to remove again, even once the lock drops them.
+    owned: list[str] = field(default_factory=list)
+    # The extras of the last switch that did not finish (cleared by the next one that does): check and repair
+    # then aim at what the user asked for, never at a third extra inferred from a half-changed venv.
+    requested: list[str] = field(default_factory=list)
+    requested_failure: str | None = None
+    requested_changed: bool = True  # did that unfinished switch change the venv? (if not, it is still on `extras`)
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "version": STATE_VERSION, "extras": self.extras, "project": self.project, "updated": self.updated,
                 "packages": {k: vars(v) for k, v in sorted(self.packages.items())},
+                "owned": sorted(set(self.owned)), "requested": self.requested,
+                "requested_failure": self.requested_failure, "requested_changed": self.requested_changed,
             },
             indent=1,
         )
@@ -60,6 +69,8 @@ def load_state(env: Environment) -> State:
         return State(
             extras=[str(e) for e in data.get("extras") or []], project=data.get("project"),
             packages=packages, updated=float(data.get("updated") or 0),
+            owned=[str(n) for n in data.get("owned") or []], requested=[str(e) for e in data.get("requested") or []],
+            requested_failure=data.get("requested_failure"), requested_changed=bool(data.get("requested_changed", True)),
         )
     except (OSError, ValueError, TypeError, AttributeError):
         return State()

@@ -185,7 +185,7 @@ class Card:
         assert outcome is not None and outcome.report is not None
         report, kernel = outcome.report, outcome.kernel
         self.body.value = render_html(report, kernel, live=True, note=self.note)
-        drift = bool(report.errors or report.unverified) and not report.read_only  # no button that can only fail
+        drift = report.can_repair  # no button that can only fail (read-only venv, index unreachable, …)
         self.reinstall.layout.display = _SHOWN if drift else _HIDDEN
         self.reinstall.disabled = not drift
         names = sorted({d.package for d in report.errors} | {u.package for u in report.unverified})
@@ -209,7 +209,7 @@ class Card:
     # -- buttons ------------------------------------------------------------------------------------------------
     def _on_reinstall(self, _button: object = None) -> None:
         report = self.report
-        if self.busy or report is None or not (report.errors or report.unverified):
+        if self.busy or report is None or not report.can_repair:
             return
         self.run(self.session.repair(report, probe=self.probe))
 
