@@ -42,7 +42,7 @@ def kernel_env(tmp_path: Path, make_venv, uv_env: dict[str, str],  # noqa: ANN00
     env = Environment(prefix=venv, python=venv / "bin" / "python")
     real = core.resolve_environment
     monkeypatch.setattr(core, "resolve_environment", lambda python=None: env if python is None else real(python))
-    for key in ("UV_CACHE_DIR", "UV_PYTHON_DOWNLOADS", "UV_NO_PROGRESS"):
+    for key in ("UV_CACHE_DIR", "UV_PYTHON_DOWNLOADS", "UV_NO_PROGRESS", "FORCE_COLOR", "CLICOLOR_FORCE"):
         monkeypatch.setenv(key, uv_env[key])
     monkeypatch.delenv("UVEXTRA_UV", raising=False)
     return env
