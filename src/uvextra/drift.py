@@ -92,6 +92,11 @@ def _build_check(
         # We know exactly which lock entry these files came from.
         same = (record.sha256 == want.wheel_hash) if (record.sha256 and want.wheel_hash) else (
             (record.index or "").rstrip("/") == (want.index or "").rstrip("/"))
+        if same and record.sha256 and not want.wheel_hash and want.no_hash:
+            # The record names the wheel's hash, the lock no longer says which wheel it wants: same index, no proof.
+            return None, (f"{want.no_hash}; uvextra recorded {record.wheel} (sha256 {record.sha256[:12]}…) from the "
+                          "same index, but cannot verify that this is the build the lock wants — "
+                          "`uvextra repair` reinstalls it")
         if same:
             return None, None
         return (
@@ -119,7 +124,8 @@ def _build_check(
                       "metadata matches the lock, the build cannot be proven — `uvextra repair` reinstalls it")
     if lock is not None and lock.ambiguous(want.name, want.version):
         return None, (f"{want.version} is locked from more than one index and uvextra has no record of which "
-                      "build this is; `uvextra repair` reinstalls it from the lock")
+                      "build this is" + (f" ({want.no_hash})" if want.no_hash else "")
+                      + "; `uvextra repair` reinstalls it from the lock")
     return None, None
 
 

@@ -2,6 +2,11 @@
 
 ``uv.lock`` itself is read only for what the export lacks: each package's dependency list (evidence for a build
 check without a provenance record) and whether a name+version is locked from more than one source.
+
+Every uv that can export is read: uv <= 0.9.x writes ``hashes = {}`` for a wheel from a flat (find-links) index,
+which ``packaging.pylock`` rejects. Such a wheel's sha256 then comes from ``uv.lock``, else from the wheel file itself
+when it lies on this machine (what newer uv exports); with neither, the wheel is read without a hash and
+``Wanted.no_hash`` says why, so the build check can say that this build cannot be verified.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ else:  # Python 3.10: the same parser, from PyPI
 import hashlib
 import json
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -78,6 +84,7 @@ class Wanted:
     wheel: str | None = None  # file name of the wheel that fits this interpreter
     wheel_hash: str | None = None  # its sha256
     wheel_tags: tuple[str, ...] = ()
+    no_hash: str | None = None  # why the lock gives no sha256 for this wheel (None: it does, or not an index wheel)
 
     @property
     def source_label(self) -> str:
@@ -89,6 +96,7 @@ class Wanted:
         return {
             "name": self.name, "version": self.version, "source": self.kind, "index": self.index,
             "location": self.location, "wheel": self.wheel, "sha256": self.wheel_hash,
+            **({"no_hash": self.no_hash} if self.no_hash else {}),
         }
 
 
@@ -262,25 +270,142 @@ def _file_location(url_or_path: str | None, root: Path) -> str | None:
     return str((root / url_or_path).absolute())
 
 
+# An empty hash table as uv <= 0.9.x writes it (`hashes = {}`).
+_EMPTY_HASHES = re.compile(r"\bhashes\s*=\s*\{\s*\}")
+# A stand-in for "no hash known" that packaging accepts; no real algorithm has this name, so no code reads it as one.
+_NO_HASH = "uvextra-no-hash"
+_HASH_CHUNK = 1 << 20
+
+
 def wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[NormalizedName, Wanted]:
     """Select, with ``packaging.pylock``, what the exported lock wants on the target interpreter.
 
     Selecting from a large export (TOML parsing and packaging's validation) is most of a first check's cost; the
-    selection only changes with the export's text and the interpreter, which key a copy kept in the venv.
+    selection only changes with the export's text and the interpreter, which key a copy kept in the venv. An export
+    with empty hash tables takes those hashes from ``uv.lock``, whose text then keys the copy too.
     """
     info = interpreter_info(str(env.python))
+    lock_text = _uv_lock_text(project) if _EMPTY_HASHES.search(text) else ""
     disk = _disk_cache(env, "wanted", text, str(project.root), str(env.python), json.dumps(info.marker_env),
-                       " ".join(info.tags))
-    wanted = _parsed(("pylock", text, str(project.root), str(env.python)), lambda: _load_from_disk(
+                       " ".join(info.tags), *([lock_text] if lock_text else []))
+    wanted = _parsed(("pylock", text, str(project.root), str(env.python), lock_text), lambda: _load_from_disk(
         disk, lambda data: {w["name"]: Wanted(**{**w, "wheel_tags": tuple(w["wheel_tags"])}) for w in data})
-        or _wanted_from_pylock(text, project, env))
+        or _wanted_from_pylock(text, project, env, lock_text))
     _store_on_disk(disk, wanted, lambda value: [vars(w) for w in value.values()])
     return dict(wanted)
 
 
-def _wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[NormalizedName, Wanted]:
+def _uv_lock_text(project: Project) -> str:
     try:
-        lock = Pylock.from_dict(tomllib.loads(text))
+        return project.lockfile.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _file_name(url_or_path: object) -> str:
+    return unquote(urlsplit(url_or_path).path).rsplit("/", 1)[-1] if isinstance(url_or_path, str) else ""
+
+
+def _uv_lock_hashes(lock_text: str) -> dict[tuple[str, str, str], dict[str, set[str]]]:
+    """``(name, version, file name) -> {source key: {"sha256:…", …}}`` for every wheel and sdist uv.lock hashes."""
+    try:
+        data = tomllib.loads(lock_text) if lock_text else {}
+    except tomllib.TOMLDecodeError:
+        return {}  # read_uv_lock names a malformed uv.lock; here it only means no hash from it
+    out: dict[tuple[str, str, str], dict[str, set[str]]] = {}
+    packages = data.get("package", [])
+    for pkg in packages if isinstance(packages, list) else []:
+        if not isinstance(pkg, dict) or "name" not in pkg:
+            continue
+        src = pkg.get("source") or {}
+        key = "registry:" + _norm_url(str(src["registry"])) if isinstance(src, dict) and "registry" in src else "other"
+        files = [*(pkg.get("wheels") or []), pkg.get("sdist")]
+        for f in files:
+            if not isinstance(f, dict) or not isinstance(f.get("hash"), str):
+                continue
+            fname = f.get("filename") or _file_name(f.get("url") or f.get("path"))
+            if fname:
+                where = out.setdefault((canonicalize_name(str(pkg["name"])), str(pkg.get("version", "")), fname), {})
+                where.setdefault(key, set()).add(f["hash"])
+    return out
+
+
+def _local_file(url_or_path: object, root: Path) -> Path | None:
+    if not isinstance(url_or_path, str) or not url_or_path:
+        return None
+    parts = urlsplit(url_or_path)
+    if parts.scheme == "file":
+        path = Path(unquote(parts.path))
+    elif parts.scheme and len(parts.scheme) > 1:  # http(s) and the like; a one-letter scheme is a Windows drive
+        return None
+    else:
+        path = root / url_or_path
+    return path if path.is_file() else None
+
+
+def _sha256_of(path: Path) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                h.update(chunk)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _fill_empty_hashes(data: object, project: Project, lock_text: str) -> dict[tuple[str, str], str]:
+    """Give every wheel/sdist with an empty ``hashes`` table the sha256 uv.lock (or the local file) has.
+
+    Changes ``data`` (the parsed export) in place so that ``packaging.pylock`` accepts it. A file whose hash nobody
+    knows gets a stand-in that carries no sha256; the result maps ``(package, file name)`` to the reason.
+    """
+    unknown: dict[tuple[str, str], str] = {}
+    packages = data.get("packages") if isinstance(data, dict) else None
+    if not isinstance(packages, list):
+        return unknown  # packaging names what is wrong with it
+    from_lock: dict[tuple[str, str, str], dict[str, set[str]]] | None = None
+    for pkg in packages:
+        if not isinstance(pkg, dict):
+            continue
+        wheels = pkg.get("wheels")
+        files = [f for f in [*(wheels if isinstance(wheels, list) else []), pkg.get("sdist"), pkg.get("archive")]
+                 if isinstance(f, dict)]
+        for f in files:
+            if f.get("hashes") not in ({}, None):
+                continue
+            name = canonicalize_name(str(pkg.get("name", "")))
+            version = str(pkg.get("version", ""))
+            fname = _file_name(f.get("name") or f.get("url") or f.get("path"))
+            if from_lock is None:
+                from_lock = _uv_lock_hashes(lock_text)
+            by_source = from_lock.get((name, version, fname), {})
+            index = pkg.get("index")
+            mine = by_source.get("registry:" + _norm_url(str(index))) if isinstance(index, str) else None
+            candidates = mine or set().union(*by_source.values())
+            sha = None
+            if len(candidates) == 1:
+                algo, _, digest = next(iter(candidates)).partition(":")
+                if algo.lower() == "sha256" and digest:
+                    sha = digest.lower()
+            if sha is None:
+                local = _local_file(f.get("url") or f.get("path"), project.root)
+                sha = _sha256_of(local) if local is not None else None
+            if sha is not None:
+                f["hashes"] = {"sha256": sha}
+                continue
+            f["hashes"] = {_NO_HASH: ""}
+            unknown[(name, fname)] = (f"neither uv's export nor uv.lock has a hash for {fname or name} "
+                                      "(uv <= 0.9 exports none for a flat index)")
+    return unknown
+
+
+def _wanted_from_pylock(text: str, project: Project, env: Environment,
+                        lock_text: str = "") -> dict[NormalizedName, Wanted]:
+    try:
+        data = tomllib.loads(text)
+        unknown = _fill_empty_hashes(data, project, lock_text)
+        lock = Pylock.from_dict(data)
     except (tomllib.TOMLDecodeError, PylockValidationError) as exc:
         raise UvextraError(f"uv's pylock export could not be read ({exc}); report this with your uv version") from None
     info = interpreter_info(str(env.python))
@@ -301,22 +426,24 @@ def _wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[N
                 wheel_tags = tuple(str(t) for t in parse_wheel_filename(wheel_name)[3])
             except Exception:  # noqa: BLE001 - a name we cannot parse just gives no tag evidence
                 wheel_tags = ()
+            no_hash = unknown.get((name, _file_name(dist.name or dist.url or dist.path)))
             if index is None and (dist.url or dist.path):
                 out[name] = Wanted(name, version, "archive", location=_file_location(dist.url or dist.path, project.root),
-                                   wheel=wheel_name, wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags)
+                                   wheel=wheel_name, wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags,
+                                   no_hash=no_hash)
                 continue
             out[name] = Wanted(name, version, "index", index=index, wheel=wheel_name,
-                               wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags)
+                               wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags, no_hash=no_hash)
         elif isinstance(dist, PackageDirectory):
             kind = "editable" if dist.editable else "directory"
             out[name] = Wanted(name, version, kind, location=_file_location(dist.path, project.root))
         elif isinstance(dist, PackageVcs):
             out[name] = Wanted(name, version, "vcs", location=redact(dist.url or dist.path or ""))
         elif isinstance(dist, PackageArchive):
-            out[name] = Wanted(name, version, "archive", location=_file_location(dist.url or dist.path, project.root))
+            out[name] = Wanted(name, version, "archive", location=_file_location(dist.url or dist.path, project.root),
+                               no_hash=unknown.get((name, _file_name(dist.url or dist.path))))
         elif isinstance(dist, PackageSdist):
             out[name] = Wanted(name, version, "sdist" if index is None else "index", index=index,
-                               location=_file_location(dist.url or dist.path, project.root))
+                               location=_file_location(dist.url or dist.path, project.root),
+                               no_hash=unknown.get((name, _file_name(dist.name or dist.url or dist.path))))
     return out
-
-
