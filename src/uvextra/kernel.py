@@ -229,8 +229,8 @@ class ImportWatch:
                 if dist is not None:
                     reason = f"its file is gone; {dist_name} {on_disk} is installed now"
             elif imported and on_disk and (_differs(imported, on_disk)
-                                           or (replaced and not _same_version(imported, on_disk))):
-                # its files were replaced: any other version string on disk is the news (2.9.0+cpu → 2.9.0)
+                                           or (replaced and not _same_version(seen.version, on_disk))):
+                # its distribution's version changed since the import (2.9.0+cpu → 2.9.0): that is the news
                 reason = f"imported as {imported}, the disk now has {on_disk}"
             elif replaced:
                 what = f"{dist_name} {on_disk}" if dist_name else "its files"
