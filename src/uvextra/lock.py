@@ -25,8 +25,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, TypeVar
 from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from packaging.pylock import (
@@ -145,7 +145,8 @@ def read_uv_lock(project: Project, env: Environment | None = None, *, store: boo
             _store_on_disk(disk, info, _lockinfo_to_json)
         return info
     except FileNotFoundError:
-        raise UvextraError(f"no uv.lock in {project.root}; run `uv lock` (or `uvextra switch EXTRA`, which locks)") from None
+        raise UvextraError(f"no uv.lock in {project.lock_root}; run `uv lock --project {project.lock_root}`, "
+                           "then run uvextra again") from None
     except tomllib.TOMLDecodeError as exc:
         raise UvextraError(f"{path}: invalid TOML: {exc}; regenerate it with `uv lock`") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -225,7 +226,8 @@ def _export_cache_key(project: Project, extras: Sequence[str], uv: Uv, frozen: b
             h.update(part.read_bytes())
         except OSError:
             h.update(b"-")
-    h.update(repr((sorted(extras), str(uv.version), frozen)).encode())
+    h.update(repr((project.selection_args(sorted(extras)), project.uv_project_args(), str(uv.version),
+                   frozen)).encode())
     return h.hexdigest()[:24]
 
 
@@ -233,7 +235,7 @@ def export_pylock(project: Project, env: Environment, uv: Uv, extras: Sequence[s
     """``uv export --format pylock.toml`` for ``extras``, cached in the venv by the lock's content."""
     if uv.version < MIN_EXPORT:
         raise UvextraError(
-            f"uv {uv.version} cannot export a pylock.toml (needs >= {MIN_EXPORT}); "
+            f"uv {uv.version} has no `uv export --format pylock.toml` (added in uv {MIN_EXPORT}); "
             "install a newer uv: `pip install 'uv>=0.9.24'` or unset UVEXTRA_UV"
         )
     cache = env.state_dir / "exports" / f"{_export_cache_key(project, extras, uv, frozen)}.toml"
@@ -241,10 +243,9 @@ def export_pylock(project: Project, env: Environment, uv: Uv, extras: Sequence[s
         return cache.read_text(encoding="utf-8")
     except OSError:
         pass
-    args = ["export", "--format", "pylock.toml", "--no-header", "--project", str(project.root)]
+    args = ["export", "--format", "pylock.toml", "--no-header", *project.uv_project_args()]
     args += ["--frozen"] if frozen else []
-    for extra in extras:
-        args += ["--extra", extra]
+    args += project.selection_args(extras)  # --extra X / --group X (and --package for a workspace member)
     proc = capture_uv(uv, args, env, cwd=project.root)
     if proc.returncode != 0:
         detail = " ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])

@@ -1,4 +1,10 @@
-"""The uv project: where it is, which extras it declares, which of them conflict, which indexes it names."""
+"""The uv project: where it is, which backends (extras and dependency groups) it declares, which of them
+conflict, which indexes it names, and the workspace it belongs to.
+
+Names are compared as uv compares them: PEP 685 / PEP 735 normalised (``CPU``, ``cu_128`` and ``cu.128`` are
+``cpu`` and ``cu-128``). A workspace is found as uv finds it: the nearest folder above the project whose
+``pyproject.toml`` has ``[tool.uv.workspace]`` and whose ``members`` globs (less ``exclude``) match the project.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,9 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from packaging.utils import canonicalize_name
 
@@ -19,6 +26,43 @@ from .redact import redact
 
 PYPROJECT = "pyproject.toml"
 LOCKFILE = "uv.lock"
+EXTRA, GROUP = "extra", "group"
+# uv's default for `[tool.uv] default-groups` (https://docs.astral.sh/uv/concepts/projects/dependencies/#default-groups)
+DEFAULT_GROUPS = ("dev",)
+
+
+class Backend(str):
+    """A backend's normalised name that also knows what uv calls it: an extra (``--extra``) or a group (``--group``).
+
+    It is the name everywhere a name is shown or stored (reports, JSON, the toggle); only the uv command line and
+    the state record look at :attr:`kind`.
+    """
+
+    kind: str
+
+    def __new__(cls, name: str, kind: str = EXTRA) -> Backend:
+        self = super().__new__(cls, canonicalize_name(name))
+        self.kind = GROUP if kind == GROUP else EXTRA
+        return self
+
+    @classmethod
+    def asked(cls, raw: str, kind: str) -> Backend:
+        """``raw`` exactly as the user typed it (``--extra NAME`` / ``--group NAME``), to be resolved by the project."""
+        self = super().__new__(cls, raw)
+        self.kind = GROUP if kind == GROUP else EXTRA
+        return self
+
+    @property
+    def flag(self) -> str:
+        return "--group" if self.kind == GROUP else "--extra"
+
+    def __reduce__(self):  # noqa: ANN204 - pickling keeps the kind
+        return (Backend, (str(self), self.kind))
+
+
+def kind_of(name: str) -> str | None:
+    """The kind a name carries (a :class:`Backend`), or None for a plain string."""
+    return getattr(name, "kind", None)
 
 
 @dataclass(frozen=True)
@@ -30,44 +74,107 @@ class Project:
     extras: tuple[str, ...]
     conflict_sets: tuple[tuple[str, ...], ...]
     indexes: dict[str, str] = field(default_factory=dict)  # index name -> URL (credentials masked)
+    groups: tuple[str, ...] = ()
+    default_groups: tuple[str, ...] = DEFAULT_GROUPS  # `[tool.uv] default-groups` ("all": every group)
+    workspace: Path | None = None  # the workspace root, when this project is a member of another's workspace
+    # a virtual workspace root uvextra was pointed at, whose one member with backends this is
+    via_root: Path | None = None
 
     @property
     def pyproject(self) -> Path:
         return self.root / PYPROJECT
 
     @property
+    def lock_root(self) -> Path:
+        """Where uv keeps the lock: the workspace root for a member, else the project itself."""
+        return self.workspace or self.root
+
+    @property
     def lockfile(self) -> Path:
-        return self.root / LOCKFILE
+        return self.lock_root / LOCKFILE
+
+    @property
+    def backends(self) -> tuple[Backend, ...]:
+        """Every extra, then every dependency group that is not synced by default anyway (``dev``)."""
+        return (*(Backend(e, EXTRA) for e in self.extras),
+                *(Backend(g, GROUP) for g in self.groups if g not in self.default_groups))
+
+    def uv_project_args(self) -> list[str]:
+        """``--project`` (and for a workspace member ``--package``): which project of the lock uv acts on."""
+        args = ["--project", str(self.root)]
+        if self.workspace is not None:
+            args += ["--package", self.name]
+        return args
+
+    def selection_args(self, chosen: Iterable[str]) -> list[str]:
+        """``--extra X`` / ``--group X`` for each chosen backend."""
+        args: list[str] = []
+        for name in chosen:
+            backend = name if isinstance(name, Backend) else self.backend(name)
+            args += [backend.flag, str(backend)]
+        return args
+
+    def backend(self, raw: str, kind: str | None = None) -> Backend:
+        """``raw`` as this project's extra or group; a one-line error when it is neither, or both and unsaid."""
+        kind = kind or kind_of(raw)
+        canon = canonicalize_name(raw) if isinstance(raw, str) else raw
+        is_extra, is_group = canon in self.extras, canon in self.groups
+        if kind == EXTRA and is_extra or kind == GROUP and is_group:
+            return Backend(canon, kind)
+        if kind is None and is_extra and is_group:
+            raise UvextraError(
+                f"{raw!r} is both an extra and a dependency group of {self.name}; say which: "
+                f"--extra {canon} or --group {canon}"
+            )
+        if kind is None and (is_extra or is_group):
+            return Backend(canon, EXTRA if is_extra else GROUP)
+        raise UvextraError(self._unknown(raw, kind))
+
+    def _unknown(self, raw: str, kind: str | None) -> str:
+        extras, groups = ", ".join(self.extras), ", ".join(g for g in self.groups)
+        if kind == GROUP:
+            return f"unknown dependency group {raw!r}; this project's groups are: {groups or '(none)'}"
+        if kind == EXTRA or not groups:
+            return f"unknown extra {raw!r}; this project's extras are: {extras or '(none)'}"
+        if not extras:
+            return f"unknown extra or group {raw!r}; this project's dependency groups are: {groups}"
+        return f"unknown extra or group {raw!r}; this project's extras are: {extras}; its dependency groups: {groups}"
 
     def conflict_set_of(self, extra: str) -> tuple[str, ...] | None:
         for group in self.conflict_sets:
-            if extra in group:
+            if _member(extra, group):
                 return group
         return None
 
-    def validate_extras(self, extras: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-        """Canonical extra names, or a one-line error naming the available extras / the conflict."""
-        if not self.extras:
+    def validate_extras(self, extras: Sequence[str]) -> tuple[Backend, ...]:
+        """Normalised backends (extras or groups), or a one-line error naming the available ones / the conflict."""
+        if not self.extras and not self.groups:
             raise UvextraError(
-                f"{self.pyproject} declares no extras: add [project.optional-dependencies] (e.g. cpu, cu128)"
+                f"{self.pyproject} declares no extras or dependency groups: add [project.optional-dependencies] "
+                "or [dependency-groups] (e.g. cpu, cu128)"
             )
-        wanted: list[str] = []
-        by_canon = {canonicalize_name(e): e for e in self.extras}
+        wanted: list[Backend] = []
         for raw in extras:
-            canon = canonicalize_name(raw) if isinstance(raw, str) else raw
-            if canon not in by_canon:
-                raise UvextraError(
-                    f"unknown extra {raw!r}; this project's extras are: {', '.join(self.extras)}"
-                )
-            if by_canon[canon] not in wanted:
-                wanted.append(by_canon[canon])
+            backend = self.backend(raw)
+            if not any(_same(backend, w) for w in wanted):
+                wanted.append(backend)
         for group in self.conflict_sets:
-            chosen = [e for e in wanted if e in group]
+            chosen = [e for e in wanted if _member(e, group)]
             if len(chosen) > 1:
+                kinds = "groups" if all(c.kind == GROUP for c in chosen) else "extras"
                 raise UvextraError(
-                    f"extras {' and '.join(chosen)} conflict (conflict set: {', '.join(group)}); pick one of them"
+                    f"{kinds} {' and '.join(chosen)} conflict (conflict set: {', '.join(group)}); pick one of them"
                 )
         return tuple(wanted)
+
+
+def _same(a: str, b: str) -> bool:
+    return str(a) == str(b) and (kind_of(a) or EXTRA) == (kind_of(b) or EXTRA)
+
+
+def _member(name: str, group: Iterable[str]) -> bool:
+    """Is ``name`` in the conflict set? A plain string matches by name, a Backend by name and kind."""
+    return any(_same(name, g) if kind_of(name) and kind_of(g) else str(name) == str(g) for g in group)
 
 
 def find_project(start: Path | None = None) -> Path:
@@ -121,25 +228,117 @@ def _load_toml(path: Path) -> dict:
         raise UvextraError(f"{path}: invalid TOML: {exc}; fix that line and retry") from None
 
 
+def _tool_uv(data: dict) -> dict:
+    return (data.get("tool") or {}).get("uv") or {}
+
+
+def _workspace_table(data: dict) -> dict | None:
+    ws = _tool_uv(data).get("workspace")
+    return ws if isinstance(ws, dict) else None
+
+
+def _matches(rel: PurePosixPath, patterns: Iterable[object]) -> bool:
+    return any(isinstance(p, str) and rel.match(p.rstrip("/")) and len(rel.parts) == len(PurePosixPath(p).parts)
+               for p in patterns)
+
+
+def _members(root: Path, table: dict) -> list[Path]:
+    """The member folders of the workspace at ``root``, as its ``members``/``exclude`` globs say."""
+    found: list[Path] = []
+    for pattern in table.get("members") or []:
+        if not isinstance(pattern, str):
+            continue
+        for folder in sorted(root.glob(pattern)):
+            rel = PurePosixPath(folder.relative_to(root).as_posix())
+            if folder.is_dir() and (folder / PYPROJECT).is_file() and not _matches(rel, table.get("exclude") or []):
+                if folder.resolve() != root.resolve() and folder not in found:
+                    found.append(folder)
+    return found
+
+
+def find_workspace_root(project_root: Path) -> Path | None:
+    """The workspace root above ``project_root`` that lists it as a member (as uv finds it), else None."""
+    for folder in project_root.parents:
+        if not (folder / PYPROJECT).is_file():
+            continue
+        try:
+            table = _workspace_table(_load_toml(folder / PYPROJECT))
+        except UvextraError:
+            continue
+        if table is None:
+            continue
+        rel = PurePosixPath(project_root.relative_to(folder).as_posix())
+        if _matches(rel, table.get("members") or []) and not _matches(rel, table.get("exclude") or []):
+            return folder
+        return None  # the nearest workspace does not include it: uv treats it as a project of its own
+    return None
+
+
+def _conflict_sets(tables: Iterable[tuple[dict, bool]], package: str) -> list[tuple[Backend, ...]]:
+    """This package's conflict sets, from its own ``[tool.uv]`` and (``package = …`` entries) the root's."""
+    sets: list[tuple[Backend, ...]] = []
+    for uv, own in tables:
+        for items in uv.get("conflicts") or []:
+            names: list[Backend] = []
+            for item in items if isinstance(items, list) else []:
+                if not isinstance(item, dict):
+                    continue
+                pkg = item.get("package")
+                if (canonicalize_name(str(pkg)) if pkg else (package if own else None)) != package:
+                    continue
+                for kind in (EXTRA, GROUP):
+                    if kind in item:
+                        names.append(Backend(str(item[kind]), kind))
+            if names and tuple(names) not in sets:
+                sets.append(tuple(names))
+    return sets
+
+
+def _read(root: Path, data: dict, workspace: Path | None, ws_data: dict | None) -> Project:
+    project = data.get("project") or {}
+    name = canonicalize_name(str(project.get("name") or root.name))
+    extras = tuple(dict.fromkeys(canonicalize_name(str(e)) for e in (project.get("optional-dependencies") or {})))
+    groups = tuple(dict.fromkeys(canonicalize_name(str(g)) for g in (data.get("dependency-groups") or {})))
+    uv = _tool_uv(data)
+    root_uv = _tool_uv(ws_data) if ws_data is not None else {}
+    # default-groups is a workspace setting: uv reads it from the project being synced, else the root
+    dflt = uv.get("default-groups", root_uv.get("default-groups", list(DEFAULT_GROUPS)))
+    default_groups = groups if dflt == "all" else tuple(canonicalize_name(str(g)) for g in dflt or [])
+    tables = [(uv, True)] + ([(root_uv, False)] if ws_data is not None else [])
+    indexes: dict[str, str] = {}
+    for table, _own in tables:
+        for ix in table.get("index") or []:
+            if isinstance(ix, dict):
+                indexes.setdefault(redact(str(ix.get("name", ix.get("url")))), redact(str(ix.get("url", ""))))
+    return Project(root=root, name=name, extras=extras, conflict_sets=tuple(_conflict_sets(tables, name)),
+                   indexes=indexes, groups=groups, default_groups=default_groups, workspace=workspace)
+
+
 def load_project(root: Path | None = None) -> Project:
-    """Read the project at ``root`` (or found upward from the working directory)."""
+    """Read the project at ``root`` (or found upward from the working directory), and the workspace it is in.
+
+    Pointed at a virtual workspace root (no ``[project]``) that declares no backends itself, the project is the
+    one member that does; several such members are a one-line error asking for ``--project MEMBER``.
+    """
     root = find_project(root)
     data = _load_toml(root / PYPROJECT)
     try:
-        project = data.get("project", {})
-        name = str(project.get("name") or root.name)
-        extras = tuple(str(e) for e in (project.get("optional-dependencies") or {}))
-        uv = (data.get("tool") or {}).get("uv") or {}
-        sets: list[tuple[str, ...]] = []
-        for group in uv.get("conflicts") or []:
-            names = tuple(str(item["extra"]) for item in group if isinstance(item, dict) and "extra" in item)
-            if names:
-                sets.append(names)
-        indexes = {
-            redact(str(ix.get("name", ix.get("url")))): redact(str(ix.get("url", "")))
-            for ix in uv.get("index") or []
-            if isinstance(ix, dict)
-        }
-    except (AttributeError, TypeError, KeyError) as exc:
+        table = _workspace_table(data)
+        workspace = None if table is not None else find_workspace_root(root)
+        ws_data = _load_toml(workspace / PYPROJECT) if workspace is not None else None
+        project = _read(root, data, workspace, ws_data)
+        if table is not None and not project.backends:
+            with_backends = [p for p in (_read(m, _load_toml(m / PYPROJECT), root, data) for m in _members(root, table))
+                             if p.backends]
+            if len(with_backends) == 1:
+                member = with_backends[0]
+                return Project(**{**vars(member), "via_root": root})
+            if len(with_backends) > 1:
+                raise UvextraError(
+                    f"the workspace at {root} has several members with backends "
+                    f"({', '.join(f'{p.name}: {p.root.relative_to(root)}' for p in with_backends)}); "
+                    f"pass --project {with_backends[0].root.relative_to(root)} (or cd there)"
+                )
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
         raise UvextraError(f"{root / PYPROJECT}: unexpected structure ({exc}); check [project] and [tool.uv]") from None
-    return Project(root=root, name=name, extras=extras, conflict_sets=tuple(sets), indexes=indexes)
+    return project

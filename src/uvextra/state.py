@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from .environment import Environment
 from .errors import UvextraError
+from .project import Backend, kind_of
 
 STATE_FILE = "state.json"
 LOCK_FILE = "switch.lock"
@@ -35,7 +36,7 @@ class Provenance:
 
 @dataclass
 class State:
-    extras: list[str] = field(default_factory=list)
+    extras: list[str] = field(default_factory=list)  # Backend names (extras or groups) once loaded
     project: str | None = None
     packages: dict[str, Provenance] = field(default_factory=dict)
     updated: float = 0.0
@@ -53,6 +54,9 @@ class State:
                 "version": STATE_VERSION, "extras": self.extras, "project": self.project, "updated": self.updated,
                 "packages": {k: vars(v) for k, v in sorted(self.packages.items())},
                 "owned": sorted(set(self.owned)), "requested": self.requested,
+                # per name above, "extra" or "group" (uv's --extra / --group): a project may have both of one name
+                "kinds": {key: [kind_of(n) or "extra" for n in names]
+                          for key, names in (("extras", self.extras), ("requested", self.requested))},
                 "requested_failure": self.requested_failure, "requested_changed": self.requested_changed,
             },
             indent=1,
@@ -66,10 +70,16 @@ def load_state(env: Environment) -> State:
         if data.get("version") != STATE_VERSION:
             return State()
         packages = {str(k): Provenance(**v) for k, v in (data.get("packages") or {}).items()}
+        kinds = data.get("kinds") or {}
+
+        def names(key: str) -> list[str]:
+            said = list(kinds.get(key) or [])
+            return [Backend(str(e), said[i] if i < len(said) else "extra") for i, e in enumerate(data.get(key) or [])]
+
         return State(
-            extras=[str(e) for e in data.get("extras") or []], project=data.get("project"),
+            extras=names("extras"), project=data.get("project"),
             packages=packages, updated=float(data.get("updated") or 0),
-            owned=[str(n) for n in data.get("owned") or []], requested=[str(e) for e in data.get("requested") or []],
+            owned=[str(n) for n in data.get("owned") or []], requested=names("requested"),
             requested_failure=data.get("requested_failure"), requested_changed=bool(data.get("requested_changed", True)),
         )
     except (OSError, ValueError, TypeError, AttributeError):

@@ -23,8 +23,9 @@ UV_ENV_VAR = "UVEXTRA_UV"
 # uv <= 0.9.23 answers `==2.9.0` with an installed `2.9.0+cpu` and keeps it (astral-sh/uv#16368);
 # 0.9.24 reinstalls correctly as a side effect of astral-sh/uv#17387.
 FIXED_IN = Version("0.9.24")
-# `uv export --format pylock.toml` appeared in uv 0.8.x; older uv cannot tell us what the lock wants.
-MIN_EXPORT = Version("0.8.0")
+# `uv export --format pylock.toml` appeared in uv 0.6.15 (measured: 0.6.14 answers "invalid value 'pylock.toml'
+# for '--format'"); older uv cannot tell us what the lock wants. 0.6.15 has --group, --package and group conflicts.
+MIN_EXPORT = Version("0.6.15")
 # Variables that would send uv somewhere other than the target environment.
 _STRIP_ENV = ("UV_PYTHON", "UV_PROJECT_ENVIRONMENT", "VIRTUAL_ENV", "CONDA_PREFIX", "UV_SYSTEM_PYTHON")
 # Variables that force colour on although uv's output goes to a pipe (ipykernel sets both, for rich output).
