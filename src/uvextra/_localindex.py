@@ -94,6 +94,7 @@ __all__ = [
     "iter_wheels",
     "normalize_name",
     "torch_files",
+    "torchvision_files",
     "wheel_filename",
     "write_project",
 ]
@@ -326,6 +327,55 @@ def _module_files(import_name: str, version: str) -> dict[str, str]:
     return {f"{import_name}/__init__.py": body}
 
 
+_TORCHVISION_INIT = '''\
+"""Stand-in torchvision, built by uvextra._localindex: fails to load beside a torch of another flavour, as the
+real one does (pytorch/vision#9077)."""
+import torch as _torch
+
+from torchvision.version import __version__, cuda as _built_cuda
+
+if _built_cuda is not None and getattr(_torch.version, "cuda", None) is None:
+    raise RuntimeError("operator torchvision::nms does not exist")
+from torchvision import ops as ops  # noqa: E402
+'''
+
+_TORCHVISION_OPS = '''\
+def nms(boxes, scores, iou_threshold):
+    """Keep the best box of every overlapping group (plain lists; the real one takes tensors)."""
+    def iou(a, b):
+        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+        inter = w * h
+        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+        return inter / union if union else 0.0
+    boxes, scores = [list(map(float, b)) for b in boxes], [float(s) for s in scores]
+    keep = []
+    for i in sorted(range(len(boxes)), key=lambda i: -scores[i]):
+        if all(iou(boxes[i], boxes[k]) <= iou_threshold for k in keep):
+            keep.append(i)
+    return keep
+'''
+
+
+def torchvision_files(version: str, cuda: str | None) -> dict[str, str]:
+    """A stand-in ``torchvision``: ``version.py`` says the build's full version (PyPI's CUDA build says
+    ``0.24.0+cu128`` while its METADATA says ``0.24.0``); a CUDA build ships ``torchvision.libs/libcudart.so.N``
+    and a ``_C.so`` naming ``libc10_cuda.so`` / ``libtorch_cuda.so``, and refuses to load beside a CPU torch."""
+    files = {
+        "torchvision/__init__.py": _TORCHVISION_INIT,
+        "torchvision/version.py": f"__version__ = {version!r}\ncuda = {cuda!r}\n",
+        "torchvision/ops.py": _TORCHVISION_OPS,
+    }
+    if cuda is not None:
+        major = cuda.split(".")[0]
+        files[f"torchvision.libs/libcudart.so.{major}"] = "stand-in CUDA runtime\n"
+        # Not an ELF: uvextra falls back to the soname strings the bytes carry.
+        files["torchvision/_C.so"] = "\0libc10.so\0libc10_cuda.so\0libtorch_cuda.so\0libtorch_cpu.so\0"
+    else:
+        files["torchvision/_C.so"] = "\0libc10.so\0libtorch_cpu.so\0"
+    return files
+
+
 # --------------------------------------------------------------------------- demo indexes
 
 
@@ -378,10 +428,18 @@ DEMO_TORCH_BUILDS: dict[str, tuple[TorchBuild, ...]] = {
     "mirror-meta": (TorchBuild("2.9.0", None, "mirror-meta", _COMMON),),
 }
 
+#: Stand-in torchvision per index: (METADATA version, version.py's version, CUDA version or None). Each pins
+#: ``torch==2.9.0``, which ``2.9.0+cpu`` satisfies: an unrouted torchvision resolves to PyPI's CUDA build.
+DEMO_TORCHVISION: dict[str, tuple[tuple[str, str, str | None], ...]] = {
+    "pypi": (("0.24.0", "0.24.0+cu128", "12.8"),),
+    "cpu": (("0.24.0+cpu", "0.24.0+cpu", None),),
+    "cu128": (("0.24.0+cu128", "0.24.0+cu128", "12.8"),),
+}
+
 _SUPPORT: dict[str, _Dist] = {
     d.name: d
     for d in (
-        _Dist("numpy", "2.3.4", _module_files("numpy", "2.3.4"), (), "Requires-Python: >=3.11"),
+        _Dist("numpy", "2.3.4", _module_files("numpy", "2.3.4"), (), "Requires-Python: >=3.10"),
         _Dist("filelock", "3.20.0", _module_files("filelock", "3.20.0")),
         _Dist("nvidia-cublas-cu12", "12.8.4.1", _module_files("nvidia/cublas", "12.8.4.1")),
         _Dist("nvidia-cuda-runtime-cu12", "12.8.90",
@@ -436,6 +494,8 @@ def build_demo_indexes(root: Path, *, kernelish: bool = False) -> dict[str, Path
             needed.update(build.requires)
         if index == "pypi":
             needed.update(_SUPPORT)
+        for tv_version, tv_full, cuda in DEMO_TORCHVISION.get(index, ()):
+            build_wheel(folder, "torchvision", tv_version, torchvision_files(tv_full, cuda), ("torch==2.9.0",))
         for requirement in sorted(needed):
             _write_dist(folder, _support_for(requirement))
         out[index] = folder
@@ -934,10 +994,16 @@ def write_project(
     extras: Sequence[str] = ("cpu", "cu128", "pypi"),
     default_index: str | os.PathLike[str] | None = None,
     extra_deps: Sequence[str] = ("numpy",),
-    requires_python: str = ">=3.11",
+    requires_python: str = ">=3.10",
     flat: Collection[str] = (),
     package: bool = False,
     torch_requirement: str = "torch>=2.8.0",
+    companions: Sequence[str] = (),
+    routed: Collection[str] = (),
+    groups: bool = False,
+    more_extras: Mapping[str, Sequence[str]] | None = None,
+    more_groups: Mapping[str, Sequence[str]] | None = None,
+    uv_settings: Sequence[str] = (),
 ) -> Path:
     """Write a project shaped like astral-sh/uv#16368's into folder ``path``; return the folder.
 
@@ -956,7 +1022,12 @@ def write_project(
     in-tree backend (``backend-path = ["_backend"]``, written into the project): any real
     backend would have to be fetched from an index, and ours are local and carry none.
     ``src/<name>/__init__.py`` is written in both cases.
+
+    ``groups=True`` declares the backends as ``[dependency-groups]`` (conflicts and sources then say
+    ``group = …``). ``more_extras`` / ``more_groups`` add extras / groups outside the conflict set (``plot``,
+    ``dev``); ``uv_settings`` are more lines for ``[tool.uv]`` (``default-groups = []``).
     """
+    kind = "group" if groups else "extra"
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     import_name = _escape_dist_name(name)
@@ -974,10 +1045,16 @@ def write_project(
         "",
     ]
     if extras:
-        lines += ["", "[project.optional-dependencies]"]
+        lines += ["", "[dependency-groups]" if groups else "[project.optional-dependencies]"]
         for extra in extras:
-            lines += [f"{extra} = [", f"  {_toml_str(torch_requirement)},", "]"]
+            lines += [f"{extra} = [", f"  {_toml_str(torch_requirement)},",
+                      *(f"  {_toml_str(c)}," for c in companions), "]"]
+        lines += _table_lines((more_groups if groups else more_extras) or {})
         lines.append("")
+    if (more_extras if groups else more_groups) or (not extras and (more_extras or more_groups)):
+        for header, table in (("[project.optional-dependencies]", more_extras), ("[dependency-groups]", more_groups)):
+            if table and (not extras or (header == "[dependency-groups]") != groups):
+                lines += ["", header, *_table_lines(table), ""]
     if package:
         lines += [
             "",
@@ -987,10 +1064,10 @@ def write_project(
             'backend-path = ["_backend"]',
             "",
         ]
-    lines += ["", "[tool.uv]"]
+    lines += ["", "[tool.uv]", *uv_settings]
     if len(extras) >= 2:
         lines += ["conflicts = [", "  ["]
-        lines += [f"    {{ extra = {_toml_str(e)} }}," for e in extras]
+        lines += [f"    {{ {kind} = {_toml_str(e)} }}," for e in extras]
         lines += ["  ],", "]"]
     lines.append("")
 
@@ -998,10 +1075,14 @@ def write_project(
     if sourced:
         lines += ["", "[tool.uv.sources]", "torch = ["]
         lines += [
-            f"  {{ index = {_toml_str('pytorch-' + e)}, extra = {_toml_str(e)} }},"
+            f"  {{ index = {_toml_str('pytorch-' + e)}, {kind} = {_toml_str(e)} }},"
             for e in sourced
         ]
         lines += ["]", ""]
+        for name in routed:  # companions routed like torch (``companions`` not named here are left to the default)
+            lines += [f"{name} = ["]
+            lines += [f"  {{ index = {_toml_str('pytorch-' + e)}, {kind} = {_toml_str(e)} }}," for e in sourced]
+            lines += ["]", ""]
     for extra in sourced:
         lines += [
             "",
@@ -1020,6 +1101,8 @@ def write_project(
             f"url = {_toml_str(_index_url_value(default_index))}",
             "default = true",
         ]
+        if "default" in flat_set:  # ``flat=(…, "default")``: the default index is a flat one (a folder of wheels)
+            lines.append('format = "flat"')
     (path / "pyproject.toml").write_text("\n".join(lines).strip("\n") + "\n", encoding="utf-8")
 
     pkg = path / "src" / import_name
@@ -1035,11 +1118,16 @@ def write_project(
             "version": "0.1.0",
             "requires-python": requires_python,
             "dependencies": list(extra_deps),
-            "optional-dependencies": {e: [torch_requirement] for e in extras},
+            "optional-dependencies": {**{e: [torch_requirement, *companions] for e in (() if groups else extras)},
+                                      **{e: list(r) for e, r in (more_extras or {}).items()}},
         }
         source = _BACKEND_SOURCE.replace("%(written)s", repr(json.dumps(written)))
         (backend / f"{_BACKEND_MODULE}.py").write_text(source, encoding="utf-8")
     return path
+
+
+def _table_lines(table: Mapping[str, Sequence[str]]) -> list[str]:
+    return [line for key, reqs in table.items() for line in (f"{key} = [", *(f"  {_toml_str(r)}," for r in reqs), "]")]
 
 
 def iter_wheels(folder: Path) -> Iterator[Path]:

@@ -93,6 +93,30 @@ try:
 except BaseException as exc:
     out["error"] = last_line(exc)
 emit("result", out)
+# The stack: import each companion and run one operation that needs its compiled part (uvextra.stack judges it).
+for pair in sys.argv[2:]:
+    package, _, module = pair.partition("=")
+    emit("stage", "companion:" + package)
+    got = {"package": package, "ok": False, "error": None}
+    try:
+        mod = __import__(module)
+        if module == "torchvision":
+            import torchvision.ops
+            make = getattr(torch, "tensor", None)
+            boxes, scores = [[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0]], [0.9, 0.8]
+            if make is not None:
+                boxes, scores = make(boxes), make(scores)
+            torchvision.ops.nms(boxes, scores, 0.5)
+            got["ran"] = "ops.nms on two boxes"
+        elif module == "torchaudio":
+            ext = getattr(mod, "_extension", None)
+            if ext is not None and getattr(ext, "_IS_TORCHAUDIO_EXT_AVAILABLE", True) is False:
+                raise ImportError("torchaudio's extension (libtorchaudio) did not load")
+            got["ran"] = "its extension loaded"
+        got["ok"] = True
+    except BaseException as exc:
+        got["error"] = last_line(exc)
+    emit("companion", got)
 # The answer is out (emit flushed it): skip the interpreter's teardown, which the parent would wait for — with a
 # real torch, freeing thousands of modules (and a CUDA context) takes longer than the answer did.
 sys.stderr.flush()
@@ -126,6 +150,8 @@ class ProbeResult:
     ok: bool = False
     error: str | None = None
     elapsed_s: float = 0.0
+    # what the fresh process saw of each companion: {package: {"ok", "error", "ran"}} (uvextra.stack words it)
+    companions: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready summary every surface (CLI ``--json``, widget, report) shows."""
@@ -302,8 +328,10 @@ class ProbeHandle:
         selected_extras: Sequence[str] = (),
         timeout: float = DEFAULT_TIMEOUT_S,
         env: Mapping[str, str] | None = None,
+        companions: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.python = python
+        self.companions = tuple(companions)  # (package, module) pairs to import after torch
         self.selected_extras = tuple(selected_extras)
         self.timeout = timeout
         self._env = dict(os.environ if env is None else env)
@@ -317,7 +345,7 @@ class ProbeHandle:
         self._stderr: IO[bytes] = tempfile.TemporaryFile()
         try:
             self._proc = subprocess.Popen(
-                [python, "-I", "-c", _CHILD_SCRIPT, self._marker],
+                [python, "-I", "-c", _CHILD_SCRIPT, self._marker, *(f"{p}={m}" for p, m in self.companions)],
                 stdin=subprocess.DEVNULL,
                 stdout=self._stdout,
                 stderr=self._stderr,
@@ -391,6 +419,7 @@ class ProbeHandle:
         stdout = self._stdout.read().decode(errors="replace")
         stderr = self._stderr.read().decode(errors="replace")
         stage: str | None = None
+        companion_failed = False
         payload: dict[str, Any] | None = None
         for line in stdout.splitlines():
             if not line.startswith(self._marker):
@@ -404,13 +433,24 @@ class ProbeHandle:
                 stage = value
             elif kind == "result" and isinstance(value, dict):
                 payload = value
+            elif kind == "companion" and isinstance(value, dict):
+                res.companions[str(value.get("package"))] = value
+        if payload is not None and stage and stage.startswith("companion:"):
+            # torch's answer came through; a companion's import crashed or hung: that companion's failure only.
+            name = stage.split(":", 1)[1]
+            if name not in res.companions:
+                rc = self._proc.returncode
+                how = (f"did not finish within {self.timeout:g} s (probe killed)" if timed_out else
+                       f"crashed (signal {_signal_name(rc)})" if rc is not None and rc < 0 else f"exited ({rc})")
+                res.companions[name] = {"package": name, "ok": False, "error": f"import {name} {how}"}
+                timed_out, companion_failed = False, True
 
         what, unfinished = _STAGE_WORDS.get(stage, _STAGE_WORDS[None])
         if timed_out:
             res.verdict = f"{unfinished} within {self.timeout:g} s (probe killed)"
             res.error = _tail(stderr) or None
             return res
-        rc = self._proc.returncode
+        rc = 0 if companion_failed else self._proc.returncode
         if payload is None:
             if rc < 0:
                 res.verdict = f"{what} crashed (signal {_signal_name(rc)})"
@@ -491,13 +531,14 @@ def start_probe(
     selected_extras: Sequence[str] = (),
     timeout: float = DEFAULT_TIMEOUT_S,
     env: Mapping[str, str] | None = None,
+    companions: Sequence[tuple[str, str]] = (),
 ) -> ProbeHandle:
     """Start probing the interpreter ``python`` (the target environment's) without waiting.
 
     ``selected_extras`` are the extras the user picked (to explain a CPU build under a CUDA extra); ``env`` is the
     child's environment (default: this process's). Call ``.result()`` on the handle for the :class:`ProbeResult`.
     """
-    return ProbeHandle(python, selected_extras=selected_extras, timeout=timeout, env=env)
+    return ProbeHandle(python, selected_extras=selected_extras, timeout=timeout, env=env, companions=companions)
 
 
 def probe(

@@ -1,0 +1,475 @@
+"""The PyTorch stack, verified together: is every companion (torchvision, torchaudio, anything pinning torch or
+linking against it) built for the torch that is installed — and if the project's routing is the cause, what fixes it.
+
+The classic failure (pytorch/vision#9077, #9085): a project routes ``torch`` to the CPU index per extra but leaves
+``torchvision`` unrouted; the resolver takes PyPI's CUDA-built torchvision, whose ``Requires-Dist: torch==X`` accepts
+``X+cpu`` because PEP 440 ignores the local part, and ``import torchvision`` fails with ``operator torchvision::nms
+does not exist``. Static evidence comes from files only (no import): the companion's pin on torch, the flavour its
+version's local tag, its ``version.py``, its bundled libraries and its extensions' ``DT_NEEDED`` entries state.
+Dynamic evidence (an import and one operation that needs the compiled part) comes from the probe's fresh process.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from .installed import Installed
+
+__all__ = ["Flavour", "Misroute", "StackEntry", "check_stack", "companions", "elf_needed", "lint_routing",
+           "merge_dynamic"]
+
+#: Companions checked whenever installed, whatever their metadata says (their compiled parts are built per torch).
+KNOWN = ("torchvision", "torchaudio")
+# Libraries a CUDA (or ROCm) build of torch ships and a companion's extension links against: seen in PyPI's
+# torchvision 0.28.0 (_C.so needs libc10_cuda.so, libtorch_cuda.so; torchvision.libs/ ships libcudart.so.13).
+_CUDA_LIBS = re.compile(r"^lib(?:c10_cuda|torch_cuda|cudart|cublas|cudnn|nvrtc|nvToolsExt)\b")
+_ROCM_LIBS = re.compile(r"^lib(?:c10_hip|torch_hip|amdhip64|hipblas|rocblas|MIOpen)\b")
+_TORCH_LIBS = re.compile(r"^lib(?:c10|torch|torch_cpu|torch_python)\.so")
+_SONAME_BYTES = re.compile(rb"lib[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*?\.so(?:\.\d+)*")
+_SCAN_MAX = 64 << 20  # the byte scan (for a file that is no ELF we can read) reads at most this much
+
+
+# ---------------------------------------------------------------------------------------------------- flavour
+
+@dataclass(frozen=True)
+class Flavour:
+    """What a build is for: ``cpu``, ``cuda`` (with its version, e.g. ``13.0``), ``rocm``, ``xpu``; and how we know."""
+
+    kind: str
+    version: str | None = None
+    tag: str | None = None  # the local tag that said so ("cu130"), if one did
+    source: str = ""
+
+    @property
+    def label(self) -> str:
+        name = {"cpu": "CPU", "cuda": "CUDA", "rocm": "ROCm", "xpu": "XPU"}.get(self.kind, self.kind)
+        text = f"{name} {self.version}" if self.version else name
+        return text + (f" (+{self.tag})" if self.tag else "")
+
+    @property
+    def build(self) -> str:
+        """``CUDA 13.0 build (+cu130)``: the label, worded as a build."""
+        return self.label.replace(f" (+{self.tag})", "") + " build" + (f" (+{self.tag})" if self.tag else "")
+
+    def fits(self, other: Flavour) -> bool:
+        if self.kind != other.kind:
+            return False
+        if self.kind == "cuda" and self.version and other.version:  # CUDA major versions must agree (torchvision's
+            return self.version.split(".")[0] == other.version.split(".")[0]  # own _check_cuda_version rule)
+        return True
+
+
+def flavour_of_tag(local: str | None, source: str = "") -> Flavour | None:
+    """``cpu`` → CPU, ``cu130`` → CUDA 13.0, ``rocm6.3`` → ROCm 6.3, ``xpu`` → XPU; anything else: unknown."""
+    if not local:
+        return None
+    tag = local.lower()
+    if tag == "cpu" or tag.startswith("cpu."):
+        return Flavour("cpu", None, local, source)
+    m = re.fullmatch(r"cu(\d+)(\d)", tag)
+    if m:
+        return Flavour("cuda", f"{m.group(1)}.{m.group(2)}", local, source)
+    m = re.fullmatch(r"rocm(\d+(?:\.\d+)*)", tag)
+    if m:
+        return Flavour("rocm", m.group(1), local, source)
+    if tag.startswith("xpu"):
+        return Flavour("xpu", None, local, source)
+    return None
+
+
+def _local(version: str | None) -> str | None:
+    try:
+        return Version(version).local if version else None
+    except InvalidVersion:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------- files
+
+def _record_paths(dist: Installed) -> list[str]:
+    try:
+        text = (dist.dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line.split(",", 1)[0] for line in text.splitlines() if line.strip()]
+
+
+def _site(dist: Installed) -> Path:
+    return dist.dist_info.parent
+
+
+def _read_text(path: Path, limit: int = 1 << 16) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _module_name(dist: Installed, paths: Sequence[str]) -> str:
+    top = _read_text(dist.dist_info / "top_level.txt").split()
+    if top:
+        return top[0]
+    tops = sorted({p.split("/")[0] for p in paths if p.count("/") >= 1 and p.endswith("/__init__.py")
+                   and p.count("/") == 1})
+    want = dist.name.replace("-", "_")
+    return want if want in tops or not tops else tops[0]
+
+
+def elf_needed(path: Path) -> list[str] | None:
+    """The ``DT_NEEDED`` sonames of an ELF shared object, read from its program headers; None when it is no ELF
+    (or one this small reader cannot follow). Pure Python: a few small reads, whatever the file's size."""
+    try:
+        with open(path, "rb") as f:
+            ident = f.read(64)
+            if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+                return None
+            is64, end = ident[4] == 2, "<" if ident[5] == 1 else ">"
+            if is64:
+                phoff, = struct.unpack_from(end + "Q", ident, 32)
+                phentsize, phnum = struct.unpack_from(end + "HH", ident, 54)
+            else:
+                phoff, = struct.unpack_from(end + "I", ident, 28)
+                phentsize, phnum = struct.unpack_from(end + "HH", ident, 42)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+            loads: list[tuple[int, int, int]] = []
+            dynamic: tuple[int, int] | None = None
+            for i in range(phnum):
+                at = i * phentsize
+                if is64:
+                    p_type, _fl, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIQQQQ", table, at)
+                else:
+                    p_type, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIIII", table, at)
+                if p_type == 1:
+                    loads.append((vaddr, off, filesz))
+                elif p_type == 2:
+                    dynamic = (off, filesz)
+            if dynamic is None:
+                return []
+            f.seek(dynamic[0])
+            raw = f.read(dynamic[1])
+            fmt, size = (end + "qQ", 16) if is64 else (end + "iI", 8)
+            needed: list[int] = []
+            strtab = None
+            for at in range(0, len(raw) - size + 1, size):
+                tag, val = struct.unpack_from(fmt, raw, at)
+                if tag == 0:
+                    break
+                if tag == 1:
+                    needed.append(val)
+                elif tag == 5:
+                    strtab = val
+            if strtab is None:
+                return None
+            base = next((off + strtab - va for va, off, sz in loads if va <= strtab < va + sz), None)
+            if base is None:
+                return None
+            names = []
+            for offset in needed:
+                f.seek(base + offset)
+                names.append(f.read(256).split(b"\0", 1)[0].decode("utf-8", "replace"))
+            return names
+    except (OSError, struct.error):
+        return None
+
+
+def _sonames(path: Path) -> list[str]:
+    """What a compiled extension links against: its DT_NEEDED, else the soname strings its bytes carry."""
+    needed = elf_needed(path)
+    if needed is not None:
+        return needed
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_SCAN_MAX)
+    except OSError:
+        return []
+    return sorted({m.decode("ascii", "replace") for m in _SONAME_BYTES.findall(data)})
+
+
+# ---------------------------------------------------------------------------------------------------- evidence
+
+@dataclass
+class _Evidence:
+    flavour: Flavour | None = None
+    notes: list[str] = field(default_factory=list)  # every statement the files make, in words
+    needs_cuda: list[str] = field(default_factory=list)  # the CUDA/ROCm libraries its extensions link against
+    extension: str | None = None  # the extension that needs them ("_C.so")
+    version_py: str | None = None
+
+
+def _companion_evidence(dist: Installed, paths: Sequence[str], module: str) -> _Evidence:
+    ev = _Evidence()
+    tagged = flavour_of_tag(_local(dist.version), f"its version {dist.version}")
+    vp = next((p for p in paths if p == f"{module}/version.py"), None)
+    if vp:
+        m = re.search(r"""^__version__\s*(?::[^=\n]*)?=\s*['"]([^'"]+)['"]""", _read_text(_site(dist) / vp), re.M)
+        if m:
+            ev.version_py = m.group(1)
+            if m.group(1) != dist.version:
+                ev.notes.append(f"{vp} says {m.group(1)}")
+            tagged = tagged or flavour_of_tag(_local(m.group(1)), f"{vp} says {m.group(1)}")
+    for p in paths:
+        name = p.rsplit("/", 1)[-1]
+        if ".libs/" in p and name.startswith("libcudart"):
+            m = re.search(r"\.so\.(\d+)", name)
+            ev.notes.append(f"{p.split('/')[0]}/ ships {name}")
+            tagged = tagged or Flavour("cuda", m.group(1) if m else None, None, f"it ships {name}")
+    for p in paths:
+        if not (p.endswith(".so") or ".so." in p.rsplit("/", 1)[-1]) or ".libs/" in p:
+            continue
+        names = _sonames(_site(dist) / p)
+        cuda = [n for n in names if _CUDA_LIBS.match(n)]
+        rocm = [n for n in names if _ROCM_LIBS.match(n)]
+        if cuda or rocm:
+            ev.needs_cuda = sorted(set(cuda or rocm))
+            ev.extension = p.rsplit("/", 1)[-1]
+            ev.notes.append(f"its {ev.extension} needs {', '.join(ev.needs_cuda)}")
+            tagged = tagged or Flavour("cuda" if cuda else "rocm", None, None, f"its {ev.extension} needs "
+                                       f"{ev.needs_cuda[0]}")
+            break
+        if tagged is None and any(_TORCH_LIBS.match(n) for n in names):
+            tagged = Flavour("cpu", None, None, f"its {p.rsplit('/', 1)[-1]} links torch but no CUDA library")
+    ev.flavour = tagged
+    return ev
+
+
+def torch_flavour(torch: Installed) -> Flavour | None:
+    """What the installed torch was built for: its local tag, else torch/version.py, else its nvidia-* needs."""
+    found = flavour_of_tag(_local(torch.version), f"its version {torch.version}")
+    if found:
+        return found
+    text = _read_text(_site(torch) / "torch" / "version.py")
+    for key, kind in (("cuda", "cuda"), ("hip", "rocm")):
+        m = re.search(rf"""^{key}\s*(?::[^=\n]*)?=\s*(?:['"]([^'"]+)['"]|None)""", text, re.M)
+        if m and m.group(1):
+            version = ".".join(re.findall(r"\d+", m.group(1))[:2])
+            return Flavour(kind, version, None, f"torch/version.py says {key} = {m.group(1)!r}")
+    if text and re.search(r"^cuda\s*(?::[^=\n]*)?=\s*None", text, re.M):
+        hip = re.search(r"""^hip\s*(?::[^=\n]*)?=\s*['"]""", text, re.M)
+        if not hip:
+            return Flavour("cpu", None, None, "torch/version.py says cuda = None")
+    if any(canonicalize_name(r.split(";")[0].split("=")[0].split(">")[0].split("<")[0].strip()).startswith("nvidia-")
+           for r in torch.requires):
+        return Flavour("cuda", None, None, "it requires nvidia-* libraries")
+    return None
+
+
+def _torch_pin(dist: Installed) -> Requirement | None:
+    for line in dist.requires:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(req.name) == "torch" and not (req.marker and "extra" in str(req.marker)):
+            return req
+    return None
+
+
+def _ships_extension(paths: Sequence[str]) -> bool:
+    return any(p.endswith(".so") or p.endswith(".pyd") for p in paths)
+
+
+# ---------------------------------------------------------------------------------------------------- verdicts
+
+@dataclass
+class StackEntry:
+    """One companion's verdict: ``ok`` when it fits the installed torch; ``why`` says so in words."""
+
+    package: str
+    version: str
+    module: str
+    built_for: str | None = None
+    ok: bool = True
+    error: str | None = None  # what the probe's import/operation raised (None: it ran, or was not asked)
+    why: str = ""
+    evidence: list[str] = field(default_factory=list)
+    ran: str | None = None  # what the probe ran ("ops.nms on two boxes"), once it did
+    _static_bad: str | None = field(default=None, repr=False)
+    _torch: str = field(default="", repr=False)
+    _built: str = field(default="", repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"package": self.package, "version": self.version, "built_for": self.built_for, "ok": self.ok,
+                "error": self.error, "why": self.why, "evidence": list(self.evidence)}
+
+
+def companions(installed: Mapping[str, Installed]) -> list[tuple[Installed, list[str]]]:
+    """The installed companions of torch and their RECORD paths: the known ones, and every distribution that pins
+    torch exactly or requires torch and ships a compiled extension."""
+    out = []
+    for name, dist in sorted(installed.items()):
+        if name == "torch":
+            continue
+        pin = _torch_pin(dist)
+        if name not in KNOWN and pin is None:
+            continue
+        paths = _record_paths(dist)
+        exact = pin is not None and any(s.operator in ("==", "===") for s in pin.specifier)
+        if name in KNOWN or exact or _ships_extension(paths):
+            out.append((dist, paths))
+    return out
+
+
+def import_names(installed: Mapping[str, Installed]) -> list[tuple[str, str]]:
+    """(package, module) for every companion, for the probe's fresh process to import."""
+    return [(dist.name, _module_name(dist, paths)) for dist, paths in companions(installed)]
+
+
+def check_stack(installed: Mapping[str, Installed], lock_index: Mapping[str, str | None] | None = None) -> list[
+        StackEntry]:
+    """The static verdict for every companion (no import): pin, flavour, libraries — against the installed torch."""
+    found = companions(installed)
+    if not found:
+        return []
+    torch = installed.get("torch")
+    tflav = torch_flavour(torch) if torch else None
+    entries = []
+    for dist, paths in found:
+        module = _module_name(dist, paths)
+        ev = _companion_evidence(dist, paths, module)
+        entry = StackEntry(package=dist.name, version=dist.version, module=module,
+                           built_for=ev.flavour.label if ev.flavour else None, evidence=list(ev.notes))
+        entry._torch = torch.version if torch else ""
+        entry._built = ev.flavour.build if ev.flavour else ""
+        bad: list[str] = []
+        pin = _torch_pin(dist)
+        if torch is None:
+            bad.append("torch is not installed")
+        elif pin is not None and pin.specifier and not pin.specifier.contains(torch.version, prereleases=True):
+            bad.append(f"requires {pin.name}{pin.specifier}, torch is {torch.version}")
+        if torch is not None and ev.flavour and tflav and not ev.flavour.fits(tflav):
+            what = f"is a {ev.flavour.build}" + (f" ({ev.flavour.source})" if not ev.flavour.tag else "")
+            bad.append(f"{what}, torch is {torch.version}" + ("" if tflav.tag else f" ({tflav.label})"))
+            if pin is not None and pin.specifier and pin.specifier.contains(torch.version, prereleases=True):
+                entry.evidence.append(f"its pin {pin.name}{pin.specifier} accepts {torch.version}: PEP 440 ignores "
+                                      "the local part")
+            if ev.needs_cuda and tflav.kind == "cpu":
+                shipped = {p.rsplit("/", 1)[-1].split(".so")[0] for p in _record_paths(torch)}
+                missing = [n for n in ev.needs_cuda if n.split(".so")[0] not in shipped]
+                if missing:
+                    entry.evidence.append(f"this torch ships no {', '.join(missing)}")
+        if lock_index and torch is not None:
+            mine, theirs = lock_index.get(dist.name), lock_index.get("torch")
+            if mine and theirs and mine != theirs:
+                entry.evidence.append(f"the lock takes it from {mine}, torch from {theirs}")
+        entry._static_bad = "; ".join(bad) or None
+        entries.append(entry)
+        _word(entry)
+    return entries
+
+
+_RUN = {"torchvision": "ops.nms on two boxes", "torchaudio": "its extension loaded"}
+
+
+def merge_dynamic(entries: Sequence[StackEntry], results: Mapping[str, Mapping[str, Any]] | None) -> None:
+    """Add what the probe's fresh process saw (``{package: {"ok": bool, "error": str|None}}``) to the verdicts."""
+    for entry in entries:
+        got = (results or {}).get(entry.package)
+        if got is None:
+            continue
+        entry.error = None if got.get("ok") else (got.get("error") or "failed")
+        entry.ran = str(got.get("ran") or _RUN.get(entry.package, f"import {entry.module}"))
+        _word(entry)
+
+
+def _word(entry: StackEntry) -> None:
+    head = f"{entry.package} {entry.version}"
+    proof = next((e for e in entry.evidence if e.startswith("its ") and " needs " in e
+                  and e not in (entry._static_bad or "")), None)
+    if entry._static_bad or entry.error:
+        entry.ok = False
+        said = f": `{entry.error}`" if entry.error else ""
+        entry.why = (f"{head} {entry._static_bad}{said}" if entry._static_bad else f"{head}{said}") + (
+            f" ({proof})" if proof else "")
+        return
+    entry.ok = True
+    built = f"a {entry._built}" if entry._built else "its build is not stated"
+    fits = f"fits torch {entry._torch}" if entry._torch else "fits torch"
+    ran = f"; {entry.ran} ran" if entry.ran else ""
+    entry.why = f"{head}: {built}, {fits}{ran}"
+
+
+# ---------------------------------------------------------------------------------------------------- routing
+
+@dataclass(frozen=True)
+class Misroute:
+    """A companion the lock takes from another index than torch, for an extra that routes torch."""
+
+    package: str
+    extra: str
+    package_index: str | None  # where the lock takes it from
+    torch_index: str | None  # where the lock takes torch from
+    fix: tuple[str, ...]  # the [tool.uv.sources] lines that would route it like torch
+
+    @property
+    def why(self) -> str:
+        return (f"[tool.uv.sources] routes torch per extra but not {self.package}: for extra {self.extra} the lock "
+                f"takes {self.package} from {self.package_index or 'the default index'}, torch from "
+                f"{self.torch_index}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"package": self.package, "extra": self.extra, "package_index": self.package_index,
+                "torch_index": self.torch_index, "why": self.why, "fix": list(self.fix)}
+
+
+def _entries(value: Any) -> list[dict[str, Any]]:
+    items = value if isinstance(value, list) else [value]
+    return [i for i in items if isinstance(i, dict)]
+
+
+def _route(entries: Sequence[Mapping[str, Any]], extra: str) -> str | None:
+    for e in entries:
+        if e.get("extra") == extra or ("extra" not in e and "group" not in e and "marker" not in e):
+            return str(e.get("index")) if e.get("index") else None
+    return None
+
+
+def _toml_inline(entry: Mapping[str, Any]) -> str:
+    import json
+
+    return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in entry.items() if isinstance(v, (str, bool))) + " }"
+
+
+def lint_routing(pyproject: Path, extras: Sequence[str], lock_index: Mapping[str, str | None],
+                 names: Iterable[str] = ()) -> list[Misroute]:
+    """Companions that the selected extras' lock takes from another index than torch, while ``[tool.uv.sources]``
+    routes torch per extra; with the lines that would route each like torch. pyproject.toml is only read."""
+    try:
+        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    sources = ((data.get("tool") or {}).get("uv") or {}).get("sources") or {}
+    if not isinstance(sources, dict):
+        return []
+    torch_entries = _entries(sources.get("torch"))
+    if not any("extra" in e for e in torch_entries):
+        return []
+    out = []
+    candidates = sorted({canonicalize_name(n) for n in (*KNOWN, *names)} & set(lock_index) - {"torch"})
+    for extra in extras:
+        torch_route = _route(torch_entries, extra)
+        if torch_route is None:
+            continue
+        for name in candidates:
+            mine = _route(_entries(sources.get(name) or sources.get(name.replace("-", "_"))), extra)
+            if mine == torch_route or lock_index.get(name) == lock_index.get("torch"):
+                continue
+            fix = ("[tool.uv.sources]", f"{name} = [", *(f"  {_toml_inline(e)}," for e in torch_entries), "]")
+            out.append(Misroute(name, extra, lock_index.get(name), lock_index.get("torch"), fix))
+    return out

@@ -1,0 +1,109 @@
+"""Issue 10: while uv installs, each phase is named and the downloads are counted — on stderr, as they happen.
+
+The real CLI and uv against a local index that stalls the CUDA torch wheel (``IndexServer(delay=…)``), with a cache
+of its own so every wheel is really downloaded; stderr is read line by line while the switch runs.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_uv
+from uvextra._localindex import IndexServer, write_project
+from uvextra.progress import StreamProgress
+
+STALL_S = 2.5
+
+
+@pytest.fixture
+def slow_server(index_root):
+    server = IndexServer(index_root, delay={"torch-2.9.0+cu128-": STALL_S}).start()
+    yield server
+    server.stop()
+
+
+def test_a_switch_names_its_phases_and_counts_downloads_while_uv_is_silent(slow_server, tmp_path, uv_new, uv_env,
+                                                                            make_venv):
+    project = tmp_path / "p"
+    write_project(project, {e: slow_server.simple_url(e) for e in ("cpu", "cu128", "pypi")},
+                  default_index=slow_server.simple_url("pypi"))
+    env = dict(uv_env, UVEXTRA_UV=uv_new, UV_CACHE_DIR=str(tmp_path / "cache"))  # nothing cached: real downloads
+    run_uv(uv_new, "lock", env=env, cwd=project)
+    venv = make_venv(tmp_path / "venv")
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvextra", "switch", "cu128", "--json", "--project", str(project), "--python",
+         str(venv / "bin" / "python")], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    seen: list[tuple[float, str]] = []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        seen.append((time.monotonic() - started, line.rstrip("\n")))
+    out = proc.stdout.read() if proc.stdout else ""
+    ended = time.monotonic() - started
+    assert proc.wait() == 0, out + "\n".join(t for _, t in seen)
+    lines = [t for _, t in seen]
+    assert all(t.startswith("uvextra: ") for t in lines), lines  # --json: phases only, no uv lines, no escapes
+    assert "\x1b" not in "".join(lines) + out
+    phases = [t.removeprefix("uvextra: ") for t in lines]
+    assert phases[0] == "resolving the lock for cu128"
+    downloading = [(at, t) for at, t in seen if t.startswith("uvextra: downloading ")]
+    assert downloading, phases
+    # While torch stalls, the others have arrived: counted in packages and megabytes from the pylock's sizes.
+    at, text = downloading[-1]
+    # (this index's simple pages carry no sizes, so the megabytes are what uv has unpacked into its cache)
+    assert text.removeprefix("uvextra: ").startswith("downloading 5 of 6 packages, "), phases
+    assert text.endswith(" MB unpacked so far"), phases
+    assert ended - at >= STALL_S / 2, (at, ended, phases)  # said while uv was still silent, not afterwards
+    order = ["resolving", "downloading", "installing", "checking", "probing CUDA"]
+    firsts = [next(i for i, p in enumerate(phases) if p.startswith(w)) for w in order]
+    assert firsts == sorted(firsts), phases
+    assert any("importing torch for the first time" in p for p in phases), phases
+
+
+def test_stream_progress_redraws_in_place_on_a_tty_and_writes_lines_in_a_pipe():
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    pipe, tty = io.StringIO(), Tty()
+    for stream in (pipe, tty):
+        live = StreamProgress(stream)
+        live("downloading 1 of 2 packages, 0.5 of 900 MB")
+        live.uv_line("Prepared 2 packages in 3.1s")
+        live("installing 2 packages into the venv")
+        live.close()
+    assert pipe.getvalue().splitlines() == [
+        "uvextra: downloading 1 of 2 packages, 0.5 of 900 MB", "  │ Prepared 2 packages in 3.1s",
+        "uvextra: installing 2 packages into the venv"]
+    screen = tty.getvalue()
+    assert "\x1b" not in screen and screen.endswith("\n")
+    assert screen.rstrip(" \n").endswith("\ruvextra: installing 2 packages into the venv")
+    # what a terminal shows: the uv line above, the live line redrawn in place
+    shown = [part.split("\r")[-1].rstrip() for part in screen.split("\n")]
+    assert shown[:2] == ["  │ Prepared 2 packages in 3.1s", "uvextra: installing 2 packages into the venv"]
+
+
+def test_nobody_listening_costs_no_thread(tmp_path):
+    import threading
+
+    from uvextra.progress import watch_sync
+
+    with watch_sync(None, (), {}, print) as line:  # type: ignore[arg-type]
+        assert line is print and not [t for t in threading.enumerate() if t.name == "uvextra-sync-watch"]
+    assert Path(tmp_path).is_dir()
+
+
+def test_the_card_shows_the_phase_while_it_runs():
+    from uvextra.html import render_progress
+
+    markup = render_progress("switching to cu128", 12.5, ["Resolved 6 packages in 3ms"],
+                             phase="downloading 5 of 6 packages, 412 of 3,120 MB")
+    assert '<div class="uvextra-phase" style="font-weight:600">downloading 5 of 6 packages, 412 of 3,120 MB</div>' \
+        in markup and "12.5 s" in markup
