@@ -136,6 +136,14 @@ _KERNEL_IDLE = f"""() => {{
   const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
   return !!kernel && kernel.status === 'idle' && kernel.connectionStatus === 'connected';
 }}"""
+# Idle, and the last status since the click came after the new kernel's first words (its "starting" when the
+# page heard it; else the busy/idle around the card's redraw, which only the new kernel sends).
+_IDLE_AFTER_RESTART = f"""(since) => {{
+  const seen = (window.__uvextraStatuses || []).slice(since);
+  const start = seen.lastIndexOf('starting');
+  return ({_KERNEL_IDLE})() && seen.length > 0 && seen[seen.length - 1] === 'idle'
+    && (start < 0 || seen.slice(start).includes('idle'));
+}}"""
 _ALL_RUN = f"""() => {{
   const panel = ({_PANEL})();
   if (!panel) return false;
@@ -209,14 +217,24 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
               window.__uvextraStatuses = [];
               kernel.statusChanged.connect((_, status) => window.__uvextraStatuses.push(status));
             }}""")
+            clicked_at = len(_statuses(page))
+            clicked = time.monotonic()
             restart.click()
             expect(drift_card).to_contain_text("restarting through the Jupyter server")
-            # The old kernel process ends (the server shuts it down, then starts a new one). The frontend is not
-            # told reliably: it may see the new kernel's "starting" status or not, so ask the process table.
+            # The old kernel process ends (the server shuts it down, then starts a new one).
             deadline = time.monotonic() + 90
             while _alive(old_pid):
                 assert time.monotonic() < deadline, f"kernel process {old_pid} did not end: {_statuses(page)}"
                 time.sleep(0.2)
+            # Like the toolbar's restart: the same card says what happened (written by the new kernel, with its
+            # torch build; its buttons gone), and JupyterLab is back at Idle on its own — no cell run.
+            expect(drift_card).to_contain_text("restarted at", timeout=30_000)
+            expect(drift_card).to_contain_text("torch 2.9.0+cu128 (cu128 build)")
+            expect(drift_card.locator(".uvextra-status-ok")).to_contain_text("matches the lock")
+            expect(restart).to_be_hidden()
+            page.wait_for_function(_IDLE_AFTER_RESTART, arg=clicked_at, polling=100, timeout=15_000)
+            idle_after = time.monotonic() - clicked
+            _shot(page, artifacts, "04-restarted.png", drift_card)
             new_pid = old_pid
             for _attempt in range(4):  # an execute request sent while the server swaps kernels can be lost
                 page.evaluate(_RUN_AFTER_RESTART_CELL)
@@ -230,7 +248,7 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             assert new_pid != old_pid, f"the cell did not run in a new kernel: {_statuses(page)}"
             expect(last).to_contain_text("torch 2.9.0+cu128 cu128")
             expect(last.locator(".uvextra-status-ok")).to_contain_text("matches the lock")  # %uvextra, autoloaded
-            _shot(page, artifacts, "04-after-restart.png", last)
+            _shot(page, artifacts, "05-after-restart.png", last)
             statuses = _statuses(page)
         except BaseException:
             page.screenshot(path=str(artifacts / "99-failure.png"))
@@ -239,7 +257,7 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
         finally:
             browser.close()
     print(f"browser flow: {time.monotonic() - started:.1f} s; kernel pid {old_pid} -> {new_pid}; "
-          f"kernel statuses seen during the restart: {statuses}")
+          f"Idle {idle_after:.1f} s after the click on Restart; kernel statuses seen during the restart: {statuses}")
     if os.environ.get("UVEXTRA_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(artifacts / "drift-cell.png", ROOT / "docs" / "screenshot.png")
 

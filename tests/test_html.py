@@ -62,7 +62,13 @@ def test_card_shows_extras_changes_and_a_clean_drift_line() -> None:
     quiet.changes.installed, quiet.changes.removed, quiet.changes.kept = [], [], ["uvextra", "leftover"]
     text = _text(render_html(quiet))
     assert "changes no packages changed kept, though not in the lock: leftover drift" in text
-    assert "protected uvextra (kept: the kernel needs them)" in text
+    assert "protected 1 package the kernel needs, kept uvextra" in text  # a count; the names behind <details>
+    hub = _switch_report(kernel_protected=[f"pkg{i}" for i in range(120)])
+    markup = render_html(hub)
+    assert re.search(r'<details class="uvextra-protected"><summary[^>]*>120 packages the kernel needs, kept</summary>'
+                     r'<div[^>]*>pkg0, pkg1, .*pkg119</div></details>', markup)
+    assert "protected    120 packages the kernel needs, kept: pkg0, pkg1, pkg2, pkg3, pkg4, pkg5, … (114 more)" in (
+        render_plain(hub))
 
 
 def test_drift_table_has_one_badge_per_kind_and_words_for_the_extraneous() -> None:

@@ -111,6 +111,9 @@ def _headline(report: Report) -> _Headline:
     if report.unverified:
         n = len(report.unverified)
         return _Headline("drift", f"{n} package{'s' if n != 1 else ''} cannot be verified against the lock")
+    if report.stack_failed:
+        names = ", ".join(e.package for e in report.stack_failed)
+        return _Headline("drift", f"matches the lock, but {names} does not fit the installed torch")
     return _Headline("ok", "matches the lock")
 
 
@@ -167,6 +170,13 @@ def _changes_cell(report: Report) -> str:
     return cell
 
 
+def _protected_cell(names: Sequence[str]) -> str:
+    # ~40 names in a plain kernel env, ~120 on a hub image: a count at a glance, the names one click away.
+    n = len(names)
+    return (f"<details class=\"uvextra-protected\"><summary style=\"{_SMALL}\">{n} package{'s' if n != 1 else ''} "
+            f"the kernel needs, kept</summary><div style=\"{_SMALL}\">{_e(', '.join(names))}</div></details>")
+
+
 def _drift_cell(report: Report) -> str:
     errors = report.errors
     if not errors and not report.unverified:
@@ -193,6 +203,23 @@ def _drift_cell(report: Report) -> str:
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
+def _stack_cell(report: Report) -> str:
+    """One line per companion (✓ fits / ✗ with why), then each misrouting with the lines that fix it."""
+    lines = []
+    for e in report.stack:
+        mark = (f'<span style="color:{_GREEN}">✓</span>' if e.ok else
+                f'<span class="uvextra-stack-bad" style="color:{_RED};font-weight:600">✗</span>')
+        lines.append(f'<div class="uvextra-stack-{"ok" if e.ok else "bad"}">{mark} {_e(e.why)}</div>')
+    seen: set[str] = set()
+    for m in report.routing:
+        fix = "" if m.package in seen else (
+            f"<div style=\"{_SMALL}\">these lines in pyproject.toml fix it (uvextra never edits it):</div>"
+            f'<pre class="uvextra-routing-fix" style="margin:2px 0;font-size:12px">{_e(chr(10).join(m.fix))}</pre>')
+        seen.add(m.package)
+        lines.append(f'<div class="uvextra-routing" style="color:{_AMBER}">{_e(m.why)}</div>{fix}')
+    return "".join(lines)
+
+
 def _log_details(log: Sequence[str], label: str = "uv output") -> str:
     if not log:
         return ""
@@ -211,10 +238,11 @@ def _next_step(report: Report, live: bool) -> str | None:
 
 
 def render_html(report: Report, kernel: KernelState | None = None, *, live: bool = False,
-                note: str | None = None) -> str:
+                note: str | None = None, notebook: str | None = None) -> str:
     """The card: headline, extras, changes, drift table with badges, CUDA verdict, kernel state, uv log.
 
-    ``live`` words the next step for a card with buttons; ``note`` is one extra line (e.g. a restart failure).
+    ``live`` words the next step for a card with buttons; ``note`` is one extra line (e.g. a restart failure);
+    ``notebook`` one line about the backend this kernel's notebook last ran on.
     """
     head = _headline(report)
     colors = {"ok": _GREEN, "drift": _RED, "failed": _RED, "interrupted": _AMBER}
@@ -246,10 +274,13 @@ def render_html(report: Report, kernel: KernelState | None = None, *, live: bool
     if report.probe is not None:
         rows.append(("CUDA", f"{_verdict_badge(report)} <span class=\"uvextra-verdict-text\">"
                              f"{_e(report.probe.verdict)}</span>"))
+    if report.stack:
+        rows.append(("stack", _stack_cell(report)))
     rows.extend(_kernel_rows(kernel, live=live))
     if report.kernel_protected:
-        rows.append(("protected", f"<span style=\"{_SMALL}\">{_e(', '.join(report.kernel_protected))} "
-                                  "(kept: the kernel needs them)</span>"))
+        rows.append(("protected", _protected_cell(report.kernel_protected)))
+    if notebook:
+        rows.append(("notebook", f'<span class="uvextra-notebook" style="color:{_AMBER}">{_e(notebook)}</span>'))
     for w in report.warnings:
         rows.append(("warning", f'<span style="color:{_AMBER}">{_e(w)}</span>'))
     if report.failure and head.state != "failed":
@@ -277,11 +308,14 @@ def render_html(report: Report, kernel: KernelState | None = None, *, live: bool
             f'<table style="{_TABLE}">{body}</table>{_log_details(report.log)}</div>')
 
 
-def render_progress(title: str, elapsed_s: float, log: Sequence[str], *, waiting: str | None = None) -> str:
-    """Live progress: what runs, for how long, uv's latest line, the whole output behind a disclosure."""
+def render_progress(title: str, elapsed_s: float, log: Sequence[str], *, waiting: str | None = None,
+                    phase: str | None = None) -> str:
+    """Live progress: what runs, for how long, the phase (downloads counted), uv's latest line, the whole output."""
     latest = next((ln for ln in reversed(log) if ln.strip()), None)
     line = f"<code>{_e(latest.strip())}</code>" if latest else f'<span style="{_SMALL}">waiting for uv…</span>'
     wait = f'<div style="color:{_AMBER}">{_e(waiting)}</div>' if waiting else ""
+    if phase:
+        wait += f'<div class="uvextra-phase" style="font-weight:600">{_e(phase)}</div>'
     return (f'<div class="uvextra-progress" style="{_BOX}"><div>▶ <b>{_e(title)}</b> '
             f'<span style="{_SMALL}">· {elapsed_s:.1f} s · interrupt the kernel to stop uv</span></div>'
             f"{wait}<div>{line}</div>{_log_details(log)}</div>")
@@ -318,6 +352,10 @@ def render_markdown(report: Report, kernel: KernelState | None = None) -> str:
         state = verdict_state(report)
         icon = {"ok": "🟢", "bad": "🔴"}.get(state[0] if state else "", "⚪")
         out.append(f"| CUDA | {icon} {_md(report.probe.verdict)} |")
+    for e in report.stack:
+        out.append(f"| stack | {'✅' if e.ok else '❌'} {_md(e.why)} |")
+    for m in report.routing:
+        out.append(f"| routing | {_md(m.why)}: `{_md(' '.join(m.fix[1:]))}` |")
     if kernel is not None:
         if kernel.stale:
             out.append("| kernel | ⟳ restart needed: " + _md("; ".join(str(s) for s in kernel.stale)) + " |")

@@ -473,6 +473,8 @@ def request_restart(
     timeout: float = RESTART_TIMEOUT_S,
     on_error: Callable[[str], None] | None = None,
     wait: bool = False,
+    connection_file: str | None = None,
+    after: Mapping[str, Any] | None = None,
 ) -> str:
     """Start a restart as ``plan`` says; returns one line saying what happens now.
 
@@ -481,6 +483,10 @@ def request_restart(
     the caller — a button's handler on the kernel's main thread — must first return and its last messages (the
     card saying "restarting") reach the frontend. ``on_error`` hears a failure of that request (then, where a
     restarter exists, the kernel exits instead).
+
+    With ``connection_file`` the request is made by a process of its own (:mod:`uvextra._restart_helper`), which
+    outlives this kernel and then nudges the new one, so that JupyterLab's status comes back to Idle, and has it
+    redraw the card (``after``: its widget ids, project, extras; see :mod:`uvextra._after_restart`).
     """
     if plan.how == "manual" or (plan.how == "exit" and shutdown is None):
         raise UvextraError(f"cannot restart this kernel from inside: {plan.why}")
@@ -489,22 +495,52 @@ def request_restart(
         shutdown()
         return EXITING
 
+    def failed(message: str) -> None:
+        if plan.fallback_exit and shutdown is not None:
+            message += "; exiting the kernel instead (the server's restarter brings it back)"
+        if on_error is not None:
+            on_error(message)
+        if plan.fallback_exit and shutdown is not None:
+            shutdown()
+
     def attempt() -> None:
         try:
             if not wait:
                 time.sleep(REST_DELAY_S)
             _post(plan, timeout)
         except Exception as exc:  # noqa: BLE001 - every failure becomes one line for the card
-            message = _describe_http_error(plan, exc)
-            if plan.fallback_exit and shutdown is not None:
-                message += "; exiting the kernel instead (the server's restarter brings it back)"
-            if on_error is not None:
-                on_error(message)
-            if plan.fallback_exit and shutdown is not None:
-                shutdown()
+            failed(_describe_http_error(plan, exc))
 
     if wait:
         attempt()
-    else:
+    elif connection_file is None or not _restart_from_outside(plan, timeout, connection_file, after, failed):
         threading.Thread(target=attempt, name="uvextra-restart", daemon=True).start()
     return RESTARTING
+
+
+def _restart_from_outside(plan: RestartPlan, timeout: float, connection_file: str, after: Mapping[str, Any] | None,
+                          failed: Callable[[str], None]) -> bool:
+    """Start :mod:`uvextra._restart_helper`; False when it cannot start (the caller then posts from a thread)."""
+    import subprocess
+
+    job = {"url": plan.url, "token": plan._token, "delay": REST_DELAY_S, "timeout": timeout,
+           "connection_file": connection_file, "after": dict(after or {})}
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "uvextra._restart_helper"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
+                                text=True, encoding="utf-8")
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(job) + "\n")  # the token on stdin: never in a process listing
+        proc.stdin.close()
+    except (OSError, ValueError):
+        return False
+
+    def watch() -> None:  # alive only while this kernel is: hears a refused or unreachable server
+        assert proc.stdout is not None
+        line = proc.stdout.readline().strip()
+        proc.wait()
+        if line.startswith("error: "):
+            failed(line.removeprefix("error: "))
+
+    threading.Thread(target=watch, name="uvextra-restart", daemon=True).start()
+    return True

@@ -17,6 +17,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 if TYPE_CHECKING:
     from .kernel import KernelState, RestartPlan
+    from .notebook import KernelHint
     from .report import Report
 
 LineCallback = Callable[[str], None]
@@ -44,6 +45,7 @@ class Outcome:
     report: Report | None = None
     kernel: KernelState | None = None
     error: str | None = None
+    notebook: KernelHint | None = None  # status only: this kernel's notebook last ran on other extras
 
 
 def _one_line(exc: BaseException) -> str:
@@ -110,7 +112,8 @@ class Session:
         self.watch.update()  # fingerprint what is imported before uv replaces any file
         try:
             report = action.call(on_line, on_wait)
-            outcome = Outcome(report, self.kernel_state())
+            _note_hub_server(report)
+            outcome = Outcome(report, self.kernel_state(), notebook=_notebook_hint(report))
         except KeyboardInterrupt:
             outcome = self._interrupted(action)
         except Exception as exc:  # the promise: one line, never a traceback
@@ -150,13 +153,41 @@ class Session:
             self._restart_plan = find_restart(_connection_file(self.shell))
         return self._restart_plan
 
-    def restart(self, on_error: LineCallback | None = None) -> str:
-        """Restart this kernel as the plan says; one line about what happens next (raises UvextraError)."""
+    def restart(self, on_error: LineCallback | None = None, after: dict[str, object] | None = None) -> str:
+        """Restart this kernel as the plan says; one line about what happens next (raises UvextraError).
+
+        ``after``: what the new kernel needs to redraw the card that asked (see :mod:`uvextra._after_restart`).
+        """
         from .kernel import request_restart
 
         kernel = getattr(self.shell, "kernel", None)
         shutdown = None if kernel is None else lambda: _exit_kernel(self.shell, kernel)
-        return request_restart(self.restart_plan(), shutdown, on_error=on_error)
+        return request_restart(self.restart_plan(), shutdown, on_error=on_error,
+                               connection_file=_connection_file(self.shell), after=after)
+
+
+def _note_hub_server(report: Report) -> None:
+    """On a hub whose server runs from the venv this kernel changes: one warning line on the card."""
+    try:
+        from .server import hub_server_line
+
+        line = hub_server_line(report.environment)
+    except Exception:  # noqa: BLE001 - unreadable /proc: say nothing
+        return
+    if line and line not in report.warnings:
+        report.warnings.append(line)
+
+
+def _notebook_hint(report: Report) -> KernelHint | None:
+    """For a status: the saved notebook's last record, when it names other extras (silent on any problem)."""
+    if report.command != "status":
+        return None
+    try:
+        from .notebook import kernel_hint
+
+        return kernel_hint(report)
+    except Exception:  # noqa: BLE001 - a hint: an odd notebook file must not cost the user the report
+        return None
 
 
 def _connection_file(shell) -> str | None:  # noqa: ANN001
@@ -201,6 +232,9 @@ class UvextraMagics(Magics):
               help="the extra(s) to switch this kernel's environment to, or `auto` (chosen from this machine's "
                    "GPU driver); none: show the status panel")
     @argument("--project", metavar="DIR", help="the uv project (default: the nearest pyproject.toml upward)")
+    @argument("--extra", action="append", default=[], metavar="EXTRA",
+              help="an extra, said to be one (when the project has a dependency group of the same name)")
+    @argument("--group", action="append", default=[], metavar="GROUP", help="a dependency group of the project")
     @argument("--check", action="store_true",
               help="only compare the environment with the lock (for EXTRA, default: the current extras)")
     @argument("--no-probe", action="store_true", help="skip the CUDA probe")
@@ -229,6 +263,10 @@ class UvextraMagics(Magics):
 
             project = os.path.expanduser(project)
         probe = not args.no_probe
+        from .project import Backend
+
+        args.extras = [*args.extras, *(Backend.asked(e, "extra") for e in args.extra),
+                       *(Backend.asked(g, "group") for g in args.group)]
         if args.check:
             action = session.check(args.extras or None, project=project, probe=probe)
         elif not args.extras:
@@ -266,6 +304,8 @@ def _present_text(session: Session, action: Action) -> None:
         from .html import render_plain
 
         print(render_plain(outcome.report, outcome.kernel))
+        if outcome.notebook is not None:
+            print(f"uvextra: {outcome.notebook.line}")
 
 
 def last_outcome() -> Outcome | None:

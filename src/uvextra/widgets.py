@@ -58,6 +58,7 @@ class Card:
         self._log: list[str] = []
         self._title = ""
         self._waiting: str | None = None
+        self._phase: str | None = None
         self._started = 0.0
         self._drawn = 0.0
 
@@ -77,13 +78,18 @@ class Card:
                                 tooltip="restart this kernel so that imports load what is on disk now",
                                 layout=w.Layout(display=_HIDDEN, width="auto"))
         self.restart.add_class("uvextra-restart")
-        self.buttons = w.HBox([self.toggle, self.reinstall, self.restart],
+        self.follow = w.Button(description="Switch", icon="book", button_style="info",
+                               tooltip="switch to the extras this notebook last ran on",
+                               layout=w.Layout(display=_HIDDEN, width="auto"))
+        self.follow.add_class("uvextra-notebook-switch")
+        self.buttons = w.HBox([self.toggle, self.reinstall, self.restart, self.follow],
                               layout=w.Layout(flex_flow="row wrap", align_items="center"))
         self.box = w.VBox([self.progress, self.body, self.buttons])
         self.box.add_class("uvextra-card")
 
         self.reinstall.on_click(self._on_reinstall)
         self.restart.on_click(self._on_restart)
+        self.follow.on_click(self._on_follow)
         self.toggle.observe(self._on_toggle, names="value")
 
     # -- display ------------------------------------------------------------------------------------------------
@@ -98,11 +104,19 @@ class Card:
             data["text/html"] = render_progress(self._title, time.monotonic() - self._started, self._log)
             data["text/plain"] = f"uvextra: {self._title}…"
         else:
+            from .notebook import MIME, make_record
+
             kernel = self.outcome.kernel if self.outcome else None
-            data["text/html"] = render_html(report, kernel, note=self.note)
+            hint = self._hint_line()
+            data["text/html"] = render_html(report, kernel, note=self.note, notebook=hint)
             data["text/markdown"] = render_markdown(report, kernel)
-            data["text/plain"] = render_plain(report, kernel)
+            data["text/plain"] = render_plain(report, kernel) + (f"\nnotebook  {hint}" if hint else "")
+            data[MIME] = make_record(report)  # the notebook remembers its backend (uvextra.notebook)
         return data
+
+    def _hint_line(self) -> str | None:
+        hint = self.outcome.notebook if self.outcome is not None else None
+        return None if hint is None else hint.line
 
     def display(self, title: str = "") -> None:
         """Show the card (with progress for ``title``) where the magic runs; later changes redraw it in place."""
@@ -120,7 +134,11 @@ class Card:
         with self._lock:
             self._drawn = time.monotonic()
             self.progress.value = render_progress(self._title, self._drawn - self._started, list(self._log),
-                                                  waiting=self._waiting)
+                                                  waiting=self._waiting, phase=self._phase)
+
+    def _on_progress(self, phase: str) -> None:
+        self._phase = phase  # uvextra.progress: the phase, downloads counted
+        self._draw_progress()
 
     def _on_line(self, line: str) -> None:
         self._log.append(line)
@@ -145,7 +163,7 @@ class Card:
         self.busy = True
         self._title, self._log, self._waiting = action.title, [], None
         self._started = time.monotonic()
-        for control in (self.reinstall, self.restart, self.toggle):
+        for control in (self.reinstall, self.restart, self.toggle, self.follow):
             control.disabled = True
         self._draw_progress()
         self.progress.layout.display = _SHOWN
@@ -153,7 +171,11 @@ class Card:
         ticker = threading.Thread(target=self._tick, args=(stop,), name="uvextra-progress", daemon=True)
         ticker.start()
         try:
-            outcome = self.session.execute(action, self._on_line, self._on_wait)
+            from .progress import listening
+
+            self._phase = None
+            with listening(self._on_progress):
+                outcome = self.session.execute(action, self._on_line, self._on_wait)
         finally:
             stop.set()
             ticker.join()
@@ -184,7 +206,12 @@ class Card:
         outcome = self.outcome
         assert outcome is not None and outcome.report is not None
         report, kernel = outcome.report, outcome.kernel
-        self.body.value = render_html(report, kernel, live=True, note=self.note)
+        self.body.value = render_html(report, kernel, live=True, note=self.note, notebook=self._hint_line())
+        hint = outcome.notebook
+        self.follow.layout.display = _SHOWN if hint is not None else _HIDDEN
+        self.follow.disabled = hint is None
+        if hint is not None:
+            self.follow.description = f"Switch to {' '.join(hint.extras)}"
         drift = report.can_repair  # no button that can only fail (read-only venv, index unreachable, …)
         self.reinstall.layout.display = _SHOWN if drift else _HIDDEN
         self.reinstall.disabled = not drift
@@ -225,6 +252,13 @@ class Card:
         self.run(self.session.switch(extras, project=report.project, probe=self.probe,
                                      keep_extraneous=self.keep_extraneous))
 
+    def _on_follow(self, _button: object = None) -> None:
+        report, hint = self.report, self.outcome.notebook if self.outcome is not None else None
+        if self.busy or report is None or hint is None:
+            return
+        self.run(self.session.switch(list(hint.extras), project=report.project, probe=self.probe,
+                                     keep_extraneous=self.keep_extraneous))
+
     def _on_restart(self, _button: object = None) -> None:
         outcome = self.outcome
         if self.busy or outcome is None or outcome.kernel is None:
@@ -234,11 +268,19 @@ class Card:
         outcome.kernel.restarting = EXITING if plan.how == "exit" else RESTARTING
         self._draw()
         try:
-            self.session.restart(on_error=self._restart_failed)
+            self.session.restart(on_error=self._restart_failed, after=self._after_restart())
         except Exception as exc:  # noqa: BLE001 - a button never leaves a traceback in the log
             outcome.kernel.restarting = None
             self.note = str(exc) if isinstance(exc, UvextraError) else f"restart failed: {type(exc).__name__}: {exc}"
             self._draw()
+
+    def _after_restart(self) -> dict[str, object]:
+        """The ids the new kernel updates to say on this card what happened (uvextra._after_restart)."""
+        report = self.report
+        return {"body": self.body.model_id, "probe": self.probe,
+                "hide": [c.layout.model_id for c in (self.toggle, self.reinstall, self.restart, self.follow)],
+                "project": report.project if report else None,
+                "extras": [str(e) for e in report.extras] if report else []}
 
     def _restart_failed(self, message: str) -> None:
         # Called from the restart request's thread: widget state only.
