@@ -796,7 +796,7 @@ def build_b5_indexes(cfg: Config, cache_root: Path, say: Callable[[str], None]) 
                 files.setdefault(path, text)  # keep the stand-in's own torch/__init__.py
             files["torch/lib/libtorch_stub.so.txt"] = _payload(cfg.b5_torch_mb, f"torch-{label}")
             li.build_wheel(index, "torch", "2.9.0", files, requires, extra_metadata="Requires-Python: >=3.10")
-        for i, (name, mb) in enumerate(zip(_B5_NVIDIA, cfg.b5_nvidia_mb)):
+        for i, (name, mb) in enumerate(zip(_B5_NVIDIA, cfg.b5_nvidia_mb, strict=True)):
             mod = "nvidia/" + name.removeprefix("nvidia-").removesuffix("-cu12").replace("-", "_")
             files = {f"{mod}/__init__.py": "", f"{mod}/lib/lib{i}.so.txt": _payload(mb, name)}
             li.build_wheel(pypi, name, "12.8.0", files)

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from _kernel_venv import (  # noqa: F401 - uvextra_wheel is a fixture
+    ROOT,
     STARTUP_FILE,
     Kernel,
-    ROOT,
     install_wheel,
     kernel_env,
     make_kernel_venv,

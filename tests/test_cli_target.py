@@ -161,8 +161,7 @@ def test_colour_codes_a_uv_prints_anyway_are_stripped(setup_project, tmp_path, e
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "  │ warning: a link from the wrapper" in proc.stderr.splitlines()
     proc2 = cli(sys.executable, "switch", "pypi", "--no-probe", "--json", *target, env=env)
-    report = report_of(proc2)
-    assert proc2.returncode == 0, proc2.stderr
+    assert report_of(proc2)["exit_code"] == 0 and proc2.returncode == 0, proc2.stderr
     for text in (proc.stdout, proc.stderr, proc2.stdout, proc2.stderr):
         assert ESC not in text and "\\u001b" not in text, repr(text)
 

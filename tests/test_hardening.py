@@ -202,8 +202,8 @@ def test_no_pyproject_anywhere_up(tmp_path, kernel_venv, uv_env, uv_new):
 def test_no_extras_declared(make_project, kernel_venv, uv_env, uv_new):
     s = Setup(make_project({}), kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
     message = error_line(s.run("switch", "cpu"))
-    assert message == (f"{s.project / 'pyproject.toml'} declares no extras: add [project.optional-dependencies] "
-                       "(e.g. cpu, cu128)")
+    assert message == (f"{s.project / 'pyproject.toml'} declares no extras or dependency groups: add "
+                       "[project.optional-dependencies] or [dependency-groups] (e.g. cpu, cu128)")
     s.assert_nothing_lost()
 
 

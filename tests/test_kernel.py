@@ -16,7 +16,6 @@ import pytest
 from uvextra.errors import UvextraError
 from uvextra.kernel import RESTARTER_ENV_VAR, ImportWatch, find_restart, request_restart
 
-
 # ---------------------------------------------------------------------------------------------------- stale modules
 
 def _install(site: Path, name: str, version: str, body: str | None = None, *, package: bool = True) -> Path:

@@ -16,8 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import dist_infos, run_uv, site_packages
 
+from conftest import dist_infos, run_uv, site_packages
 from uvextra._localindex import (
     DEMO_INDEXES,
     IndexServer,

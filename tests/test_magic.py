@@ -81,7 +81,8 @@ def test_load_and_unload(ip) -> None:  # noqa: ANN001
 
 def test_usage_comes_from_magic_arguments() -> None:
     doc = UvextraMagics.uvextra.__doc__ or ""
-    assert "%uvextra [--project DIR] [--check] [--no-probe] [--keep-extraneous]" in " ".join(doc.split())
+    assert ("%uvextra [--project DIR] [--extra EXTRA] [--group GROUP] [--check] [--no-probe] [--keep-extraneous]"
+            in " ".join(doc.split()))
     assert "[EXTRA ...]" in doc and "`auto`" in doc
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+import tomllib
 
 from _kernel_venv import (  # noqa: F401 - uvextra_wheel is a fixture
     ROOT,

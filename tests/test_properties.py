@@ -26,7 +26,8 @@ from uvextra.installed import Installed, read_dist_info
 from uvextra.lock import LockInfo, Wanted, read_uv_lock, wanted_from_pylock
 from uvextra.project import Project, load_project
 
-SETTINGS = settings(max_examples=int(__import__("os").environ.get("UVEXTRA_PROP_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=int(__import__("os").environ.get("UVEXTRA_PROP_EXAMPLES", "150")), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
 
 # ------------------------------------------------------------------------------------------------ a tiny TOML writer
 

@@ -63,9 +63,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("status", help="current extras, drift and CUDA verdict")
     common(sp)
+    _notebook_flag(sp, "compare its last record with the venv (exit 1 when they differ)")
     sp = sub.add_parser("switch", help="sync the venv to EXTRA(s) (or `auto`), then check and probe")
-    sp.add_argument("extras", nargs="+", metavar="EXTRA")
+    sp.add_argument("extras", nargs="*", metavar="EXTRA",
+                    help="an extra or dependency group of the project (or `auto`)")
+    _kind_flags(sp, "to switch to")
     common(sp)
+    _notebook_flag(sp, "switch to the extras the notebook last ran on")
     sp.add_argument("--no-probe", action="store_true", help="skip the CUDA probe")
     sp.add_argument("--keep-extraneous", action="store_true", help="remove nothing that the lock does not list")
     sp.add_argument("--exact", action="store_true",
@@ -78,9 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     for name, helptext in (("check", "compare the venv with the lock (exit 1 on drift)"),
                            ("repair", "reinstall exactly the drifted packages")):
         sp = sub.add_parser(name, help=helptext)
-        sp.add_argument("--extra", action="append", dest="extras", metavar="EXTRA",
-                        help="extra to check against (default: the last switch's, else inferred)")
+        _kind_flags(sp, "to check against (default: the last switch's, else inferred)")
         common(sp)
+        if name == "check":
+            _notebook_flag(sp, "compare its last record with the venv (exit 1 when they differ)")
         if name == "repair":
             sp.add_argument("--probe", action="store_true", help="also run the CUDA probe")
     sp = sub.add_parser("probe", help="is CUDA available to torch in the venv, and if not, why")
@@ -88,7 +93,22 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="the whole story offline: a local index, a switch, drift caught, repair, probe")
     sp.add_argument("--dir", metavar="DIR", help="where to build the demo (default: a temporary folder)")
     sp.add_argument("--keep", action="store_true", help="keep the demo folder")
+    sp.add_argument("--python", metavar="PY", help="the Python of the demo's venv (default: this one)")
     return p
+
+
+def _kind_flags(sp: argparse.ArgumentParser, what: str) -> None:
+    """``--extra NAME`` / ``--group NAME``: say which one a name is (needed when the project has both)."""
+    from .project import Backend
+
+    sp.add_argument("--extra", action="append", dest="named", metavar="EXTRA", default=[],
+                    type=lambda raw: Backend.asked(raw, "extra"), help=f"an extra {what}")
+    sp.add_argument("--group", action="append", dest="named", metavar="GROUP",
+                    type=lambda raw: Backend.asked(raw, "group"), help=f"a dependency group {what}")
+
+
+def _notebook_flag(sp: argparse.ArgumentParser, what: str) -> None:
+    sp.add_argument("--notebook", metavar="NB.ipynb", help=f"a notebook that ran `%%uvextra`: {what}")
 
 
 def _stream(line: str) -> None:
@@ -113,7 +133,10 @@ def _target(args: argparse.Namespace):  # noqa: ANN202 - (project root or None, 
                 root = None
         return None, cli_target(args.python, root, project_required=False)
     root = explicit_project_root(args.project) if args.project else find_project()
-    return root, cli_target(args.python, root)
+    from .project import find_workspace_root
+
+    # a workspace member's environment is the workspace's (<root>/.venv), as uv's own
+    return root, cli_target(args.python, find_workspace_root(root) or root)
 
 
 def _error(message: str, code: int, *, as_json: bool) -> int:
@@ -142,13 +165,23 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from .demo import run_demo
 
-        return run_demo(args.dir, keep=args.keep)
+        return run_demo(args.dir, keep=args.keep, python=args.python)
     from . import core
     from .report import render_text
 
     as_json = args.json
-    stream = None if as_json else _stream
+    from .progress import StreamProgress, listen
+
+    live = StreamProgress(sys.stderr)
+    listen(live)  # phases on stderr: redrawn in place on a TTY, one line each in a pipe and under --json
+    stream = None if as_json else live.uv_line
+    if hasattr(args, "named"):  # positional names first, then --extra / --group ones
+        args.extras = [*(getattr(args, "extras", None) or []), *args.named] or None
+        if args.command == "switch" and not args.extras and not getattr(args, "notebook", None):
+            return _error("the following arguments are required: EXTRA (see `uvextra switch --help`)", 2,
+                          as_json=as_json)
     try:
+        record = _notebook_record(args)
         root, env = _target(args)
         project = str(root) if root is not None else None
         if args.command == "status":
@@ -166,14 +199,57 @@ def run(argv: Sequence[str] | None = None) -> int:
         else:
             report = core.probe(env)
     except UvextraError as exc:
+        live.close()
         return _error(str(exc), exc.exit_code, as_json=as_json)
+    live.close()
     if not getattr(report, "environment_source", ""):
         report.environment_source = env.source
+    if record is not None and args.command in ("status", "check"):
+        return _print_with_notebook(report, record, as_json=as_json, verbose=args.verbose)
+    if record is not None:
+        report.extras_source = f"recorded in {record.path.name} ({record.day})"
     if as_json:
         _print_json(report.to_json())
     else:
         print(render_text(report, verbose=args.verbose))
     return report.exit_code
+
+
+def _notebook_record(args: argparse.Namespace):  # noqa: ANN202 - notebook.NotebookRecord | None
+    """``--notebook NB.ipynb``: its last record; for switch, its extras become the ones to switch to."""
+    path = getattr(args, "notebook", None)
+    if not path:
+        return None
+    import os
+
+    from .notebook import read_record
+
+    if args.command == "switch" and args.extras:
+        raise _UsageError("name the extras or give --notebook, not both (see `uvextra switch --help`)")
+    record = read_record(os.path.expanduser(path))
+    if args.command == "switch":
+        if not record.extras:
+            raise UvextraError(f"{record.path.name}'s last record names no extras to switch to")
+        args.extras = record.extras
+    return record
+
+
+def _print_with_notebook(report, record, *, as_json: bool, verbose: bool) -> int:  # noqa: ANN001
+    """The report, then one line: does this environment run what the notebook last ran on? (exit 1 when not)."""
+    from .notebook import compare
+    from .report import render_text
+
+    result = compare(record, report)
+    code = report.exit_code if result.agrees else max(1, report.exit_code)
+    if as_json:
+        data = json.loads(report.to_json())
+        data["notebook"] = result.to_dict(record)
+        data["exit_code"] = code
+        _print_json(redact(json.dumps(data, indent=2, ensure_ascii=False)))
+    else:
+        print(render_text(report, verbose=verbose))
+        print(redact(result.line))
+    return code
 
 
 def _tolerant_streams() -> None:

@@ -11,15 +11,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from .drift import classify
 from .environment import Environment, interpreter_info, resolve_environment
 from .errors import Interrupted, UvextraError
 from .installed import Installed, scan
 from .lock import LockInfo, Wanted, export_pylock, read_uv_lock, wanted_from_pylock
-from .project import Project, load_project
+from .progress import PROBING, PROBING_FIRST, say, watch_sync
+from .project import EXTRA, Backend, Project, kind_of, load_project
 from .protect import kernel_closure, project_owned, removable
 from .report import Change, Report
 from .state import Provenance, State, load_state, save_state, switch_lock
@@ -40,7 +41,8 @@ class Context:
             command=command, project=str(self.project.root), project_name=self.project.name,
             environment=str(self.env.prefix), environment_source=self.env.source, python=str(self.env.python),
             uv=self.uv.to_dict(),
-            available_extras=list(self.project.extras), conflict_sets=[list(s) for s in self.project.conflict_sets],
+            available_extras=list(self.project.backends), conflict_sets=[list(s) for s in self.project.conflict_sets],
+            workspace=str(self.project.workspace) if self.project.workspace else None,
         )
         if self.uv.warning:
             report.warnings.append(self.uv.warning)
@@ -57,8 +59,9 @@ def open_context(project: str | os.PathLike[str] | None = None, python: str | os
     uv = find_uv()
     if uv.version < MIN_EXPORT:  # refuse before running it: an old uv would sync, then fail to export
         raise UvextraError(
-            f"uv {uv.version} at {uv.path} is too old to read this project's lock (uvextra needs uv >= {MIN_EXPORT} "
-            "for `uv export --format pylock.toml`); install a newer one: `pip install 'uv>=0.9.24'`, or unset UVEXTRA_UV"
+            f"uv {uv.version} at {uv.path} is too old to read this project's lock: it has no "
+            f"`uv export --format pylock.toml` (added in uv {MIN_EXPORT}); install a newer one: "
+            "`pip install 'uv>=0.9.24'`, or unset UVEXTRA_UV"
         )
     return Context(project=proj, env=env, uv=uv)
 
@@ -80,9 +83,9 @@ def _resolve_extras(ctx: Context, extras: Sequence[str] | None, state: State) ->
             return Chosen(*_auto_extra(ctx))
         return Chosen(ctx.project.validate_extras(list(extras)), "given")
     mine = state.project == str(ctx.project.root)
-    asked = [e for e in state.requested if e in ctx.project.extras]
+    asked = _still_declared(ctx, state.requested)
     asked_ok = mine and asked and len(asked) == len(state.requested)
-    recorded = [e for e in state.extras if e in ctx.project.extras]
+    recorded = _still_declared(ctx, state.extras)
     recorded_ok = mine and recorded and len(recorded) == len(state.extras)
     why = f" ({state.requested_failure})" if state.requested_failure else ""
     if asked_ok and (state.requested_changed or not recorded_ok):
@@ -96,24 +99,33 @@ def _resolve_extras(ctx: Context, extras: Sequence[str] | None, state: State) ->
     return _infer_extras(ctx)
 
 
+def _still_declared(ctx: Context, names: Sequence[str]) -> list[Backend]:
+    """The recorded backends this project still declares, as the same kind (extra or group)."""
+    return [b for n in names for b in ctx.project.backends if str(b) == str(n) and b.kind == (kind_of(n) or EXTRA)]
+
+
 def _auto_extra(ctx: Context) -> tuple[tuple[str, ...], str]:
     from .accelerators import choose_extra, detect_rocm, read_driver_version
 
     driver, _where = read_driver_version()
+    backends = ctx.project.backends
     try:
-        extra, reason = choose_extra(list(ctx.project.extras), driver, detect_rocm())
+        extra, reason = choose_extra(list(dict.fromkeys(str(b) for b in backends)), driver, detect_rocm())
     except ValueError as exc:
         raise UvextraError(f"`auto` cannot choose: {exc}") from None
-    return (extra,), f"auto: {reason}"
+    return ctx.project.validate_extras([extra]), f"auto: {reason}"
 
 
 def _infer_extras(ctx: Context) -> Chosen:
-    """Per conflict set, the extra whose own packages (those not shared by every extra of the set) are installed.
+    """Per conflict set, the extra (or group) whose own packages (those not shared by every member of the set) are
+    installed; then each backend outside every set whose own packages (beyond the base) are all installed.
 
     Nothing of a set's own packages installed is not a match, and two extras matching equally well is a tie: both
     are said as they are, never turned into a guess.
     """
-    if not ctx.project.conflict_sets:
+    in_sets = {(str(b), kind_of(b) or EXTRA) for s in ctx.project.conflict_sets for b in s}
+    loose = [b for b in ctx.project.backends if (str(b), b.kind) not in in_sets]
+    if not ctx.project.conflict_sets and not loose:
         return Chosen((), "no extras recorded; checking the base dependencies")
     installed = scan(ctx.env)
     chosen: list[str] = []
@@ -126,7 +138,10 @@ def _infer_extras(ctx: Context) -> Chosen:
         own = {e: pinned[e] - shared for e in group}
         scores = {e: sum(1 for n, v in own[e] if n in installed and installed[n].version == v) for e in group}
         best = max(scores.values())
-        leaders = [e for e in group if scores[e] == best]
+        # the share of its own packages installed ranks first: a loose extra may bring one of a CUDA extra's
+        # packages (nvidia-*), which must not outweigh the CPU extra's whole (one-package) own set
+        rank = {e: (scores[e] / len(own[e]) if own[e] else 0.0, scores[e]) for e in group}
+        leaders = [e for e in group if rank[e] == max(rank.values())]
         counts = ", ".join(f"{e}: {scores[e]} of {len(own[e])}" for e in group)
         same = not any(own.values()) and any(n in installed and installed[n].version == v for n, v in shared)
         if same:  # every extra of the set pins the same versions: what is installed fits all of them alike
@@ -141,6 +156,17 @@ def _infer_extras(ctx: Context) -> Chosen:
         else:
             chosen.append(leaders[0])
             why.append(f"{leaders[0]} matches what is installed ({counts} of their own packages installed)")
+    if loose:
+        base = {(n, w.version) for n, w in _wanted(ctx, ()).items()}
+        for backend in loose:
+            own = {(n, w.version) for n, w in _wanted(ctx, (backend,)).items()} - base
+            if own and all(n in installed and installed[n].version == v for n, v in own):
+                chosen.append(backend)
+                why.append(f"{backend} (outside every conflict set) is installed ({len(own)} of its own packages)")
+        if not ctx.project.conflict_sets and not chosen:
+            why.append("no extras recorded, and none outside a conflict set is installed; checking the base "
+                       "dependencies")
+            return Chosen((), "; ".join(why))
     return Chosen(tuple(chosen), "inferred: " + "; ".join(why), unknown)
 
 
@@ -176,8 +202,10 @@ def _diff(before: Mapping[str, Installed], after: Mapping[str, Installed]) -> tu
 
 def _start_probe(ctx: Context, extras: Sequence[str]):
     from .probe import probe_timeout, start_probe
+    from .stack import import_names
 
-    return start_probe(str(ctx.env.python), selected_extras=list(extras), timeout=probe_timeout())
+    return start_probe(str(ctx.env.python), selected_extras=list(extras), timeout=probe_timeout(),
+                       companions=import_names(scan(ctx.env)))
 
 
 def _owned(ctx: Context, state: State) -> set[str]:
@@ -198,7 +226,20 @@ def _check_into(
     report.drift, report.unverified = classify(
         wanted, installed, records=state.packages, lock=_lock_info(ctx), protected=kernel | not_ours, fresh=fresh
     )
+    _stack_into(ctx, report, extras, wanted, installed)
     return wanted, installed, state
+
+
+def _stack_into(ctx: Context, report: Report, extras: Sequence[str], wanted: Mapping[str, Wanted],
+                installed: Mapping[str, Installed]) -> None:
+    """The static stack check (files only) and the project lint; the probe adds its dynamic evidence later."""
+    from .stack import check_stack, lint_routing, merge_dynamic
+
+    where = {n: w.index or w.location for n, w in wanted.items()}
+    report.stack = check_stack(installed, where)
+    report.routing = lint_routing(ctx.project.pyproject, extras, where, (e.package for e in report.stack))
+    if report.probe is not None:
+        merge_dynamic(report.stack, report.probe.companions)
 
 
 def _record(ctx: Context, report: Report, state: State, extras: Sequence[str],
@@ -247,15 +288,14 @@ def _note_owned(state: State, fresh: set[str], after: Mapping[str, Installed]) -
 
 def _sync_args(ctx: Context, extras: Sequence[str], reinstall: Sequence[str] = (), frozen: bool = False,
                locked: bool = False, exact: bool = False) -> list[str]:
-    args = ["sync", "--project", str(ctx.project.root), "--python", str(ctx.env.python)]
+    args = ["sync", *ctx.project.uv_project_args(), "--python", str(ctx.env.python)]
     if not exact:
         args.insert(1, "--inexact")
     if frozen:
         args.append("--frozen")
     elif locked:
         args.append("--locked")
-    for extra in extras:
-        args += ["--extra", extra]
+    args += ctx.project.selection_args(extras)  # --extra X / --group X, as the project declares it
     for name in reinstall:
         args += ["--reinstall-package", name]
     return args
@@ -271,9 +311,9 @@ def _require_writable(ctx: Context) -> None:
 
 def _require_lock(ctx: Context, extras: Sequence[str]) -> None:
     if not ctx.project.lockfile.is_file():
-        extra = " ".join(extras) or (ctx.project.extras[0] if ctx.project.extras else "EXTRA")
+        extra = " ".join(extras) or (ctx.project.backends[0] if ctx.project.backends else "EXTRA")
         raise UvextraError(
-            f"no uv.lock in {ctx.project.root}, so there is nothing to compare with: "
+            f"no uv.lock in {ctx.project.lock_root}, so there is nothing to compare with: "
             f"run `uvextra switch {extra}` (it locks) or `uv lock`"
         )
 
@@ -365,7 +405,13 @@ def _probing(ctx: Context, report: Report, extras: Sequence[str], wanted: bool) 
             handle.close()
         raise
     if handles:
+        from .stack import merge_dynamic
+
+        if not handles[0].done():
+            fresh_torch = any(c.name == "torch" for c in report.changes.installed)
+            say(PROBING_FIRST if fresh_torch else PROBING)
         report.probe = handles[0].result()
+        merge_dynamic(report.stack, report.probe.companions)
 
 
 def status(project: str | os.PathLike[str] | None = None, python: str | os.PathLike[str] | None = None) -> Report:
@@ -400,13 +446,13 @@ def switch(
     ctx = open_context(project, python)
     report = ctx.new_report("switch")
     if not extras:
-        raise UvextraError(f"name an extra to switch to: {', '.join(ctx.project.extras) or '(none declared)'}, or auto")
+        raise UvextraError(f"name an extra to switch to: {', '.join(ctx.project.backends) or '(none declared)'}, or auto")
     resolved = _resolve_extras(ctx, extras, State())
     chosen, report.extras_source = resolved.extras, resolved.source
     report.extras = list(chosen)
     if (frozen or locked) and not ctx.project.lockfile.is_file():
         flag = "--frozen" if frozen else "--locked"
-        raise UvextraError(f"no uv.lock in {ctx.project.root}, and {flag} never creates one: run `uv lock` first, "
+        raise UvextraError(f"no uv.lock in {ctx.project.lock_root}, and {flag} never creates one: run `uv lock` first, "
                            f"or switch without {flag} (uvextra then locks as `uv sync` does)")
     _require_writable(ctx)
     try:
@@ -432,9 +478,12 @@ def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_
     # uv's exact sync only where asked for and no kernel lives here; otherwise inexact, then remove what is ours.
     exact_sync = exact and not keep_extraneous and not kernel_needs
     _record_failure(ctx, report, state, chosen)  # until it finishes, the venv is on its way to `chosen`
-    if _run_sync(ctx, report, _sync_args(ctx, chosen, frozen=frozen, locked=locked, exact=exact_sync), on_line):
+    with watch_sync(ctx, chosen, before, on_line) as sync_line:  # names the phases, counts the downloads
+        synced = _run_sync(ctx, report, _sync_args(ctx, chosen, frozen=frozen, locked=locked, exact=exact_sync),
+                           sync_line)
+    if synced:
         try:
-            _remove_not_ours_kept(ctx, report, chosen, state, keep_extraneous=keep_extraneous, exact=exact,
+            _remove_what_is_ours(ctx, report, chosen, state, keep_extraneous=keep_extraneous, exact=exact,
                                   on_line=on_line)
         except UvextraError as exc:
             _follow_up_failed(report, exc)
@@ -447,11 +496,12 @@ def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_
             f"the lock replaced {', '.join(replaced)}, which the kernel itself uses; restart the kernel "
             "before relying on it")
     if not ctx.project.lockfile.is_file():  # uv failed before it could lock: nothing to compare with
-        report.warnings.append(f"no uv.lock in {ctx.project.root} yet (uv did not get as far as locking); "
+        report.warnings.append(f"no uv.lock in {ctx.project.lock_root} yet (uv did not get as far as locking); "
                                "nothing to compare the environment with")
         _record_failure(ctx, report, state, chosen, changed=bool(report.changes.installed or report.changes.removed))
         return
     try:
+        say("checking the environment against the lock")
         wanted, installed, state = _check_into(ctx, report, chosen, fresh=fresh, state=state)
         report.changes.kept = sorted(set(report.changes.kept) | set(report.kernel_protected))
         if repair and report.failure is None and (report.errors or report.unverified):
@@ -465,13 +515,15 @@ def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_
         _record_failure(ctx, report, state, chosen, changed=bool(report.changes.installed or report.changes.removed))
 
 
-def _remove_not_ours_kept(ctx: Context, report: Report, chosen: Sequence[str], state: State, *,
+def _remove_what_is_ours(ctx: Context, report: Report, chosen: Sequence[str], state: State, *,
                           keep_extraneous: bool, exact: bool, on_line: LineCallback | None) -> None:
     wanted = _wanted(ctx, chosen)
     mid = scan(ctx.env)
     remove, foreign = removable(mid, wanted, _protected(ctx, mid), _owned(ctx, state), exact=exact)
     report.changes.kept_foreign = foreign
     if remove and not keep_extraneous:
+        say(f"removing {len(remove)} package{'s' if len(remove) != 1 else ''} the new extras do not want: "
+            f"{', '.join(remove[:6])}{', …' if len(remove) > 6 else ''}")
         _run_sync(ctx, report, ["pip", "uninstall", "--python", str(ctx.env.python), *remove], on_line)
     elif remove:
         report.changes.kept.extend(remove)
@@ -488,7 +540,9 @@ def _repair_locked(ctx: Context, report: Report, extras: Sequence[str], state: S
                    on_line: LineCallback | None) -> None:
     targets = sorted({d.package for d in report.errors} | {u.package for u in report.unverified})
     before = scan(ctx.env)
-    if _run_sync(ctx, report, _sync_args(ctx, extras, reinstall=targets, frozen=True), on_line):
+    with watch_sync(ctx, extras, {n: d for n, d in before.items() if n not in targets}, on_line) as sync_line:
+        synced = _run_sync(ctx, report, _sync_args(ctx, extras, reinstall=targets, frozen=True), sync_line)
+    if synced:
         after = scan(ctx.env)
         installed, removed, fresh = _diff(before, after)
         report.changes.installed += installed
@@ -523,7 +577,7 @@ def repair(
     chosen = _resolve_extras(ctx, extras, state)
     if chosen.unknown:
         raise UvextraError(f"cannot tell which extras to repair ({chosen.source.removeprefix('inferred: ')}); "
-                           f"run `uvextra switch {' | '.join(ctx.project.extras)}`, or pass --extra NAME")
+                           f"run `uvextra switch {' | '.join(ctx.project.backends)}`, or pass --extra NAME")
     report.extras, report.extras_source = list(chosen.extras), chosen.source
     try:
         with _probing(ctx, report, chosen.extras, probe) as start_probe:
@@ -569,7 +623,12 @@ def probe(python: str | os.PathLike[str] | None = None, extras: Sequence[str] = 
     if not extras:
         report.extras = load_state(env).extras
     from .probe import probe_timeout, start_probe
+    from .stack import check_stack, import_names, merge_dynamic
 
-    report.probe = start_probe(str(env.python), selected_extras=report.extras, timeout=probe_timeout()).result()
+    installed = scan(env)
+    report.probe = start_probe(str(env.python), selected_extras=report.extras, timeout=probe_timeout(),
+                               companions=import_names(installed)).result()
+    report.stack = check_stack(installed)
+    merge_dynamic(report.stack, report.probe.companions)
     report.elapsed_s = time.perf_counter() - started
     return report

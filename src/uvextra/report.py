@@ -74,14 +74,17 @@ class Report:
     uv: dict[str, str] | None = None
     extras: list[str] = field(default_factory=list)
     extras_source: str = ""
-    available_extras: list[str] = field(default_factory=list)
+    available_extras: list[str] = field(default_factory=list)  # every backend: extras, then dependency groups
     conflict_sets: list[list[str]] = field(default_factory=list)
+    workspace: str | None = None  # the workspace root, when the project is one of its members
     changes: Changes = field(default_factory=Changes)
     kernel_protected: list[str] = field(default_factory=list)
     drift: list[Drift] = field(default_factory=list)
     unverified: list[Unverified] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     probe: Any = None  # probe.ProbeResult | None
+    stack: list[Any] = field(default_factory=list)  # stack.StackEntry: does each companion fit the installed torch
+    routing: list[Any] = field(default_factory=list)  # stack.Misroute: companions the project does not route as torch
     warnings: list[str] = field(default_factory=list)
     failure: str | None = None  # the operation did not complete (uv failed, interrupted, …); env re-checked
     # what kind of failure: "uv" (uv failed; its words in uv_error), "network" (an index could not be reached),
@@ -97,6 +100,15 @@ class Report:
     elapsed_s: float = 0.0
 
     @property
+    def groups(self) -> list[str]:
+        """Which of ``extras`` are dependency groups (uv's ``--group``); the rest are extras."""
+        return [str(e) for e in self.extras if getattr(e, "kind", None) == "group"]
+
+    @property
+    def available_groups(self) -> list[str]:
+        return [str(e) for e in self.available_extras if getattr(e, "kind", None) == "group"]
+
+    @property
     def errors(self) -> list[Drift]:
         return [d for d in self.drift if d.is_error]
 
@@ -105,8 +117,13 @@ class Report:
         return [d for d in self.drift if not d.is_error]
 
     @property
+    def stack_failed(self) -> list[Any]:
+        """The companions that do not fit the installed torch (a failing one makes the exit code 1)."""
+        return [e for e in self.stack if not e.ok]
+
+    @property
     def clean(self) -> bool:
-        return not self.errors and self.failure is None and not self.extras_unknown
+        return not self.errors and self.failure is None and not self.extras_unknown and not self.stack_failed
 
     @property
     def exit_code(self) -> int:
@@ -125,14 +142,21 @@ class Report:
             "python": self.python,
             "uv": self.uv,
             "extras": self.extras,
+            "groups": self.groups,
             "extras_source": self.extras_source,
             "available_extras": self.available_extras,
+            "available_groups": self.available_groups,
+            "project_name": self.project_name,
+            "workspace": self.workspace,
             "changes": self.changes.to_dict(),
             "kernel_protected": self.kernel_protected,
             "drift": [d.to_dict() for d in self.drift],
             "unverified": [u.to_dict() for u in self.unverified],
             "repaired": self.repaired,
-            "probe": self.probe.to_dict() if self.probe is not None else None,
+            "probe": ({**self.probe.to_dict(), "stack": [e.to_dict() for e in self.stack]}
+                      if self.probe is not None else None),
+            "stack": [e.to_dict() for e in self.stack],
+            "routing": [m.to_dict() for m in self.routing],
             "warnings": self.warnings,
             "failure": self.failure,
             "failure_kind": self.failure_kind,
@@ -152,7 +176,10 @@ class Report:
     def can_repair(self) -> bool:
         """Would a repair (the Reinstall button) fix something here? Never offered where it can only fail."""
         return (bool(self.errors or self.unverified) and not self.read_only and not self.interrupted
-                and self.failure_kind not in ("network", "no-lock", "uv") and not self.extras_unknown)
+                and self.failure_kind not in ("network", "no-lock", "uv") and not self.extras_unknown
+                # a misrouted companion is what the lock says: reinstalling it from the lock brings it back as it is
+                and not (self.routing and {d.package for d in self.errors} <= {m.package for m in self.routing}
+                         and not self.unverified))
 
     def next_step(self) -> str | None:
         """The one thing the user should do next, in words."""
@@ -174,9 +201,19 @@ class Report:
         if self.read_only and (self.errors or self.unverified):
             return ("this venv is read-only, so uvextra cannot repair it: ask the image's admin, or create your own "
                     "venv (`uv venv`) and start the kernel from it")
+        if self.routing:
+            names = ", ".join(sorted({m.package for m in self.routing}))
+            extra = self.routing[0].extra
+            return (f"`uvextra repair` cannot fix this: the lock itself takes {names} from another index than torch; "
+                    f"add the [tool.uv.sources] lines shown above to pyproject.toml, then run `uvextra switch {extra}`")
         if self.errors:
             names = " ".join(sorted({d.package for d in self.errors}))
             return f"run `uvextra repair` to reinstall {names}"
+        if self.stack_failed:
+            names = ", ".join(e.package for e in self.stack_failed)
+            torch = next((e._torch for e in self.stack_failed if e._torch), "")
+            return (f"install the build of {names} made for torch {torch}".rstrip() +
+                    " (from the index torch comes from), or switch again")
         if self.unverified:
             return "run `uvextra repair` to reinstall the unverified packages from the lock"
         return None
@@ -186,14 +223,20 @@ def render_text(report: Report, *, verbose: bool = False, brief: bool = False) -
     """Short, aligned, terminal-friendly text; ``brief`` leaves out where (project, venv, uv) for repeated reports."""
     rows: list[tuple[str, str]] = []
     if report.project and not brief:
-        extras = f" (extras: {', '.join(report.available_extras)})" if report.available_extras else ""
-        rows.append(("project", f"{report.project}{extras}"))
+        groups = report.available_groups
+        plain = [e for e in report.available_extras if getattr(e, "kind", None) != "group"]
+        listed = "; ".join(part for part in (f"extras: {', '.join(plain)}" if plain else "",
+                                              f"groups: {', '.join(groups)}" if groups else "") if part)
+        rows.append(("project", f"{report.project}" + (f" ({listed})" if listed else "")))
+        if report.workspace:
+            rows.append(("workspace", f"{report.workspace} (member {report.project_name}; uv.lock is there)"))
     if report.environment and not brief:
         rows.append(("environment", report.environment + (f" ({why})" if (why := report.environment_source) else "")))
     if report.uv and not brief:
         rows.append(("uv", f"{report.uv['version']} ({report.uv['path']})"))
     if report.command != "probe":
-        chosen = ", ".join(report.extras) or "(none)"
+        chosen = ", ".join(f"{e} (group)" if getattr(e, "kind", None) == "group" else e for e in report.extras)
+        chosen = chosen or "(none)"
         rows.append(("extras", f"{chosen}" + (f" — {report.extras_source}" if report.extras_source else "")))
     if report.command in ("switch", "repair"):
         rows.append(("changes", report.changes.summary()))
@@ -205,7 +248,9 @@ def render_text(report: Report, *, verbose: bool = False, brief: bool = False) -
         if foreign:
             rows.append(("kept", foreign))
     if report.kernel_protected:
-        rows.append(("protected", ", ".join(report.kernel_protected) + " (kept: the kernel needs them)"))
+        n = len(report.kernel_protected)  # ~40 in a plain kernel env, ~120 on a hub: a count and the first few
+        shown = ", ".join(report.kernel_protected[:6]) + (f", … ({n - 6} more)" if n > 6 else "")
+        rows.append(("protected", f"{n} package{'s' if n != 1 else ''} the kernel needs, kept: {shown}"))
     if report.repaired:
         rows.append(("repaired", ", ".join(report.repaired)))
     for w in report.warnings:
@@ -242,6 +287,14 @@ def render_text(report: Report, *, verbose: bool = False, brief: bool = False) -
         lines.append(f"{'unverified':<{width}}  {u.package} {u.version}: {u.reason}")
     if report.probe is not None:
         lines.append(f"{'CUDA':<{width}}  {report.probe.verdict}")
+    for entry in report.stack:
+        lines.append(f"{'stack':<{width}}  {'ok' if entry.ok else 'FAILS'}: {entry.why}")
+    shown: set[str] = set()
+    for m in report.routing:
+        lines.append(f"{'routing':<{width}}  {m.why}" + ("" if m.package in shown else "; these lines fix it:"))
+        if m.package not in shown:
+            lines.extend(f"{'':<{width}}    {fix}" for fix in m.fix)
+            shown.add(m.package)
     step = report.next_step()
     if step:
         lines.append(f"{'next':<{width}}  {step}")
