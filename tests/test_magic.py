@@ -79,6 +79,18 @@ def test_load_and_unload(ip) -> None:  # noqa: ANN001
     assert "uvextra" in ip.magics_manager.magics["line"]
 
 
+def test_the_magic_drives_the_shared_controller(ip) -> None:  # noqa: ANN001
+    """The magic holds a :class:`uvextra.session.Session` (the card gets the same one); the controller is not
+    the magic's: it lives in its own module."""
+    from uvextra import magic
+    from uvextra.session import Session
+
+    magics = ip.magics_manager.registry["UvextraMagics"]
+    assert isinstance(magics.session, Session) and magic._current is magics.session
+    assert magics.session.shell is ip
+    assert not hasattr(magic, "Session") or magic.Session is Session  # one class, never a copy
+
+
 def test_usage_comes_from_magic_arguments() -> None:
     doc = UvextraMagics.uvextra.__doc__ or ""
     assert ("%uvextra [--project DIR] [--extra EXTRA] [--group GROUP] [--check] [--no-probe] [--keep-extraneous]"
@@ -120,6 +132,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple, dict]]:
         ("%uvextra auto --keep-extraneous --no-probe", "switch", (["auto"], None, None),
          {"probe": False, "keep_extraneous": True}),
         ("%uvextra --project /p pypi", "switch", (["pypi"], "/p", None), {"probe": True, "keep_extraneous": False}),
+        ("%uvextra cpu --no-default-groups", "switch", (["cpu"], None, None), {"no_default_groups": True}),
+        ("%uvextra cpu", "switch", (["cpu"], None, None), {"no_default_groups": False}),
+        ("%uvextra --check --no-default-groups", "check", (None, None, None), {"no_default_groups": True}),
+        ("%uvextra --check", "check", (None, None, None), {"no_default_groups": None}),  # as the last switch did
     ],
 )
 def test_arguments_reach_the_core(ip, capsys, calls, line: str, name: str, args: tuple,  # noqa: ANN001

@@ -319,7 +319,11 @@ def _tail(text: str, lines: int = 5) -> str:
 
 
 class ProbeHandle:
-    """A probe running in the background: :meth:`done` polls, :meth:`result` waits (up to the timeout)."""
+    """A probe running in the background: :meth:`done` polls, :meth:`result` waits (up to the timeout).
+
+    A context manager: ``with start_probe(...) as handle:`` kills the child and closes its files on every way out
+    of the block (an error beside the probe, an interrupt); :meth:`result` also cleans up when it is interrupted.
+    """
 
     def __init__(
         self,
@@ -342,7 +346,11 @@ class ProbeHandle:
         self._launch_error: str | None = None
         # Files, not pipes: a chatty torch cannot fill a pipe and stall while nobody reads it yet.
         self._stdout: IO[bytes] = tempfile.TemporaryFile()
-        self._stderr: IO[bytes] = tempfile.TemporaryFile()
+        try:
+            self._stderr: IO[bytes] = tempfile.TemporaryFile()
+        except BaseException:
+            self._stdout.close()
+            raise
         try:
             self._proc = subprocess.Popen(
                 [python, "-I", "-c", _CHILD_SCRIPT, self._marker, *(f"{p}={m}" for p, m in self.companions)],
@@ -355,6 +363,15 @@ class ProbeHandle:
             )
         except OSError as exc:
             self._launch_error = f"{type(exc).__name__}: {exc}"
+        except BaseException:  # an interrupt while starting: nothing may outlive this call
+            self.close()
+            raise
+
+    def __enter__(self) -> ProbeHandle:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     @property
     def pid(self) -> int | None:
@@ -371,11 +388,13 @@ class ProbeHandle:
             self._kill()
 
     def close(self) -> None:
-        """Stop the child if it still runs and free its files: for callers that will never ask for the result."""
+        """Stop the child if it still runs and free its files; a result already taken stays. Idempotent.
+
+        ``with start_probe(...) as handle:`` calls it on every way out of the block.
+        """
         self.cancel()
-        if self._result is None:
-            self._stdout.close()
-            self._stderr.close()
+        self._stdout.close()
+        self._stderr.close()
 
     def _kill(self) -> None:
         assert self._proc is not None
@@ -391,9 +410,12 @@ class ProbeHandle:
     def result(self) -> ProbeResult:
         """Wait for the child (killing it once ``timeout`` seconds have passed since the start) and judge it."""
         if self._result is None:
-            self._result = self._finish()
-            self._stdout.close()
-            self._stderr.close()
+            if self._stdout.closed:
+                raise ValueError("the probe was closed before its result was taken")
+            try:
+                self._result = self._finish()
+            finally:  # an interrupt while waiting included: the child is killed, its files closed
+                self.close()
         return self._result
 
     def _finish(self) -> ProbeResult:
@@ -513,7 +535,7 @@ def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> None:
     """``proc.wait(timeout)``, woken the moment the child exits: Popen.wait with a timeout polls with sleeps that
     grow to 50 ms, which added up to 50 ms to every probe. A pidfd (Linux 5.3+) is readable once the child exits."""
     try:
-        fd = os.pidfd_open(proc.pid)  # type: ignore[attr-defined]
+        fd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):  # not Linux, or the child is already reaped
         proc.wait(timeout=timeout)
         return
@@ -536,7 +558,8 @@ def start_probe(
     """Start probing the interpreter ``python`` (the target environment's) without waiting.
 
     ``selected_extras`` are the extras the user picked (to explain a CPU build under a CUDA extra); ``env`` is the
-    child's environment (default: this process's). Call ``.result()`` on the handle for the :class:`ProbeResult`.
+    child's environment (default: this process's). Call ``.result()`` on the handle for the :class:`ProbeResult`;
+    use the handle as a context manager (or call ``.close()``) so the child never outlives the caller.
     """
     return ProbeHandle(python, selected_extras=selected_extras, timeout=timeout, env=env, companions=companions)
 
@@ -549,4 +572,5 @@ def probe(
     env: Mapping[str, str] | None = None,
 ) -> ProbeResult:
     """Probe ``python`` in a fresh process and wait for the answer (at most ``timeout`` seconds)."""
-    return start_probe(python, selected_extras=selected_extras, timeout=timeout, env=env).result()
+    with start_probe(python, selected_extras=selected_extras, timeout=timeout, env=env) as handle:
+        return handle.result()

@@ -25,8 +25,8 @@ from .html import render_error, render_html, render_markdown, render_plain, rend
 from .kernel import EXITING, RESTARTING
 
 if TYPE_CHECKING:
-    from .magic import Action, Outcome, Session
     from .report import Report
+    from .session import Action, Outcome, Session
 
 __all__ = ["Card"]
 

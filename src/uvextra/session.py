@@ -1,0 +1,214 @@
+"""The controller behind ``%uvextra`` and the card: per-shell state, the actions, what they gave.
+
+A :class:`Session` turns a request (switch, check, repair) into an :class:`Action`, runs it with live progress and
+turns whatever happens — a report, an error, an interrupt — into an :class:`Outcome`; it also knows how to restart
+the kernel it lives in. The magic (:mod:`uvextra.magic`) and the card (:mod:`uvextra.widgets`) are its two
+surfaces; it imports neither of them, nor IPython or ipywidgets: at import time this module needs only the
+standard library, and the core, the kernel helpers and ipykernel are imported when they are first used. The
+``shell`` it is given is duck-typed (an IPython ``InteractiveShell`` in practice, or any object; without a
+``kernel`` attribute there is no kernel to restart from inside).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .kernel import KernelState, RestartPlan
+    from .notebook import KernelHint
+    from .report import Report
+
+LineCallback = Callable[[str], None]
+
+__all__ = ["AUTO", "Action", "Outcome", "Session"]
+
+AUTO = "auto"
+UNEXPECTED_HINT = "run `uvextra check` in a terminal for details"
+
+
+@dataclass
+class Action:
+    """One core operation to run with live progress: a title for the user and the call itself."""
+
+    title: str
+    call: Callable[[LineCallback | None, LineCallback | None], Report]
+    recheck: Callable[[], Report] | None = None  # the environment as it is, after an interrupt
+
+
+@dataclass
+class Outcome:
+    """What an operation gave: a report (with the kernel's state), an error line, or both."""
+
+    report: Report | None = None
+    kernel: KernelState | None = None
+    error: str | None = None
+    notebook: KernelHint | None = None  # status only: this kernel's notebook last ran on other extras
+
+
+def _one_line(exc: BaseException) -> str:
+    from .errors import UvextraError
+    from .redact import redact
+
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if isinstance(exc, UvextraError):
+        return redact(first)
+    return redact(f"unexpected {type(exc).__name__}{': ' + first if first else ''}; {UNEXPECTED_HINT}")
+
+
+class Session:
+    """Per-shell state: the imports to watch, how to restart, the last outcome. Surfaces share it."""
+
+    def __init__(self, shell: Any) -> None:  # an IPython InteractiveShell, in practice; duck-typed
+        from .kernel import ImportWatch
+
+        self.shell = shell
+        self.watch = ImportWatch()
+        self.last: Outcome | None = None
+        self._restart_plan: RestartPlan | None = None
+
+    # -- actions ------------------------------------------------------------------------------------------------
+    def switch(self, extras: list[str], *, project: str | None = None, probe: bool = True,
+               keep_extraneous: bool = False, exact: bool = False, no_default_groups: bool = False) -> Action:
+        from . import core
+
+        title = "choosing the extra for this machine, then switching" if extras == [AUTO] else \
+            f"switching to {' '.join(extras)}"
+        return Action(
+            title,
+            lambda on_line, on_wait: core.switch(extras, project, None, probe=probe, keep_extraneous=keep_extraneous,
+                                                 exact=exact, on_line=on_line, on_wait=on_wait,
+                                                 no_default_groups=no_default_groups),
+            recheck=lambda: core.check(project, None, extras),
+        )
+
+    def check(self, extras: list[str] | None, *, project: str | None = None, probe: bool = True,
+              command: str = "check", no_default_groups: bool | None = None) -> Action:
+        from . import core
+
+        what = f"checking against the lock for {' '.join(extras)}" if extras else "checking the environment"
+        return Action(what, lambda on_line, on_wait: core.check(project, None, extras or None, probe=probe,
+                                                                command=command, no_default_groups=no_default_groups))
+
+    def repair(self, report: Report, *, probe: bool = True) -> Action:
+        from . import core
+
+        names = sorted({d.package for d in report.errors} | {u.package for u in report.unverified})
+        extras = list(report.extras)
+        return Action(
+            f"reinstalling {', '.join(names) or 'the drifted packages'} from the lock",
+            lambda on_line, on_wait: core.repair(report.project, None, extras, probe=probe, on_line=on_line,
+                                                 on_wait=on_wait),
+            recheck=lambda: core.check(report.project, None, extras),
+        )
+
+    # -- running ------------------------------------------------------------------------------------------------
+    def execute(self, action: Action, on_line: LineCallback | None = None,
+                on_wait: LineCallback | None = None) -> Outcome:
+        """Run ``action``; never raises (an interrupt included): errors come back as one line."""
+        import logging
+
+        self.watch.update()  # fingerprint what is imported before uv replaces any file
+        try:
+            report = action.call(on_line, on_wait)
+            _note_hub_server(report)
+            outcome = Outcome(report, self.kernel_state(), notebook=_notebook_hint(report))
+        except KeyboardInterrupt:
+            outcome = self._interrupted(action)
+        except Exception as exc:  # the promise: one line, never a traceback
+            from .errors import UvextraError
+
+            if not isinstance(exc, UvextraError):
+                logging.getLogger("uvextra").debug("%%uvextra failed: %s", exc, exc_info=True)
+            outcome = Outcome(error=_one_line(exc))
+        self.last = outcome
+        return outcome
+
+    def _interrupted(self, action: Action) -> Outcome:
+        message = "interrupted before uvextra finished"
+        if action.recheck is None:
+            return Outcome(error=message)
+        try:
+            report = action.recheck()
+        except (Exception, KeyboardInterrupt):  # noqa: BLE001 - a second interrupt, or the check failing
+            return Outcome(error=f"{message}; run `%uvextra` to see the environment's state")
+        report.interrupted = True
+        report.failure = f"{message}; the environment was checked again"
+        return Outcome(report, self.kernel_state(), error=None)
+
+    def kernel_state(self) -> KernelState:
+        from .kernel import KernelState
+
+        try:
+            stale = self.watch.stale()
+        except Exception:  # noqa: BLE001 - an unreadable dist-info must not cost the user the report
+            stale = []
+        return KernelState(stale=stale, restart=self.restart_plan())
+
+    def restart_plan(self) -> RestartPlan:
+        if self._restart_plan is None:
+            from .kernel import find_restart
+
+            self._restart_plan = find_restart(_connection_file(self.shell))
+        return self._restart_plan
+
+    def restart(self, on_error: LineCallback | None = None, after: dict[str, object] | None = None) -> str:
+        """Restart this kernel as the plan says; one line about what happens next (raises UvextraError).
+
+        ``after``: what the new kernel needs to redraw the card that asked (see :mod:`uvextra._after_restart`).
+        """
+        from .kernel import request_restart
+
+        kernel = getattr(self.shell, "kernel", None)
+        shutdown = None if kernel is None else lambda: _exit_kernel(self.shell, kernel)
+        return request_restart(self.restart_plan(), shutdown, on_error=on_error,
+                               connection_file=_connection_file(self.shell), after=after)
+
+
+def _note_hub_server(report: Report) -> None:
+    """On a hub whose server runs from the venv this kernel changes: one warning line on the card."""
+    try:
+        from .server import hub_server_line
+
+        line = hub_server_line(report.environment)
+    except Exception:  # noqa: BLE001 - unreadable /proc: say nothing
+        return
+    if line and line not in report.warnings:
+        report.warnings.append(line)
+
+
+def _notebook_hint(report: Report) -> KernelHint | None:
+    """For a status: the saved notebook's last record, when it names other extras (silent on any problem)."""
+    if report.command != "status":
+        return None
+    try:
+        from .notebook import kernel_hint
+
+        return kernel_hint(report)
+    except Exception:  # noqa: BLE001 - a hint: an odd notebook file must not cost the user the report
+        return None
+
+
+def _connection_file(shell: Any) -> str | None:
+    if getattr(shell, "kernel", None) is None:
+        return None
+    try:
+        from ipykernel import get_connection_file
+
+        return get_connection_file()
+    except Exception:  # noqa: BLE001 - no kernel app: no kernel id, the plan says what is left
+        return None
+
+
+def _exit_kernel(shell: Any, kernel: Any) -> None:
+    import threading
+
+    loop = getattr(kernel, "io_loop", None)
+    if loop is not None and threading.current_thread() is not threading.main_thread():
+        loop.add_callback(_exit_kernel, shell, kernel)  # from a restart's thread: tornado's thread-safe door
+        return
+    result = kernel.do_shutdown(True)  # ipykernel: sets shell.exit_now, which stops the kernel's loop
+    if hasattr(result, "close"):  # a coroutine on kernels whose do_shutdown is async: do its effect directly
+        result.close()
+        shell.exit_now = True

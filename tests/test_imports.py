@@ -1,0 +1,221 @@
+"""The package's import graph, read from the source with ``ast``: no cycle, and the layers point one way.
+
+*Module level* means what runs when the module is imported: top-level statements, including those under a
+top-level ``if``/``try``, but not those under ``if TYPE_CHECKING:`` (never run) and not those inside functions
+(run on first use). See docs/architecture.md for the picture in words.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+
+import uvextra
+
+PACKAGE = Path(uvextra.__file__).parent
+MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
+SURFACES_IN_IPYTHON = {"magic", "widgets"}  # the notebook surfaces: only they (and the kernel-side glue) use them
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
+        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _statements(body: list[ast.stmt], *, functions: bool, type_checking: bool) -> Iterator[ast.stmt]:
+    """The statements of ``body`` that an import of the module runs (plus, when asked, function bodies and
+    ``if TYPE_CHECKING:`` blocks)."""
+    for node in body:
+        yield node
+        if isinstance(node, ast.If):
+            if _is_type_checking(node.test):
+                if type_checking:
+                    yield from _statements(node.body, functions=functions, type_checking=type_checking)
+                yield from _statements(node.orelse, functions=functions, type_checking=type_checking)
+                continue
+            blocks = [node.body, node.orelse]
+        elif isinstance(node, ast.Try):
+            blocks = [node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)]
+        elif isinstance(node, (ast.With, ast.For, ast.While)):
+            blocks = [node.body, getattr(node, "orelse", [])]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            # A class body runs at import; a function body only when called.
+            blocks = [node.body] if functions or isinstance(node, ast.ClassDef) else []
+        else:
+            blocks = []
+        for block in blocks:
+            yield from _statements(block, functions=functions, type_checking=type_checking)
+
+
+def _targets(node: ast.stmt) -> set[str]:
+    """The package's own modules that an import statement names."""
+    found: set[str] = set()
+    if isinstance(node, ast.ImportFrom):
+        parts = (node.module or "").split(".") if node.module else []
+        if node.level == 1:
+            found |= {parts[0]} if parts else {a.name for a in node.names}
+        elif node.level == 0 and parts and parts[0] == "uvextra":
+            found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+    elif isinstance(node, ast.Import):
+        found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("uvextra.")}
+    return found & set(MODULES)
+
+
+@cache
+def _tree(module: str) -> ast.Module:
+    return ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"), filename=f"{module}.py")
+
+
+def graph(*, functions: bool = False, type_checking: bool = False) -> dict[str, set[str]]:
+    return {m: {t for node in _statements(_tree(m).body, functions=functions, type_checking=type_checking)
+                for t in _targets(node)} - {m} for m in MODULES}
+
+
+def external(module: str, *, functions: bool = False) -> set[str]:
+    """Top-level names of the other distributions ``module`` imports."""
+    names: set[str] = set()
+    for node in _statements(_tree(module).body, functions=functions, type_checking=False):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected component that has one (Tarjan), each as a path a → … → a."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(_path_in(sorted(component), edges))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def _path_in(component: list[str], edges: dict[str, set[str]]) -> list[str]:
+    start, members = component[0], set(component)
+    paths = {start: [start]}
+    queue = [start]
+    while queue:  # breadth first: the shortest way back to the start
+        v = queue.pop(0)
+        for w in sorted(edges[v] & members):
+            if w == start:
+                return [*paths[v], start]
+            if w not in paths:
+                paths[w] = [*paths[v], w]
+                queue.append(w)
+    return component
+
+
+# --------------------------------------------------------------------------------------------------- the tests
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .x import A\n"
+                     "def f():\n    from . import y\ntry:\n    from .z import B\nexcept ImportError:\n    pass\n")
+
+    def names(**kw: bool) -> list[str]:
+        return [n.module or n.names[0].name for n in _statements(tree.body, **kw) if isinstance(n, ast.ImportFrom)]
+
+    assert names(functions=False, type_checking=False) == ["typing", "z"]  # what an import of it runs
+    assert names(functions=True, type_checking=True) == ["typing", "x", "y", "z"]
+
+
+def test_the_graph_reads_every_module() -> None:
+    edges = graph()
+    assert {"core", "session", "magic", "widgets", "cli"} <= set(edges)
+    assert "session" in edges["magic"] and edges["__main__"] == {"cli"}
+    assert "core" not in edges["cli"] and "core" in graph(functions=True)["cli"]  # the CLI imports it on use
+
+
+# Cycles made only by ``if TYPE_CHECKING:`` imports (an annotation names a type of a module that imports this
+# one); they never run. Listed so that a new one fails here: progress annotates with core.Context.
+KNOWN_TYPE_ONLY_CYCLES = [{"core", "progress"}]
+
+
+def test_no_import_cycle_at_module_level() -> None:
+    assert cycles(graph()) == [], "module-level imports form a cycle"
+
+
+def test_no_import_cycle_with_the_imports_inside_functions() -> None:
+    """What runs sooner or later: module level plus every function-level (deferred) import."""
+    assert cycles(graph(functions=True)) == []
+
+
+def test_no_new_type_only_cycle_and_none_through_the_surfaces() -> None:
+    for cycle in cycles(graph(functions=True, type_checking=True)):
+        assert not set(cycle) & {"session", "magic", "widgets"}, cycle
+        assert set(cycle) in KNOWN_TYPE_ONLY_CYCLES, f"a new cycle through type-only imports: {cycle}"
+
+
+def test_the_controller_is_imported_by_the_surfaces_and_imports_none() -> None:
+    every = graph(functions=True, type_checking=True)
+    assert "session" in graph()["magic"]  # the magic builds a Session when it loads
+    assert "session" in every["widgets"] and "magic" not in every["widgets"]
+    assert not every["session"] & (SURFACES_IN_IPYTHON | {"cli", "_after_restart"}), every["session"]
+    assert not external("session", functions=False) & {"IPython", "ipywidgets", "ipykernel"}
+
+
+def test_nothing_core_side_imports_a_notebook_surface() -> None:
+    """Only the package's IPython entry points and the kernel-side glue reach the magic or the widgets."""
+    allowed = {"__init__", "_after_restart", *SURFACES_IN_IPYTHON}
+    for module, targets in graph(functions=True, type_checking=True).items():
+        if module not in allowed:
+            assert not targets & SURFACES_IN_IPYTHON, f"{module} imports {targets & SURFACES_IN_IPYTHON}"
+
+
+def test_the_controller_is_usable_without_ipython(tmp_path: Path) -> None:
+    """In a fresh interpreter: importing the controller and running an action loads neither IPython nor
+    ipywidgets (and no surface of uvextra)."""
+    script = (
+        "import json, sys\n"
+        "from uvextra.session import Action, Outcome, Session\n"
+        "after_import = sorted(sys.modules)\n"
+        "s = Session(object())\n"
+        "def call(on_line, on_wait):\n"
+        "    raise RuntimeError('no project here')\n"
+        "o = s.execute(Action('a title', call))\n"
+        "print(json.dumps({'import': after_import, 'run': sorted(sys.modules), 'error': o.error,\n"
+        "                  'last': s.last is o, 'outcome': isinstance(o, Outcome)}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    for when in ("import", "run"):
+        loaded = set(got[when])
+        assert not {m for m in loaded if m.split(".")[0] in ("IPython", "ipywidgets", "ipykernel")}, when
+        assert not loaded & {"uvextra.magic", "uvextra.widgets", "uvextra.cli"}, when
+    assert "uvextra.core" not in got["import"]  # the core comes with the first action, not with the import
+    assert got["error"].startswith("unexpected RuntimeError: no project here") and got["last"] and got["outcome"]
