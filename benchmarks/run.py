@@ -8,10 +8,10 @@ Options: ``--only B1,B5`` runs some cases, ``--out FILE`` writes the markdown th
 unless asked), ``--keep`` keeps the work folder. Each figure is the median of repeated runs after a warm-up; the
 uvextra side and the uv side are interleaved run by run so that both see the same machine.
 
-Everything is built here, offline: real wheels (``uvextra._localindex.build_wheel``) served as PEP 503 indexes on
-127.0.0.1, real ``uv``, real venvs, a real IPython and real Jupyter kernels. The large B5 wheels are cached in
-``~/.cache/uvextra-bench`` (``$UVEXTRA_BENCH_CACHE``) so reruns are fast; the per-run work folder (venvs, uv's
-cache) lives beside it and is removed at the end. Benchmarks are not tests: nothing fails on a time.
+Everything is built here, offline: real wheels (``build_wheel`` of the test harness, ``tests/_localindex.py``)
+served as PEP 503 indexes on 127.0.0.1, real ``uv``, real venvs, a real IPython and real Jupyter kernels. The large
+B5 wheels are cached in ``~/.cache/uvextra-bench`` (``$UVEXTRA_BENCH_CACHE``) so reruns are fast; the per-run work
+folder (venvs, uv's cache) lives beside it and is removed at the end. Benchmarks are not tests: nothing fails on a time.
 
 Cases (see issue 5):
   B1  drift check in-process on a synced env (the seed project)  vs  a no-op ``uv sync --dry-run --extra X``
@@ -21,6 +21,7 @@ Cases (see issue 5):
   B5  repair of a stale torch build in a 27-package torch-shaped env
                                                                   vs  ``rm -rf .venv && uv sync``, ``uv sync --reinstall``
   B6  check with the CUDA probe run in parallel                   vs  the check alone (and the probe alone)
+  B7  `python -m uvextra check --json`, the whole process          vs  a no-op ``uv sync --dry-run``, the whole process
 """
 
 from __future__ import annotations
@@ -50,11 +51,12 @@ try:
     import uvextra  # noqa: F401
 except ImportError:  # not installed: use the source tree
     sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "tests"))  # the test harness: wheels, indexes, projects
 
-from uvextra import _localindex as li  # noqa: E402
+import _localindex as li  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
-CASES = ("B1", "B2", "B3", "B4", "B5", "B6")
+CASES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")
 # What would send uv (or IPython / Jupyter) somewhere other than the folders this run made.
 _DROPPED_ENV = (
     "VIRTUAL_ENV", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT", "CONDA_PREFIX", "CONDA_DEFAULT_ENV", "UV_EXTRA_INDEX_URL",
@@ -91,7 +93,7 @@ QUICK = Config(quick=True, repeats=3, warmup=1, b3_sizes=(100, 300, 1000), b4_sh
 
 @dataclass
 class Row:
-    case: str  # "B1" … "B6"
+    case: str  # "B1" … "B7"
     what: str
     ours: float | None  # ms (median)
     base_label: str
@@ -911,7 +913,8 @@ def case_b6(b: Bench, res: Results) -> None:
         core.check(project, py(venv), probe=False)
 
     def probe_alone() -> None:
-        result = start_probe(py(venv), selected_extras=["pypi"]).result()
+        with start_probe(py(venv), selected_extras=["pypi"]) as handle:
+            result = handle.result()
         require(result.torch_version == "2.9.0", f"B6 probe alone failed: {result}")
 
     def probe_imports() -> None:
@@ -931,6 +934,58 @@ def case_b6(b: Bench, res: Results) -> None:
                f"{spread(t['probe'])}; the probe's own import (a fresh `python -I` importing what the probe "
                f"imports: `{_PROBE_IMPORTS}; import torch`): "
                f"{spread(t['imports'])}, of which `import torch` itself {fmt_ms(inside)} ms")
+
+
+# ------------------------------------------------------------------------------------------------ B7
+
+B7_PAIRS = 10  # interleaved pairs (issue 13): the median of each side
+
+
+def case_b7(b: Bench, res: Results) -> None:
+    """The CLI's own cost: a whole ``python -m uvextra check --json`` process against a no-op ``uv sync --dry-run``
+    on the same project and env (what a terminal user or a script pays per call: start-up, imports, the check)."""
+    import uvextra
+
+    project = b.seed_project("b7")
+    venv = b.venv("b7")
+    from uvextra import core
+
+    report = core.switch(["pypi"], project, py(venv), probe=False)
+    require(report.failure is None and report.clean, f"B7 setup switch failed: {report.failure} {report.drift}")
+    # Both sides find the env the same way (UV_PROJECT_ENVIRONMENT, from the project folder); uvextra is run by the
+    # interpreter running the benchmarks, from where this process imported it.
+    env = dict(os.environ, UV_PROJECT_ENVIRONMENT=str(venv),
+               PYTHONPATH=str(Path(uvextra.__file__).resolve().parent.parent))
+    ours_cmd = [sys.executable, "-m", "uvextra", "check", "--json"]
+    uv_cmd = [b.uv.path, "sync", "--dry-run", "--extra", "pypi"]
+
+    def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cmd, cwd=project, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              timeout=120)
+
+    def ours() -> None:
+        proc = run(ours_cmd)
+        require(proc.returncode == 0, f"B7 uvextra check exited {proc.returncode}: {proc.stderr[-500:]}")
+        data = json.loads(proc.stdout)
+        require(data["clean"] and data["extras"] == ["pypi"], f"B7 check not clean: {data.get('drift')}")
+
+    def uv_dry_run() -> None:
+        proc = run(uv_cmd)
+        require(proc.returncode == 0 and "Would make no changes" in proc.stderr + proc.stdout,
+                f"B7 baseline is not a no-op: {proc.stderr[-500:]}")
+
+    # The warm-up rounds write the interpreter's bytecode (.pyc, as an installed package's first run does) and
+    # uvextra's caches in the venv; the timed rounds then measure what every later call costs.
+    t = interleaved(b.cfg, {"ours": ours, "uv": uv_dry_run}, repeats=B7_PAIRS if not b.cfg.quick else 3, warmup=2)
+    a, u = median_ms(t["ours"]), median_ms(t["uv"])
+    res.rows.append(Row("B7", "`python -m uvextra check --json`, whole process, synced seed env (pypi extra)", a,
+                        "`uv sync --dry-run --extra pypi` (no-op), whole process", u, ratio(a, u), "≤ 3×",
+                        a / u <= 3))
+    res.detail(f"B7 `python -m uvextra check --json`: {spread(t['ours'])}; `uv sync --dry-run`: {spread(t['uv'])} "
+               f"(pairs interleaved, each side's median; bytecode cached after the warm-up)")
+    cached = sorted(p.name.split("-", 1)[0] for p in (venv / ".uvextra" / "exports").iterdir())
+    res.detail("B7 what a later call reads instead of recomputing: " + ", ".join(cached) + " (.uvextra/exports/, "
+               "content-addressed) and scan.json")
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -997,7 +1052,8 @@ def run(cfg: Config, only: Sequence[str], cache_root: Path, keep: bool,
     started = time.perf_counter()
     res = Results(cfg)
     bench = Bench(cfg, cache_root, keep, say)
-    funcs = {"B1": case_b1, "B2": case_b2, "B3": case_b3, "B4": case_b4, "B5": case_b5, "B6": case_b6}
+    funcs = {"B1": case_b1, "B2": case_b2, "B3": case_b3, "B4": case_b4, "B5": case_b5, "B6": case_b6,
+             "B7": case_b7}
     try:
         for case in CASES:
             if case not in only:

@@ -24,6 +24,7 @@ EXPECTED = {
     "B4": (2, "kernel start"),
     "B5": (4, "uv link mode: copy"),
     "B6": (1, "probe in parallel"),
+    "B7": (1, "whole process"),
 }
 _NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?$")
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from packaging import markers, tags
-
+from . import cache as _cache
 from .errors import UvextraError
 
 STATE_DIR = ".uvextra"  # inside the venv: state.json, the switch lock, cached exports
@@ -188,9 +186,34 @@ print(json.dumps({"marker_env": dict(markers.default_environment()), "tags": [st
 
 @cache
 def interpreter_info(python: str) -> Interpreter:
-    """Marker environment and supported tags of ``python`` (in-process when it is the running interpreter)."""
+    """Marker environment and supported tags of ``python`` (in-process when it is the running interpreter).
+
+    Asking another interpreter costs a process start and packaging's imports there (~80 ms, on every CLI call);
+    the answer is kept in the venv (``.uvextra/exports/interp-*.json``) under a key of everything that changes it:
+    the interpreter's path and file identity (its symlink and what it points at, so a replaced base interpreter
+    is asked again), the venv's ``pyvenv.cfg``, the C library and the packaging version that computes the tags.
+    """
+    entry = _interpreter_entry(python)
+    if entry is not None:
+        stored = _cache.read_json(entry, _interpreter_from_json)
+        if stored is not None:
+            return stored
+    info = _ask_interpreter(python)
+    if entry is not None and entry.parent.parent.is_dir():  # kept where uvextra is at work (.uvextra exists) only
+        _cache.write_json(entry, {"marker_env": info.marker_env, "tags": list(info.tags)})
+    return info
+
+
+def _ask_interpreter(python: str) -> Interpreter:
+    import subprocess
+
+    from packaging import markers
+
     if Path(python).absolute() == Path(sys.executable).absolute():
-        return Interpreter(dict(markers.default_environment()), tuple(str(t) for t in tags.sys_tags()))
+        from packaging import tags
+
+        marker_env = {key: str(value) for key, value in markers.default_environment().items()}
+        return Interpreter(marker_env, tuple(str(t) for t in tags.sys_tags()))
     packaging_parent = str(Path(markers.__file__).parent.parent)
     try:
         out = subprocess.run(
@@ -201,3 +224,44 @@ def interpreter_info(python: str) -> Interpreter:
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         raise UvextraError(f"cannot run {python} to read its platform tags ({exc}); is the venv broken?") from None
     return Interpreter(data["marker_env"], tuple(data["tags"]))
+
+
+def _interpreter_from_json(data: dict[str, object]) -> Interpreter:
+    marker_env, tags = data["marker_env"], data["tags"]
+    if not isinstance(marker_env, dict) or not isinstance(tags, list):
+        raise TypeError("not an interpreter entry")
+    return Interpreter({str(k): str(v) for k, v in marker_env.items()}, tuple(map(str, tags)))
+
+
+def _stat_key(path: str | os.PathLike[str], *, follow: bool = True) -> str:
+    try:
+        st = os.stat(path, follow_symlinks=follow)
+    except OSError:
+        return "-"
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
+def _interpreter_entry(python: str) -> Path | None:
+    """Where the answer for ``python`` is kept, named by what invalidates it; None outside a venv."""
+    path = Path(python).absolute()
+    root = _venv_root_of(path)
+    if root is None:
+        return None
+    try:
+        cfg = (root / "pyvenv.cfg").read_bytes()
+        real = os.path.realpath(path)
+    except OSError:
+        return None
+    home = next((line.split(b"=", 1)[1].strip().decode("utf-8", "replace") for line in cfg.splitlines()
+                 if line.split(b"=", 1)[0].strip() == b"home"), "")
+    import packaging
+
+    libc = ""
+    if hasattr(os, "confstr"):
+        try:
+            libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+        except (ValueError, OSError):
+            libc = ""
+    return _cache.entry(root / STATE_DIR, "interp", str(path), _stat_key(path, follow=False), real, _stat_key(real),
+                        cfg, _stat_key(Path(home) / path.name) if home else "", libc, packaging.__version__,
+                        _INTERPRETER_SCRIPT)

@@ -1,25 +1,78 @@
-"""What is installed in the target venv, read from its ``.dist-info`` folders (no import of anything in it)."""
+"""What is installed in the target venv, read from its ``.dist-info`` folders (no import of anything in it).
+
+The one reader of ``.dist-info`` folders in uvextra (the kernel's stale-module check reads names and versions
+through :func:`name_and_version`). METADATA and WHEEL are RFC 822 headers, read by :func:`read_headers` exactly as
+``email``'s compat32 ``HeaderParser`` reads them, without importing ``email`` (a tenth of a CLI call's start-up).
+"""
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import os
 from dataclasses import asdict, dataclass
-from email.parser import HeaderParser
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import NormalizedName, canonicalize_name
-
+from . import cache as _cache
 from .environment import Environment
+from .names import canonicalize_name
 from .redact import redact, secret_values
 
-# The kept library reads METADATA and WHEEL (RFC 822 headers); scan() keeps what it read on disk, so the parsing
-# cost is paid once per installed distribution, not once per check.
-_HEADERS = HeaderParser()
+if TYPE_CHECKING:
+    from packaging.utils import NormalizedName
+
+# The header name characters of email's feedparser (headerRE): printable ASCII but space and colon.
+_NAME_CHARS = frozenset(map(chr, [*range(0o41, 0o72), *range(0o73, 0o177)]))
+
+
+def read_headers(text: str) -> dict[str, list[str]]:
+    """The header block of ``text``: lower-cased field name -> its values in order.
+
+    What ``email.parser.HeaderParser().parsestr(text, headersonly=True)`` (policy compat32) gives: lines end at
+    ``\\r\\n``, ``\\r`` or ``\\n``; the block ends at the first line that is not a header (an empty one before the
+    body); a value keeps its continuation lines (with their line breaks) and loses the blanks after the colon and
+    the final line break; an envelope ``From `` line and a line with no field name are skipped.
+    """
+    block: list[str] = []
+    for line in io.StringIO(text, newline=""):  # lazily: the body after the block is never split
+        colon = line.find(":")
+        if not (line[:1] in (" ", "\t") or line.startswith("From ")
+                or (colon >= 0 and all(c in _NAME_CHARS for c in line[:colon]))):
+            break
+        block.append(line)
+    out: dict[str, list[str]] = {}
+    current: list[str] = []  # the raw lines of the header being read
+
+    def close() -> None:
+        name, first = current[0].split(":", 1)
+        out.setdefault(name.lower(), []).append((first.lstrip(" \t") + "".join(current[1:])).rstrip("\r\n"))
+        current.clear()
+
+    for lineno, line in enumerate(block):
+        if line[0] in " \t":
+            if current:
+                current.append(line)
+            continue  # a continuation with no header before it is ignored
+        if current:
+            close()
+        if line.startswith("From "):
+            if lineno and lineno == len(block) - 1:
+                break  # probably the body's first line
+            continue  # the envelope line, or a misplaced one
+        if line.find(":") == 0:
+            continue  # no field name
+        current.append(line)
+    if current:
+        close()
+    return out
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str | None:
+    values = headers.get(name)
+    return values[0] if values else None
 
 
 @dataclass(frozen=True)
@@ -45,6 +98,8 @@ class Installed:
 def _unconditional_name(line: str) -> str | None:
     """The name a Requires-Dist line requires regardless of extras; None for extras-only or unparsable lines.
     (Cached: the same lines come back at every check, and parsing them was a third of a first check's time.)"""
+    from packaging.requirements import InvalidRequirement, Requirement  # only for lines not seen yet
+
     try:
         req = Requirement(line)
     except InvalidRequirement:
@@ -91,11 +146,11 @@ def read_dist_info(dist_info: Path) -> Installed | None:
     meta_text = _read(dist_info / "METADATA")
     if not meta_text:
         return None
-    meta = _HEADERS.parsestr(meta_text, headersonly=True)
-    name, version = meta.get("Name"), meta.get("Version")
+    meta = read_headers(meta_text)
+    name, version = _first(meta, "name"), _first(meta, "version")
     if not name or not version:
         return None
-    wheel = _HEADERS.parsestr(_read(dist_info / "WHEEL"), headersonly=True)
+    wheel = read_headers(_read(dist_info / "WHEEL"))
     source, location = _source(dist_info)
     try:
         record = (dist_info / "RECORD").read_bytes()
@@ -104,9 +159,28 @@ def read_dist_info(dist_info: Path) -> Installed | None:
     return Installed(
         name=canonicalize_name(name), version=version.strip(), dist_info=dist_info,
         installer=_read(dist_info / "INSTALLER").strip(), source=source, location=location,
-        wheel_tags=tuple(wheel.get_all("Tag") or ()), requires=tuple(meta.get_all("Requires-Dist") or ()),
-        fingerprint=hashlib.sha256(record).hexdigest(),
+        wheel_tags=tuple(wheel.get("tag") or ()), requires=tuple(meta.get("requires-dist") or ()),
+        fingerprint=_fingerprint(record),
     )
+
+
+def _fingerprint(record: bytes) -> str:
+    import hashlib  # OpenSSL's sha256: a RECORD can be a few MB (torch); only a folder not seen before is hashed
+
+    return hashlib.sha256(record).hexdigest()
+
+
+def name_and_version(dist_info: Path) -> tuple[NormalizedName, str] | None:
+    """The normalized name and the version a ``.dist-info`` folder's METADATA gives; None without both."""
+    try:
+        text = (dist_info / "METADATA").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    meta = read_headers(text)
+    name, version = _first(meta, "name"), _first(meta, "version")
+    if not name or not version:
+        return None
+    return canonicalize_name(name), version.strip()
 
 
 # What scan() read per .dist-info folder, keyed by the identity of every file read_dist_info reads (inode, size,
@@ -134,7 +208,7 @@ _DISK_CACHE = "scan.json"
 
 
 def _secrets_key(secrets: tuple[str, ...]) -> str:
-    return hashlib.sha256("\0".join(secrets).encode("utf-8", "surrogatepass")).hexdigest()
+    return str(_cache.sha256("\0".join(secrets).encode("utf-8", "surrogatepass")).hexdigest())
 
 
 def _load_disk(env: Environment, secrets: tuple[str, ...]) -> dict[str, tuple[list[object], Installed | None]]:
@@ -157,23 +231,17 @@ def _load_disk(env: Environment, secrets: tuple[str, ...]) -> dict[str, tuple[li
 def _save_disk(env: Environment, secrets: tuple[str, ...], seen: dict[str, tuple[object, Installed | None]]) -> None:
     folders = {f: (ident, None if d is None else {**asdict(d), "dist_info": str(d.dist_info)})
                for f, (ident, d) in seen.items()}
-    path = env.state_dir / _DISK_CACHE
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{_DISK_CACHE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"secrets": _secrets_key(secrets), "folders": folders}), encoding="utf-8")
-        tmp.replace(path)
-    except OSError:
-        pass  # a read-only venv just means no cache
+    # a read-only venv just means no cache
+    _cache.atomic_write(env.state_dir / _DISK_CACHE, json.dumps({"secrets": _secrets_key(secrets), "folders": folders}))
 
 
 def _jsonable(ident: tuple[object, ...]) -> list[object]:
     return [list(x) if isinstance(x, tuple) else x for x in ident]
 
 
-def scan(env: Environment) -> dict[NormalizedName, Installed]:
+def scan(env: Environment) -> dict[str, Installed]:
     """Every distribution installed in ``env``'s site-packages, by normalized name."""
-    found: dict[NormalizedName, Installed] = {}
+    found: dict[str, Installed] = {}
     secrets = tuple(secret_values())
     if len(_SCAN_CACHE) > _SCAN_CACHE_MAX:
         _SCAN_CACHE.clear()
@@ -181,7 +249,8 @@ def scan(env: Environment) -> dict[NormalizedName, Installed]:
     seen: dict[str, tuple[object, Installed | None]] = {}
     changed = False
     for site in env.site_packages():
-        for dist_info in sorted(site.glob("*.dist-info")):
+        # by name, as Path objects order siblings on POSIX (comparing Paths was a fifth of a large scan)
+        for dist_info in sorted(site.glob("*.dist-info"), key=lambda path: path.name):
             folder = str(dist_info)
             key = _identity(folder, secrets)
             hit = _SCAN_CACHE.get(folder)

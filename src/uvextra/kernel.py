@@ -180,7 +180,7 @@ class ImportWatch:
             if self._in_site(path):
                 fresh[name] = (path, module)
         if fresh:
-            from packaging.utils import canonicalize_name
+            from .names import canonicalize_name
 
             dists = _scan_site(self.site_dirs, {canonicalize_name(n) for n in fresh})
             for name, (path, module) in fresh.items():
@@ -198,7 +198,7 @@ class ImportWatch:
         ``installed`` maps normalized distribution names to objects with ``.version`` and ``.dist_info``
         (``uvextra.installed.scan``); by default the site-packages folders are read here.
         """
-        from packaging.utils import canonicalize_name
+        from .names import canonicalize_name
 
         found: list[StaleModule] = []
         dists = _scan_site(self.site_dirs) if installed is None else installed
@@ -275,24 +275,18 @@ class _Dist:
 
 def _scan_site(site_dirs: Sequence[str], only: Collection[str] | None = None) -> dict[str, _Dist]:
     """The distributions installed in ``site_dirs``; with ``only`` (normalized names), just those named so."""
-    from email.parser import HeaderParser
+    from .installed import name_and_version  # the one dist-info reader
+    from .names import canonicalize_name
 
-    from packaging.utils import canonicalize_name
-
-    parser = HeaderParser()
     found: dict[str, _Dist] = {}
     for site in site_dirs:
         for dist_info in sorted(Path(site).glob("*.dist-info")):
             # {name}-{version}.dist-info: only the METADATA of the wanted names is read
             if only is not None and canonicalize_name(dist_info.stem.rpartition("-")[0]) not in only:
                 continue
-            try:
-                meta = parser.parsestr((dist_info / "METADATA").read_text(encoding="utf-8", errors="replace"))
-            except OSError:
-                continue
-            name, version = meta.get("Name"), meta.get("Version")
-            if name and version:
-                found.setdefault(canonicalize_name(name), _Dist(canonicalize_name(name), version.strip(), dist_info))
+            read = name_and_version(dist_info)
+            if read is not None:
+                found.setdefault(read[0], _Dist(read[0], read[1], dist_info))
     return found
 
 
@@ -306,7 +300,7 @@ def _record_paths(dist_info: Path) -> set[str]:
 
 def _owner(module: str, path: str, site_dirs: Sequence[str], dists: Mapping[str, Any]) -> Any:
     """The installed distribution whose RECORD lists ``path`` (tried first: the one named like the module)."""
-    from packaging.utils import canonicalize_name
+    from .names import canonicalize_name
 
     rel = next((path[len(d):] for d in site_dirs if path.startswith(d)), None)
     if rel is None:

@@ -18,57 +18,46 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
-import hashlib
 import json
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
-from packaging.pylock import (
-    PackageArchive,
-    PackageDirectory,
-    PackageSdist,
-    PackageVcs,
-    PackageWheel,
-    Pylock,
-    PylockSelectError,
-    PylockValidationError,
-)
-from packaging.tags import parse_tag
-from packaging.utils import NormalizedName, canonicalize_name, parse_wheel_filename
-
+from . import cache as _cache
 from .environment import Environment, interpreter_info
 from .errors import UvextraError
+from .names import canonicalize_name
 from .project import Project
 from .redact import redact, secret_values
 from .uv import MIN_EXPORT, Uv, capture_uv
+
+if TYPE_CHECKING:
+    from packaging.tags import Tag
+    from packaging.utils import NormalizedName
+
+# packaging.pylock and packaging.tags are imported only where a lock must really be parsed and a wheel ranked:
+# a check whose inputs did not change reads the selection from the venv's cache and needs neither.
 
 _T = TypeVar("_T")
 # Parsed locks by their exact text: a kernel checks the same lock over and over, and parsing it (pure-Python TOML,
 # packaging's validation) is most of a check's cost on a large lock. The key holds the whole text and the secrets
 # redaction depends on, so any change to either parses again.
-_PARSED: dict[tuple[object, ...], object] = {}
-_PARSED_MAX = 16
+_PARSED: _cache.Memo[tuple[object, ...], Any] = _cache.Memo(16)
 
 
 def _parsed(key: tuple[object, ...], parse: Callable[[], _T]) -> _T:
-    key = (*key, tuple(secret_values()))
-    if key in _PARSED:
-        return _PARSED[key]  # type: ignore[return-value]
-    value = parse()
-    while len(_PARSED) >= _PARSED_MAX:
-        del _PARSED[next(iter(_PARSED))]
-    _PARSED[key] = value
+    value: _T = _PARSED.get((*key, tuple(secret_values())), parse)
     return value
 
 
 @cache
-def _parsed_tags(tags: tuple[str, ...]) -> list:  # noqa: ANN401 - packaging Tag objects, most preferred first
+def _parsed_tags(tags: tuple[str, ...]) -> list[Tag]:  # most preferred first
+    from packaging.tags import parse_tag
+
     return [t for s in tags for t in parse_tag(s)]
 
 
@@ -142,7 +131,7 @@ def read_uv_lock(project: Project, env: Environment | None = None, *, store: boo
         info = _parsed(("uv.lock", str(path), text), lambda: _load_from_disk(disk, _lockinfo_from_json)
                        or _parse_uv_lock(path, text))
         if disk is not None and store:
-            _store_on_disk(disk, info, _lockinfo_to_json)
+            _cache.write_json(disk, _lockinfo_to_json(info))
         return info
     except FileNotFoundError:
         raise UvextraError(f"no uv.lock in {project.lock_root}; run `uv lock --project {project.lock_root}`, "
@@ -190,45 +179,23 @@ def _lockinfo_from_json(data: Any) -> LockInfo:
 
 
 def _disk_cache(env: Environment, kind: str, *parts: str) -> Path:
-    """A cache file in the venv whose name covers everything the cached value depends on (secrets by hash only)."""
-    h = hashlib.sha256()
-    for part in (*parts, *secret_values()):
-        h.update(part.encode("utf-8", "surrogatepass"))
-        h.update(b"\0")
-    return env.state_dir / "exports" / f"{kind}-{h.hexdigest()[:32]}.json"
+    """A cache entry in the venv whose name covers everything the cached value depends on (secrets by hash only)."""
+    return _cache.entry(env.state_dir, kind, *parts, *secret_values())
 
 
 def _load_from_disk(path: Path | None, load: Callable[[Any], _T]) -> _T | None:
-    if path is None:
-        return None
-    try:
-        return load(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # absent, or written by another uvextra version: compute again
+    return None if path is None else _cache.read_json(path, load)  # absent, or another uvextra's: compute again
 
 
-def _store_on_disk(path: Path, value: _T, dump: Callable[[_T], object]) -> None:
-    if path.exists():
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(dump(value)), encoding="utf-8")
-        tmp.replace(path)
-    except OSError:
-        pass  # a read-only venv just means no cache
-
-
-def _export_cache_key(project: Project, extras: Sequence[str], uv: Uv, frozen: bool) -> str:
-    h = hashlib.sha256()
+def _export_entry(project: Project, env: Environment, extras: Sequence[str], uv: Uv, frozen: bool) -> Path:
+    parts: list[bytes | str] = []
     for part in (project.lockfile, project.pyproject):
         try:
-            h.update(part.read_bytes())
+            parts.append(part.read_bytes())
         except OSError:
-            h.update(b"-")
-    h.update(repr((project.selection_args(sorted(extras)), project.uv_project_args(), str(uv.version),
-                   frozen)).encode())
-    return h.hexdigest()[:24]
+            parts.append(b"-")
+    parts.append(repr((project.selection_args(sorted(extras)), project.uv_project_args(), str(uv.version), frozen)))
+    return _cache.entry(env.state_dir, "export", *parts, suffix=".toml")
 
 
 def export_pylock(project: Project, env: Environment, uv: Uv, extras: Sequence[str], *, frozen: bool = True) -> str:
@@ -238,11 +205,10 @@ def export_pylock(project: Project, env: Environment, uv: Uv, extras: Sequence[s
             f"uv {uv.version} has no `uv export --format pylock.toml` (added in uv {MIN_EXPORT}); "
             "install a newer uv: `pip install 'uv>=0.9.24'` or unset UVEXTRA_UV"
         )
-    cache = env.state_dir / "exports" / f"{_export_cache_key(project, extras, uv, frozen)}.toml"
-    try:
-        return cache.read_text(encoding="utf-8")
-    except OSError:
-        pass
+    entry = _export_entry(project, env, extras, uv, frozen)
+    cached = _cache.read_text(entry)
+    if cached is not None:
+        return cached
     args = ["export", "--format", "pylock.toml", "--no-header", *project.uv_project_args()]
     args += ["--frozen"] if frozen else []
     args += project.selection_args(extras)  # --extra X / --group X (and --package for a workspace member)
@@ -250,13 +216,7 @@ def export_pylock(project: Project, env: Environment, uv: Uv, extras: Sequence[s
     if proc.returncode != 0:
         detail = " ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])
         raise UvextraError(f"uv could not export the lock for extras {list(extras)}: {detail}")
-    try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(proc.stdout, encoding="utf-8")
-        tmp.replace(cache)
-    except OSError:
-        pass  # a read-only venv just means no cache
+    _cache.write_text(entry, proc.stdout)  # a read-only venv just means no cache
     return proc.stdout
 
 
@@ -271,14 +231,24 @@ def _file_location(url_or_path: str | None, root: Path) -> str | None:
     return str((root / url_or_path).absolute())
 
 
-# An empty hash table as uv <= 0.9.x writes it (`hashes = {}`).
-_EMPTY_HASHES = re.compile(r"\bhashes\s*=\s*\{\s*\}")
+# An empty hash table as uv <= 0.9.x writes it (`hashes = {}`). The pattern starts with its literal so that the
+# search skips ahead on it (a leading `\b` made it try every position: 30 ms per MB of export on every check); the
+# word boundary before it is checked by _has_empty_hashes.
+_EMPTY_HASHES = re.compile(r"hashes\s*=\s*\{\s*\}")
+
+
+def _has_empty_hashes(text: str) -> bool:
+    for match in _EMPTY_HASHES.finditer(text):
+        before = text[match.start() - 1] if match.start() else ""
+        if not (before.isalnum() or before == "_"):  # what `\b` asked of it
+            return True
+    return False
 # A stand-in for "no hash known" that packaging accepts; no real algorithm has this name, so no code reads it as one.
 _NO_HASH = "uvextra-no-hash"
 _HASH_CHUNK = 1 << 20
 
 
-def wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[NormalizedName, Wanted]:
+def wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[str, Wanted]:
     """Select, with ``packaging.pylock``, what the exported lock wants on the target interpreter.
 
     Selecting from a large export (TOML parsing and packaging's validation) is most of a first check's cost; the
@@ -286,13 +256,13 @@ def wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[No
     with empty hash tables takes those hashes from ``uv.lock``, whose text then keys the copy too.
     """
     info = interpreter_info(str(env.python))
-    lock_text = _uv_lock_text(project) if _EMPTY_HASHES.search(text) else ""
+    lock_text = _uv_lock_text(project) if _has_empty_hashes(text) else ""
     disk = _disk_cache(env, "wanted", text, str(project.root), str(env.python), json.dumps(info.marker_env),
                        " ".join(info.tags), *([lock_text] if lock_text else []))
     wanted = _parsed(("pylock", text, str(project.root), str(env.python), lock_text), lambda: _load_from_disk(
         disk, lambda data: {w["name"]: Wanted(**{**w, "wheel_tags": tuple(w["wheel_tags"])}) for w in data})
         or _wanted_from_pylock(text, project, env, lock_text))
-    _store_on_disk(disk, wanted, lambda value: [vars(w) for w in value.values()])
+    _cache.write_json(disk, [vars(w) for w in wanted.values()])
     return dict(wanted)
 
 
@@ -345,6 +315,8 @@ def _local_file(url_or_path: object, root: Path) -> Path | None:
 
 
 def _sha256_of(path: Path) -> str | None:
+    import hashlib  # only for a wheel whose hash the lock lacks
+
     h = hashlib.sha256()
     try:
         with path.open("rb") as fh:
@@ -402,7 +374,19 @@ def _fill_empty_hashes(data: object, project: Project, lock_text: str) -> dict[t
 
 
 def _wanted_from_pylock(text: str, project: Project, env: Environment,
-                        lock_text: str = "") -> dict[NormalizedName, Wanted]:
+                        lock_text: str = "") -> dict[str, Wanted]:
+    from packaging.pylock import (
+        PackageArchive,
+        PackageDirectory,
+        PackageSdist,
+        PackageVcs,
+        PackageWheel,
+        Pylock,
+        PylockSelectError,
+        PylockValidationError,
+    )
+    from packaging.utils import parse_wheel_filename
+
     try:
         data = tomllib.loads(text)
         unknown = _fill_empty_hashes(data, project, lock_text)
@@ -415,7 +399,7 @@ def _wanted_from_pylock(text: str, project: Project, env: Environment,
         selected = list(lock.select(environment=info.marker_env, tags=tags))  # type: ignore[arg-type]
     except PylockSelectError as exc:
         raise UvextraError(f"the lock has nothing installable for {env.python}: {exc}") from None
-    out: dict[NormalizedName, Wanted] = {}
+    out: dict[str, Wanted] = {}
     mask = cache(redact)  # one redaction per index URL, not one per package
     for pkg, dist in selected:
         name = canonicalize_name(pkg.name)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .cache import atomic_write
 from .environment import Environment
 from .errors import UvextraError
 from .project import Backend, kind_of
@@ -47,6 +48,7 @@ class State:
     requested: list[str] = field(default_factory=list)
     requested_failure: str | None = None
     requested_changed: bool = True  # did that unfinished switch change the venv? (if not, it is still on `extras`)
+    no_default_groups: bool = False  # the last switch ran uv with --no-default-groups: check and repair do too
 
     def to_json(self) -> str:
         return json.dumps(
@@ -58,6 +60,7 @@ class State:
                 "kinds": {key: [kind_of(n) or "extra" for n in names]
                           for key, names in (("extras", self.extras), ("requested", self.requested))},
                 "requested_failure": self.requested_failure, "requested_changed": self.requested_changed,
+                "no_default_groups": self.no_default_groups,
             },
             indent=1,
         )
@@ -81,6 +84,7 @@ def load_state(env: Environment) -> State:
             packages=packages, updated=float(data.get("updated") or 0),
             owned=[str(n) for n in data.get("owned") or []], requested=names("requested"),
             requested_failure=data.get("requested_failure"), requested_changed=bool(data.get("requested_changed", True)),
+            no_default_groups=bool(data.get("no_default_groups", False)),
         )
     except (OSError, ValueError, TypeError, AttributeError):
         return State()
@@ -89,15 +93,7 @@ def load_state(env: Environment) -> State:
 def save_state(env: Environment, state: State) -> bool:
     """Write atomically; False (and nothing half-written) when the venv is read-only."""
     state.updated = time.time()
-    path = env.state_dir / STATE_FILE
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}")
-        tmp.write_text(state.to_json(), encoding="utf-8")
-        tmp.replace(path)
-        return True
-    except OSError:
-        return False
+    return atomic_write(env.state_dir / STATE_FILE, state.to_json())
 
 
 @contextmanager

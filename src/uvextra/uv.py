@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
-import subprocess
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
 
 from .environment import Environment
 from .errors import Interrupted, UvextraError
 from .redact import redact, strip_ansi
+
+if TYPE_CHECKING:
+    import subprocess
+
+# subprocess, shutil, signal and threading are imported where uv is really run or looked for: a check whose uv
+# version and export are kept in the venv runs none of it (importing them is a few ms of every CLI call).
 
 UV_ENV_VAR = "UVEXTRA_UV"
 # uv <= 0.9.23 answers `==2.9.0` with an installed `2.9.0+cpu` and keeps it (astral-sh/uv#16368);
@@ -56,6 +59,12 @@ class Uv:
         return {"path": self.path, "version": str(self.version)}
 
 
+def _which(name: str) -> str | None:
+    import shutil  # only here: it imports bz2, lzma and zlib, and the bundled uv is usually found first
+
+    return shutil.which(name)
+
+
 def _bundled_uv() -> str | None:
     try:
         from uv import find_uv_bin  # the `uv` wheel uvextra depends on
@@ -67,22 +76,28 @@ def _bundled_uv() -> str | None:
         return None
 
 
-def find_uv() -> Uv:
-    """``$UVEXTRA_UV``, else the uv bundled as uvextra's dependency (known to have the fix), else uv on PATH."""
+def find_uv(cache_dir: Path | None = None) -> Uv:
+    """``$UVEXTRA_UV``, else the uv bundled as uvextra's dependency (known to have the fix), else uv on PATH.
+
+    With ``cache_dir`` (a venv's ``.uvextra``), the version of a binary asked once is kept there, named by the
+    binary's path and file identity: ``uv --version`` is a process start on every CLI call otherwise.
+    """
     explicit = os.environ.get(UV_ENV_VAR)
     if explicit:
-        path = shutil.which(explicit) or explicit
+        path = _which(explicit) or explicit
         if not Path(path).exists():
             raise UvextraError(
                 f"{UV_ENV_VAR}={explicit} does not exist; point it at a uv binary or unset it "
                 "(install uv with `pip install 'uv>=0.9.24'`)"
             )
     else:
-        path = _bundled_uv() or shutil.which("uv")
-        if path is None:
+        found = _bundled_uv() or _which("uv")
+        if found is None:
             raise UvextraError("no uv found; install it with `pip install 'uv>=0.9.24'` (or set UVEXTRA_UV)")
+        path = found
     st = os.stat(path)
-    version = _uv_version(str(path), st.st_mtime_ns, st.st_size)
+    version = _uv_version(str(path), st.st_mtime_ns, st.st_size) if cache_dir is None else \
+        _known_uv_version(cache_dir, str(path), st)
     if isinstance(version, str):  # what it printed instead of "uv X.Y.Z"
         named = f"{UV_ENV_VAR}={explicit}" if explicit else str(path)
         raise UvextraError(
@@ -93,9 +108,26 @@ def find_uv() -> Uv:
     return Uv(path=str(path), version=version)
 
 
+def _known_uv_version(cache_dir: Path, path: str, st: os.stat_result) -> Version | str:
+    from . import cache as _cache
+
+    entry = _cache.entry(cache_dir, "uv", path, f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+    known = _cache.read_json(entry, lambda data: Version(data["version"]))
+    if known is not None:
+        return known
+    version = _uv_version(path, st.st_mtime_ns, st.st_size)
+    # Kept only where uvextra has been at work already: a command refused before it starts leaves the venv as it
+    # was. What a binary answered instead of a version is asked again next time.
+    if isinstance(version, Version) and cache_dir.is_dir():
+        _cache.write_json(entry, {"version": str(version)})
+    return version
+
+
 @cache
 def _uv_version(path: str, _mtime: int, _size: int) -> Version | str:
     """uv's version, or (a str) a short account of what the binary answered instead."""
+    import subprocess
+
     try:
         proc = subprocess.run([path, "--version"], capture_output=True, text=True, encoding="utf-8",
                               errors="replace", timeout=30, stdin=subprocess.DEVNULL, env=_no_color(os.environ))
@@ -155,6 +187,9 @@ def run_uv(
 
     Ctrl-C / a kernel interrupt terminates uv (its whole process group) and raises :class:`Interrupted`.
     """
+    import subprocess
+    import threading
+
     cmd = [uv.path, *NO_COLOR_ARGS, *args]
     try:
         proc = subprocess.Popen(
@@ -184,10 +219,15 @@ def run_uv(
             timer.cancel()
         if proc.poll() is None:
             _kill_group(proc)
+        if proc.stdout is not None:  # the pipe too: an unclosed one warns (ResourceWarning) when collected
+            proc.stdout.close()
     return UvResult(proc.returncode, lines)
 
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
+    import signal
+    import subprocess
+
     if proc.poll() is not None:
         return
     for sig, wait in ((signal.SIGINT, 3.0), (signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
@@ -205,6 +245,8 @@ def _kill_group(proc: subprocess.Popen[str]) -> None:
 
 def capture_uv(uv: Uv, args: Sequence[str], env: Environment, *, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run a short uv query (export, --version) and capture its output; stderr is redacted."""
+    import subprocess
+
     try:
         proc = subprocess.run(
             [uv.path, *NO_COLOR_ARGS, *args], cwd=cwd, env=uv_environ(env), stdin=subprocess.DEVNULL,
