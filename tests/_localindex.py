@@ -1,45 +1,30 @@
-"""Tiny but real wheels, served as real package indexes, for tests and ``uvextra demo``.
+"""Test support: the demo's stand-in wheels plus what only the tests need, served as real package indexes.
 
-This module builds small wheels (a few KB each, byte-for-byte deterministic) and serves
-them over HTTP on 127.0.0.1 so that the *real* ``uv`` (any version) can lock, sync and
-``uv pip install`` against them without touching the network.  It only needs the standard
-library and :mod:`packaging`.
+The wheels themselves (a stand-in torch, torchvision, torch's dependencies) and the project writer are the demo's,
+shipped in :mod:`uvextra._demo_wheels`; this module adds the test harness around them, so that the *real* ``uv``
+(any version) can lock, sync and ``uv pip install`` against them without touching the network.
 
-What it offers
---------------
-:func:`build_wheel`
-    Writes one valid wheel (``METADATA`` 2.1, ``WHEEL`` with ``Tag:`` lines, ``RECORD``
-    with the sha256 of every file, file name escaped per the binary distribution spec,
-    local versions such as ``2.9.0+cpu`` allowed).  uv and pip install it.
+What it adds
+------------
 :func:`torch_files`
-    The files of a stand-in ``torch`` whose API answers like the real one
-    (``torch.__version__``, ``torch.version.cuda``/``hip``, ``torch.cuda.is_available()``,
-    ``device_count()``, ``get_device_name()``, ``get_device_capability()``) plus
-    ``torch._build`` (a build label, so two builds with the same version differ in content).
-    ``torch.cuda.is_available()`` is true only for a CUDA build on a machine with an NVIDIA
-    driver (``/proc/driver/nvidia/version`` exists, the same test the real one boils down to)
-    and ``UVEXTRA_FAKE_GPU`` is not ``"0"``; for a ROCm (hip) build the device is ``/dev/kfd``.
-    ``UVEXTRA_FAKE_TORCH_CRASH=1`` makes ``import torch`` abort the process and
-    ``UVEXTRA_FAKE_TORCH_HANG=1`` makes it hang (for probe tests).
+    The demo's stand-in ``torch`` with fault switches for probe tests: ``UVEXTRA_FAKE_TORCH_CRASH=1`` makes
+    ``import torch`` abort the process, ``UVEXTRA_FAKE_TORCH_HANG=1`` makes it hang, and ``UVEXTRA_FAKE_GPU=0``
+    makes ``torch.cuda.is_available()`` false on a machine with a driver.
 :func:`build_demo_indexes`
-    One folder of wheels per index, mirroring the real world (see :data:`DEMO_TORCH_BUILDS`):
-    ``pypi`` (``torch 2.9.0`` CUDA build with ``nvidia-*``/``triton`` requirements, and
-    ``2.8.0``), ``cpu`` (``2.9.0+cpu``, ``2.8.0+cpu``), ``cu128`` (``2.9.0+cu128``),
-    ``mirror`` (a CPU ``torch 2.9.0`` with pypi's exact version string *and* requirements:
-    only recorded provenance tells them apart) and ``mirror-meta`` (a CPU ``torch 2.9.0``
-    whose requirements differ).  Each index also holds the dependency closure of its torch
-    wheels (identical files, so identical hashes).  ``kernelish=True`` adds an index with
-    stand-ins for ``ipykernel``/``tornado``/``comm``.
+    One folder of wheels per index (:data:`DEMO_INDEXES`): the demo's ``pypi`` (``torch 2.9.0`` CUDA build with
+    ``nvidia-*``/``triton`` requirements, and ``2.8.0``), ``cpu`` (``2.9.0+cpu``, ``2.8.0+cpu``), ``cu128``
+    (``2.9.0+cu128``), ``mirror`` (a CPU ``torch 2.9.0`` with pypi's exact version string *and* requirements: only
+    recorded provenance tells them apart), plus ``mirror-meta`` (a CPU ``torch 2.9.0`` whose requirements differ),
+    each torch with the fault switches.  ``kernelish=True`` adds an index with stand-ins for
+    ``ipykernel``/``tornado``/``comm``.
 :class:`IndexServer`
-    A context manager serving such a root folder: a PEP 503 simple index per folder
-    (``simple_url(index)``, with ``#sha256=`` links and PEP 658/714 metadata files), a flat
-    page of links per folder (``flat_url(index)``, for ``format = "flat"``), optional HTTP
-    basic auth, and ``stop()``/``start()`` on the same port (for "index unreachable" tests).
-    :func:`flat_path` gives a folder to use as a flat index by path.
+    A context manager serving such a root folder: a PEP 503 simple index per folder (``simple_url(index)``, with
+    ``#sha256=`` links and PEP 658/714 metadata files), a flat page of links per folder (``flat_url(index)``, for
+    ``format = "flat"``), optional HTTP basic auth, stalled requests (``delay``), and ``stop()``/``start()`` on the
+    same port (for "index unreachable" tests).  :func:`flat_path` gives a folder to use as a flat index by path.
 :func:`write_project`
-    A ``pyproject.toml`` shaped like the one in astral-sh/uv#16368 (conflicting extras, one
-    explicit index per extra, ``[tool.uv.sources] torch = [...]``) whose default index is a
-    local one, so ``uv lock``/``uv sync`` run offline.
+    The demo's project writer (:func:`uvextra._demo_wheels.write_project`), plus ``package=True``: a
+    ``[build-system]`` with a stdlib-only in-tree backend.
 
 Findings about uv that shaped this module (uv 0.9.4 and 0.13.9, checked)
 -----------------------------------------------------------------------
@@ -67,48 +52,55 @@ import html
 import io
 import json
 import os
-import re
+import sys
 import threading
 import zipfile
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from packaging.tags import parse_tag
 from packaging.utils import canonicalize_name, parse_wheel_filename
-from packaging.version import Version
+
+from uvextra import _demo_wheels
+from uvextra._demo_wheels import DEMO_TORCH_BUILDS, Dist, TorchBuild, build_wheel, module_files, write_dist
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI
+    import tomli as tomllib
 
 __all__ = [
     "DEMO_INDEXES",
-    "DEMO_TORCH_BUILDS",
     "KERNELISH_INDEX",
     "IndexServer",
-    "TorchBuild",
     "build_demo_indexes",
     "build_wheel",
     "flat_path",
-    "iter_wheels",
     "normalize_name",
     "torch_files",
-    "torchvision_files",
-    "wheel_filename",
     "write_project",
 ]
-
-#: Fixed zip timestamp: rebuilding a wheel gives the very same bytes (and sha256).
-_ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 
 #: Names of the indexes :func:`build_demo_indexes` writes (without the opt-in ``kernelish``).
 DEMO_INDEXES: tuple[str, ...] = ("pypi", "cpu", "cu128", "mirror", "mirror-meta")
 #: Name of the opt-in index with stand-ins for ``ipykernel``, ``tornado`` and ``comm``.
 KERNELISH_INDEX = "kernelish"
+#: The demo's torch builds and one more: a CPU ``torch 2.9.0`` whose requirements differ from PyPI's.
+TEST_TORCH_BUILDS: dict[str, tuple[TorchBuild, ...]] = {
+    **DEMO_TORCH_BUILDS,
+    "mirror-meta": (TorchBuild("2.9.0", None, "mirror-meta", ("filelock",)),),
+}
 
-
-# --------------------------------------------------------------------------- wheels
+_KERNELISH: tuple[Dist, ...] = (
+    Dist("ipykernel", "7.4.0", module_files("ipykernel", "7.4.0"), ("tornado>=6.2", "comm>=0.1.1")),
+    Dist("tornado", "6.5.2", module_files("tornado", "6.5.2")),
+    Dist("comm", "0.2.3", module_files("comm", "0.2.3")),
+)
 
 
 def normalize_name(name: str) -> str:
@@ -116,98 +108,9 @@ def normalize_name(name: str) -> str:
     return str(canonicalize_name(name))
 
 
-def _escape_dist_name(name: str) -> str:
-    """Distribution name as written in wheel file names and ``.dist-info`` folders."""
-    return re.sub(r"[-_.]+", "_", name).lower()
+# --------------------------------------------------------------------------- stand-in torch with fault switches
 
-
-def wheel_filename(name: str, version: str, tag: str = "py3-none-any") -> str:
-    """File name of the wheel :func:`build_wheel` writes for ``name``/``version``/``tag``."""
-    return f"{_escape_dist_name(name)}-{Version(version)}-{tag}.whl"
-
-
-def _record_hash(data: bytes) -> str:
-    digest = hashlib.sha256(data).digest()
-    return "sha256=" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-def _zip_info(arcname: str) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(arcname, date_time=_ZIP_DATE)
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.external_attr = 0o644 << 16
-    info.create_system = 3  # unix, whatever the host
-    return info
-
-
-def build_wheel(
-    dest: Path,
-    name: str,
-    version: str,
-    files: dict[str, str],
-    requires: Sequence[str] = (),
-    tag: str = "py3-none-any",
-    extra_metadata: str = "",
-) -> Path:
-    """Write a valid, deterministic wheel into folder ``dest`` and return its path.
-
-    ``files`` maps paths inside the wheel (``"pkg/__init__.py"``) to their text.
-    ``requires`` become ``Requires-Dist`` lines; ``extra_metadata`` (already formatted
-    ``Key: value`` lines) is appended to ``METADATA``.  ``tag`` may be a compressed tag set
-    (``py2.py3-none-any``); every tag it expands to gets a ``Tag:`` line in ``WHEEL``.
-    """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    norm_version = str(Version(version))
-    dist = _escape_dist_name(name)
-    dist_info = f"{dist}-{norm_version}.dist-info"
-    tags = sorted(str(t) for t in parse_tag(tag))
-    pure = all(t.endswith("-none-any") for t in tags)
-
-    metadata_lines = [
-        "Metadata-Version: 2.1",
-        f"Name: {name}",
-        f"Version: {norm_version}",
-        f"Summary: Stand-in {name} built by uvextra._localindex (not the real project)",
-    ]
-    metadata_lines += [f"Requires-Dist: {req}" for req in requires]
-    extra = extra_metadata.strip("\n")
-    if extra:
-        metadata_lines += extra.splitlines()
-    metadata = "\n".join(metadata_lines) + "\n\n"
-
-    wheel_meta = "\n".join(
-        [
-            "Wheel-Version: 1.0",
-            "Generator: uvextra._localindex",
-            f"Root-Is-Purelib: {'true' if pure else 'false'}",
-            *[f"Tag: {t}" for t in tags],
-        ]
-    ) + "\n"
-
-    members: list[tuple[str, bytes]] = [
-        (path, text.encode("utf-8")) for path, text in sorted(files.items())
-    ]
-    members.append((f"{dist_info}/METADATA", metadata.encode("utf-8")))
-    members.append((f"{dist_info}/WHEEL", wheel_meta.encode("utf-8")))
-    record_lines = [f"{path},{_record_hash(data)},{len(data)}" for path, data in members]
-    record_lines.append(f"{dist_info}/RECORD,,")
-    members.append((f"{dist_info}/RECORD", ("\n".join(record_lines) + "\n").encode("utf-8")))
-
-    out = dest / f"{dist}-{norm_version}-{tag}.whl"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for path, data in members:
-            zf.writestr(_zip_info(path), data, compresslevel=6)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, out)
-    return out
-
-
-# --------------------------------------------------------------------------- stand-in torch
-
-_TORCH_INIT = '''\
-"""Stand-in for torch, built by uvextra._localindex: NOT the real PyTorch."""
+_FAULTS = """\
 import os as _os
 
 if _os.environ.get("UVEXTRA_FAKE_TORCH_CRASH") == "1":
@@ -218,291 +121,44 @@ if _os.environ.get("UVEXTRA_FAKE_TORCH_HANG") == "1":
     while True:
         _time.sleep(3600)
 
-__version__ = {version!r}
-_build = {build_label!r}
-
-from torch import version as version  # noqa: E402
-from torch import cuda as cuda  # noqa: E402
-'''
-
-_TORCH_VERSION = '''\
-"""torch.version of the uvextra stand-in torch."""
-__version__ = {version!r}
-cuda = {cuda!r}
-hip = {hip!r}
-git_version = "0000000000000000000000000000000000000000"
-debug = False
-'''
-
-_TORCH_CUDA = '''\
-"""torch.cuda of the uvextra stand-in torch: answers like the real one, owns no GPU."""
-import os as _os
-
-from torch import version as _version
-
-_FAKE_NAME = "NVIDIA Fake GPU" if _version.hip is None else "AMD Fake GPU"
-_FAKE_CAPABILITY = (9, 0)
+"""
 
 
-def _compiled() -> bool:
-    return _version.cuda is not None or _version.hip is not None
+# Appended to torch/cuda/__init__.py: the functions that ask is_available() find this one.
+_HIDE_GPU = """
 
-
-def _driver_present() -> bool:
-    if _version.hip is not None:
-        return _os.path.exists("/dev/kfd")
-    return _os.path.exists("/proc/driver/nvidia/version")
+_driver_is_available = is_available
 
 
 def is_available() -> bool:
-    if not _compiled():
-        return False
-    if _os.environ.get("UVEXTRA_FAKE_GPU") == "0":
-        return False
-    return _driver_present()
+    return _os.environ.get("UVEXTRA_FAKE_GPU") != "0" and _driver_is_available()
+"""
 
 
-def device_count() -> int:
-    if not is_available():
-        return 0
-    gpus = "/proc/driver/nvidia/gpus"
-    try:
-        return max(1, len(_os.listdir(gpus)))
-    except OSError:
-        return 1
-
-
-def _check(device: int) -> None:
-    if not _compiled():
-        raise AssertionError("Torch not compiled with CUDA enabled")
-    if not is_available():
-        raise RuntimeError(
-            "Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU "
-            "and installed a driver"
-        )
-    if not 0 <= int(device) < device_count():
-        raise RuntimeError("Invalid device ordinal")
-
-
-def current_device() -> int:
-    _check(0)
-    return 0
-
-
-def get_device_name(device: int = 0) -> str:
-    _check(device)
-    return _FAKE_NAME
-
-
-def get_device_capability(device: int = 0) -> "tuple[int, int]":
-    _check(device)
-    return _FAKE_CAPABILITY
-'''
-
-
-def torch_files(
-    version: str, cuda: str | None, hip: str | None = None, build_label: str = ""
-) -> dict[str, str]:
-    """Files of a stand-in ``torch`` package for :func:`build_wheel`.
-
-    ``version`` is the full version (``"2.9.0+cu128"``), ``cuda`` the CUDA version the build
-    claims (``"12.8"``, or ``None`` for CPU/ROCm builds), ``hip`` the ROCm version or ``None``.
-    ``build_label`` ends up as ``torch._build`` so two builds of the same version differ.
-    """
-    norm = str(Version(version))
-    return {
-        "torch/__init__.py": _TORCH_INIT.format(version=norm, build_label=build_label),
-        "torch/version.py": _TORCH_VERSION.format(version=norm, cuda=cuda, hip=hip),
-        "torch/cuda/__init__.py": _TORCH_CUDA,
-    }
-
-
-def _module_files(import_name: str, version: str) -> dict[str, str]:
-    """A one-file stand-in package ``import_name`` with ``__version__``."""
-    body = (
-        f'"""Stand-in {import_name} built by uvextra._localindex."""\n'
-        f"__version__ = {str(Version(version))!r}\n"
-    )
-    # "nvidia/cublas": a part of the ``nvidia`` namespace package (no nvidia/__init__.py).
-    return {f"{import_name}/__init__.py": body}
-
-
-_TORCHVISION_INIT = '''\
-"""Stand-in torchvision, built by uvextra._localindex: fails to load beside a torch of another flavour, as the
-real one does (pytorch/vision#9077)."""
-import torch as _torch
-
-from torchvision.version import __version__, cuda as _built_cuda
-
-if _built_cuda is not None and getattr(_torch.version, "cuda", None) is None:
-    raise RuntimeError("operator torchvision::nms does not exist")
-from torchvision import ops as ops  # noqa: E402
-'''
-
-_TORCHVISION_OPS = '''\
-def nms(boxes, scores, iou_threshold):
-    """Keep the best box of every overlapping group (plain lists; the real one takes tensors)."""
-    def iou(a, b):
-        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = w * h
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-        return inter / union if union else 0.0
-    boxes, scores = [list(map(float, b)) for b in boxes], [float(s) for s in scores]
-    keep = []
-    for i in sorted(range(len(boxes)), key=lambda i: -scores[i]):
-        if all(iou(boxes[i], boxes[k]) <= iou_threshold for k in keep):
-            keep.append(i)
-    return keep
-'''
-
-
-def torchvision_files(version: str, cuda: str | None) -> dict[str, str]:
-    """A stand-in ``torchvision``: ``version.py`` says the build's full version (PyPI's CUDA build says
-    ``0.24.0+cu128`` while its METADATA says ``0.24.0``); a CUDA build ships ``torchvision.libs/libcudart.so.N``
-    and a ``_C.so`` naming ``libc10_cuda.so`` / ``libtorch_cuda.so``, and refuses to load beside a CPU torch."""
-    files = {
-        "torchvision/__init__.py": _TORCHVISION_INIT,
-        "torchvision/version.py": f"__version__ = {version!r}\ncuda = {cuda!r}\n",
-        "torchvision/ops.py": _TORCHVISION_OPS,
-    }
-    if cuda is not None:
-        major = cuda.split(".")[0]
-        files[f"torchvision.libs/libcudart.so.{major}"] = "stand-in CUDA runtime\n"
-        # Not an ELF: uvextra falls back to the soname strings the bytes carry.
-        files["torchvision/_C.so"] = "\0libc10.so\0libc10_cuda.so\0libtorch_cuda.so\0libtorch_cpu.so\0"
-    else:
-        files["torchvision/_C.so"] = "\0libc10.so\0libtorch_cpu.so\0"
+def torch_files(version: str, cuda: str | None, hip: str | None = None, build_label: str = "") -> dict[str, str]:
+    """The demo's stand-in torch (:func:`uvextra._demo_wheels.torch_files`), its ``import`` failing on demand
+    (``UVEXTRA_FAKE_TORCH_CRASH=1``, ``UVEXTRA_FAKE_TORCH_HANG=1``) and its GPU hidden by ``UVEXTRA_FAKE_GPU=0``."""
+    files = _demo_wheels.torch_files(version, cuda, hip, build_label)
+    docstring, _, body = files["torch/__init__.py"].partition("\n")
+    files["torch/__init__.py"] = f"{docstring}\n{_FAULTS}{body}"
+    files["torch/cuda/__init__.py"] += _HIDE_GPU
     return files
 
 
-# --------------------------------------------------------------------------- demo indexes
-
-
-@dataclass(frozen=True)
-class _Dist:
-    name: str
-    version: str
-    files: dict[str, str]
-    requires: tuple[str, ...] = ()
-    extra_metadata: str = ""
-
-
-@dataclass(frozen=True)
-class TorchBuild:
-    """One stand-in torch wheel of the demo indexes."""
-
-    version: str
-    cuda: str | None
-    build_label: str
-    requires: tuple[str, ...] = field(default_factory=tuple)
-    hip: str | None = None
-
-
-# torch's small pure-Python dependencies. Not typing-extensions: the demo switches a kernel's own venv, and a stub
-# in place of the real typing_extensions would kill jupyter_client and IPython there.
-_COMMON = ("filelock",)
-_NVIDIA_290 = (
-    "nvidia-cublas-cu12==12.8.4.1",
-    "nvidia-cuda-runtime-cu12==12.8.90",
-    "triton==3.5.0",
-)
-_NVIDIA_280 = (
-    "nvidia-cublas-cu12==12.8.4.1",
-    "nvidia-cuda-runtime-cu12==12.8.90",
-    "triton==3.4.0",
-)
-
-#: The torch wheels of each demo index (the build label is ``torch._build``).
-DEMO_TORCH_BUILDS: dict[str, tuple[TorchBuild, ...]] = {
-    "pypi": (
-        TorchBuild("2.9.0", "12.8", "pypi-cu128", _NVIDIA_290 + _COMMON),
-        TorchBuild("2.8.0", "12.8", "pypi-cu128", _NVIDIA_280 + _COMMON),
-    ),
-    "cpu": (
-        TorchBuild("2.9.0+cpu", None, "cpu", _COMMON),
-        TorchBuild("2.8.0+cpu", None, "cpu", _COMMON),
-    ),
-    "cu128": (TorchBuild("2.9.0+cu128", "12.8", "cu128", _NVIDIA_290 + _COMMON),),
-    "mirror": (TorchBuild("2.9.0", None, "mirror-cpu", _NVIDIA_290 + _COMMON),),
-    "mirror-meta": (TorchBuild("2.9.0", None, "mirror-meta", _COMMON),),
-}
-
-#: Stand-in torchvision per index: (METADATA version, version.py's version, CUDA version or None). Each pins
-#: ``torch==2.9.0``, which ``2.9.0+cpu`` satisfies: an unrouted torchvision resolves to PyPI's CUDA build.
-DEMO_TORCHVISION: dict[str, tuple[tuple[str, str, str | None], ...]] = {
-    "pypi": (("0.24.0", "0.24.0+cu128", "12.8"),),
-    "cpu": (("0.24.0+cpu", "0.24.0+cpu", None),),
-    "cu128": (("0.24.0+cu128", "0.24.0+cu128", "12.8"),),
-}
-
-_SUPPORT: dict[str, _Dist] = {
-    d.name: d
-    for d in (
-        _Dist("numpy", "2.3.4", _module_files("numpy", "2.3.4"), (), "Requires-Python: >=3.10"),
-        _Dist("filelock", "3.20.0", _module_files("filelock", "3.20.0")),
-        _Dist("nvidia-cublas-cu12", "12.8.4.1", _module_files("nvidia/cublas", "12.8.4.1")),
-        _Dist("nvidia-cuda-runtime-cu12", "12.8.90",
-              _module_files("nvidia/cuda_runtime", "12.8.90")),
-        _Dist("triton", "3.5.0", _module_files("triton", "3.5.0")),
-        _Dist("triton==3.4.0", "3.4.0", _module_files("triton", "3.4.0")),
-    )
-}
-
-_KERNELISH: tuple[_Dist, ...] = (
-    _Dist("ipykernel", "7.4.0", _module_files("ipykernel", "7.4.0"),
-          ("tornado>=6.2", "comm>=0.1.1")),
-    _Dist("tornado", "6.5.2", _module_files("tornado", "6.5.2")),
-    _Dist("comm", "0.2.3", _module_files("comm", "0.2.3")),
-)
-
-
-def _support_for(requirement: str) -> _Dist:
-    if requirement in _SUPPORT:
-        return _SUPPORT[requirement]
-    name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
-    return _SUPPORT[name]
-
-
-def _write_dist(folder: Path, dist: _Dist) -> Path:
-    name = dist.name.split("==")[0]
-    return build_wheel(folder, name, dist.version, dist.files, dist.requires,
-                       extra_metadata=dist.extra_metadata)
-
-
 def build_demo_indexes(root: Path, *, kernelish: bool = False) -> dict[str, Path]:
-    """Write one folder of wheels per demo index under ``root``; return ``{index: folder}``.
+    """Write one folder of wheels per index of :data:`DEMO_INDEXES` under ``root``; return ``{index: folder}``.
 
-    Indexes: ``pypi``, ``cpu``, ``cu128``, ``mirror``, ``mirror-meta`` (see
-    :data:`DEMO_TORCH_BUILDS`); the ``pypi`` index also holds ``numpy``, ``filelock``,
-    the ``nvidia-*`` stubs and ``triton``.  Every other index holds the
-    dependency closure of its torch wheels, like the real PyTorch indexes do.  With
-    ``kernelish=True`` a ``kernelish`` index with stand-ins for ``ipykernel`` (requires
-    ``tornado``, ``comm``), ``tornado`` and ``comm`` is added.  Deterministic: calling it again
-    rewrites identical files.
+    See :func:`uvextra._demo_wheels.build_indexes`; the torch wheels here have the fault switches of
+    :func:`torch_files`.  With ``kernelish=True`` a ``kernelish`` index with stand-ins for ``ipykernel`` (requires
+    ``tornado``, ``comm``), ``tornado`` and ``comm`` is added.  Deterministic: calling it again rewrites identical
+    files.
     """
-    root = Path(root)
-    out: dict[str, Path] = {}
-    for index, builds in DEMO_TORCH_BUILDS.items():
-        folder = root / index
-        folder.mkdir(parents=True, exist_ok=True)
-        needed: set[str] = set()
-        for build in builds:
-            build_wheel(folder, "torch", build.version,
-                        torch_files(build.version, build.cuda, build.hip, build.build_label),
-                        build.requires, extra_metadata="Requires-Python: >=3.10")
-            needed.update(build.requires)
-        if index == "pypi":
-            needed.update(_SUPPORT)
-        for tv_version, tv_full, cuda in DEMO_TORCHVISION.get(index, ()):
-            build_wheel(folder, "torchvision", tv_version, torchvision_files(tv_full, cuda), ("torch==2.9.0",))
-        for requirement in sorted(needed):
-            _write_dist(folder, _support_for(requirement))
-        out[index] = folder
+    out = _demo_wheels.build_indexes(
+        root, TEST_TORCH_BUILDS, lambda b: torch_files(b.version, b.cuda, b.hip, b.build_label))
     if kernelish:
-        folder = root / KERNELISH_INDEX
+        folder = Path(root) / KERNELISH_INDEX
         for dist in _KERNELISH:
-            _write_dist(folder, dist)
+            write_dist(folder, dist)
         out[KERNELISH_INDEX] = folder
     return out
 
@@ -856,7 +512,7 @@ class IndexServer:
 
 _BACKEND_MODULE = "uvextra_tiny_backend"
 
-_BACKEND_SOURCE = r'''"""A stdlib-only PEP 517/660 build backend written by uvextra._localindex.
+_BACKEND_SOURCE = r'''"""A stdlib-only PEP 517/660 build backend written by the tests' _localindex.
 
 It lets uv build and install the project with no index at all: ``requires = []``.
 It only knows a src layout: ``src/<import name>/``.
@@ -869,7 +525,7 @@ import re
 import zipfile
 
 _DATE = (2020, 1, 1, 0, 0, 0)
-# [project] as written by uvextra._localindex.write_project, used where tomllib is missing.
+# [project] as written by the tests' _localindex.write_project, used where tomllib is missing.
 _WRITTEN = json.loads(%(written)s)
 
 
@@ -975,161 +631,24 @@ def build_sdist(sdist_directory, config_settings=None):
 '''
 
 
-def _toml_str(value: str) -> str:
-    """A TOML basic string (JSON string escaping is valid TOML for these values)."""
-    return json.dumps(value)
+def write_project(path: Path, indexes: Mapping[str, str | os.PathLike[str]], *, package: bool = False,
+                  **options: Any) -> Path:
+    """:func:`uvextra._demo_wheels.write_project` (its ``options``), and with ``package=True`` a package project.
 
-
-def _index_url_value(url: str | os.PathLike[str]) -> str:
-    if isinstance(url, os.PathLike):
-        return str(Path(url).resolve())
-    return url
-
-
-def write_project(
-    path: Path,
-    indexes: Mapping[str, str | os.PathLike[str]],
-    *,
-    name: str = "moo",
-    extras: Sequence[str] = ("cpu", "cu128", "pypi"),
-    default_index: str | os.PathLike[str] | None = None,
-    extra_deps: Sequence[str] = ("numpy",),
-    requires_python: str = ">=3.10",
-    flat: Collection[str] = (),
-    package: bool = False,
-    torch_requirement: str = "torch>=2.8.0",
-    companions: Sequence[str] = (),
-    routed: Collection[str] = (),
-    groups: bool = False,
-    more_extras: Mapping[str, Sequence[str]] | None = None,
-    more_groups: Mapping[str, Sequence[str]] | None = None,
-    uv_settings: Sequence[str] = (),
-) -> Path:
-    """Write a project shaped like astral-sh/uv#16368's into folder ``path``; return the folder.
-
-    ``indexes`` maps each extra to the URL of the index its ``torch`` comes from (a simple
-    index URL, or for extras named in ``flat`` a flat index URL or folder, written with
-    ``format = "flat"``).  Each extra gets ``[[tool.uv.index]] name = "pytorch-<extra>"``,
-    ``explicit = true``, and ``[tool.uv.sources] torch = [{ index = ..., extra = ... }]``;
-    the extras form one ``[tool.uv] conflicts`` set.  ``default_index`` becomes an index with
-    ``default = true`` so ``numpy`` and torch's dependencies resolve from a local index
-    (``None``: the ``pypi`` extra's URL when that is a simple index; otherwise uv's own
-    default, which needs the network).
-
-    ``package=False`` (default) writes no ``[build-system]``, exactly like the seed: uv then
-    treats the project as virtual and never needs a build backend, so everything works
-    offline.  ``package=True`` adds ``[build-system]`` with ``requires = []`` and a stdlib-only
-    in-tree backend (``backend-path = ["_backend"]``, written into the project): any real
-    backend would have to be fetched from an index, and ours are local and carry none.
-    ``src/<name>/__init__.py`` is written in both cases.
-
-    ``groups=True`` declares the backends as ``[dependency-groups]`` (conflicts and sources then say
-    ``group = …``). ``more_extras`` / ``more_groups`` add extras / groups outside the conflict set (``plot``,
-    ``dev``); ``uv_settings`` are more lines for ``[tool.uv]`` (``default-groups = []``).
+    ``package=False`` (default) writes no ``[build-system]``, exactly like the seed: uv then treats the project as
+    virtual and never needs a build backend, so everything works offline.  ``package=True`` adds ``[build-system]``
+    with ``requires = []`` and a stdlib-only in-tree backend (``backend-path = ["_backend"]``, written into the
+    project): any real backend would have to be fetched from an index, and ours are local and carry none.
     """
-    kind = "group" if groups else "extra"
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    import_name = _escape_dist_name(name)
-    flat_set = set(flat)
-
-    if default_index is None and "pypi" in indexes and "pypi" not in flat_set:
-        default_index = indexes["pypi"]
-
-    lines: list[str] = [
-        "[project]",
-        f"name = {_toml_str(name)}",
-        'version = "0.1.0"',
-        f"requires-python = {_toml_str(requires_python)}",
-        "dependencies = [" + ", ".join(_toml_str(d) for d in extra_deps) + "]",
-        "",
-    ]
-    if extras:
-        lines += ["", "[dependency-groups]" if groups else "[project.optional-dependencies]"]
-        for extra in extras:
-            lines += [f"{extra} = [", f"  {_toml_str(torch_requirement)},",
-                      *(f"  {_toml_str(c)}," for c in companions), "]"]
-        lines += _table_lines((more_groups if groups else more_extras) or {})
-        lines.append("")
-    if (more_extras if groups else more_groups) or (not extras and (more_extras or more_groups)):
-        for header, table in (("[project.optional-dependencies]", more_extras), ("[dependency-groups]", more_groups)):
-            if table and (not extras or (header == "[dependency-groups]") != groups):
-                lines += ["", header, *_table_lines(table), ""]
+    path = _demo_wheels.write_project(path, indexes, **options)
     if package:
-        lines += [
-            "",
-            "[build-system]",
-            "requires = []",
-            f'build-backend = "{_BACKEND_MODULE}"',
-            'backend-path = ["_backend"]',
-            "",
-        ]
-    lines += ["", "[tool.uv]", *uv_settings]
-    if len(extras) >= 2:
-        lines += ["conflicts = [", "  ["]
-        lines += [f"    {{ {kind} = {_toml_str(e)} }}," for e in extras]
-        lines += ["  ],", "]"]
-    lines.append("")
-
-    sourced = [e for e in extras if e in indexes]
-    if sourced:
-        lines += ["", "[tool.uv.sources]", "torch = ["]
-        lines += [
-            f"  {{ index = {_toml_str('pytorch-' + e)}, {kind} = {_toml_str(e)} }},"
-            for e in sourced
-        ]
-        lines += ["]", ""]
-        for name in routed:  # companions routed like torch (``companions`` not named here are left to the default)
-            lines += [f"{name} = ["]
-            lines += [f"  {{ index = {_toml_str('pytorch-' + e)}, {kind} = {_toml_str(e)} }}," for e in sourced]
-            lines += ["]", ""]
-    for extra in sourced:
-        lines += [
-            "",
-            "[[tool.uv.index]]",
-            f"name = {_toml_str('pytorch-' + extra)}",
-            f"url = {_toml_str(_index_url_value(indexes[extra]))}",
-        ]
-        if extra in flat_set:
-            lines.append('format = "flat"')
-        lines.append("explicit = true")
-    if default_index is not None:
-        lines += [
-            "",
-            "[[tool.uv.index]]",
-            'name = "default"',
-            f"url = {_toml_str(_index_url_value(default_index))}",
-            "default = true",
-        ]
-        if "default" in flat_set:  # ``flat=(…, "default")``: the default index is a flat one (a folder of wheels)
-            lines.append('format = "flat"')
-    (path / "pyproject.toml").write_text("\n".join(lines).strip("\n") + "\n", encoding="utf-8")
-
-    pkg = path / "src" / import_name
-    pkg.mkdir(parents=True, exist_ok=True)
-    init = pkg / "__init__.py"
-    if not init.exists():
-        init.write_text(f'"""The {name} demo project."""\n', encoding="utf-8")
-    if package:
+        pyproject = path / "pyproject.toml"
+        text = pyproject.read_text(encoding="utf-8")
+        pyproject.write_text(text + "\n[build-system]\nrequires = []\n"
+                             f'build-backend = "{_BACKEND_MODULE}"\nbackend-path = ["_backend"]\n', encoding="utf-8")
+        written = tomllib.loads(text)["project"]  # what the backend reads where tomllib is missing
         backend = path / "_backend"
         backend.mkdir(exist_ok=True)
-        written = {
-            "name": name,
-            "version": "0.1.0",
-            "requires-python": requires_python,
-            "dependencies": list(extra_deps),
-            "optional-dependencies": {**{e: [torch_requirement, *companions] for e in (() if groups else extras)},
-                                      **{e: list(r) for e, r in (more_extras or {}).items()}},
-        }
         source = _BACKEND_SOURCE.replace("%(written)s", repr(json.dumps(written)))
         (backend / f"{_BACKEND_MODULE}.py").write_text(source, encoding="utf-8")
     return path
-
-
-def _table_lines(table: Mapping[str, Sequence[str]]) -> list[str]:
-    return [line for key, reqs in table.items() for line in (f"{key} = [", *(f"  {_toml_str(r)}," for r in reqs), "]")]
-
-
-def iter_wheels(folder: Path) -> Iterator[Path]:
-    """The wheels of an index folder, sorted by name."""
-    yield from sorted(Path(folder).glob("*.whl"))

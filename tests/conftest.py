@@ -1,7 +1,7 @@
 """Shared pytest fixtures: real uv binaries, real local package indexes, real projects.
 
 Everything here runs the real ``uv`` against indexes served on 127.0.0.1 by
-:class:`uvextra._localindex.IndexServer`; nothing is mocked and nothing reaches the network
+:class:`_localindex.IndexServer` (this folder's test harness); nothing is mocked and nothing reaches the network
 (except the one-time install of the old uv 0.9.4 binary, see ``uv_old``).
 
 Fixtures
@@ -22,10 +22,10 @@ Fixtures
     instead.  Skips (with the reason) only when it cannot be installed.
 ``index_root`` (session)
     ``Path`` of a folder holding one folder of wheels per index: the demo indexes of
-    :func:`uvextra._localindex.build_demo_indexes` (``pypi``, ``cpu``, ``cu128``, ``mirror``,
+    :func:`_localindex.build_demo_indexes` (``pypi``, ``cpu``, ``cu128``, ``mirror``,
     ``mirror-meta``) plus ``kernelish`` (stand-ins for ``ipykernel``, ``tornado``, ``comm``).
 ``index_server`` (session)
-    A started :class:`~uvextra._localindex.IndexServer` serving ``index_root``.  Do not stop
+    A started :class:`~_localindex.IndexServer` serving ``index_root``.  Do not stop
     it; for "index unreachable" tests start your own ``IndexServer(index_root)``.
 ``make_project`` (function)
     Factory ``make_project(extras_map=None, *, lock=True, **write_project_kwargs) -> Path``:
@@ -52,7 +52,7 @@ import pytest
 if importlib.util.find_spec("uvextra") is None:  # not installed (yet): use the source tree
     sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
 
-from uvextra._localindex import (  # noqa: E402
+from _localindex import (  # noqa: E402 - after the source tree is on sys.path: it imports uvextra._demo_wheels
     IndexServer,
     build_demo_indexes,
     write_project,
@@ -221,7 +221,7 @@ def make_project(
 
         Index names become ``simple_url(name)``, or ``flat_url(name)`` for extras listed in
         ``flat=``.  The default index is the local ``pypi`` one.  Other keyword arguments go
-        to :func:`uvextra._localindex.write_project`.
+        to :func:`_localindex.write_project`.
         """
         if extras_map is None:
             extras_map = {"cpu": "cpu", "cu128": "cu128", "pypi": "pypi"}

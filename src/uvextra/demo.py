@@ -1,55 +1,72 @@
 """``uvextra demo``: the whole story on this machine, offline and without a GPU.
 
-It builds small real wheels (a stand-in torch in ``+cpu``, ``+cu128``, plain CUDA and "internal mirror" builds)
-into one folder per package index (uv reads them as flat indexes: no server, so a kept demo works later, too),
-writes a project shaped like astral-sh/uv#16368's and a venv, then: switch → the build drift uv misses → repair →
-the CUDA verdict. Nothing outside the demo folder is touched.
+It builds small real wheels (:mod:`uvextra._demo_wheels`: a stand-in torch in ``+cpu``, ``+cu128``, plain CUDA and
+"internal mirror" builds, and torchvision) into one folder per package index (uv reads them as flat indexes: no
+server, so a kept demo works later, too), writes a project shaped like astral-sh/uv#16368's and a venv, then: switch
+→ a companion built for another torch, caught in a second project that routes torch but not torchvision → the build
+drift uv misses → repair → the CUDA verdict. Nothing outside the demo folder is touched: uv runs through uvextra's one
+runner, and each demo project names the demo folder's uv cache (``cache-dir`` in its ``[tool.uv]``).
 """
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
-import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
-from ._localindex import IndexServer, build_demo_indexes, write_project
+from ._demo_wheels import build_indexes, write_project
+from .environment import Environment
 from .errors import UvextraError
-from .report import Report, render_text
-from .uv import find_uv
+from .report import Report
+from .uv import Uv, find_uv, run_uv
+from .view import render_text
 
 # extra -> demo index: the three real-world backends, plus an internal mirror that publishes its own CPU build
 # under PyPI's exact version string (`torch 2.9.0`): the drift even the newest uv does not see.
 DEMO_EXTRAS = {"cpu": "cpu", "cu128": "cu128", "pypi": "pypi", "internal": "mirror"}
+# The second project wants torchvision, too, and routes only torch per extra: its cpu extra takes PyPI's CUDA
+# torchvision, whose `torch==2.9.0` pin 2.9.0+cpu satisfies (PEP 440 ignores the local part; pytorch/vision#9077).
+VISION_EXTRAS = {"cpu": "cpu", "pypi": "pypi"}
 
 
-def create_demo(folder: Path, server: IndexServer | None, uv_path: str,
-                python: str | None = None) -> tuple[Path, Path]:
-    """Write and lock the demo project in ``folder`` and create its venv; return (project, venv python).
+class Served(Protocol):
+    """Indexes served over HTTP (the tests' index server): a simple index URL per index folder."""
+
+    def simple_url(self, index: str) -> str: ...
+
+
+def create_demo(folder: Path, server: Served | None = None, python: str | None = None, *, uv: Uv | None = None,
+                name: str = "moo", extras: Mapping[str, str] = DEMO_EXTRAS,
+                companions: Sequence[str] = ()) -> tuple[Path, Path]:
+    """Write and lock a demo project ``folder / name`` and create its venv; return (project, venv python).
 
     With ``server``, the project reads its indexes from it; without, from the folders of ``folder / "indexes"``
-    as flat indexes, which stay valid as long as the folder does.
+    as flat indexes, which stay valid as long as the folder does. uv's cache is ``folder / "uv-cache"`` unless
+    ``UV_CACHE_DIR`` says otherwise.
     """
-    project = folder / "moo"
+    uv = uv or find_uv()
+    project = folder / name
+    common: dict[str, Any] = {"name": name, "extras": tuple(extras), "companions": companions,
+              "uv_settings": [f"cache-dir = {json.dumps(str(folder / 'uv-cache'))}"]}
     if server is not None:
-        write_project(project, {extra: server.simple_url(ix) for extra, ix in DEMO_EXTRAS.items()},
-                      extras=tuple(DEMO_EXTRAS), default_index=server.simple_url("pypi"))
+        write_project(project, {extra: server.simple_url(ix) for extra, ix in extras.items()},
+                      default_index=server.simple_url("pypi"), **common)
     else:
         wheels = folder / "indexes"
-        write_project(project, {extra: wheels / ix for extra, ix in DEMO_EXTRAS.items()}, extras=tuple(DEMO_EXTRAS),
-                      default_index=wheels / "pypi", flat=(*DEMO_EXTRAS, "default"))
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT")}
-    env.setdefault("UV_CACHE_DIR", str(folder / "uv-cache"))
-    os.environ.setdefault("UV_CACHE_DIR", env["UV_CACHE_DIR"])
+        write_project(project, {extra: wheels / ix for extra, ix in extras.items()}, default_index=wheels / "pypi",
+                      flat=(*extras, "default"), **common)
     python = shutil.which(python) or python if python else sys.executable  # a path: uv never downloads one here
-    for args in (["lock", "--quiet"], ["venv", "--quiet", "--python", python, str(project / ".venv")]):
-        proc = subprocess.run([uv_path, *args], cwd=project, env=env, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise UvextraError(f"demo setup failed: uv {args[0]}: {proc.stderr.strip()[-300:]}")
-    return project, project / ".venv" / "bin" / "python"
+    venv = project / ".venv"
+    env = Environment(prefix=venv, python=venv / "bin" / "python", source="the demo's venv")
+    for args in (["lock", "--quiet"], ["venv", "--quiet", "--python", python, str(venv)]):
+        result = run_uv(uv, args, env, cwd=project)
+        if result.returncode != 0:
+            raise UvextraError(f"demo setup failed: uv {args[0]}: {' '.join(result.output)[-300:]}")
+    return project, env.python
 
 
 def _step(title: str, say: Callable[[str], None]) -> None:
@@ -59,41 +76,46 @@ def _step(title: str, say: Callable[[str], None]) -> None:
 
 def run_demo(where: str | None = None, *, keep: bool = False, python: str | None = None,
              say: Callable[[str], None] = print) -> int:
-    """Run the demo (its venv on ``python``, default this one); 0 when the story ends clean (drift caught, repaired)."""
+    """Run the demo (its venvs on ``python``, default this one); 0 when the story ends as it should: the misrouted
+    companion caught, the drift caught and repaired."""
     from . import core
 
     folder = Path(where).absolute() if where else Path(tempfile.mkdtemp(prefix="uvextra-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
-    uv = find_uv()
-    reports: list[Report] = []
+    reports: dict[str, Report] = {}
 
     def stream(line: str) -> None:
         say(f"   │ {line}")
 
     try:
-        build_demo_indexes(folder / "indexes")
+        uv = find_uv()
+        build_indexes(folder / "indexes")
         # the indexes are folders: nothing to serve, nothing that closes when the demo ends
-        project, python = create_demo(folder, None, uv.path, python)
+        project, venv = create_demo(folder, None, python, uv=uv)
+        vision, vision_venv = create_demo(folder, None, python, uv=uv, name="vision", extras=VISION_EXTRAS,
+                                          companions=("torchvision",))
         say(f"demo project {project} (extras: {', '.join(DEMO_EXTRAS)}), local indexes in {folder / 'indexes'}")
         say(f"uv {uv.version} at {uv.path}")
-        steps = [
-            ("uvextra switch pypi — the plain PyPI build (CUDA 12.8)", lambda: core.switch(
-                ["pypi"], project, python, on_line=stream)),
-            ("uvextra switch cpu — the +cpu build from its own index", lambda: core.switch(
-                ["cpu"], project, python, on_line=stream, probe=False)),
-            ("uvextra switch pypi — back again (uv <= 0.9.23 would keep 2.9.0+cpu here)", lambda: core.switch(
-                ["pypi"], project, python, on_line=stream, probe=False)),
-            ("uvextra switch internal — the mirror's CPU build, also named torch 2.9.0: uv keeps the old one",
-             lambda: core.switch(["internal"], project, python, on_line=stream, probe=False)),
-            ("uvextra repair — reinstall exactly what drifted", lambda: core.repair(
-                project, python, on_line=stream, probe=True)),
-            ("uvextra check — clean?", lambda: core.check(project, python)),
+        steps: list[tuple[str, str, Callable[[], Report]]] = [
+            ("pypi", "uvextra switch pypi — the plain PyPI build (CUDA 12.8)", lambda: core.switch(
+                ["pypi"], project, venv, on_line=stream)),
+            ("cpu", "uvextra switch cpu — the +cpu build from its own index", lambda: core.switch(
+                ["cpu"], project, venv, on_line=stream, probe=False)),
+            ("vision", "uvextra switch cpu — in a second project that also wants torchvision but routes only torch",
+             lambda: core.switch(["cpu"], vision, vision_venv, on_line=stream)),
+            ("back", "uvextra switch pypi — back again (uv <= 0.9.23 would keep 2.9.0+cpu here)", lambda: core.switch(
+                ["pypi"], project, venv, on_line=stream, probe=False)),
+            ("internal", "uvextra switch internal — the mirror's CPU build, also named torch 2.9.0: uv keeps the old "
+             "one", lambda: core.switch(["internal"], project, venv, on_line=stream, probe=False)),
+            ("repair", "uvextra repair — reinstall exactly what drifted", lambda: core.repair(
+                project, venv, on_line=stream, probe=True)),
+            ("check", "uvextra check — clean?", lambda: core.check(project, venv)),
         ]
-        for title, action in steps:
+        for key, title, action in steps:
             _step(title, say)
             report = action()
-            reports.append(report)
-            say(render_text(report, brief=bool(reports[:-1])))
+            say(render_text(report, brief=bool(reports) and key != "vision"))  # the second project says where it is
+            reports[key] = report
     except UvextraError as exc:
         say(f"uvextra: error: {exc}")
         return exc.exit_code
@@ -102,8 +124,13 @@ def run_demo(where: str | None = None, *, keep: bool = False, python: str | None
             say(f"\ndemo folder kept: {folder} (try `uvextra switch cpu --project {folder / 'moo'}`)")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    caught = any(d.kind == "build" for d in reports[3].drift)
-    ok = caught and reports[-1].clean
+    misroute = reports["vision"]
+    stack_caught = bool(misroute.stack_failed and misroute.routing)
+    drift_caught = any(d.kind == "build" for d in reports["internal"].drift)
+    ok = stack_caught and drift_caught and reports["check"].clean
     say("")
+    if stack_caught:
+        say(f"demo: {', '.join(e.package for e in misroute.stack_failed)} built for another torch caught, with the "
+            "[tool.uv.sources] lines that fix it")
     say("demo: " + ("drift caught and repaired — the environment matches the lock" if ok else "UNEXPECTED RESULT"))
     return 0 if ok else 1
