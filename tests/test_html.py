@@ -154,7 +154,7 @@ def test_markdown_and_plain_text_carry_the_same_facts() -> None:
     assert "⟳ restart needed" in md
     plain = render_plain(report, stale)
     assert re.search(r"^drift +1 package differs from the lock:$", plain, re.M)
-    assert re.search(r"^kernel +restart needed — restart the kernel$", plain, re.M)
+    assert re.search(r"^kernel +restart needed — restart the kernel to use what is on disk$", plain, re.M)
     assert "torch: imported as 2.9.0+cpu, the disk now has 2.9.0" in plain
     key_column = {line.index(line.split()[1]) for line in plain.splitlines()
                   if line.startswith(("project", "drift", "kernel"))}

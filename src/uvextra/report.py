@@ -52,14 +52,6 @@ class Changes:
             "kept_foreign": list(self.kept_foreign),
         }
 
-    def foreign_line(self) -> str | None:
-        """One collapsed line for what a switch kept because it is not this project's (pip, hand installs, …)."""
-        if not self.kept_foreign:
-            return None
-        n = len(self.kept_foreign)
-        shown = ", ".join(self.kept_foreign[:6]) + (f", … ({n - 6} more)" if n > 6 else "")
-        return f"{n} package{'s' if n != 1 else ''} not from this project, kept: {shown}"
-
 
 @dataclass
 class Report:
@@ -217,85 +209,3 @@ class Report:
         if self.unverified:
             return "run `uvextra repair` to reinstall the unverified packages from the lock"
         return None
-
-
-def render_text(report: Report, *, verbose: bool = False, brief: bool = False) -> str:
-    """Short, aligned, terminal-friendly text; ``brief`` leaves out where (project, venv, uv) for repeated reports."""
-    rows: list[tuple[str, str]] = []
-    if report.project and not brief:
-        groups = report.available_groups
-        plain = [e for e in report.available_extras if getattr(e, "kind", None) != "group"]
-        listed = "; ".join(part for part in (f"extras: {', '.join(plain)}" if plain else "",
-                                              f"groups: {', '.join(groups)}" if groups else "") if part)
-        rows.append(("project", f"{report.project}" + (f" ({listed})" if listed else "")))
-        if report.workspace:
-            rows.append(("workspace", f"{report.workspace} (member {report.project_name}; uv.lock is there)"))
-    if report.environment and not brief:
-        rows.append(("environment", report.environment + (f" ({why})" if (why := report.environment_source) else "")))
-    if report.uv and not brief:
-        rows.append(("uv", f"{report.uv['version']} ({report.uv['path']})"))
-    if report.command != "probe":
-        chosen = ", ".join(f"{e} (group)" if getattr(e, "kind", None) == "group" else e for e in report.extras)
-        chosen = chosen or "(none)"
-        rows.append(("extras", f"{chosen}" + (f" — {report.extras_source}" if report.extras_source else "")))
-    if report.command in ("switch", "repair"):
-        rows.append(("changes", report.changes.summary()))
-        if verbose:
-            rows.extend(("", str(c)) for c in report.changes.installed)
-        if report.changes.removed:  # every removal is named, not only counted
-            rows.append(("removed", ", ".join(f"{c.name} {c.old}" for c in report.changes.removed)))
-        foreign = report.changes.foreign_line()
-        if foreign:
-            rows.append(("kept", foreign))
-    if report.kernel_protected:
-        n = len(report.kernel_protected)  # ~40 in a plain kernel env, ~120 on a hub: a count and the first few
-        shown = ", ".join(report.kernel_protected[:6]) + (f", … ({n - 6} more)" if n > 6 else "")
-        rows.append(("protected", f"{n} package{'s' if n != 1 else ''} the kernel needs, kept: {shown}"))
-    if report.repaired:
-        rows.append(("repaired", ", ".join(report.repaired)))
-    for w in report.warnings:
-        rows.append(("warning", w))
-    if report.failure:
-        rows.append(("FAILED", report.failure))
-        if report.uv_error and report.uv_error not in report.failure:
-            rows.extend(("uv said", line) for line in report.uv_error.splitlines())
-    if report.command != "probe":
-        errors = report.errors
-        if errors:
-            rows.append(("drift", f"{len(errors)} package{'s differ' if len(errors) != 1 else ' differs'} from the lock:"))
-        elif report.failure is None:
-            rows.append(("drift", "none — installed packages match the lock"))
-        else:
-            rows.append(("drift", "none"))
-    lines = []
-    width = max((len(k) for k, _ in rows), default=0)
-    for key, value in rows:
-        lines.append(f"{key:<{width}}  {value}")
-    if report.errors:
-        nw = max(len(d.package) for d in report.errors)
-        kw = max(len(d.kind) for d in report.errors)
-        for d in report.errors:
-            have = d.installed or "—"
-            lines.append(f"  {d.package:<{nw}}  {d.kind:<{kw}}  {have} → {d.wanted or '—'}")
-            lines.append(f"  {'':<{nw}}  {'':<{kw}}  {d.detail}")
-    extraneous = report.extraneous
-    if extraneous:
-        names = ", ".join(f"{d.package} {d.installed}" for d in extraneous[:8])
-        more = f" and {len(extraneous) - 8} more" if len(extraneous) > 8 else ""
-        lines.append(f"{'extraneous':<{width}}  {names}{more} (not in the lock; not an error)")
-    for u in report.unverified:
-        lines.append(f"{'unverified':<{width}}  {u.package} {u.version}: {u.reason}")
-    if report.probe is not None:
-        lines.append(f"{'CUDA':<{width}}  {report.probe.verdict}")
-    for entry in report.stack:
-        lines.append(f"{'stack':<{width}}  {'ok' if entry.ok else 'FAILS'}: {entry.why}")
-    shown: set[str] = set()
-    for m in report.routing:
-        lines.append(f"{'routing':<{width}}  {m.why}" + ("" if m.package in shown else "; these lines fix it:"))
-        if m.package not in shown:
-            lines.extend(f"{'':<{width}}    {fix}" for fix in m.fix)
-            shown.add(m.package)
-    step = report.next_step()
-    if step:
-        lines.append(f"{'next':<{width}}  {step}")
-    return redact("\n".join(lines))

@@ -1,0 +1,314 @@
+"""One view of a Report: which rows exist, in which order, what is collapsed, what to do next — and its text.
+
+Every surface renders the same :class:`View`: :func:`render_text` here (terminals, ``text/plain``), and the HTML card
+and Markdown in :mod:`uvextra.html`. No renderer reads another's output; none decides on its own what to show.
+Everything user-visible passes through :func:`uvextra.redact.redact` once, here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .drift import Drift, Unverified
+from .redact import redact
+from .report import Report
+
+if TYPE_CHECKING:
+    from .kernel import KernelState
+
+__all__ = ["Headline", "Row", "View", "build_view", "plural", "render_text"]
+
+SHOWN_NAMES = 6  # a collapsed list shows this many names in text; the card puts all of them behind a disclosure
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``1 package``, ``3 packages`` (``many`` where the plural is not ``one + "s"``)."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One labelled line of a report.
+
+    ``text`` is the line in words. ``names`` is a list collapsed behind it (text: the first few; the card: all, behind
+    a disclosure). ``lines`` are lines under it (uv's words, the lines that fix a misrouting, stale modules). ``tone``
+    is ``ok``, ``bad``, ``warn`` or empty; ``collapse``: the names go behind a disclosure (a count at a glance).
+    ``part`` says where a surface may place it: ``where`` (project, env, uv: the card's footer), ``changes`` (what a
+    switch did), ``drift`` (the drift table follows it), ``headline`` (the card already says it on top) or ``body``.
+    """
+
+    key: str
+    text: str
+    names: tuple[str, ...] = ()
+    lines: tuple[str, ...] = ()
+    tone: str = ""
+    part: str = "body"
+    collapse: bool = False
+    items: tuple[tuple[str, str], ...] = ()  # (name, why) pairs listed under it: the stale modules
+    badge: str = ""  # a drift kind or a verdict label the card shows as a badge
+
+
+@dataclass(frozen=True)
+class Headline:
+    state: str  # ok | drift | failed | interrupted
+    text: str
+
+
+@dataclass
+class View:
+    title: str
+    headline: Headline
+    project_name: str | None
+    rows: list[Row] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+    unverified: list[Unverified] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)  # every change in detail (the card's disclosure, -v)
+    log: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    live: bool = False  # a card with buttons: the next step names them
+
+    def row(self, key: str) -> Row | None:
+        return next((r for r in self.rows if r.key == key), None)
+
+
+def _headline(report: Report) -> Headline:
+    errors = report.errors
+    if report.interrupted:
+        return Headline("interrupted", "interrupted — uv was stopped; below is the environment as it is now")
+    if report.failure:
+        return Headline("failed", f"failed: {report.failure}")
+    if errors:
+        return Headline("drift", f"{plural(len(errors), 'package differs', 'packages differ')} from the lock")
+    if report.unverified:
+        return Headline("drift", f"{plural(len(report.unverified), 'package')} cannot be verified against the lock")
+    if report.stack_failed:
+        names = ", ".join(e.package for e in report.stack_failed)
+        return Headline("drift", f"matches the lock, but {names} does not fit the installed torch")
+    return Headline("ok", "matches the lock")
+
+
+def _title(report: Report) -> str:
+    extras = ", ".join(report.extras) or "(no extras)"
+    if report.command == "probe":
+        return "CUDA probe"
+    if report.command == "repair":
+        return f"repaired {', '.join(report.repaired) or 'nothing'} for {extras}"
+    verb = {"switch": "switched to", "check": "checked against", "status": "status of"}.get(report.command,
+                                                                                          report.command)
+    return f"{verb} {extras}"
+
+
+def _where_rows(report: Report) -> list[Row]:
+    rows = []
+    if report.project:
+        groups = report.available_groups
+        plain = [e for e in report.available_extras if getattr(e, "kind", None) != "group"]
+        listed = "; ".join(part for part in (f"extras: {', '.join(plain)}" if plain else "",
+                                              f"groups: {', '.join(groups)}" if groups else "") if part)
+        rows.append(Row("project", report.project + (f" ({listed})" if listed else ""), part="where"))
+        if report.workspace:
+            rows.append(Row("workspace", f"{report.workspace} (member {report.project_name}; uv.lock is there)",
+                            part="where"))
+    if report.environment:
+        why = f" ({report.environment_source})" if report.environment_source else ""
+        rows.append(Row("environment", report.environment + why, part="where"))
+    if report.uv:
+        rows.append(Row("uv", f"{report.uv['version']} ({report.uv['path']})", part="where"))
+    return rows
+
+
+def _change_rows(report: Report) -> list[Row]:
+    ch = report.changes
+    rows = [Row("changes", ch.summary(), part="changes")]
+    if ch.removed:  # every removal is named, not only counted
+        rows.append(Row("removed", ", ".join(f"{c.name} {c.old}" for c in ch.removed), part="changes"))
+    kept = [name for name in ch.kept if name not in report.kernel_protected]  # those have their own row
+    if kept:
+        rows.append(Row("kept", "kept, though not in the lock", names=tuple(kept), part="changes"))
+    if ch.kept_foreign:
+        rows.append(Row("kept", f"{plural(len(ch.kept_foreign), 'package')} not from this project, kept",
+                        names=tuple(ch.kept_foreign), part="changes", collapse=True))
+    return rows
+
+
+def _drift_row(report: Report) -> Row:
+    errors = report.errors
+    if errors:
+        return Row("drift", f"{plural(len(errors), 'package differs', 'packages differ')} from the lock:",
+                   tone="bad", part="drift")
+    if report.unverified:
+        return Row("drift", "none found; some packages cannot be verified:", tone="warn", part="drift")
+    if report.failure is None:
+        return Row("drift", "none — installed packages match the lock", tone="ok", part="drift")
+    return Row("drift", "none found" if not report.interrupted else "none", part="drift")
+
+
+def _probe_rows(report: Report) -> list[Row]:
+    rows = []
+    if report.probe is not None:
+        state = verdict_state(report)
+        tone = {"ok": "ok", "bad": "bad"}.get(state[0], "") if state else ""
+        rows.append(Row("CUDA", report.probe.verdict, tone=tone, badge=state[1] if state else ""))
+    for entry in report.stack:
+        rows.append(Row("stack", entry.why, tone="ok" if entry.ok else "bad"))
+    shown: set[str] = set()
+    for m in report.routing:
+        first = m.package not in shown
+        shown.add(m.package)
+        rows.append(Row("routing", m.why, tone="warn", lines=tuple(m.fix) if first else ()))
+    return rows
+
+
+def verdict_state(report: Report) -> tuple[str, str] | None:
+    """The CUDA verdict as (state, label): state ``ok`` (green), ``bad`` (red) or ``neutral`` (grey); None: no probe.
+
+    A CPU build under a non-GPU extra is neutral — nothing is wrong, there is just no GPU to use.
+    """
+    probe = report.probe
+    if probe is None:
+        return None
+    api = "ROCm" if probe.hip_version else "CUDA"
+    if probe.ok:
+        return "ok", f"{api} ✓"
+    if probe.torch_version is None and probe.error is None and probe.verdict.startswith("torch is not installed"):
+        return "neutral", "no torch"
+    from .accelerators import parse_extra
+
+    gpu_selected = any(parse_extra(e).is_gpu for e in report.extras)
+    if (probe.torch_version and not probe.cuda_version and not probe.hip_version and not gpu_selected
+            and not probe.error):
+        return "neutral", "CPU"
+    return "bad", f"{api} ✗"
+
+
+def _kernel_rows(kernel: KernelState | None, *, live: bool) -> list[Row]:
+    if kernel is None:
+        return []
+    if kernel.restarting:
+        return [Row("kernel", kernel.restarting, tone="warn")]
+    if not kernel.stale:
+        return [Row("kernel", "no imported module is stale", tone="ok")]
+    if kernel.restart.available and live:
+        how = "restart the kernel (the Restart kernel button) to use what is on disk"
+    elif kernel.restart.available:
+        how = "restart the kernel to use what is on disk"
+    else:
+        how = kernel.restart.why
+    stale = tuple((s.module, s.reason) for s in kernel.stale)
+    return [Row("kernel", f"restart needed — {how}", tone="warn", items=stale)]
+
+
+def _next_step(report: Report, live: bool) -> str | None:
+    if live and report.can_repair:
+        return "click Reinstall to reinstall exactly these packages from the lock"
+    return report.next_step()
+
+
+def build_view(report: Report, kernel: KernelState | None = None, *, live: bool = False, note: str | None = None,
+               notebook: str | None = None) -> View:
+    """Every row a surface shows for ``report`` (and the kernel's state), in order; nothing rendered yet."""
+    headline = _headline(report)
+    view = View(title=_title(report), headline=headline, project_name=report.project_name,
+                drift=list(report.errors), unverified=list(report.unverified),
+                changes=[str(c) for c in [*report.changes.installed, *report.changes.removed]],
+                log=list(report.log), elapsed_s=report.elapsed_s, live=live)
+    rows = view.rows
+    rows += _where_rows(report)
+    if report.command != "probe":
+        kinds = tuple((str(e), getattr(e, "kind", None) or "extra") for e in report.extras)
+        chosen = ", ".join(f"{e} (group)" if kind == "group" else e for e, kind in kinds)
+        others = [x for x in report.available_extras if x not in report.extras]
+        rows.append(Row("extras", chosen or "(none)", names=tuple(others), items=kinds,
+                        lines=(report.extras_source,) if report.extras_source else ()))
+    if report.command in ("switch", "repair"):
+        rows += _change_rows(report)
+    if report.repaired:
+        rows.append(Row("repaired", ", ".join(report.repaired)))
+    rows += [Row("warning", w, tone="warn") for w in report.warnings]
+    if report.failure:
+        part = "headline" if headline.state == "failed" else "body"
+        rows.append(Row("FAILED", report.failure, tone="bad", part=part))
+    if report.uv_error and report.uv_error not in (report.failure or ""):
+        rows.append(Row("uv said", "", lines=tuple(report.uv_error.splitlines()), tone="bad"))
+    if report.command != "probe":
+        rows.append(_drift_row(report))
+        extraneous = report.extraneous
+        if extraneous:
+            rows.append(Row("extraneous", "not in the lock; not an error", badge="extraneous",
+                            names=tuple(f"{d.package} {d.installed}" for d in extraneous)))
+    rows += _probe_rows(report)
+    rows += _kernel_rows(kernel, live=live)
+    if report.kernel_protected:
+        rows.append(Row("protected", f"{plural(len(report.kernel_protected), 'package')} the kernel needs, kept",
+                        names=tuple(report.kernel_protected), collapse=True))
+    if notebook:
+        rows.append(Row("notebook", notebook, tone="warn"))
+    if note:
+        rows.append(Row("note", note))
+    step = _next_step(report, live)
+    if step:
+        rows.append(Row("next", step))
+    return view
+
+
+# ---------------------------------------------------------------------------------------------------- text
+
+def collapsed(names: Sequence[str], limit: int = SHOWN_NAMES) -> str:
+    """The first ``limit`` names and how many more."""
+    shown = ", ".join(names[:limit])
+    return shown + (f", … ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _text_value(row: Row, verbose: bool) -> str:
+    if row.key == "extras":
+        return row.text + (f" — {row.lines[0]}" if row.lines else "")
+    if row.key == "stack":
+        return f"{'ok' if row.tone == 'ok' else 'FAILS'}: {row.text}"
+    if row.key == "routing":
+        return row.text + ("; these lines fix it:" if row.lines else "")
+    if row.key == "extraneous":
+        return f"{collapsed(row.names, 8)} ({row.text})"
+    if row.names:
+        return f"{row.text}: {', '.join(row.names) if verbose else collapsed(row.names)}"
+    return row.text
+
+
+def render_view_text(view: View, *, verbose: bool = False, brief: bool = False) -> str:
+    """Short, aligned, terminal-friendly text; ``brief`` leaves out where (project, venv, uv) for repeated reports."""
+    rows = [r for r in view.rows if not (brief and r.part == "where")]
+    width = max((len(r.key) for r in rows), default=0)
+    out: list[str] = []
+    for row in rows:
+        if row.key == "uv said":
+            out += [f"{row.key:<{width}}  {line}" for line in row.lines]
+            continue
+        out.append(f"{row.key:<{width}}  {_text_value(row, verbose)}".rstrip())
+        if row.key == "changes" and verbose:
+            out += [f"{'':<{width}}  {c}" for c in view.changes]
+        elif row.key == "routing":
+            out += [f"{'':<{width}}    {line}" for line in row.lines]
+        elif row.key == "kernel":
+            out += [f"{'':<{width}}    {name}: {why}" for name, why in row.items]
+        elif row.part == "drift":
+            out += _drift_lines(view, width)
+    return redact("\n".join(out))
+
+
+def _drift_lines(view: View, width: int) -> list[str]:
+    out = []
+    if view.drift:
+        nw = max(len(d.package) for d in view.drift)
+        kw = max(len(d.kind) for d in view.drift)
+        for d in view.drift:
+            out.append(f"  {d.package:<{nw}}  {d.kind:<{kw}}  {d.installed or '—'} → {d.wanted or '—'}")
+            out.append(f"  {'':<{nw}}  {'':<{kw}}  {d.detail}")
+    out += [f"{'unverified':<{width}}  {u.package} {u.version}: {u.reason}" for u in view.unverified]
+    return out
+
+
+def render_text(report: Report, *, verbose: bool = False, brief: bool = False,
+                kernel: KernelState | None = None) -> str:
+    """A report (and the kernel's state, in a notebook) as aligned text."""
+    return render_view_text(build_view(report, kernel), verbose=verbose, brief=brief)
