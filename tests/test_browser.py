@@ -3,8 +3,12 @@
 A user's path through the quickstart: run it, see the drift on the card, click **Reinstall** (the card turns
 clean), click another backend in the toggle (the switch happens), click **Restart kernel** (a new kernel process,
 and ``%uvextra`` is still there). A screenshot of each step goes to ``artifacts/browser/`` (or
-``$UVEXTRA_BROWSER_ARTIFACTS``); the test prints the folder. ``UVEXTRA_UPDATE_SCREENSHOT=1`` also copies the
-drift cell (the card with the build drift and its Reinstall button) to ``docs/screenshot.png``, the README's picture.
+``$UVEXTRA_BROWSER_ARTIFACTS``); the test prints the folder. ``UVEXTRA_SCREENSHOTS=1`` (or the older
+``UVEXTRA_UPDATE_SCREENSHOT=1``) also copies the drift cell (the card with the build drift and its Reinstall button)
+to ``docs/screenshot.png``, the README's picture, and the card while the toggle's switch runs (its progress phase) to
+``docs/progress.png``. That switch is made to take a few seconds: the kernel's uv (``UVEXTRA_UV``, a small wrapper
+around the real one) holds back uv's output after ``Resolved`` for :data:`STALL_S` seconds on a sync to ``cu128``, as
+a slow multi-GB download would, while uv itself runs at full speed.
 
 Needs ``/usr/bin/chromium`` (Debian: ``apt-get install chromium fonts-dejavu-core``), the ``playwright`` Python
 package (no ``playwright install``: the system browser is used) and JupyterLab; skips with the reason otherwise.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -37,6 +42,22 @@ CHROMIUM_ARGS = [
 ]
 KERNEL_NAME = "uvextra-quickstart"
 STEP_TIMEOUT_MS = 180_000  # a switch on a 2-core CI machine with a cold uv cache
+STALL_S = 3.0  # how long the toggle's switch to cu128 stays in its download phase
+# The kernel's uv: the real one, whose stderr is held back after "Resolved" on `sync ... cu128` (see the docstring).
+_STALLING_UV = """import subprocess, sys, time
+args = sys.argv[1:]
+if "sync" not in args or "cu128" not in args:
+    sys.exit(subprocess.call([{uv!r}, *args]))
+proc = subprocess.Popen([{uv!r}, *args], stderr=subprocess.PIPE)
+held = False
+for line in proc.stderr:
+    if not held and not line.startswith(b"Resolved"):
+        held = True
+        time.sleep({stall!r})
+    sys.stderr.buffer.write(line)
+    sys.stderr.flush()
+sys.exit(proc.wait())
+"""
 
 
 def _missing() -> str | None:
@@ -93,6 +114,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: s
     env = kernel_env(python, uv_env, base, JUPYTER_PATH=str(jupyter_path), JUPYTER_DATA_DIR=str(base / "data"),
                      JUPYTER_CONFIG_DIR=str(base / "config"), JUPYTER_RUNTIME_DIR=str(base / "runtime"))
     env["PATH"] = os.environ.get("PATH", "")  # the server runs from the test environment, not the kernel venv
+    stalling = base / "stalling-uv"
+    stalling.write_text(f"#!{sys.executable}\n" + _STALLING_UV.format(uv=uv_new, stall=STALL_S), encoding="utf-8")
+    stalling.chmod(0o755)
+    env["UVEXTRA_UV"] = str(stalling)
     log = open(base / "jupyterlab.log", "w+")  # noqa: SIM115 - closed below
     cmd = [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
@@ -203,6 +228,12 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             # 3. The toggle: another backend, the same card shows the switch and its verdict.
             toggle = drift_card.locator(".uvextra-toggle")
             toggle.get_by_role("button", name="cu128", exact=True).click()
+            # While it runs, the card names the phase (uv is silent meanwhile): the picture for the README.
+            phase = page.locator(".jp-CodeCell").filter(has=drift_card).locator(".uvextra-phase")
+            expect(phase).to_have_text(re.compile(r"^(resolving the lock for cu128|downloading \d+ of \d+ packages)"),
+                                       timeout=30_000)
+            phase_seen = phase.inner_text()
+            page.locator(".jp-CodeCell").filter(has=drift_card).screenshot(path=str(artifacts / "progress-cell.png"))
             expect(drift_card).to_contain_text("switched to cu128")
             expect(drift_card.locator(".uvextra-status-ok")).to_be_visible()
             expect(drift_card).to_contain_text("CUDA 12.8 build but no NVIDIA driver")
@@ -257,9 +288,11 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
         finally:
             browser.close()
     print(f"browser flow: {time.monotonic() - started:.1f} s; kernel pid {old_pid} -> {new_pid}; "
-          f"Idle {idle_after:.1f} s after the click on Restart; kernel statuses seen during the restart: {statuses}")
-    if os.environ.get("UVEXTRA_UPDATE_SCREENSHOT") == "1":
+          f"Idle {idle_after:.1f} s after the click on Restart; kernel statuses seen during the restart: {statuses}; "
+          f"the card during the switch to cu128: {phase_seen!r}")
+    if "1" in (os.environ.get("UVEXTRA_SCREENSHOTS"), os.environ.get("UVEXTRA_UPDATE_SCREENSHOT")):
         shutil.copyfile(artifacts / "drift-cell.png", ROOT / "docs" / "screenshot.png")
+        shutil.copyfile(artifacts / "progress-cell.png", ROOT / "docs" / "progress.png")
 
 
 # Clear the after-restart cell (the second to last) and run it, without waiting: a restart may swallow the reply.

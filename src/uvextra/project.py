@@ -18,10 +18,10 @@ else:  # Python 3.10: the same parser, from PyPI
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-
-from packaging.utils import canonicalize_name
+from typing import Any
 
 from .errors import UvextraError
+from .names import canonicalize_name
 from .redact import redact
 
 PYPROJECT = "pyproject.toml"
@@ -56,7 +56,7 @@ class Backend(str):
     def flag(self) -> str:
         return "--group" if self.kind == GROUP else "--extra"
 
-    def __reduce__(self):  # noqa: ANN204 - pickling keeps the kind
+    def __reduce__(self) -> tuple[type[Backend], tuple[str, str]]:  # pickling keeps the kind
         return (Backend, (str(self), self.kind))
 
 
@@ -79,6 +79,8 @@ class Project:
     workspace: Path | None = None  # the workspace root, when this project is a member of another's workspace
     # a virtual workspace root uvextra was pointed at, whose one member with backends this is
     via_root: Path | None = None
+    # uv's --no-default-groups for this operation (not read from pyproject.toml: asked, or recorded by a switch)
+    no_default_groups: bool = False
 
     @property
     def pyproject(self) -> Path:
@@ -107,11 +109,14 @@ class Project:
         return args
 
     def selection_args(self, chosen: Iterable[str]) -> list[str]:
-        """``--extra X`` / ``--group X`` for each chosen backend."""
+        """``--extra X`` / ``--group X`` for each chosen backend (and ``--no-default-groups`` when asked): what uv
+        syncs and exports alike."""
         args: list[str] = []
         for name in chosen:
             backend = name if isinstance(name, Backend) else self.backend(name)
             args += [backend.flag, str(backend)]
+        if self.no_default_groups:
+            args.append("--no-default-groups")
         return args
 
     def backend(self, raw: str, kind: str | None = None) -> Backend:
@@ -214,7 +219,7 @@ def explicit_project_root(given: str | Path) -> Path:
     return path
 
 
-def _load_toml(path: Path) -> dict:
+def _load_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -222,17 +227,18 @@ def _load_toml(path: Path) -> dict:
     except UnicodeDecodeError:
         raise UvextraError(f"{path} is not UTF-8 text; fix the file's encoding") from None
     try:
-        return tomllib.loads(text)
+        data: dict[str, Any] = tomllib.loads(text)
+        return data
     except tomllib.TOMLDecodeError as exc:
         # tomllib's message already carries "(at line N, column M)".
         raise UvextraError(f"{path}: invalid TOML: {exc}; fix that line and retry") from None
 
 
-def _tool_uv(data: dict) -> dict:
+def _tool_uv(data: dict[str, Any]) -> dict[str, Any]:
     return (data.get("tool") or {}).get("uv") or {}
 
 
-def _workspace_table(data: dict) -> dict | None:
+def _workspace_table(data: dict[str, Any]) -> dict[str, Any] | None:
     ws = _tool_uv(data).get("workspace")
     return ws if isinstance(ws, dict) else None
 
@@ -242,7 +248,7 @@ def _matches(rel: PurePosixPath, patterns: Iterable[object]) -> bool:
                for p in patterns)
 
 
-def _members(root: Path, table: dict) -> list[Path]:
+def _members(root: Path, table: dict[str, Any]) -> list[Path]:
     """The member folders of the workspace at ``root``, as its ``members``/``exclude`` globs say."""
     found: list[Path] = []
     for pattern in table.get("members") or []:
@@ -274,7 +280,7 @@ def find_workspace_root(project_root: Path) -> Path | None:
     return None
 
 
-def _conflict_sets(tables: Iterable[tuple[dict, bool]], package: str) -> list[tuple[Backend, ...]]:
+def _conflict_sets(tables: Iterable[tuple[dict[str, Any], bool]], package: str) -> list[tuple[Backend, ...]]:
     """This package's conflict sets, from its own ``[tool.uv]`` and (``package = …`` entries) the root's."""
     sets: list[tuple[Backend, ...]] = []
     for uv, own in tables:
@@ -294,7 +300,7 @@ def _conflict_sets(tables: Iterable[tuple[dict, bool]], package: str) -> list[tu
     return sets
 
 
-def _read(root: Path, data: dict, workspace: Path | None, ws_data: dict | None) -> Project:
+def _read(root: Path, data: dict[str, Any], workspace: Path | None, ws_data: dict[str, Any] | None) -> Project:
     project = data.get("project") or {}
     name = canonicalize_name(str(project.get("name") or root.name))
     extras = tuple(dict.fromkeys(canonicalize_name(str(e)) for e in (project.get("optional-dependencies") or {})))
