@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from _localindex import IndexServer, write_project
 from conftest import dist_infos, run_uv
 from test_hardening import Setup, error_line, project_on, report_of
-from uvextra._localindex import IndexServer, write_project
 
 
 @pytest.fixture

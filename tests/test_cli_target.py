@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from _localindex import IndexServer, write_project
 from conftest import dist_infos, run_uv, site_packages
-from uvextra._localindex import IndexServer, write_project
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 COLOR = {"FORCE_COLOR": "1", "CLICOLOR_FORCE": "1"}

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from _localindex import IndexServer, write_project
 from conftest import dist_infos, run_uv
-from uvextra._localindex import IndexServer, write_project
 
 KERNEL_PACKAGES = ("comm-0.2.3.dist-info", "ipykernel-7.4.0.dist-info", "tornado-6.5.2.dist-info")
 SRC = Path(__file__).resolve().parents[1] / "src"

@@ -1,4 +1,4 @@
-"""Real uv against the real local indexes of ``uvextra._localindex`` (no mocks)."""
+"""Real uv against the real local indexes of the test harness ``_localindex`` (no mocks)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dist_infos, run_uv, site_packages
-from uvextra._localindex import (
+from _localindex import (
     DEMO_INDEXES,
     IndexServer,
     build_demo_indexes,
@@ -26,6 +25,7 @@ from uvextra._localindex import (
     torch_files,
     write_project,
 )
+from conftest import dist_infos, run_uv, site_packages
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

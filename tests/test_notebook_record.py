@@ -27,8 +27,8 @@ from _kernel_venv import (  # noqa: F401 - uvextra_wheel is a fixture
     uvextra_wheel,
     write_kernelspec,
 )
+from _localindex import write_project
 from conftest import run_uv
-from uvextra._localindex import write_project
 
 MIME = "application/vnd.uvextra.record+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

@@ -193,7 +193,7 @@ def test_demo_keeps_the_kernel_restartable(index_server: Any, uv_new: str, uv_en
     from uvextra.demo import create_demo
 
     python = make_kernel_venv(tmp_path / "venv", Path(), uv_new, uv_env, install=False)
-    project, _ = create_demo(tmp_path / "demo", index_server, uv_new)
+    project, _ = create_demo(tmp_path / "demo", index_server)
     subprocess.run([uv_new, "sync", "--inexact", "--extra", "pypi", "--project", str(project)],
                    env={**uv_env, "UV_PROJECT_ENVIRONMENT": str(tmp_path / "venv")}, check=True,
                    capture_output=True)

@@ -393,9 +393,10 @@ def test_probe_cuda_init_hang(venv: tuple[Path, Path]) -> None:
 def test_probe_cancel(venv: tuple[Path, Path]) -> None:
     python, site = venv
     write_fake_torch(site, on_import="import time; time.sleep(600)")
-    handle = start_probe(str(python), timeout=60, env=clean_env())
-    handle.cancel()
-    assert handle.done()
+    with start_probe(str(python), timeout=60, env=clean_env()) as handle:
+        handle.cancel()
+        assert handle.done()
+    handle.close()  # closing twice is harmless
 
 
 def test_probe_missing_python(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from _localindex import IndexServer, write_project
 from conftest import run_uv
-from uvextra._localindex import IndexServer, write_project
 from uvextra.progress import StreamProgress
 
 STALL_S = 2.5

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from _localindex import write_project
 from conftest import dist_infos, run_uv
 from test_hardening import Setup, cli, error_line, report_of
-from uvextra._localindex import write_project
 from uvextra.project import load_project
 
 BACKENDS = {"cpu": "cpu", "cu128": "cu128", "pypi": "pypi"}

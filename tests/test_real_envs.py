@@ -34,9 +34,9 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
+import _localindex
 from _kernel_venv import uvextra_wheel  # noqa: F401 - a fixture
 from conftest import KERNEL_COLOR_ENV, dist_infos, site_packages
-from uvextra import _localindex
 
 #: What cu128's torch stand-in needs and cpu's does not: a switch back to cpu must remove exactly these.
 CU128_ONLY = {"nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12", "triton"}
@@ -330,7 +330,7 @@ def test_piped_cli_writes_no_colour_codes_with_the_kernels_colour_variables(
         uv_new: str) -> None:
     """FORCE_COLOR=1 CLICOLOR_FORCE=1 (as in every kernel): uv's lines, the card and a failure headline stay plain
     text when the CLI's output is a pipe, on success and when uv fails (its error text is the coloured part)."""
-    from uvextra._localindex import IndexServer
+    from _localindex import IndexServer
 
     env = dict(uv_env, UVEXTRA_UV=uv_new, UV_CACHE_DIR=str(tmp_path / "cache"), UV_HTTP_RETRIES="0")
     assert set(KERNEL_COLOR_ENV.items()) <= set(env.items())

@@ -34,9 +34,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from _kernel_venv import Kernel, kernel_env, make_kernel_venv, uvextra_wheel, write_kernelspec  # noqa: F401 - fixture
+from _localindex import IndexServer, build_wheel
 from _pip_indexes import CudaTorch, cpu_torch_wheel, cuda_torch, indexes_with, local_simple_indexes
 from conftest import dist_infos, run_uv
-from uvextra._localindex import IndexServer, build_wheel
 
 # What torch (both builds) requires, and what those require in turn.
 TORCH_DEPS = ("typing-extensions", "filelock", "setuptools", "sympy", "mpmath", "networkx", "jinja2", "markupsafe",
@@ -52,21 +52,24 @@ def _q(text: str) -> str:
 
 
 def write_real_project(path: Path, *, cpu: Path | None, cuda: CudaTorch | None, indexes: list[str],
-                       drop: tuple[str, ...] = ()) -> Path:
+                       drop: tuple[str, ...] = (), also: dict[str, tuple[str, ...]] | None = None) -> Path:
     """A project with extras ``cpu`` (``cpu``'s torch from its folder as a flat index) and ``cuda.extra``.
 
     ``indexes`` serve everything else, in priority order (the last is the default); ``drop`` names requirements of
-    torch that no index has, overridden away (PyPI's torch requires ``cuda-bindings``, absent here).
+    torch that no index has, overridden away (PyPI's torch requires ``cuda-bindings``, absent here); ``also`` adds
+    requirements to an extra (e.g. ``{"cpu": ("torchvision==0.28.0",)}``), left unrouted: from the indexes.
     """
-    extras: dict[str, str] = {}
+    extras: dict[str, list[str]] = {}
     if cpu is not None:
-        extras["cpu"] = f"torch=={parse_wheel_filename(cpu.name)[1].public}"
+        extras["cpu"] = [f"torch=={parse_wheel_filename(cpu.name)[1].public}"]
     if cuda is not None:
-        extras[cuda.extra] = f"torch=={cuda.version}"
+        extras[cuda.extra] = [f"torch=={cuda.version}"]
+    for extra, requirements in (also or {}).items():
+        extras[extra] += requirements
     names = {url: f"local-{n}" for n, url in enumerate(indexes, 1)}
     lines = ["[project]", 'name = "realtorch"', 'version = "0.1.0"',
              f"requires-python = \">={sys.version_info.major}.{sys.version_info.minor}\"", "dependencies = []", "",
-             "[project.optional-dependencies]", *(f"{e} = [{_q(r)}]" for e, r in extras.items()), "", "[tool.uv]"]
+             "[project.optional-dependencies]", *(f"{e} = [{', '.join(map(_q, r))}]" for e, r in extras.items()), "", "[tool.uv]"]
     if len(extras) > 1:
         lines.append("conflicts = [[" + ", ".join(f"{{ extra = {_q(e)} }}" for e in extras) + "]]")
     if len(indexes) > 1:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import _localindex
 from conftest import dist_infos, run_uv, site_packages
-from uvextra import _localindex
 
 
 def uvextra(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 180) -> tuple[int, dict, str]:

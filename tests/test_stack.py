@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from _localindex import build_wheel
 from conftest import run_uv
 from test_hardening import Setup, report_of
-from uvextra._localindex import build_wheel
 from uvextra.installed import read_dist_info
 from uvextra.stack import check_stack, companions, elf_needed, flavour_of_tag
 

@@ -6,17 +6,19 @@ The core (``uvextra.core``) imports neither IPython nor ipywidgets.
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
 
-def load_ipython_extension(ipython) -> None:  # noqa: ANN001 - IPython's InteractiveShell
+def load_ipython_extension(ipython: Any) -> None:  # IPython's InteractiveShell
     """Register ``%uvextra`` (imported lazily: loading the extension stays cheap)."""
     from .magic import load
 
     load(ipython)
 
 
-def unload_ipython_extension(ipython) -> None:  # noqa: ANN001
+def unload_ipython_extension(ipython: Any) -> None:
     from .magic import unload
 
     unload(ipython)

@@ -25,7 +25,7 @@ READY_TIMEOUT_S = 60.0
 
 
 def _nudge(connection_file: str, code: str) -> None:
-    from jupyter_client import BlockingKernelClient
+    from jupyter_client.blocking.client import BlockingKernelClient
 
     client = BlockingKernelClient(connection_file=connection_file)
     client.load_connection_file()

@@ -13,9 +13,17 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import UvextraError
 from .redact import redact
+
+if TYPE_CHECKING:  # the CLI imports the core only when a command runs
+    from pathlib import Path
+
+    from .environment import Environment
+    from .notebook import NotebookRecord
+    from .report import Report
 
 _PYTHON_HELP = ("interpreter (or folder) of the target venv (default: $VIRTUAL_ENV, else the project's environment: "
                 "UV_PROJECT_ENVIRONMENT, else <project>/.venv)")
@@ -35,6 +43,16 @@ def version() -> str:
         return __version__
 
 
+class _VersionAction(argparse._VersionAction):
+    """``--version``, asking importlib.metadata only when it is given (importing it is ~60 ms of every command)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None,
+                 option_string: str | None = None) -> None:
+        self.version = f"uvextra {version()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
 class _UsageError(UvextraError):
     pass
 
@@ -42,7 +60,7 @@ class _UsageError(UvextraError):
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (``uvextra: error: …``, exit 2) like every other bad input."""
 
-    def error(self, message: str):  # noqa: ANN201 - argparse's signature
+    def error(self, message: str) -> NoReturn:
         raise _UsageError(f"{message} (see `{self.prog} --help`)")
 
 
@@ -51,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="uvextra",
         description="Switch a venv (a Jupyter kernel's) between a uv project's backend extras, safely and visibly.",
     )
-    p.add_argument("--version", action="version", version=f"uvextra {version()}")
+    p.add_argument("--version", action=_VersionAction)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     def common(sp: argparse.ArgumentParser, *, project: bool = True) -> None:
@@ -76,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="uv's exact sync: also remove what is not this project's (pip, hand installs); "
                          "the kernel's own packages are still kept")
     sp.add_argument("--repair", action="store_true", help="reinstall whatever drift uv leaves behind")
+    _no_default_groups_flag(sp, "; check and repair then do the same")
     lockmode = sp.add_mutually_exclusive_group()
     lockmode.add_argument("--frozen", action="store_true", help="use uv.lock as it is; never create or update it")
     lockmode.add_argument("--locked", action="store_true", help="refuse when uv.lock is missing or out of date")
@@ -84,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=helptext)
         _kind_flags(sp, "to check against (default: the last switch's, else inferred)")
         common(sp)
+        _no_default_groups_flag(sp, " (default: as the last switch did)")
         if name == "check":
             _notebook_flag(sp, "compare its last record with the venv (exit 1 when they differ)")
         if name == "repair":
@@ -107,6 +127,11 @@ def _kind_flags(sp: argparse.ArgumentParser, what: str) -> None:
                     type=lambda raw: Backend.asked(raw, "group"), help=f"a dependency group {what}")
 
 
+def _no_default_groups_flag(sp: argparse.ArgumentParser, when: str) -> None:
+    sp.add_argument("--no-default-groups", action="store_true",
+                    help=f"uv's --no-default-groups: leave out [tool.uv] default-groups (dev){when}")
+
+
 def _notebook_flag(sp: argparse.ArgumentParser, what: str) -> None:
     sp.add_argument("--notebook", metavar="NB.ipynb", help=f"a notebook that ran `%%uvextra`: {what}")
 
@@ -119,7 +144,7 @@ def _note(line: str) -> None:
     print(f"uvextra: {line}", file=sys.stderr, flush=True)
 
 
-def _target(args: argparse.Namespace):  # noqa: ANN202 - (project root or None, Environment)
+def _target(args: argparse.Namespace) -> tuple[Path | None, Environment]:
     """The project and the venv the command acts on, chosen like uv chooses them (see the module docstring)."""
     from .environment import cli_target
     from .project import explicit_project_root, find_project
@@ -167,7 +192,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args.dir, keep=args.keep, python=args.python)
     from . import core
-    from .report import render_text
+    from .view import render_text
 
     as_json = args.json
     from .progress import StreamProgress, listen
@@ -187,15 +212,15 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             report = core.status(project, env)
         elif args.command == "check":
-            report = core.check(project, env, args.extras)
+            report = core.check(project, env, args.extras, no_default_groups=args.no_default_groups or None)
         elif args.command == "repair":
             report = core.repair(project, env, args.extras, probe=args.probe, on_line=stream,
-                                 on_wait=_note)
+                                 on_wait=_note, no_default_groups=args.no_default_groups or None)
         elif args.command == "switch":
             report = core.switch(args.extras, project, env, probe=not args.no_probe,
                                  keep_extraneous=args.keep_extraneous, exact=args.exact, repair=args.repair, frozen=args.frozen,
                                  locked=args.locked, on_line=stream,
-                                 on_wait=_note)
+                                 on_wait=_note, no_default_groups=args.no_default_groups)
         else:
             report = core.probe(env)
     except UvextraError as exc:
@@ -215,7 +240,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     return report.exit_code
 
 
-def _notebook_record(args: argparse.Namespace):  # noqa: ANN202 - notebook.NotebookRecord | None
+def _notebook_record(args: argparse.Namespace) -> NotebookRecord | None:
     """``--notebook NB.ipynb``: its last record; for switch, its extras become the ones to switch to."""
     path = getattr(args, "notebook", None)
     if not path:
@@ -234,13 +259,13 @@ def _notebook_record(args: argparse.Namespace):  # noqa: ANN202 - notebook.Noteb
     return record
 
 
-def _print_with_notebook(report, record, *, as_json: bool, verbose: bool) -> int:  # noqa: ANN001
+def _print_with_notebook(report: Report, record: NotebookRecord, *, as_json: bool, verbose: bool) -> int:
     """The report, then one line: does this environment run what the notebook last ran on? (exit 1 when not)."""
     from .notebook import compare
-    from .report import render_text
+    from .view import render_text
 
     result = compare(record, report)
-    code = report.exit_code if result.agrees else max(1, report.exit_code)
+    code: int = report.exit_code if result.agrees else max(1, report.exit_code)
     if as_json:
         data = json.loads(report.to_json())
         data["notebook"] = result.to_dict(record)

@@ -9,10 +9,11 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Set as AbstractSet
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from .drift import classify
 from .environment import Environment, interpreter_info, resolve_environment
@@ -25,6 +26,9 @@ from .protect import kernel_closure, project_owned, removable
 from .report import Change, Report
 from .state import Provenance, State, load_state, save_state, switch_lock
 from .uv import MIN_EXPORT, Uv, UvResult, find_uv, run_uv
+
+if TYPE_CHECKING:  # imported when a probe starts: most calls never need it
+    from .probe import ProbeHandle
 
 LineCallback = Callable[[str], None]
 AUTO = "auto"
@@ -56,7 +60,7 @@ def open_context(project: str | os.PathLike[str] | None = None, python: str | os
     proj = load_project(Path(project) if project is not None else None)
     if proj.lockfile.is_file():
         read_uv_lock(proj, env, store=False)  # a malformed lock is named (file and line) before uv is run at all
-    uv = find_uv()
+    uv = find_uv(env.state_dir)  # its version is kept in the venv: no `uv --version` on every call
     if uv.version < MIN_EXPORT:  # refuse before running it: an old uv would sync, then fail to export
         raise UvextraError(
             f"uv {uv.version} at {uv.path} is too old to read this project's lock: it has no "
@@ -64,6 +68,13 @@ def open_context(project: str | os.PathLike[str] | None = None, python: str | os
             "`pip install 'uv>=0.9.24'`, or unset UVEXTRA_UV"
         )
     return Context(project=proj, env=env, uv=uv)
+
+
+def _default_groups(ctx: Context, asked: bool | None, state: State | None = None) -> None:
+    """uv's ``--no-default-groups``: as asked, else as the last switch ran it (check and repair aim at what it synced)."""
+    flag = asked if asked is not None else bool(state is not None and state.no_default_groups)
+    if flag != ctx.project.no_default_groups:
+        ctx.project = replace(ctx.project, no_default_groups=flag)  # sync and export both say it (selection_args)
 
 
 # ---------------------------------------------------------------------------------------------------- extras
@@ -159,10 +170,11 @@ def _infer_extras(ctx: Context) -> Chosen:
     if loose:
         base = {(n, w.version) for n, w in _wanted(ctx, ()).items()}
         for backend in loose:
-            own = {(n, w.version) for n, w in _wanted(ctx, (backend,)).items()} - base
-            if own and all(n in installed and installed[n].version == v for n, v in own):
+            loose_own = {(n, w.version) for n, w in _wanted(ctx, (backend,)).items()} - base
+            if loose_own and all(n in installed and installed[n].version == v for n, v in loose_own):
                 chosen.append(backend)
-                why.append(f"{backend} (outside every conflict set) is installed ({len(own)} of its own packages)")
+                why.append(f"{backend} (outside every conflict set) is installed ({len(loose_own)} of its own "
+                           "packages)")
         if not ctx.project.conflict_sets and not chosen:
             why.append("no extras recorded, and none outside a conflict set is installed; checking the base "
                        "dependencies")
@@ -200,7 +212,7 @@ def _diff(before: Mapping[str, Installed], after: Mapping[str, Installed]) -> tu
     return installed, removed, fresh
 
 
-def _start_probe(ctx: Context, extras: Sequence[str]):
+def _start_probe(ctx: Context, extras: Sequence[str]) -> ProbeHandle:
     from .probe import probe_timeout, start_probe
     from .stack import import_names
 
@@ -214,7 +226,7 @@ def _owned(ctx: Context, state: State) -> set[str]:
 
 
 def _check_into(
-    ctx: Context, report: Report, extras: Sequence[str], *, fresh: set[str] = frozenset(), state: State | None = None
+    ctx: Context, report: Report, extras: Sequence[str], *, fresh: AbstractSet[str] = frozenset(), state: State | None = None
 ) -> tuple[dict[str, Wanted], dict[str, Installed], State]:
     state = state if state is not None else load_state(ctx.env)
     wanted = _wanted(ctx, extras)
@@ -258,6 +270,7 @@ def _record(ctx: Context, report: Report, state: State, extras: Sequence[str],
         if name not in installed:
             del state.packages[name]
     state.extras = list(extras)
+    state.no_default_groups = ctx.project.no_default_groups
     state.requested, state.requested_failure = [], None
     state.project = str(ctx.project.root)
     _save(ctx, report, state)
@@ -373,12 +386,14 @@ def check(
     *,
     probe: bool = False,
     command: str = "check",
+    no_default_groups: bool | None = None,
 ) -> Report:
     """Compare the venv with what the lock wants for ``extras`` (default: recorded, else inferred)."""
     started = time.perf_counter()
     ctx = open_context(project, python)
     report = ctx.new_report(command)
     state = load_state(ctx.env)
+    _default_groups(ctx, no_default_groups, state)
     _require_lock(ctx, extras or ())
     chosen = _resolve_extras(ctx, extras, state)
     report.extras, report.extras_source, report.extras_unknown = list(chosen.extras), chosen.source, chosen.unknown
@@ -391,27 +406,27 @@ def check(
 
 @contextmanager
 def _probing(ctx: Context, report: Report, extras: Sequence[str], wanted: bool) -> Iterator[Callable[[], None]]:
-    """Start the probe when the caller says the venv will not change any more; collect it; never leak its process."""
-    handles: list[Any] = []
+    """Start the probe when the caller says the venv will not change any more; collect it; never leak its process.
 
-    def start() -> None:
-        if wanted and not handles:
-            handles.append(_start_probe(ctx, extras))
+    The handle is closed on every way out (an error beside the probe, an interrupt while it is awaited): no child
+    outlives the verb that started it.
+    """
+    with ExitStack() as handles:
+        started: list[ProbeHandle] = []
 
-    try:
+        def start() -> None:
+            if wanted and not started:
+                started.append(handles.enter_context(_start_probe(ctx, extras)))
+
         yield start
-    except BaseException:
-        for handle in handles:
-            handle.close()
-        raise
-    if handles:
-        from .stack import merge_dynamic
+        if started:
+            from .stack import merge_dynamic
 
-        if not handles[0].done():
-            fresh_torch = any(c.name == "torch" for c in report.changes.installed)
-            say(PROBING_FIRST if fresh_torch else PROBING)
-        report.probe = handles[0].result()
-        merge_dynamic(report.stack, report.probe.companions)
+            if not started[0].done():
+                fresh_torch = any(c.name == "torch" for c in report.changes.installed)
+                say(PROBING_FIRST if fresh_torch else PROBING)
+            report.probe = started[0].result()
+            merge_dynamic(report.stack, report.probe.companions)
 
 
 def status(project: str | os.PathLike[str] | None = None, python: str | os.PathLike[str] | None = None) -> Report:
@@ -432,6 +447,7 @@ def switch(
     locked: bool = False,
     on_line: LineCallback | None = None,
     on_wait: LineCallback | None = None,
+    no_default_groups: bool = False,
 ) -> Report:
     """``uv sync --inexact --extra …`` into the target venv, then remove what only this project put there; check.
 
@@ -445,6 +461,7 @@ def switch(
     started = time.perf_counter()
     ctx = open_context(project, python)
     report = ctx.new_report("switch")
+    _default_groups(ctx, no_default_groups)  # uv's --no-default-groups, recorded for check and repair
     if not extras:
         raise UvextraError(f"name an extra to switch to: {', '.join(ctx.project.backends) or '(none declared)'}, or auto")
     resolved = _resolve_extras(ctx, extras, State())
@@ -562,6 +579,7 @@ def repair(
     probe: bool = False,
     on_line: LineCallback | None = None,
     on_wait: LineCallback | None = None,
+    no_default_groups: bool | None = None,
 ) -> Report:
     """Reinstall exactly the drifted (and unverified) packages, then check again.
 
@@ -573,6 +591,7 @@ def repair(
     ctx = open_context(project, python)
     report = ctx.new_report("repair")
     state = load_state(ctx.env)
+    _default_groups(ctx, no_default_groups, state)
     _require_lock(ctx, extras or ())
     chosen = _resolve_extras(ctx, extras, state)
     if chosen.unknown:
@@ -626,8 +645,9 @@ def probe(python: str | os.PathLike[str] | None = None, extras: Sequence[str] = 
     from .stack import check_stack, import_names, merge_dynamic
 
     installed = scan(env)
-    report.probe = start_probe(str(env.python), selected_extras=report.extras, timeout=probe_timeout(),
-                               companions=import_names(installed)).result()
+    with start_probe(str(env.python), selected_extras=report.extras, timeout=probe_timeout(),
+                     companions=import_names(installed)) as handle:
+        report.probe = handle.result()
     report.stack = check_stack(installed)
     merge_dynamic(report.stack, report.probe.companions)
     report.elapsed_s = time.perf_counter() - started

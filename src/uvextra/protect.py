@@ -14,12 +14,13 @@ is still kept.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-
-from packaging.markers import UndefinedEnvironmentName
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
+from typing import TYPE_CHECKING
 
 from .installed import Installed
+from .names import canonicalize_name
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 # The kernel process itself, its widgets, uvextra (which the kernel is running right now), and a notebook server
 # that may run from the same venv (removing it would pull the server out from under the user's browser tab).
@@ -30,6 +31,8 @@ SEED_PACKAGES = frozenset({"pip", "setuptools", "wheel"})
 
 
 def _requirement(line: str) -> Requirement | None:
+    from packaging.requirements import InvalidRequirement, Requirement  # only when a kernel's package is installed
+
     try:
         return Requirement(line)
     except InvalidRequirement:
@@ -40,6 +43,8 @@ def _applies(req: Requirement, env: Mapping[str, str], extras: Collection[str]) 
     """Does ``req`` apply on this interpreter when its owner was asked for with ``extras``?"""
     if req.marker is None:
         return True
+    from packaging.markers import UndefinedEnvironmentName
+
     try:
         return any(req.marker.evaluate({**env, "extra": extra}) for extra in ("", *extras))
     except UndefinedEnvironmentName:
@@ -78,7 +83,7 @@ def project_owned(locked_names: Iterable[str], recorded: Iterable[str]) -> set[s
 
     The venv's seed (pip, setuptools, wheel) is never counted as the project's, even when the lock names it.
     """
-    return {canonicalize_name(n) for n in (*locked_names, *recorded)} - SEED_PACKAGES
+    return {str(canonicalize_name(n)) for n in (*locked_names, *recorded)} - SEED_PACKAGES
 
 
 def removable(

@@ -17,18 +17,20 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from .installed import Installed
+from .names import canonicalize_name
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 __all__ = ["Flavour", "Misroute", "StackEntry", "check_stack", "companions", "elf_needed", "lint_routing",
            "merge_dynamic"]
@@ -272,6 +274,11 @@ def torch_flavour(torch: Installed) -> Flavour | None:
 
 def _torch_pin(dist: Installed) -> Requirement | None:
     for line in dist.requires:
+        head = line.lstrip(" \t")  # only a line that names torch is parsed (packaging's parser is not imported else)
+        if head[:5].lower() != "torch" or head[5:6].isalnum() or head[5:6] in ("-", "_", "."):
+            continue
+        from packaging.requirements import InvalidRequirement, Requirement
+
         try:
             req = Requirement(line)
         except InvalidRequirement:
@@ -360,7 +367,10 @@ def check_stack(installed: Mapping[str, Installed], lock_index: Mapping[str, str
                 entry.evidence.append(f"its pin {pin.name}{pin.specifier} accepts {torch.version}: PEP 440 ignores "
                                       "the local part")
             if ev.needs_cuda and tflav.kind == "cpu":
-                shipped = {p.rsplit("/", 1)[-1].split(".so")[0] for p in _record_paths(torch)}
+                try:  # torch/lib holds torch's libraries: listed, not its ~12,000-line RECORD (benchmarks/stack.py)
+                    shipped = {f.name.split(".so")[0] for f in (_site(torch) / "torch" / "lib").iterdir()}
+                except OSError:
+                    shipped = {p.rsplit("/", 1)[-1].split(".so")[0] for p in _record_paths(torch)}
                 missing = [n for n in ev.needs_cuda if n.split(".so")[0] not in shipped]
                 if missing:
                     entry.evidence.append(f"this torch ships no {', '.join(missing)}")
