@@ -25,6 +25,7 @@ import pytest
 
 from _localindex import IndexServer, write_project
 from conftest import dist_infos, run_uv, site_packages
+from test_hardening import error_line
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 COLOR = {"FORCE_COLOR": "1", "CLICOLOR_FORCE": "1"}
@@ -37,14 +38,6 @@ def cli(python: str | os.PathLike[str], *args: str | os.PathLike[str], env: dict
         timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run([os.fspath(python), "-m", "uvextra", *map(os.fspath, args)], env=env, cwd=cwd,
                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def error_line(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    assert proc.returncode == code, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("uvextra: error: "), proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-    return lines[0].removeprefix("uvextra: error: ")
 
 
 def json_error(proc: subprocess.CompletedProcess[str]) -> str:

@@ -21,27 +21,12 @@ from typing import Any
 
 import pytest
 
+from test_hardening import processes_mentioning
 from uvextra import core, probe
 from uvextra.errors import UvextraError
 from uvextra.probe import ProbeHandle, start_probe
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="/proc, signals and process groups")
-
-
-def processes_mentioning(text: str) -> list[tuple[int, str]]:
-    """Live (not zombie) processes whose command line contains ``text``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            continue
-        if text in cmdline and state not in ("Z", "X"):
-            found.append((int(entry.name), cmdline.strip()))
-    return found
 
 
 def assert_no_process_left(venv: Path) -> None:
