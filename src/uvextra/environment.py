@@ -43,11 +43,6 @@ class Environment:
     def state_dir(self) -> Path:
         return self.prefix / STATE_DIR
 
-    @property
-    def is_current(self) -> bool:
-        """True when the target is the interpreter running uvextra (in a kernel: the kernel's own env)."""
-        return Path(sys.prefix).absolute() == self.prefix
-
     def site_packages(self) -> list[Path]:
         found = sorted(self.prefix.glob("lib/python3*/site-packages")) + sorted(self.prefix.glob("Lib/site-packages"))
         return [p for p in found if p.is_dir()]

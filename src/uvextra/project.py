@@ -145,12 +145,6 @@ class Project:
             return f"unknown extra or group {raw!r}; this project's dependency groups are: {groups}"
         return f"unknown extra or group {raw!r}; this project's extras are: {extras}; its dependency groups: {groups}"
 
-    def conflict_set_of(self, extra: str) -> tuple[str, ...] | None:
-        for group in self.conflict_sets:
-            if _member(extra, group):
-                return group
-        return None
-
     def validate_extras(self, extras: Sequence[str]) -> tuple[Backend, ...]:
         """Normalised backends (extras or groups), or a one-line error naming the available ones / the conflict."""
         if not self.extras and not self.groups:
