@@ -220,9 +220,10 @@ def _start_probe(ctx: Context, extras: Sequence[str]) -> ProbeHandle:
                        companions=import_names(scan(ctx.env)))
 
 
-def _owned(ctx: Context, state: State) -> set[str]:
+def _owned(ctx: Context, state: State, lock: LockInfo | None = None) -> set[str]:
     """What this project put (or may put) here: every name its uv.lock locks, and what uvextra recorded installing."""
-    return project_owned((name for name, _version in _lock_info(ctx).sources), state.owned)
+    lock = lock if lock is not None else _lock_info(ctx)
+    return project_owned((name for name, _version in lock.sources), state.owned)
 
 
 def _check_into(
@@ -232,11 +233,12 @@ def _check_into(
     wanted = _wanted(ctx, extras)
     installed = scan(ctx.env)
     kernel = _protected(ctx, installed)
-    owned = _owned(ctx, state)
+    lock = _lock_info(ctx)
+    owned = _owned(ctx, state, lock)
     report.kernel_protected = sorted(n for n in kernel if n not in wanted)
     not_ours = {n for n in installed if n not in owned}  # never "extraneous": a switch would never remove them
     report.drift, report.unverified = classify(
-        wanted, installed, records=state.packages, lock=_lock_info(ctx), protected=kernel | not_ours, fresh=fresh
+        wanted, installed, records=state.packages, lock=lock, protected=kernel | not_ours, fresh=fresh
     )
     _stack_into(ctx, report, extras, wanted, installed)
     return wanted, installed, state
@@ -245,13 +247,11 @@ def _check_into(
 def _stack_into(ctx: Context, report: Report, extras: Sequence[str], wanted: Mapping[str, Wanted],
                 installed: Mapping[str, Installed]) -> None:
     """The static stack check (files only) and the project lint; the probe adds its dynamic evidence later."""
-    from .stack import check_stack, lint_routing, merge_dynamic
+    from .stack import check_stack, lint_routing
 
     where = {n: w.index or w.location for n, w in wanted.items()}
     report.stack = check_stack(installed, where)
     report.routing = lint_routing(ctx.project.pyproject, extras, where, (e.package for e in report.stack))
-    if report.probe is not None:
-        merge_dynamic(report.stack, report.probe.companions)
 
 
 def _record(ctx: Context, report: Report, state: State, extras: Sequence[str],

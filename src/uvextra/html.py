@@ -102,26 +102,21 @@ def _collapsed(row: Row, css: str) -> str:
             f'<div style="{_SMALL}">{_names(row)}</div></details>')
 
 
+def _drift_tr(package: str, kind: str, versions: str, why: str) -> str:
+    """One row of the drift table: the package, its kind as a badge, installed → lock, and why."""
+    return (f"<tr><td style=\"{_VAL};padding-right:10px\"><code>{_e(package)}</code></td>"
+            f"<td style=\"{_VAL};padding-right:10px\">{drift_badge(kind)}</td>"
+            f"<td style=\"{_VAL};padding-right:10px;white-space:nowrap\">{_e(versions)}</td>"
+            f"<td style=\"{_VAL};{_SMALL}\">{_e(why)}</td></tr>")
+
+
 def _drift_cell(view: View, row: Row) -> str:
     if not view.drift and not view.unverified:
         if row.tone == "ok":
             return f'<span style="color:{_GREEN}">✓ {_e(row.text)}</span>'
         return _e(row.text)
-    rows = []
-    for d in view.drift:
-        rows.append(
-            f"<tr><td style=\"{_VAL};padding-right:10px\"><code>{_e(d.package)}</code></td>"
-            f"<td style=\"{_VAL};padding-right:10px\">{drift_badge(d.kind)}</td>"
-            f"<td style=\"{_VAL};padding-right:10px;white-space:nowrap\">{_e(d.installed or '—')} → "
-            f"{_e(d.wanted or '—')}</td><td style=\"{_VAL};{_SMALL}\">{_e(d.detail)}</td></tr>"
-        )
-    for u in view.unverified:
-        rows.append(
-            f"<tr><td style=\"{_VAL};padding-right:10px\"><code>{_e(u.package)}</code></td>"
-            f"<td style=\"{_VAL};padding-right:10px\">{drift_badge('unverified')}</td>"
-            f"<td style=\"{_VAL};padding-right:10px\">{_e(u.version)}</td>"
-            f"<td style=\"{_VAL};{_SMALL}\">{_e(u.reason)}</td></tr>"
-        )
+    rows = [_drift_tr(d.package, d.kind, f"{d.installed or '—'} → {d.wanted or '—'}", d.detail) for d in view.drift]
+    rows += [_drift_tr(u.package, "unverified", u.version, u.reason) for u in view.unverified]
     head = "".join(f'<th style="{_KEY}">{h}</th>' for h in ("package", "drift", "installed → lock", "why"))
     return (f'<table class="uvextra-drift" style="{_TABLE}">'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")

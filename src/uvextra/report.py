@@ -80,7 +80,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     failure: str | None = None  # the operation did not complete (uv failed, interrupted, …); env re-checked
     # what kind of failure: "uv" (uv failed; its words in uv_error), "network" (an index could not be reached),
-    # "no-lock", "follow-up" (uv's sync ran, what came after failed), "interrupted"
+    # "follow-up" (uv's sync ran, what came after failed), "interrupted"
     failure_kind: str | None = None
     uv_error: str | None = None  # uv's own error text, as uv wrote it (redacted, no colour)
     # inference could not name the extras ("none": almost nothing of the project is installed; "tie")
@@ -168,7 +168,7 @@ class Report:
     def can_repair(self) -> bool:
         """Would a repair (the Reinstall button) fix something here? Never offered where it can only fail."""
         return (bool(self.errors or self.unverified) and not self.read_only and not self.interrupted
-                and self.failure_kind not in ("network", "no-lock", "uv") and not self.extras_unknown
+                and self.failure_kind not in ("network", "uv") and not self.extras_unknown
                 # a misrouted companion is what the lock says: reinstalling it from the lock brings it back as it is
                 and not (self.routing and {d.package for d in self.errors} <= {m.package for m in self.routing}
                          and not self.unverified))
@@ -181,9 +181,6 @@ class Report:
             nothing = not self.changes.installed and not self.changes.removed
             return (("nothing changed; " if nothing else "") +
                     "retry when the index is reachable (uv could not reach it: see uv's words above)")
-        if self.failure_kind == "no-lock":
-            extra = self.extras[0] if self.extras else "EXTRA"
-            return f"run `uvextra switch {extra}` (it locks) or `uv lock`"
         if self.failure_kind == "uv":
             again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else "it"
             return f"fix what uv reported above, then run {again} again"
