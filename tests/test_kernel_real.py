@@ -22,6 +22,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -348,11 +349,19 @@ def test_restart_button_goes_through_the_owning_jupyter_server(
 
     async def scenario() -> None:
         nonlocal kernel_id
+        # The server writes jpserver-{pid}.json before its loop runs the callback that binds the port
+        # (jupyter_server 2.21), so the file alone is no sign that it listens: ask it until it answers.
         for _ in range(int(TIMEOUT / 0.1)):
-            if (runtime / f"jpserver-{server.pid}.json").exists():
-                break
             assert server.poll() is None, (tmp_path / "server.log").read_text()
-            await asyncio.sleep(0.1)
+            try:
+                api("GET", "/api/status")
+                break
+            except urllib.error.HTTPError:
+                raise
+            except (urllib.error.URLError, ConnectionError):  # not listening yet
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail(f"the Jupyter server did not answer within {TIMEOUT} s:\n{(tmp_path / 'server.log').read_text()}")
         kernel_id = api("POST", "/api/kernels", {"name": "uvx"})["id"]
         fe = await Frontend.connect(runtime / f"kernel-{kernel_id}.json")
         try:
