@@ -132,7 +132,9 @@ def _infer_extras(ctx: Context) -> Chosen:
     installed; then each backend outside every set whose own packages (beyond the base) are all installed.
 
     Nothing of a set's own packages installed is not a match, and two extras matching equally well is a tie: both
-    are said as they are, never turned into a guess.
+    are said as they are, never turned into a guess. Nor is a stray package a match (a ``triton`` or ``nvidia-*``
+    that something else installed, and no torch): an extra matches only with real evidence — what it asks for
+    itself (its torch, at the locked version) or most of its own packages installed.
     """
     in_sets = {(str(b), kind_of(b) or EXTRA) for s in ctx.project.conflict_sets for b in s}
     loose = [b for b in ctx.project.backends if (str(b), b.kind) not in in_sets]
@@ -152,7 +154,11 @@ def _infer_extras(ctx: Context) -> Chosen:
         # the share of its own packages installed ranks first: a loose extra may bring one of a CUDA extra's
         # packages (nvidia-*), which must not outweigh the CPU extra's whole (one-package) own set
         rank = {e: (scores[e] / len(own[e]) if own[e] else 0.0, scores[e]) for e in group}
-        leaders = [e for e in group if rank[e] == max(rank.values())]
+        asks = {e: names | {"torch"} for e, names in _asks_for(ctx, group).items()}
+        # real evidence: what the extra asks for itself is installed (at its locked version), or most of its own
+        evident = [e for e in group if 2 * scores[e] > len(own[e]) or any(
+            n in asks[e] and n in installed and installed[n].version == v for n, v in own[e])]
+        leaders = [e for e in evident if rank[e] == max(rank[c] for c in evident)]
         counts = ", ".join(f"{e}: {scores[e]} of {len(own[e])}" for e in group)
         same = not any(own.values()) and any(n in installed and installed[n].version == v for n, v in shared)
         if same:  # every extra of the set pins the same versions: what is installed fits all of them alike
@@ -161,6 +167,14 @@ def _infer_extras(ctx: Context) -> Chosen:
         elif best == 0:
             unknown = unknown or "none"
             why.append(f"none of {', '.join(group)} is installed (their own packages installed: {counts})")
+        elif not evident:
+            unknown = unknown or "none"
+            stray = "; ".join(
+                f"{e}'s {', '.join(f'{n} {v}' for n, v in sorted(own[e]) if n in installed and installed[n].version == v)}"
+                for e in group if scores[e])
+            needs = " or ".join(sorted({n for e in group for n, _v in own[e] if n in asks[e]})) or "torch"
+            why.append(f"none of {', '.join(group)} is installed: only stray packages ({stray}), without {needs} "
+                       f"or most of an extra's own packages (their own packages installed: {counts})")
         elif len(leaders) > 1:
             unknown = "tie"
             why.append(f"a tie: {' and '.join(leaders)} match what is installed equally well ({counts})")
@@ -180,6 +194,35 @@ def _infer_extras(ctx: Context) -> Chosen:
                        "dependencies")
             return Chosen((), "; ".join(why))
     return Chosen(tuple(chosen), "inferred: " + "; ".join(why), unknown)
+
+
+def _asks_for(ctx: Context, backends: Sequence[str]) -> dict[str, set[str]]:
+    """Per backend, the names its own table in pyproject.toml lists (what it asks for itself, not what those bring)."""
+    from .names import canonicalize_name
+    from .project import _load_toml
+
+    try:
+        data = _load_toml(ctx.project.pyproject)
+    except UvextraError:
+        data = {}
+    out: dict[str, set[str]] = {}
+    for backend in backends:
+        if (kind_of(backend) or EXTRA) == EXTRA:
+            tables = (data.get("project") or {}).get("optional-dependencies") or {}
+        else:
+            tables = data.get("dependency-groups") or {}
+        names = out.setdefault(backend, set())
+        for key, requirements in tables.items() if isinstance(tables, dict) else ():
+            if canonicalize_name(str(key)) != str(backend) or not isinstance(requirements, list):
+                continue
+            for req in requirements:  # a group's {include-group = ...} is not a package: skipped
+                match = _REQUIREMENT_NAME.match(req) if isinstance(req, str) else None
+                if match:
+                    names.add(canonicalize_name(match.group(0)))
+    return out
+
+
+_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 
 # ---------------------------------------------------------------------------------------------------- pieces
