@@ -7,6 +7,7 @@ The real CPU wheel is used only with ``UVEXTRA_SLOW=1`` and only where pip's fin
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -463,3 +464,109 @@ def test_probe_real_cpu_torch(tmp_path: Path) -> None:
     assert probe(str(python), selected_extras=["cpu"], timeout=120, env=clean_env()).verdict == (
         f"CPU build of torch ({version}); CUDA not expected"
     )
+
+
+# --- companions after torch answered: installed as wheels by the real uv, probed through the CLI ------------------
+
+_H100_TORCH = {
+    "torch/__init__.py": "__version__ = '2.9.0+cu128'\nfrom . import version, cuda\n",
+    "torch/version.py": "cuda = '12.8'\nhip = None\n",
+    "torch/cuda/__init__.py": textwrap.dedent(
+        """\
+        def is_available():
+            return True
+
+        def device_count():
+            return 1
+
+        def get_device_name(i):
+            return 'NVIDIA H100 80GB HBM3'
+
+        def get_device_capability(i):
+            return (9, 0)
+        """
+    ),
+}
+H100_VERDICT = "CUDA available: 1× NVIDIA H100 80GB HBM3 (sm_90), driver 580.95.05"
+
+
+def torchaudio_files(extension_loads: bool) -> dict[str, str]:
+    """A stand-in torchaudio 2.9.0+cu128 shaped like the real one: ``torchaudio._extension`` says whether its
+    compiled part (libtorchaudio) loaded in ``_IS_TORCHAUDIO_EXT_AVAILABLE`` instead of raising."""
+    return {
+        "torchaudio/__init__.py": "import torch\nfrom torchaudio import _extension\n"
+                                  "from torchaudio.version import __version__\n",
+        "torchaudio/version.py": "__version__ = '2.9.0+cu128'\n",
+        "torchaudio/_extension/__init__.py": f"_IS_TORCHAUDIO_EXT_AVAILABLE = {extension_loads!r}\n",
+    }
+
+
+def install_stack(tmp_path: Path, uv: str, env: dict[str, str], companions: dict[str, tuple[str, dict[str, str]]]
+                  ) -> Path:
+    """A venv made by the real uv holding the stand-in torch and ``companions`` ({name: (version, files)}, each
+    pinning ``torch==2.9.0``), built as wheels and installed with ``uv pip install``; returns its python."""
+    from _localindex import build_wheel
+    from conftest import run_uv
+
+    wheels = [build_wheel(tmp_path / "wheels", "torch", "2.9.0+cu128", _H100_TORCH)]
+    wheels += [build_wheel(tmp_path / "wheels", name, version, files, ("torch==2.9.0",))
+               for name, (version, files) in companions.items()]
+    venv = tmp_path / "stack-venv"
+    run_uv(uv, "venv", "--quiet", "--python", sys.executable, venv, env=env)
+    run_uv(uv, "pip", "install", "--quiet", "--no-deps", "--no-index", "--python", venv / "bin" / "python", *wheels,
+           env=env)
+    return venv / "bin" / "python"
+
+
+def probe_cli(python: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "uvextra", "probe", "--python", str(python), *args],
+                          env={**clean_env(), **env, "UV_CUDA_DRIVER_VERSION": "580.95.05"}, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=python.parents[2])
+
+
+def cli_rows(text: str, key: str) -> list[str]:
+    return [line.split("  ", 1)[1].strip() for line in text.splitlines() if line.startswith(key + " ")]
+
+
+def test_probe_companions_torchaudio_extension_missing_and_a_crashing_import(
+        tmp_path: Path, uv_new: str, uv_env: dict[str, str]) -> None:
+    python = install_stack(tmp_path, uv_new, uv_env, {
+        "torchaudio": ("2.9.0+cu128", torchaudio_files(extension_loads=False)),
+        "xtorch-crash": ("1.0", {"xtorch_crash/__init__.py": "import os\nos.abort()\n"}),  # after torchaudio
+    })
+    proc = probe_cli(python, uv_env)
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert cli_rows(out, "CUDA") == [H100_VERDICT], out  # torch's answer, kept: the crash came after it
+    assert cli_rows(out, "stack") == [
+        "FAILS: torchaudio 2.9.0+cu128: `ImportError: torchaudio's extension (libtorchaudio) did not load`",
+        "FAILS: xtorch-crash 1.0: `import xtorch_crash crashed (signal SIGABRT)`",
+    ], out
+    assert "Traceback" not in out + proc.stderr
+
+    report = json.loads(probe_cli(python, uv_env, "--json").stdout)
+    assert (report["probe"]["verdict"], report["probe"]["ok"], report["probe"]["error"]) == (
+        H100_VERDICT, True, None)
+    assert [(e["package"], e["ok"], e["error"]) for e in report["stack"]] == [
+        ("torchaudio", False, "ImportError: torchaudio's extension (libtorchaudio) did not load"),
+        ("xtorch-crash", False, "import xtorch_crash crashed (signal SIGABRT)"),
+    ]
+
+
+def test_probe_companion_that_hangs_is_named_and_torch_answer_kept(
+        tmp_path: Path, uv_new: str, uv_env: dict[str, str]) -> None:
+    python = install_stack(tmp_path, uv_new, uv_env, {
+        "torchaudio": ("2.9.0+cu128", torchaudio_files(extension_loads=True)),
+        "xtorch-hang": ("1.0", {"xtorch_hang/__init__.py": "import time\ntime.sleep(600)\n"}),
+    })
+    started = time.monotonic()
+    proc = probe_cli(python, {"UVEXTRA_PROBE_TIMEOUT": "3"})
+    took = time.monotonic() - started
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert 3 <= took < 30, took
+    assert cli_rows(out, "CUDA") == [H100_VERDICT], out
+    assert cli_rows(out, "stack") == [
+        "ok: torchaudio 2.9.0+cu128: a CUDA 12.8 build (+cu128), fits torch 2.9.0+cu128; its extension loaded",
+        "FAILS: xtorch-hang 1.0: `import xtorch_hang did not finish within 3 s (probe killed)`",
+    ], out

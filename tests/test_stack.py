@@ -87,6 +87,47 @@ def test_unrouted_torchvision_is_caught_with_why_and_the_lines_that_fix_it(make_
     assert not rows(fixed.stdout, "routing")
 
 
+def test_unrouted_torchvision_in_a_groups_project_gets_group_keyed_fix_lines(make_project, kernel_venv, uv_env,
+                                                                              uv_new):
+    # The backends as [dependency-groups]: torch routed with `{ index = "pytorch-cpu", group = "cpu" }`.
+    s = _setup(make_project, kernel_venv, uv_env, uv_new, groups=True)
+    assert '{ index = "pytorch-cpu", group = "cpu" }' in (s.project / "pyproject.toml").read_text()
+    proc = s.run("switch", "cpu")
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert rows(out, "stack")[0].startswith("FAILS: torchvision 0.24.0 is a CUDA 12.8 build (+cu128), torch is "
+                                            "2.9.0+cpu"), out
+    (routing,) = rows(out, "routing")
+    assert routing.startswith("[tool.uv.sources] routes torch per group but not torchvision: for group cpu the lock "
+                              "takes torchvision from http://127.0.0.1:"), routing
+    assert "/pypi/simple" in routing and "/cpu/simple" in routing
+    lines = out.splitlines()
+    at = next(n for n, ln in enumerate(lines) if ln.strip() == "torchvision = [")
+    fix = [ln.strip() for ln in lines[at:at + 5]]
+    assert fix == ["torchvision = [", '{ index = "pytorch-cpu", group = "cpu" },',
+                   '{ index = "pytorch-cu128", group = "cu128" },', '{ index = "pytorch-pypi", group = "pypi" },',
+                   "]"], out
+    assert not any("extra =" in ln for ln in fix)
+    step = rows(out, "next")[0]
+    assert step.startswith("`uvextra repair` cannot fix this") and "uvextra switch cpu" in step, step
+    s.assert_nothing_lost()
+
+    report = report_of(s.run("check", "--json"))
+    assert report["exit_code"] == 1
+    assert [(r["package"], r["extra"], r["kind"]) for r in report["routing"]] == [("torchvision", "cpu", "group")]
+
+    # The lines shown fix it: put under [tool.uv.sources], lock, switch — the stack passes, no routing row.
+    text = (s.project / "pyproject.toml").read_text()
+    block = "\n".join(ln if ln in ("torchvision = [", "]") else "  " + ln for ln in fix)
+    (s.project / "pyproject.toml").write_text(text.replace("[tool.uv.sources]\n", f"[tool.uv.sources]\n{block}\n"))
+    run_uv(uv_new, "lock", env=uv_env, cwd=s.project)
+    fixed = s.run("switch", "cpu")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert rows(fixed.stdout, "stack") == [
+        "ok: torchvision 0.24.0+cpu: a CPU build (+cpu), fits torch 2.9.0+cpu; ops.nms on two boxes ran"]
+    assert not rows(fixed.stdout, "routing")
+
+
 def test_routed_companions_pass_and_a_cuda_switch_fits(make_project, kernel_venv, uv_env, uv_new):
     s = _setup(make_project, kernel_venv, uv_env, uv_new, routed=("torchvision",))
     report = report_of(s.run("switch", "cu128", "--json"))
@@ -171,3 +212,53 @@ def test_the_card_has_its_own_stack_row_and_the_fix(make_project, kernel_venv, u
     assert "torchvision = [\n  { index = &quot;pytorch-cpu&quot;, extra = &quot;cpu&quot; }," in card
     assert "Reinstall" not in card and "`uvextra repair` cannot fix this" in card
     assert "| stack | ❌ torchvision 0.24.0 is a CUDA 12.8 build (+cu128)" in render_markdown(report)
+
+
+def test_routing_lint_follows_the_backend_kind_when_a_name_is_both_an_extra_and_a_group(tmp_path):
+    # `cpu` is an extra (torch from pytorch-cpu) and a group (torch from mirror-cpu); torchvision is routed for the
+    # extra only. The lint reads the route of the kind the user chose, and keys its fix lines as torch's are.
+    from uvextra.project import Backend
+    from uvextra.stack import lint_routing
+
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "p"\nversion = "0"\n[project.optional-dependencies]\ncpu = ["torch", "torchvision"]\n'
+        '[dependency-groups]\ncpu = ["torch", "torchvision"]\n[tool.uv.sources]\n'
+        'torch = [{ index = "pytorch-cpu", extra = "cpu" }, { index = "mirror-cpu", group = "cpu" }]\n'
+        'torchvision = [{ index = "pytorch-cpu", extra = "cpu" }]\n')
+    where = {"torch": "https://mirror/cpu", "torchvision": "https://pypi"}
+    assert lint_routing(pyproject, [Backend("cpu", "extra")], where) == []  # routed like torch for the extra
+    (m,) = lint_routing(pyproject, [Backend("CPU", "group")], where)
+    assert (m.package, m.extra, m.kind) == ("torchvision", "cpu", "group")
+    assert m.why == ("[tool.uv.sources] routes torch per group but not torchvision: for group cpu the lock takes "
+                     "torchvision from https://pypi, torch from https://mirror/cpu")
+    assert m.fix == ("[tool.uv.sources]", "torchvision = [", '  { index = "pytorch-cpu", extra = "cpu" },',
+                     '  { index = "mirror-cpu", group = "cpu" },', "]")
+    assert lint_routing(pyproject, ["cpu"], where) == []  # a plain name: the extra, when both keys name it
+
+
+def test_a_kernels_repeated_checks_see_a_reinstalled_companion_and_not_the_last_probe(tmp_path):
+    # What the files said is kept per .dist-info folder and RECORD digest: a second check in the same process must
+    # still see another build installed in the same folder, and what the probe added to one report stays there.
+    from uvextra.stack import merge_dynamic
+
+    wheels, site = tmp_path / "w", tmp_path / "site"
+    torch = read_dist_info(_install(build_wheel(wheels, "torch", "2.9.0+cpu", {"torch/__init__.py": ""}), site))
+
+    def torchvision(tag: str):
+        so = "\0libc10_cuda.so\0" if tag.startswith("cu") else "\0libc10.so\0"
+        wheel = build_wheel(wheels / tag, "torchvision", "0.24.0", {
+            "torchvision/__init__.py": "", "torchvision/version.py": f"__version__ = '0.24.0+{tag}'\n",
+            "torchvision/_C.so": so}, ("torch==2.9.0",))
+        return read_dist_info(_install(wheel, site))
+
+    (first,) = check_stack({"torch": torch, "torchvision": torchvision("cu128")})
+    assert not first.ok and first.why.startswith("torchvision 0.24.0 is a CUDA 12.8 build (+cu128), torch is "
+                                                 "2.9.0+cpu"), first.why
+    merge_dynamic([first], {"torchvision": {"ok": False, "error": "RuntimeError: operator torchvision::nms does "
+                                            "not exist"}})
+    (again,) = check_stack({"torch": torch, "torchvision": torchvision("cu128")})
+    assert again.error is None and "nms" not in again.why and again.evidence == first.evidence, (again, first)
+
+    (fixed,) = check_stack({"torch": torch, "torchvision": torchvision("cpu")})  # the same folder, another build
+    assert fixed.ok and fixed.why == "torchvision 0.24.0: a CPU build (+cpu), fits torch 2.9.0+cpu", fixed.why

@@ -462,9 +462,11 @@ class ProbeHandle:
             name = stage.split(":", 1)[1]
             if name not in res.companions:
                 rc = self._proc.returncode
+                module = dict(self.companions).get(name, name)  # what was imported: torch_hang, not torch-hang
                 how = (f"did not finish within {self.timeout:g} s (probe killed)" if timed_out else
-                       f"crashed (signal {_signal_name(rc)})" if rc is not None and rc < 0 else f"exited ({rc})")
-                res.companions[name] = {"package": name, "ok": False, "error": f"import {name} {how}"}
+                       f"crashed (signal {_signal_name(rc)})" if rc is not None and rc < 0 else
+                       f"exited with code {rc}")
+                res.companions[name] = {"package": name, "ok": False, "error": f"import {module} {how}"}
                 timed_out, companion_failed = False, True
 
         what, unfinished = _STAGE_WORDS.get(stage, _STAGE_WORDS[None])

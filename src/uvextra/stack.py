@@ -15,7 +15,8 @@ import re
 import struct
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ else:  # Python 3.10: the same parser, from PyPI
 
 from packaging.version import InvalidVersion, Version
 
+from . import cache as _cache
 from .installed import Installed
 from .names import canonicalize_name
 
@@ -316,72 +318,123 @@ class StackEntry:
                 "error": self.error, "why": self.why, "evidence": list(self.evidence)}
 
 
+# What the files said, kept for the process (a kernel checks the same venv after every switch and check; the static
+# check was its own cost again each time: RECORD, version.py, the extensions' ELF headers, Requires-Dist parsed).
+# Keyed on each .dist-info's folder and RECORD digest (``Installed.fingerprint``, which scan() reads again whenever
+# the folder's files change): RECORD lists every installed file with its hash, so the same key is the same files.
+_Key = tuple[str, str, str]  # (dist-info folder, version, RECORD digest)
+_COMPANIONS: _cache.Memo[tuple[tuple[str, str, str, str], ...], tuple[tuple[str, tuple[str, ...], str], ...]] = _cache.Memo(16)
+_ENTRIES: _cache.Memo[tuple[object, ...], StackEntry] = _cache.Memo(256)
+_TORCH: _cache.Memo[_Key, tuple[Flavour | None, frozenset[str] | None]] = _cache.Memo(16)
+_SOURCES: _cache.Memo[tuple[object, ...], dict[str, Any] | None] = _cache.Memo(16)
+
+
+def _clear_memos() -> None:
+    """Forget what the files said (benchmarks/stack.py measures a first check in a new process with it)."""
+    for memo in (_COMPANIONS, _ENTRIES, _TORCH, _SOURCES):
+        memo.clear()
+
+
+def _key(dist: Installed) -> _Key:
+    return (str(dist.dist_info), dist.version, dist.fingerprint)
+
+
+def _companions(installed: Mapping[str, Installed]) -> tuple[tuple[str, tuple[str, ...], str], ...]:
+    """(name, RECORD paths, module) of every companion, computed once per set of installed folders."""
+    items = sorted(installed.items())
+
+    def compute() -> tuple[tuple[str, tuple[str, ...], str], ...]:
+        out = []
+        for name, dist in items:
+            if name == "torch":
+                continue
+            pin = _torch_pin(dist)
+            if name not in KNOWN and pin is None:
+                continue
+            paths = _record_paths(dist)
+            exact = pin is not None and any(s.operator in ("==", "===") for s in pin.specifier)
+            if name in KNOWN or exact or _ships_extension(paths):
+                out.append((name, tuple(paths), _module_name(dist, paths)))
+        return tuple(out)
+
+    return _COMPANIONS.get(tuple((name, *_key(dist)) for name, dist in items), compute)
+
+
 def companions(installed: Mapping[str, Installed]) -> list[tuple[Installed, list[str]]]:
     """The installed companions of torch and their RECORD paths: the known ones, and every distribution that pins
     torch exactly or requires torch and ships a compiled extension."""
-    out = []
-    for name, dist in sorted(installed.items()):
-        if name == "torch":
-            continue
-        pin = _torch_pin(dist)
-        if name not in KNOWN and pin is None:
-            continue
-        paths = _record_paths(dist)
-        exact = pin is not None and any(s.operator in ("==", "===") for s in pin.specifier)
-        if name in KNOWN or exact or _ships_extension(paths):
-            out.append((dist, paths))
-    return out
+    return [(installed[name], list(paths)) for name, paths, _module in _companions(installed)]
 
 
 def import_names(installed: Mapping[str, Installed]) -> list[tuple[str, str]]:
     """(package, module) for every companion, for the probe's fresh process to import."""
-    return [(dist.name, _module_name(dist, paths)) for dist, paths in companions(installed)]
+    return [(name, module) for name, _paths, module in _companions(installed)]
+
+
+def _torch_facts(torch: Installed) -> tuple[Flavour | None, frozenset[str] | None]:
+    """The installed torch's flavour, and the library names its torch/lib holds (None: no such folder)."""
+    def compute() -> tuple[Flavour | None, frozenset[str] | None]:
+        try:  # torch/lib holds torch's libraries: listed, not its ~12,000-line RECORD (benchmarks/stack.py)
+            shipped: frozenset[str] | None = frozenset(
+                f.name.split(".so")[0] for f in (_site(torch) / "torch" / "lib").iterdir())
+        except OSError:
+            shipped = None
+        return torch_flavour(torch), shipped
+
+    return _TORCH.get(_key(torch), compute)
 
 
 def check_stack(installed: Mapping[str, Installed], lock_index: Mapping[str, str | None] | None = None) -> list[
         StackEntry]:
     """The static verdict for every companion (no import): pin, flavour, libraries — against the installed torch."""
-    found = companions(installed)
-    if not found:
+    found = _companions(installed)
+    if not found:  # no companion installed: nothing is read
         return []
     torch = installed.get("torch")
-    tflav = torch_flavour(torch) if torch else None
+    theirs = (lock_index or {}).get("torch") if torch is not None else None
     entries = []
-    for dist, paths in found:
-        module = _module_name(dist, paths)
-        ev = _companion_evidence(dist, paths, module)
-        entry = StackEntry(package=dist.name, version=dist.version, module=module,
-                           built_for=ev.flavour.label if ev.flavour else None, evidence=list(ev.notes))
-        entry._torch = torch.version if torch else ""
-        entry._built = ev.flavour.build if ev.flavour else ""
-        bad: list[str] = []
-        pin = _torch_pin(dist)
-        if torch is None:
-            bad.append("torch is not installed")
-        elif pin is not None and pin.specifier and not pin.specifier.contains(torch.version, prereleases=True):
-            bad.append(f"requires {pin.name}{pin.specifier}, torch is {torch.version}")
-        if torch is not None and ev.flavour and tflav and not ev.flavour.fits(tflav):
-            what = f"is a {ev.flavour.build}" + (f" ({ev.flavour.source})" if not ev.flavour.tag else "")
-            bad.append(f"{what}, torch is {torch.version}" + ("" if tflav.tag else f" ({tflav.label})"))
-            if pin is not None and pin.specifier and pin.specifier.contains(torch.version, prereleases=True):
-                entry.evidence.append(f"its pin {pin.name}{pin.specifier} accepts {torch.version}: PEP 440 ignores "
-                                      "the local part")
-            if ev.needs_cuda and tflav.kind == "cpu":
-                try:  # torch/lib holds torch's libraries: listed, not its ~12,000-line RECORD (benchmarks/stack.py)
-                    shipped = {f.name.split(".so")[0] for f in (_site(torch) / "torch" / "lib").iterdir()}
-                except OSError:
-                    shipped = {p.rsplit("/", 1)[-1].split(".so")[0] for p in _record_paths(torch)}
-                missing = [n for n in ev.needs_cuda if n.split(".so")[0] not in shipped]
-                if missing:
-                    entry.evidence.append(f"this torch ships no {', '.join(missing)}")
-        if lock_index and torch is not None:
-            mine, theirs = lock_index.get(dist.name), lock_index.get("torch")
-            if mine and theirs and mine != theirs:
-                entry.evidence.append(f"the lock takes it from {mine}, torch from {theirs}")
-        entry._static_bad = "; ".join(bad) or None
-        entries.append(entry)
-        _word(entry)
+    for name, paths, module in found:
+        dist = installed[name]
+        mine = (lock_index or {}).get(name) if torch is not None else None
+        key = (_key(dist), module, _key(torch) if torch else None, mine, theirs)
+        proto = _ENTRIES.get(key, partial(_static_entry, dist, paths, module, torch, mine, theirs))
+        entries.append(replace(proto, evidence=list(proto.evidence)))  # the caller's own: merge_dynamic changes it
     return entries
+
+
+def _static_entry(dist: Installed, paths: Sequence[str], module: str, torch: Installed | None, mine: str | None,
+                  theirs: str | None) -> StackEntry:
+    tflav, shipped = _torch_facts(torch) if torch else (None, None)
+    ev = _companion_evidence(dist, paths, module)
+    entry = StackEntry(package=dist.name, version=dist.version, module=module,
+                       built_for=ev.flavour.label if ev.flavour else None, evidence=list(ev.notes))
+    entry._torch = torch.version if torch else ""
+    entry._built = ev.flavour.build if ev.flavour else ""
+    bad: list[str] = []
+    pin = _torch_pin(dist)
+    accepts = torch is not None and pin is not None and bool(pin.specifier) and pin.specifier.contains(
+        torch.version, prereleases=True)
+    if torch is None:
+        bad.append("torch is not installed")
+    elif pin is not None and pin.specifier and not accepts:
+        bad.append(f"requires {pin.name}{pin.specifier}, torch is {torch.version}")
+    if torch is not None and ev.flavour and tflav and not ev.flavour.fits(tflav):
+        what = f"is a {ev.flavour.build}" + (f" ({ev.flavour.source})" if not ev.flavour.tag else "")
+        bad.append(f"{what}, torch is {torch.version}" + ("" if tflav.tag else f" ({tflav.label})"))
+        if accepts and pin is not None:
+            entry.evidence.append(f"its pin {pin.name}{pin.specifier} accepts {torch.version}: PEP 440 ignores "
+                                  "the local part")
+        if ev.needs_cuda and tflav.kind == "cpu":
+            if shipped is None:
+                shipped = frozenset(p.rsplit("/", 1)[-1].split(".so")[0] for p in _record_paths(torch))
+            missing = [n for n in ev.needs_cuda if n.split(".so")[0] not in shipped]
+            if missing:
+                entry.evidence.append(f"this torch ships no {', '.join(missing)}")
+    if mine and theirs and mine != theirs:
+        entry.evidence.append(f"the lock takes it from {mine}, torch from {theirs}")
+    entry._static_bad = "; ".join(bad) or None
+    _word(entry)
+    return entry
 
 
 _RUN = {"torchvision": "ops.nms on two boxes", "torchaudio": "its extension loaded"}
@@ -411,7 +464,7 @@ def _word(entry: StackEntry) -> None:
     entry.ok = True
     built = f"a {entry._built}" if entry._built else "its build is not stated"
     fits = f"fits torch {entry._torch}" if entry._torch else "fits torch"
-    ran = f"; {entry.ran} ran" if entry.ran else ""
+    ran = f"; {entry.ran}" + ("" if entry.ran.endswith(" loaded") else " ran") if entry.ran else ""  # "its extension loaded"
     entry.why = f"{head}: {built}, {fits}{ran}"
 
 
@@ -419,23 +472,27 @@ def _word(entry: StackEntry) -> None:
 
 @dataclass(frozen=True)
 class Misroute:
-    """A companion the lock takes from another index than torch, for an extra that routes torch."""
+    """A companion the lock takes from another index than torch, for a backend (extra or group) that routes torch."""
 
     package: str
-    extra: str
+    extra: str  # the backend's name (an extra's, or a dependency group's when ``kind`` is ``group``)
     package_index: str | None  # where the lock takes it from
     torch_index: str | None  # where the lock takes torch from
     fix: tuple[str, ...]  # the [tool.uv.sources] lines that would route it like torch
+    kind: str = "extra"  # "extra" or "group": what [tool.uv.sources] keys the route on
 
     @property
     def why(self) -> str:
-        return (f"[tool.uv.sources] routes torch per extra but not {self.package}: for extra {self.extra} the lock "
-                f"takes {self.package} from {self.package_index or 'the default index'}, torch from "
-                f"{self.torch_index}")
+        return (f"[tool.uv.sources] routes torch per {self.kind} but not {self.package}: for {self.kind} "
+                f"{self.extra} the lock takes {self.package} from {self.package_index or 'the default index'}, "
+                f"torch from {self.torch_index}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"package": self.package, "extra": self.extra, "package_index": self.package_index,
+        return {"package": self.package, "extra": self.extra, "kind": self.kind, "package_index": self.package_index,
                 "torch_index": self.torch_index, "why": self.why, "fix": list(self.fix)}
+
+
+_KEYS = ("extra", "group")
 
 
 def _entries(value: Any) -> list[dict[str, Any]]:
@@ -443,11 +500,46 @@ def _entries(value: Any) -> list[dict[str, Any]]:
     return [i for i in items if isinstance(i, dict)]
 
 
-def _route(entries: Sequence[Mapping[str, Any]], extra: str) -> str | None:
+def _named(entry: Mapping[str, Any], key: str) -> str | None:
+    value = entry.get(key)
+    return canonicalize_name(value) if isinstance(value, str) else None
+
+
+def _route(entries: Sequence[Mapping[str, Any]], name: str, kind: str) -> str | None:
+    """The index ``entries`` route to for backend ``name`` of ``kind`` (``extra = …`` / ``group = …``), or an
+    unconditional entry's; None when no entry applies."""
     for e in entries:
-        if e.get("extra") == extra or ("extra" not in e and "group" not in e and "marker" not in e):
+        if _named(e, kind) == name or not any(k in e for k in (*_KEYS, "marker")):
             return str(e.get("index")) if e.get("index") else None
     return None
+
+
+def _kind(name: str, torch_entries: Sequence[Mapping[str, Any]]) -> str:
+    """``extra`` or ``group``: what the backend is (a :class:`uvextra.project.Backend` says so), else whichever key
+    of torch's sources names it (an extra when both or neither do)."""
+    kind = getattr(name, "kind", None)
+    if kind in _KEYS:
+        return str(kind)
+    by = {k for k in _KEYS for e in torch_entries if _named(e, k) == canonicalize_name(name)}
+    return "group" if by == {"group"} else "extra"
+
+
+def _sources(pyproject: Path) -> dict[str, Any] | None:
+    """``[tool.uv.sources]`` of ``pyproject``, parsed once per version of the file (its inode, size and times)."""
+    try:
+        st = pyproject.stat()
+    except OSError:
+        return None
+
+    def compute() -> dict[str, Any] | None:
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return None
+        sources = ((data.get("tool") or {}).get("uv") or {}).get("sources") or {}
+        return sources if isinstance(sources, dict) else None
+
+    return _SOURCES.get((str(pyproject), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns), compute)
 
 
 def _toml_inline(entry: Mapping[str, Any]) -> str:
@@ -458,28 +550,30 @@ def _toml_inline(entry: Mapping[str, Any]) -> str:
 
 def lint_routing(pyproject: Path, extras: Sequence[str], lock_index: Mapping[str, str | None],
                  names: Iterable[str] = ()) -> list[Misroute]:
-    """Companions that the selected extras' lock takes from another index than torch, while ``[tool.uv.sources]``
-    routes torch per extra; with the lines that would route each like torch. pyproject.toml is only read."""
-    try:
-        data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    """Companions that the selected backends' lock takes from another index than torch, while ``[tool.uv.sources]``
+    routes torch per extra or per dependency group (``group = "cpu"``); with the lines that would route each like
+    torch (keyed as torch's are: ``extra = …`` / ``group = …``). pyproject.toml is only read."""
+    theirs = lock_index.get("torch")
+    candidates = sorted(n for n in {canonicalize_name(n) for n in (*KNOWN, *names)} & set(lock_index) - {"torch"}
+                        if lock_index.get(n) != theirs)
+    if not candidates or not extras:  # no companion the lock takes from elsewhere: pyproject.toml is not even read
         return []
-    sources = ((data.get("tool") or {}).get("uv") or {}).get("sources") or {}
-    if not isinstance(sources, dict):
+    sources = _sources(pyproject)
+    if not sources:
         return []
     torch_entries = _entries(sources.get("torch"))
-    if not any("extra" in e for e in torch_entries):
+    if not any(k in e for e in torch_entries for k in _KEYS):
         return []
     out = []
-    candidates = sorted({canonicalize_name(n) for n in (*KNOWN, *names)} & set(lock_index) - {"torch"})
     for extra in extras:
-        torch_route = _route(torch_entries, extra)
+        kind, name = _kind(extra, torch_entries), canonicalize_name(extra)
+        torch_route = _route(torch_entries, name, kind)
         if torch_route is None:
             continue
-        for name in candidates:
-            mine = _route(_entries(sources.get(name) or sources.get(name.replace("-", "_"))), extra)
-            if mine == torch_route or lock_index.get(name) == lock_index.get("torch"):
+        for pkg in candidates:
+            mine = _route(_entries(sources.get(pkg) or sources.get(pkg.replace("-", "_"))), name, kind)
+            if mine == torch_route:
                 continue
-            fix = ("[tool.uv.sources]", f"{name} = [", *(f"  {_toml_inline(e)}," for e in torch_entries), "]")
-            out.append(Misroute(name, extra, lock_index.get(name), lock_index.get("torch"), fix))
+            fix = ("[tool.uv.sources]", f"{pkg} = [", *(f"  {_toml_inline(e)}," for e in torch_entries), "]")
+            out.append(Misroute(pkg, name, lock_index.get(pkg), theirs, fix, kind))
     return out
