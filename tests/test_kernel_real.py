@@ -33,6 +33,7 @@ from _kernel_venv import kernel_env, make_kernel_venv, stop_process, uvextra_whe
 from conftest import MakeProject, dist_infos
 
 TIMEOUT = 90
+RECORD = "application/vnd.uvextra.record+json"  # uvextra.notebook.MIME: what `uvextra check --notebook` reads
 
 
 class Frontend:
@@ -202,7 +203,12 @@ def test_switch_drift_reinstall_and_stale_module(tmp_path: Path, make_project: M
             # No server, no restarter (like nbclient): an instruction instead of a Restart button.
             assert "⟳ restart needed — no Jupyter server owns this kernel and nothing would start it again" in card
             assert not fe.visible("uvextra-reinstall") and not fe.visible("uvextra-restart")
-            assert "uv#16368" in fe.card_text(cell)  # the saved output keeps what the cell itself showed
+            # The output a notebook saves is rewritten once the click's work is done: its text and its record
+            # name the repair, not the drift the cell itself found.
+            saved = fe.output(cell)
+            assert "drift        none" in saved["text/plain"] and "uv#16368" in saved["text/plain"], saved["text/plain"]
+            assert (saved[RECORD]["command"], saved[RECORD]["extras"], saved[RECORD]["clean"]) == ("repair", ["pypi"],
+                                                                                                 True)
 
             # The backend toggle: pick cu128 as a browser would; same progress, same card.
             toggle = fe.widget("uvextra-toggle")
@@ -214,6 +220,9 @@ def test_switch_drift_reinstall_and_stale_module(tmp_path: Path, make_project: M
             assert fe.models[toggle]["index"] == 1
             assert "torch: imported as 2.9.0+cpu, the disk now has 2.9.0+cu128" in card
             assert dist_infos(venv, "torch") == ["torch-2.9.0+cu128.dist-info"]
+            saved = fe.output(cell)
+            assert (saved[RECORD]["command"], saved[RECORD]["extras"]) == ("switch", ["cu128"]), saved[RECORD]
+            assert "extras       cu128 — given" in saved["text/plain"], saved["text/plain"]
 
             report = json.loads(await fe.stdout(
                 "from uvextra.magic import last_outcome; import json; o = last_outcome()\n"

@@ -174,3 +174,78 @@ def test_status_in_a_kernel_names_its_notebooks_backend_with_a_button(setup: dic
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"%uvextra --project {project} --no-probe")])
     run_notebook(nb, tmp_path / "kernels", "plain", tmp_path)
     assert "last ran on" not in _plain(nb.cells[0]) and "extras       pypi" in _plain(nb.cells[0])
+
+
+def _saved_with(nb_path: Path, outputs: list[dict[str, Any]]) -> Any:
+    """The notebook as a frontend saves it: one ``%uvextra`` cell per output, each as it stands now (after every
+    ``update_display_data`` for its display id), without the display id (transient, never saved)."""
+    cells = []
+    for data in outputs:
+        cell = nbformat.v4.new_code_cell("%uvextra")
+        cell.outputs = [nbformat.v4.new_output("display_data", data=data)]
+        cells.append(cell)
+    nb = nbformat.v4.new_notebook(cells=cells)
+    nbformat.write(nb, nb_path)
+    return nb
+
+
+def test_button_clicks_rewrite_the_record_so_the_saved_notebook_names_the_last_action(
+        setup: dict[str, Any], uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str], tmp_path: Path) -> None:
+    """"Switch to cpu" and the toggle change the venv after the cell finished: the output's record follows them."""
+    import asyncio
+
+    from test_kernel_real import Frontend
+
+    env, project = setup["env"], setup["project"]
+    python = make_kernel_venv(tmp_path / "kvenv", uvextra_wheel, uv_new, uv_env)
+    switched = cli("switch", "pypi", "--no-probe", "--project", project, "--python", python, env=env)
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    notebook = tmp_path / "colleague.ipynb"
+    notebook.write_bytes(setup["notebook"].read_bytes())  # it last ran on cpu
+    write_kernelspec(tmp_path / "kernels", "clicks", python,
+                     kernel_env(python, env, tmp_path, JPY_SESSION_NAME=str(notebook)))
+
+    async def scenario() -> dict[str, str]:
+        fe = await Frontend(tmp_path / "kernels", "clicks", tmp_path).start()
+        try:
+            cell = await fe.run(f"%uvextra --project {project}")
+            assert fe.output(cell)[MIME]["extras"] == ["pypi"]
+            button = fe.widget("uvextra-notebook-switch")
+            assert fe.visible("uvextra-notebook-switch") and fe.models[button]["description"] == "Switch to cpu"
+
+            await fe.send_comm(button, {"method": "custom", "content": {"event": "click"}})
+            assert "switched to cpu — ✓ matches the lock" in fe.card(), fe.card()
+            assert not fe.visible("uvextra-notebook-switch")  # the notebook and the venv agree now
+            record = fe.output(cell)[MIME]
+            assert (record["command"], record["extras"]) == ("switch", ["cpu"]), record
+            assert record["torch"] == {"version": "2.9.0+cpu", "build": "cpu"}
+            assert "extras       cpu — given" in fe.output(cell)["text/plain"]
+
+            toggle = fe.widget("uvextra-toggle")
+            assert fe.models[toggle]["_options_labels"] == ["cpu", "cu128", "pypi"]
+            await fe.send_comm(toggle, {"method": "update", "state": {"index": 1}, "buffer_paths": []})
+            assert "switched to cu128 — ✓ matches the lock" in fe.card(), fe.card()
+            record = fe.output(cell)[MIME]
+            assert (record["command"], record["extras"], record["clean"]) == ("switch", ["cu128"], True), record
+            assert record["torch"] == {"version": "2.9.0+cu128", "build": "cu128"}
+            return fe.output(cell)
+        finally:
+            await fe.stop()
+
+    output = asyncio.run(scenario())
+    assert {"text/html", "text/plain", WIDGET_VIEW, MIME} <= set(output)
+    _saved_with(notebook, [output])  # the user saves the notebook
+    nbformat.validate(nbformat.read(notebook, as_version=4))
+    checked = cli("check", "--notebook", notebook, "--project", project, "--python", python, env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    line = checked.stdout.splitlines()[-1]
+    assert re.fullmatch(r"colleague\.ipynb last ran on cu128 \(torch 2\.9\.0\+cu128, [\d-]{10}\); "
+                        r"this environment is on cu128 too", line), line
+
+    # And on a venv that is still on cpu, the saved notebook says cu128 is what it needs.
+    other = tmp_path / "venv-cpu"
+    run_uv(uv_new, "venv", "--quiet", "--python", sys.executable, str(other), env=env)
+    assert cli("switch", "cpu", "--no-probe", "--project", project, "--python", other, env=env).returncode == 0
+    differs = cli("check", "--notebook", notebook, "--project", project, "--python", other, env=env)
+    assert differs.returncode == 1, differs.stdout + differs.stderr
+    assert differs.stdout.splitlines()[-1].endswith("this environment is on cpu — run `uvextra switch cu128`")

@@ -101,6 +101,27 @@ class NotebookRecord:
         return [str(e) for e in self.record.get("extras") or []]
 
     @property
+    def backends(self) -> list[str]:
+        """:attr:`extras` as :class:`uvextra.project.Backend` names: each knows whether it is an extra or a group.
+
+        The record lists the names in ``extras`` and those of them that are dependency groups in ``groups``; a name
+        both an extra and a group of the project, switched to as both, is in ``extras`` twice (extra first). A
+        record without ``groups`` (an older uvextra's) gives plain names, which the project resolves.
+        """
+        from .project import EXTRA, GROUP, Backend
+
+        names = self.extras
+        if not isinstance(self.record.get("groups"), list):
+            return names
+        groups = [str(g) for g in self.record["groups"]]
+        found: list[str] = []
+        for name in names:
+            twice = names.count(name) > 1 and not any(str(f) == name for f in found)
+            kind = GROUP if name in groups and not twice else EXTRA
+            found.append(Backend(name, kind))
+        return found
+
+    @property
     def torch(self) -> str | None:
         torch = self.record.get("torch") or {}
         return str(torch["version"]) if isinstance(torch, dict) and torch.get("version") else None
@@ -214,7 +235,7 @@ class KernelHint:
     """The kernel's own notebook last ran on other extras: one line, and the extras a button switches to."""
 
     line: str
-    extras: list[str]
+    extras: list[str]  # Backend names: a name both an extra and a group is switched to as the record says
 
 
 def kernel_notebook(environ: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None) -> Path | None:
@@ -249,9 +270,16 @@ def kernel_hint(report: Report, environ: Mapping[str, str] | None = None,
     shown = list(_emitted if emitted is None else emitted)
     if shown and str(record.record.get("time") or "") <= max(shown):
         return None
-    if not record.extras or any(e not in report.available_extras for e in record.extras):
+    backends = record.backends
+    if not backends or any(not _offered(b, report.available_extras) for b in backends):
         return None
     result = compare(record, report, name="this notebook", where="this kernel's environment", switch="%uvextra")
     if result.agrees or sorted(record.extras) == sorted(report.extras):
         return None  # the same extras: drift, if any, has its own row and button
-    return KernelHint(result.line, record.extras)
+    return KernelHint(result.line, backends)
+
+
+def _offered(backend: str, available: Sequence[str]) -> bool:
+    """Does the project offer ``backend`` as what it is (an extra, a group)? Plain names match by name."""
+    kind = getattr(backend, "kind", None)
+    return any(str(a) == str(backend) and getattr(a, "kind", kind) == kind for a in available)

@@ -35,6 +35,8 @@ class Action:
     title: str
     call: Callable[[LineCallback | None, LineCallback | None], Report]
     recheck: Callable[[], Report] | None = None  # the environment as it is, after an interrupt
+    # uv's --no-default-groups as the action says it (None: as the venv's last switch recorded it)
+    no_default_groups: bool | None = None
 
 
 @dataclass
@@ -45,6 +47,8 @@ class Outcome:
     kernel: KernelState | None = None
     error: str | None = None
     notebook: KernelHint | None = None  # status only: this kernel's notebook last ran on other extras
+    # the --no-default-groups the report was made with: what a button's next action keeps (the toggle, Reinstall)
+    no_default_groups: bool = False
 
 
 def _one_line(exc: BaseException) -> str:
@@ -80,7 +84,8 @@ class Session:
             lambda on_line, on_wait: core.switch(extras, project, None, probe=probe, keep_extraneous=keep_extraneous,
                                                  exact=exact, on_line=on_line, on_wait=on_wait,
                                                  no_default_groups=no_default_groups),
-            recheck=lambda: core.check(project, None, extras),
+            recheck=lambda: core.check(project, None, extras, no_default_groups=no_default_groups),
+            no_default_groups=no_default_groups,
         )
 
     def check(self, extras: list[str] | None, *, project: str | None = None, probe: bool = True,
@@ -89,9 +94,11 @@ class Session:
 
         what = f"checking against the lock for {' '.join(extras)}" if extras else "checking the environment"
         return Action(what, lambda on_line, on_wait: core.check(project, None, extras or None, probe=probe,
-                                                                command=command, no_default_groups=no_default_groups))
+                                                                command=command, no_default_groups=no_default_groups),
+                      no_default_groups=no_default_groups)
 
-    def repair(self, report: Report, *, probe: bool = True) -> Action:
+    def repair(self, report: Report, *, probe: bool = True, no_default_groups: bool | None = None) -> Action:
+        """Reinstall what ``report`` found drifted, for its extras (their kinds kept) and ``no_default_groups``."""
         from . import core
 
         names = sorted({d.package for d in report.errors} | {u.package for u in report.unverified})
@@ -99,8 +106,9 @@ class Session:
         return Action(
             f"reinstalling {', '.join(names) or 'the drifted packages'} from the lock",
             lambda on_line, on_wait: core.repair(report.project, None, extras, probe=probe, on_line=on_line,
-                                                 on_wait=on_wait),
-            recheck=lambda: core.check(report.project, None, extras),
+                                                 on_wait=on_wait, no_default_groups=no_default_groups),
+            recheck=lambda: core.check(report.project, None, extras, no_default_groups=no_default_groups),
+            no_default_groups=no_default_groups,
         )
 
     # -- running ------------------------------------------------------------------------------------------------
@@ -113,7 +121,8 @@ class Session:
         try:
             report = action.call(on_line, on_wait)
             _note_hub_server(report)
-            outcome = Outcome(report, self.kernel_state(), notebook=_notebook_hint(report))
+            outcome = Outcome(report, self.kernel_state(), notebook=_notebook_hint(report),
+                              no_default_groups=_default_groups_of(action, report))
         except KeyboardInterrupt:
             outcome = self._interrupted(action)
         except Exception as exc:  # the promise: one line, never a traceback
@@ -135,7 +144,7 @@ class Session:
             return Outcome(error=f"{message}; run `%uvextra` to see the environment's state")
         report.interrupted = True
         report.failure = f"{message}; the environment was checked again"
-        return Outcome(report, self.kernel_state(), error=None)
+        return Outcome(report, self.kernel_state(), error=None, no_default_groups=_default_groups_of(action, report))
 
     def kernel_state(self) -> KernelState:
         from .kernel import KernelState
@@ -176,6 +185,24 @@ def _note_hub_server(report: Report) -> None:
         return
     if line and line not in report.warnings:
         report.warnings.append(line)
+
+
+def _default_groups_of(action: Action, report: Report) -> bool:
+    """The --no-default-groups ``report`` was made with: as the action said, else as the venv's record says."""
+    if action.no_default_groups is not None:
+        return action.no_default_groups
+    if not report.environment:
+        return False
+    try:
+        from pathlib import Path
+
+        from .environment import Environment
+        from .state import load_state
+
+        prefix = Path(report.environment)
+        return load_state(Environment(prefix, Path(report.python or prefix / "bin" / "python"))).no_default_groups
+    except Exception:  # noqa: BLE001 - an unreadable record: uv's default, as core's check does then
+        return False
 
 
 def _notebook_hint(report: Report) -> KernelHint | None:

@@ -3,9 +3,11 @@
 The card is one ipywidgets ``VBox`` (CSS class ``uvextra-card``) displayed once; every later change — progress,
 the result, a button's work — redraws it in place. Its output also carries the static HTML card
 (:mod:`uvextra.html`), Markdown and plain text, so a saved notebook reads well without a live kernel (GitHub,
-nbconvert) while JupyterLab shows the widget. That fallback is written once, when the ``%uvextra`` cell finishes:
-rewriting an output makes the frontend build the widget's view anew (it flickers, an open disclosure closes, a
-button under the mouse is replaced), so what buttons do later lives in the widget state only.
+nbconvert) while JupyterLab shows the widget, and the notebook's record (:mod:`uvextra.notebook`). That fallback
+is written when the ``%uvextra`` cell finishes and again when a button's action (Reinstall, the toggle, "Switch
+to …") has finished — never while it runs: rewriting an output makes the frontend build the widget's view anew (it
+flickers, an open disclosure closes), which is acceptable once, when the card's body is redrawn anyway, and it
+keeps the saved notebook's record on the outcome of the last action (``uvextra check --notebook`` reads it).
 
 Stable hooks for browser tests and custom CSS: ``uvextra-card``, ``uvextra-progress``, ``uvextra-body``,
 ``uvextra-reinstall`` ("Reinstall"), ``uvextra-restart`` ("Restart kernel"), ``uvextra-toggle``.
@@ -35,11 +37,26 @@ LINE_REDRAW_S = 0.15  # at most this often per uv line: a big switch prints hund
 _HIDDEN, _SHOWN = "none", ""
 
 
+def _same(a: object, b: object) -> bool:
+    """The same backend: the same name and the same kind (a name may be both an extra and a dependency group)."""
+    return str(a) == str(b) and (getattr(a, "kind", None) or "extra") == (getattr(b, "kind", None) or "extra")
+
+
+def _within(name: object, group: list[str]) -> bool:
+    return any(_same(name, g) for g in group)
+
+
 def _conflict_group(report: Report) -> list[str]:
     for group in report.conflict_sets:
-        if any(e in group for e in report.extras):
+        if any(_within(e, list(group)) for e in report.extras):
             return list(group)
     return list(report.conflict_sets[0]) if report.conflict_sets else []
+
+
+def _toggle_options(group: list[str]) -> list[tuple[str, str]]:
+    """(label, backend) pairs: the name, and its kind where the set has an extra and a group of that name."""
+    return [(f"{b} ({getattr(b, 'kind', None) or 'extra'})" if sum(str(o) == str(b) for o in group) > 1 else str(b), b)
+            for b in group]
 
 
 class Card:
@@ -199,7 +216,7 @@ class Card:
         else:
             self.outcome, self.note = outcome, outcome.error
         self._draw()
-        if final:
+        if final or outcome.report is not None:  # a button's outcome too: the saved record names the last action
             self._refresh_display()
 
     def _draw(self) -> None:
@@ -225,8 +242,8 @@ class Card:
         group = _conflict_group(report)
         self._quiet = True
         try:
-            self.toggle.options = group
-            current = next((e for e in report.extras if e in group), None)
+            self.toggle.options = _toggle_options(group)
+            current = next((g for g in group if any(_same(g, e) for e in report.extras)), None)
             self.toggle.value = current
         finally:
             self._quiet = False
@@ -234,30 +251,37 @@ class Card:
         self.toggle.disabled = len(group) < 2
 
     # -- buttons ------------------------------------------------------------------------------------------------
+    @property
+    def _no_default_groups(self) -> bool:
+        """The --no-default-groups of what the card shows: a button's action keeps it (uvextra.session.Outcome)."""
+        return bool(self.outcome is not None and self.outcome.no_default_groups)
+
     def _on_reinstall(self, _button: object = None) -> None:
         report = self.report
         if self.busy or report is None or not report.can_repair:
             return
-        self.run(self.session.repair(report, probe=self.probe))
+        self.run(self.session.repair(report, probe=self.probe, no_default_groups=self._no_default_groups))
 
     def _on_toggle(self, change: dict[str, Any]) -> None:
         report = self.report
-        new = change.get("new")
-        if self._quiet or report is None or new is None or new in report.extras:
+        new = change.get("new")  # a Backend of the conflict set: its kind says --extra or --group
+        if self._quiet or report is None or new is None or any(_same(new, e) for e in report.extras):
             return
         if self.busy:
             return
         group = _conflict_group(report)
-        extras = [e for e in report.extras if e not in group] + [new]
+        extras = [e for e in report.extras if not _within(e, group)] + [new]
         self.run(self.session.switch(extras, project=report.project, probe=self.probe,
-                                     keep_extraneous=self.keep_extraneous))
+                                     keep_extraneous=self.keep_extraneous,
+                                     no_default_groups=self._no_default_groups))
 
     def _on_follow(self, _button: object = None) -> None:
         report, hint = self.report, self.outcome.notebook if self.outcome is not None else None
         if self.busy or report is None or hint is None:
             return
         self.run(self.session.switch(list(hint.extras), project=report.project, probe=self.probe,
-                                     keep_extraneous=self.keep_extraneous))
+                                     keep_extraneous=self.keep_extraneous,
+                                     no_default_groups=self._no_default_groups))
 
     def _on_restart(self, _button: object = None) -> None:
         outcome = self.outcome

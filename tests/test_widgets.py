@@ -1,0 +1,99 @@
+"""The card's buttons on a project whose backends are dependency groups (uvextra.widgets, uvextra.session).
+
+A button's action is a new switch or repair: it must aim at the same kind of backend the card shows (a name may be
+both an extra and a dependency group of the project) and keep the ``--no-default-groups`` choice of the switch the
+card came from. Real kernels from throwaway venvs (``_kernel_venv``), driven as a browser drives them (the
+``Frontend`` of test_kernel_real), the real uv against the local indexes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from _kernel_venv import kernel_env, make_kernel_venv, uvextra_wheel, write_kernelspec  # noqa: F401 - a fixture
+from conftest import MakeProject, dist_infos
+from test_kernel_real import Frontend
+from test_notebook_record import MIME, _saved_with, cli
+
+GROUPS = {"cpu": "cpu", "cu128": "cu128", "pypi": "pypi"}
+DEV = "nvidia_cublas_cu12"  # the default group's package; cu128's torch needs it too, cpu's does not
+CLICK = {"method": "custom", "content": {"event": "click"}}
+
+
+def test_toggle_and_notebook_switch_keep_the_backend_kind_and_no_default_groups(
+        tmp_path: Path, make_project: MakeProject, uvextra_wheel: Path, uv_new: str,  # noqa: F811
+        uv_env: dict[str, str]) -> None:
+    # Backends as groups; `cu128` is also an extra (outside the conflict set), `dev` a default group.
+    project = make_project(GROUPS, groups=True, more_extras={"cu128": ["filelock"]},
+                           more_groups={"dev": ["nvidia-cublas-cu12"]})
+    python = make_kernel_venv(tmp_path / "venv", uvextra_wheel, uv_new, uv_env)
+    venv = python.parents[1]
+    env = dict(uv_env, UVEXTRA_UV=uv_new)
+    env.pop("VIRTUAL_ENV", None)
+    notebook = tmp_path / "analysis.ipynb"  # not there yet: the kernel's notebook hint stays silent
+    write_kernelspec(tmp_path / "kernels", "groups", python,
+                     kernel_env(python, env, tmp_path, UVEXTRA_NO_AUTOLOAD="1", JPY_SESSION_NAME=str(notebook)))
+
+    async def first_kernel() -> None:
+        fe = await Frontend(tmp_path / "kernels", "groups", tmp_path).start()
+        try:
+            await fe.run("%load_ext uvextra")
+            cell = await fe.run(f"%uvextra --project {project} --group cu128 --no-default-groups --no-probe")
+            text = fe.card_text(cell)
+            assert "extras       cu128 (group) — given" in text and "drift        none" in text, text
+            assert fe.output(cell)[MIME]["groups"] == ["cu128"]
+            _saved_with(notebook, [fe.output(cell)])  # saved now: the notebook last ran on the group cu128
+
+            toggle = fe.widget("uvextra-toggle")
+            assert fe.models[toggle]["_options_labels"] == ["cpu", "cu128", "pypi"]
+            assert fe.models[toggle]["index"] == 1
+            await fe.send_comm(toggle, {"method": "update", "state": {"index": 0}, "buffer_paths": []})
+            card = fe.card()
+            assert "switched to cpu — ✓ matches the lock" in card, card
+            assert "extras       cpu (group) — given" in fe.output(cell)["text/plain"]
+            assert dist_infos(venv, "torch") == ["torch-2.9.0+cpu.dist-info"]
+            # --no-default-groups kept: `dev` is not synced back, and cu128's nvidia package goes with its torch
+            assert dist_infos(venv, DEV) == [], card
+            record = fe.output(cell)[MIME]
+            assert (record["extras"], record["groups"]) == (["cpu"], ["cpu"]), record
+        finally:
+            await fe.stop()
+
+    async def second_kernel() -> dict[str, Any]:
+        # A new kernel on the same notebook: its status names the notebook's backend, a group also named as an extra.
+        fe = await Frontend(tmp_path / "kernels", "groups", tmp_path).start()
+        try:
+            await fe.run("%load_ext uvextra")
+            cell = await fe.run(f"%uvextra --project {project} --no-probe")
+            assert "extras       cpu (group)" in fe.card_text(cell), fe.card_text(cell)
+            button = fe.widget("uvextra-notebook-switch")
+            assert fe.visible("uvextra-notebook-switch") and fe.models[button]["description"] == "Switch to cu128"
+
+            await fe.send_comm(button, CLICK)
+            card = fe.card()
+            assert "both an extra and a dependency group" not in card, card
+            assert "switched to cu128 — ✓ matches the lock" in card, card
+            assert "extras       cu128 (group) — given" in fe.output(cell)["text/plain"]
+            assert dist_infos(venv, "torch") == ["torch-2.9.0+cu128.dist-info"]
+            assert not fe.visible("uvextra-notebook-switch")
+            record = fe.output(cell)[MIME]
+            assert (record["command"], record["extras"], record["groups"]) == ("switch", ["cu128"], ["cu128"])
+            return fe.output(cell)
+        finally:
+            await fe.stop()
+
+    asyncio.run(first_kernel())
+    output = asyncio.run(second_kernel())
+    state = json.loads((venv / ".uvextra" / "state.json").read_text())
+    assert state["no_default_groups"] is True, state  # the follow-up switch kept the choice too
+
+    _saved_with(notebook, [output])
+    nbformat.validate(nbformat.read(notebook, as_version=4))
+    checked = cli("check", "--notebook", notebook, "--project", project, "--python", python, env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines()[-1].endswith("; this environment is on cu128 too"), checked.stdout
