@@ -20,8 +20,9 @@ What it adds
 :class:`IndexServer`
     A context manager serving such a root folder: a PEP 503 simple index per folder (``simple_url(index)``, with
     ``#sha256=`` links and PEP 658/714 metadata files), a flat page of links per folder (``flat_url(index)``, for
-    ``format = "flat"``), optional HTTP basic auth, stalled requests (``delay``), and ``stop()``/``start()`` on the
-    same port (for "index unreachable" tests).  :func:`flat_path` gives a folder to use as a flat index by path.
+    ``format = "flat"``), optional HTTP basic auth, stalled requests (``delay``), PEP 691/700 JSON pages with each
+    file's ``size`` (``sizes=True``, opt-in: uv then locks the sizes), and ``stop()``/``start()`` on the same port
+    (for "index unreachable" tests).  :func:`flat_path` gives a folder to use as a flat index by path.
 :func:`write_project`
     The demo's project writer (:func:`uvextra._demo_wheels.write_project`), plus ``package=True``: a
     ``[build-system]`` with a stdlib-only in-tree backend.
@@ -179,6 +180,7 @@ class _FileEntry:
     metadata: bytes
     metadata_sha256: str
     requires_python: str | None
+    size: int = 0
 
 
 class _Catalog:
@@ -227,6 +229,7 @@ class _Catalog:
             metadata=metadata,
             metadata_sha256=hashlib.sha256(metadata).hexdigest(),
             requires_python=requires_python,
+            size=len(data),
         )
         with self._lock:
             self._cache[path] = (key, entry)
@@ -258,6 +261,38 @@ def _file_link(entry: _FileEntry, href_prefix: str) -> str:
         attrs.append(f'data-core-metadata="sha256={entry.metadata_sha256}"')
         attrs.append(f'data-dist-info-metadata="sha256={entry.metadata_sha256}"')
     return f"<a {' '.join(attrs)}>{html.escape(entry.filename)}</a>"
+
+
+#: PEP 691's JSON form of the simple API; ``api-version`` 1.1 (PEP 700) is the one with ``size`` per file.
+SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def _wants_json(accept: str) -> bool:
+    """Whether an ``Accept`` header prefers PEP 691 JSON over HTML (uv's: JSON first, HTML at ``q=0.2``)."""
+    best: tuple[float, str] = (-1.0, "")
+    for part in accept.split(","):
+        kind, *params = (p.strip() for p in part.split(";"))
+        q = next((float(v) for k, _, v in (p.partition("=") for p in params) if k.strip() == "q"), 1.0)
+        if kind in (SIMPLE_JSON, "application/vnd.pypi.simple.latest+json", "application/vnd.pypi.simple.v1+html",
+                    "text/html") and q > best[0]:
+            best = (q, kind)
+    return best[1].endswith("+json")
+
+
+def _json_page(project: str, entries: list[_FileEntry], href_prefix: str,
+               sizes: Mapping[str, int] | None) -> bytes:
+    """A PEP 691/700 project page: every file with its ``size`` (``sizes`` overrides it per file-name substring)."""
+    files = []
+    for e in entries:
+        size = max((n for key, n in (sizes or {}).items() if key in e.filename), default=e.size)
+        files.append({
+            "filename": e.filename, "url": f"{href_prefix}{quote(e.filename)}", "hashes": {"sha256": e.sha256},
+            "requires-python": e.requires_python, "size": size, "upload-time": "2025-10-15T00:00:00.000000Z",
+            **({"core-metadata": {"sha256": e.metadata_sha256}} if e.metadata else {}),
+        })
+    versions = sorted({parse_wheel_filename(e.filename)[1] for e in entries})
+    page = {"meta": {"api-version": "1.1"}, "name": project, "files": files, "versions": [str(v) for v in versions]}
+    return json.dumps(page).encode()
 
 
 def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None,
@@ -361,6 +396,10 @@ def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None,
             if not entries:
                 self._not_found(head)
                 return
+            if server is not None and server.sizes is not None and _wants_json(self.headers.get("Accept") or ""):
+                body = _json_page(project, entries, "../../files/", server.sizes)
+                self._send(HTTPStatus.OK, body, SIMPLE_JSON, {"Vary": "Accept"}, head=head)
+                return
             links = [_file_link(e, "../../files/") for e in entries]
             self._send(HTTPStatus.OK, _page(f"Links for {project}", links), head=head)
 
@@ -407,15 +446,22 @@ class IndexServer:
       a key for that many seconds (a slow download, for interrupt and concurrency tests);
       ``stalled`` is an event set when a request starts stalling.  ``delay`` is read live, and
       :meth:`stop` cuts stalls short.
+    * ``sizes=True`` (opt-in) answers a client that asks for PEP 691 JSON (uv does) with the JSON project page
+      of PEP 700, each file with its ``size``: uv then records ``size`` in ``uv.lock`` and its pylock export, which
+      the HTML pages (and flat indexes) cannot give it.  ``sizes={"torch-2.9.0+cu128-": 2_500_000_000}`` publishes
+      that size instead of the real one for files whose name contains a key (a stand-in for a multi-GB wheel; uv
+      checks the hash, not the size).  Without it every page is HTML, as before.
 
     Use as a context manager, or call :meth:`start`/:meth:`stop`; :meth:`start` after
     :meth:`stop` serves again on the same port.  The listing follows the folders live.
     """
 
     def __init__(self, root: Path, auth: tuple[str, str] | None = None, port: int = 0,
-                 delay: Mapping[str, float] | None = None) -> None:
+                 delay: Mapping[str, float] | None = None, sizes: bool | Mapping[str, int] = False) -> None:
         self.root = Path(root)
         self.auth = auth
+        #: None: HTML only; otherwise the JSON pages publish sizes, these overriding the real ones by name.
+        self.sizes: dict[str, int] | None = ({} if sizes else None) if isinstance(sizes, bool) else dict(sizes)
         self.delay: dict[str, float] = dict(delay or {})
         self.stalled = threading.Event()
         self._stopping = threading.Event()

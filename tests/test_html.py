@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html as html_lib
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from _localindex import IndexServer
+from test_hardening import project_on
 from uvextra.drift import Drift, Unverified
 from uvextra.html import ReportView, render_error, render_html, render_markdown, render_plain, render_progress
 from uvextra.kernel import KernelState, RestartPlan, StaleModule
@@ -180,3 +185,79 @@ def test_card_reads_without_styles(tmp_path: Path) -> None:
     text = _text(bare)
     for words in ("✗ 1 package differs from the lock", "local-version", "CUDA ✗", "not available"):
         assert words in text
+
+
+# ------------------------------------------------------------------------ real switches, their cards
+
+@pytest.fixture
+def real_switch(index_root: Path, tmp_path: Path, uv_new: str, uv_env: dict[str, str], make_venv: Any,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[IndexServer, Path, Path]]:
+    """(server, project, python): a project on its own index server, and a venv holding two packages that are not
+    the project's (``tornado``, ``comm``, installed by hand), uv and its cache set for core.switch."""
+    server = IndexServer(index_root).start()
+    env = dict(uv_env, UVEXTRA_UV=uv_new, UV_CACHE_DIR=str(tmp_path / "cache"), UV_HTTP_RETRIES="0")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    try:
+        project = project_on(server, tmp_path / "project", uv_new, env)
+        venv = make_venv(tmp_path / "venv", packages=["tornado", "comm"], indexes=("kernelish",))
+        yield server, project, venv / "bin" / "python"
+    finally:
+        server.stop()
+
+
+def _details(markup: str, css: str) -> tuple[str, str]:
+    """The (summary, content) of the ``<details class=css>`` disclosure, as a reader sees them."""
+    found = re.search(rf'<details class="{css}"><summary[^>]*>(.*?)</summary>(.*?)</details>', markup)
+    assert found is not None, markup
+    return _text(found.group(1)), _text(found.group(2))
+
+
+def test_the_card_of_a_real_switch_names_every_removal_and_keeps_the_foreign_behind_a_disclosure(
+        real_switch: tuple[IndexServer, Path, Path]) -> None:
+    from uvextra import core
+
+    _server, project, python = real_switch
+    assert core.switch(["cu128"], project, python, probe=False).clean
+    report = core.switch(["cpu"], project, python, probe=False)
+    assert report.clean, report.to_dict()
+    removed = {c.name for c in report.changes.removed}
+    assert {"nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12", "triton"} <= removed, report.changes.removed
+    assert set(report.changes.kept_foreign) == {"comm", "tornado"}, report.changes.kept_foreign
+    markup = render_html(report, live=True)
+    line = re.search(r'<div class="uvextra-removed"[^>]*>(.*?)</div>', markup)
+    assert line is not None, markup
+    # every removal named, with the version it had, on the card itself (not only "−3")
+    assert _text(line.group(1)) == "removed: " + ", ".join(f"{c.name} {c.old}" for c in report.changes.removed)
+    for change in report.changes.removed:
+        assert f"{change.name} {change.old}" in _text(line.group(1))
+    # what is not the project's: a count at a glance, the names one click away
+    summary, names = _details(markup, "uvextra-foreign")
+    assert summary == f"{len(report.changes.kept_foreign)} packages not from this project, kept"
+    assert names.split(", ") == report.changes.kept_foreign
+    outside = re.sub(r'<details class="uvextra-foreign">.*?</details>', "", markup)
+    assert "tornado" not in _text(outside)  # behind the disclosure only
+
+
+def test_the_card_of_a_switch_whose_index_is_down_shows_uvs_words_and_offers_no_reinstall(
+        real_switch: tuple[IndexServer, Path, Path]) -> None:
+    from uvextra import core
+
+    server, project, python = real_switch
+    server.stop()
+    report = core.switch(["cu128"], project, python, probe=False)
+    assert report.failure_kind == "network", report.to_dict()
+    assert report.errors, "premise: the lock's packages are missing, which a Reinstall would otherwise offer to fix"
+    assert report.uv_error and f"127.0.0.1:{server.port}" in report.uv_error
+    markup = render_html(report, live=True)
+    text = _text(markup)
+    for line in report.uv_error.splitlines():  # uv's own error text, every line of it, on the card
+        assert " ".join(line.split()) in text, (line, text)
+    assert f"127.0.0.1:{server.port}" in text
+    assert "✗ failed:" in text
+    assert "nothing changed; retry when the index is reachable" in text
+    assert "Reinstall" not in text and "uvextra repair" not in text  # no repair that can only fail again
+    # the same report with the index reachable would be offered one: the card's wording is what changes
+    offered = _text(render_html(dataclasses.replace(report, failure=None, failure_kind=None, uv_error=None),
+                                live=True))
+    assert "click Reinstall" in offered

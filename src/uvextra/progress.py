@@ -74,20 +74,20 @@ def _needed(ctx: Context, extras: Sequence[str], before: Mapping[str, Installed]
     if not ctx.project.lockfile.is_file():
         return {}
     text = export_pylock(ctx.project, ctx.env, ctx.uv, extras)
+    from urllib.parse import unquote
+
     wanted = wanted_from_pylock(text, ctx.project, ctx.env)
-    sizes: dict[str, int] = {}
+    sizes: dict[str, int] = {}  # by the wheel's file name, unquoted: a URL says torch-2.9.0%2Bcu128-…, a name "+"
     for pkg in tomllib.loads(text).get("packages", []):
         for wheel in pkg.get("wheels", []) if isinstance(pkg, dict) else []:
             if isinstance(wheel, dict) and isinstance(wheel.get("size"), int):
-                from urllib.parse import unquote
-
-                name = wheel.get("name") or unquote(str(wheel.get("url") or wheel.get("path") or "").rsplit("/", 1)[-1])
-                sizes[name] = wheel["size"]
+                name = wheel.get("name") or str(wheel.get("url") or wheel.get("path") or "").rsplit("/", 1)[-1]
+                sizes[unquote(str(name))] = wheel["size"]
     out: dict[str, int | None] = {}
     for name, want in wanted.items():
         have = before.get(name)
         if have is None or have.version != want.version:
-            out[name] = sizes.get(want.wheel or "")
+            out[name] = sizes.get(unquote(want.wheel or ""))
     return out
 
 
