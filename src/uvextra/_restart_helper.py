@@ -31,7 +31,15 @@ def _nudge(connection_file: str, code: str) -> None:
     client.load_connection_file()
     client.start_channels()
     try:
-        client.wait_for_ready(timeout=READY_TIMEOUT_S)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:  # without a KernelManager, wait_for_ready calls a kernel that is still starting "died"
+            try:  # (jupyter_client counts the heartbeat as beating for its first second only)
+                client.wait_for_ready(timeout=max(1.0, deadline - time.monotonic()))
+                break
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
         time.sleep(SETTLE_S)
         msg_id = client.execute(code, silent=True, store_history=False, allow_stdin=False)
         deadline = time.monotonic() + READY_TIMEOUT_S
