@@ -148,12 +148,15 @@ class Kernel:
         try:
             self.client.wait_for_ready(timeout=timeout)
         except RuntimeError as exc:
+            output = self.log()
             self.stop()
-            raise RuntimeError(f"{exc}; the kernel's output:\n{self.log()}") from None
+            raise RuntimeError(f"{exc}; the kernel's output:\n{output}") from None
         return self
 
     def log(self) -> str:
         """What the kernel process wrote to its stdout/stderr (not what it sent to the frontend)."""
+        if self._log is None or self._log.closed:
+            return ""
         self._log.flush()
         self._log.seek(0)
         return self._log.read()
@@ -187,6 +190,8 @@ class Kernel:
         if self.manager.has_kernel:
             self.manager.shutdown_kernel(now=True)
         self.manager.cleanup_resources()
+        if self._log is not None:
+            self._log.close()
 
     def __enter__(self) -> Kernel:
         return self.start()
