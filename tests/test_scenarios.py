@@ -282,3 +282,22 @@ def test_switch_warns_when_the_lock_replaces_what_the_kernel_uses(seed, uv_new, 
     # the next switch leaves filelock alone: no warning
     code, report, _ = switch("pypi", project, venv, env, "--no-probe")
     assert code == 0 and not [w for w in report["warnings"] if "kernel itself uses" in w]
+
+
+def test_a_requirement_the_project_overrides_away_is_no_build_drift(
+        make_project, make_venv, tmp_path, uv_env, uv_new):
+    """``[tool.uv] override-dependencies`` drops a requirement of the CUDA torch for every package (what a project
+    does for a dependency its indexes lack): the installed build's Requires-Dist still names it, the lock does not.
+    That difference is the project's own doing, not another build (seen with PyPI's torch and cuda-bindings)."""
+    env = dict(uv_env, UVEXTRA_UV=uv_new)
+    project = make_project(uv_settings=['override-dependencies = ["nvidia-cublas-cu12; python_version < \'3\'"]'])
+    lock = (project / "uv.lock").read_text()
+    assert '[[package]]\nname = "nvidia-cublas-cu12"' not in lock and "overrides" in lock
+    # a venv uvextra has no record of: only the evidence speaks (the build check the override confused)
+    venv = make_venv(tmp_path / "venv")
+    run_uv(uv_new, "sync", "--extra", "cu128", env=dict(env, UV_PROJECT_ENVIRONMENT=str(venv)), cwd=project)
+    assert "cu128" in torch_build(venv)
+    code, report, _ = check(project, venv, env, "--extra", "cu128")
+    assert (code, kinds(report)) == (0, {}), report["drift"]
+    code, report, _ = switch("cu128", project, venv, env, "--no-probe")
+    assert (code, kinds(report)) == (0, {}), report["drift"]

@@ -108,6 +108,8 @@ def _build_check(
     deps = lock.deps_for(want) if lock else None
     if deps is not None:
         have = inst.dependency_names()
+        if lock is not None and lock.adjusted:  # the project overrides or excludes these for every package
+            have, deps = have - lock.adjusted, deps - lock.adjusted
         if have != deps:
             extra, lacking = sorted(have - deps), sorted(deps - have)
             parts = ([f"it requires {', '.join(extra)}"] if extra else []) + (

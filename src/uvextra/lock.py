@@ -95,6 +95,9 @@ class LockInfo:
 
     sources: dict[tuple[str, str], list[str]]  # (name, version) -> source keys
     dependencies: dict[tuple[str, str, str], frozenset[str]]  # (name, version, source key) -> dependency names
+    # names the project rewrites in every package's requirements ([tool.uv] override-dependencies and
+    # exclude-dependencies, in uv.lock's [manifest]): their presence in a build's Requires-Dist says nothing
+    adjusted: frozenset[str] = frozenset()
     _keys: dict[tuple[str, str | None], str] = field(default_factory=dict, compare=False, repr=False)
 
     def ambiguous(self, name: str, version: str) -> bool:
@@ -127,7 +130,7 @@ def read_uv_lock(project: Project, env: Environment | None = None, *, store: boo
     path = project.lockfile
     try:
         text = path.read_text(encoding="utf-8")
-        disk = _disk_cache(env, "uvlock", text, str(path)) if env is not None else None
+        disk = _disk_cache(env, "uvlock", _LOCKINFO_FORMAT, text, str(path)) if env is not None else None
         info = _parsed(("uv.lock", str(path), text), lambda: _load_from_disk(disk, _lockinfo_from_json)
                        or _parse_uv_lock(path, text))
         if disk is not None and store:
@@ -140,6 +143,9 @@ def read_uv_lock(project: Project, env: Environment | None = None, *, store: boo
         raise UvextraError(f"{path}: invalid TOML: {exc}; regenerate it with `uv lock`") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UvextraError(f"cannot read {path}: {exc}") from None
+
+
+_LOCKINFO_FORMAT = "lockinfo-2"  # in the disk cache's key: entries of an older layout are never read
 
 
 def _parse_uv_lock(path: Path, text: str) -> LockInfo:
@@ -165,17 +171,26 @@ def _parse_uv_lock(path: Path, text: str) -> LockInfo:
             if isinstance(d, dict) and "name" in d
         )
         deps[(name, version, key)] = names
-    return LockInfo(sources=sources, dependencies=deps)
+    manifest = data.get("manifest")
+    adjusted: set[str] = set()
+    if isinstance(manifest, dict):
+        for entry in [*(manifest.get("overrides") or []), *(manifest.get("excludes") or [])]:
+            raw = entry.get("name") if isinstance(entry, dict) else entry
+            if isinstance(raw, str):
+                adjusted.add(canonicalize_name(raw))
+    return LockInfo(sources=sources, dependencies=deps, adjusted=frozenset(adjusted))
 
 
 def _lockinfo_to_json(info: LockInfo) -> object:
     return {"sources": [[n, v, keys] for (n, v), keys in info.sources.items()],
-            "dependencies": [[n, v, k, sorted(d)] for (n, v, k), d in info.dependencies.items()]}
+            "dependencies": [[n, v, k, sorted(d)] for (n, v, k), d in info.dependencies.items()],
+            "adjusted": sorted(info.adjusted)}
 
 
 def _lockinfo_from_json(data: Any) -> LockInfo:
     return LockInfo(sources={(n, v): list(keys) for n, v, keys in data["sources"]},
-                    dependencies={(n, v, k): frozenset(d) for n, v, k, d in data["dependencies"]})
+                    dependencies={(n, v, k): frozenset(d) for n, v, k, d in data["dependencies"]},
+                    adjusted=frozenset(data["adjusted"]))
 
 
 def _disk_cache(env: Environment, kind: str, *parts: str) -> Path:
