@@ -38,12 +38,14 @@ def _switch(project: Path, venv: Path, env: dict[str, str], extra: str) -> tuple
          str(venv / "bin" / "python")], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
     seen: list[tuple[float, str]] = []
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        seen.append((time.monotonic() - started, line.rstrip("\n")))
-    out = proc.stdout.read() if proc.stdout else ""
-    ended = time.monotonic() - started
-    assert proc.wait() == 0, out + "\n".join(t for _, t in seen)
+    with proc:  # its pipes closed on every way out
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            seen.append((time.monotonic() - started, line.rstrip("\n")))
+        out = proc.stdout.read() if proc.stdout else ""
+        ended = time.monotonic() - started
+        code = proc.wait()
+    assert code == 0, out + "\n".join(t for _, t in seen)
     lines = [t for _, t in seen]
     assert all(t.startswith("uvextra: ") for t in lines), lines  # --json: phases only, no uv lines, no escapes
     assert "\x1b" not in "".join(lines) + out

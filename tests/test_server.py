@@ -41,6 +41,8 @@ def server(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     finally:
         proc.kill()
         proc.wait()
+        if proc.stdout is not None:  # the pipe _started reads
+            proc.stdout.close()
 
 
 def test_the_hub_servers_own_venv_gets_one_line(server: tuple[Path, subprocess.Popen[str]], tmp_path: Path) -> None:
@@ -68,3 +70,5 @@ def test_silent_for_another_venv_no_server_or_no_hub(server: tuple[Path, subproc
     finally:
         plain.kill()
         plain.wait()
+        if plain.stdout is not None:
+            plain.stdout.close()
