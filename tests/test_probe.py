@@ -543,6 +543,10 @@ def test_probe_companions_torchaudio_extension_missing_and_a_crashing_import(
         "FAILS: xtorch-crash 1.0: `import xtorch_crash crashed (signal SIGABRT)`",
     ], out
     assert "Traceback" not in out + proc.stderr
+    # their files fit this torch: the next step must not send the user after another build
+    [step] = cli_rows(out, "next")
+    assert step.startswith("torchaudio, xtorch-crash: the files are built for this torch, yet it failed"), out
+    assert "install the build" not in out, out
 
     report = json.loads(probe_cli(python, uv_env, "--json").stdout)
     assert (report["probe"]["verdict"], report["probe"]["ok"], report["probe"]["error"]) == (

@@ -199,8 +199,13 @@ class Report:
             names = " ".join(sorted({d.package for d in self.errors}))
             return f"run `uvextra repair` to reinstall {names}"
         if self.stack_failed:
-            names = ", ".join(e.package for e in self.stack_failed)
+            built_wrong = [e for e in self.stack_failed if e._static_bad]
             torch = next((e._torch for e in self.stack_failed if e._torch), "")
+            if not built_wrong:  # the files fit; only the probe's import or operation failed
+                names = ", ".join(e.package for e in self.stack_failed)
+                return (f"{names}: the files are built for this torch, yet it failed in a fresh process (its reason "
+                        "is above); that is no build mismatch, so a reinstall from the lock will not change it")
+            names = ", ".join(e.package for e in built_wrong)
             return (f"install the build of {names} made for torch {torch}".rstrip() +
                     " (from the index torch comes from), or switch again")
         if self.unverified:

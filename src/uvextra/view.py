@@ -219,7 +219,10 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
     if report.command != "probe":
         kinds = tuple((str(e), getattr(e, "kind", None) or "extra") for e in report.extras)
         chosen = ", ".join(f"{e} (group)" if kind == "group" else e for e, kind in kinds)
-        others = [x for x in report.available_extras if x not in report.extras]
+        # by name and kind: a group `cpu` beside an extra `cpu` is another backend, and says which it is
+        others = [f"{x} (group)" if kind == "group" else str(x)
+                  for x, kind in ((x, getattr(x, "kind", None) or "extra") for x in report.available_extras)
+                  if (str(x), kind) not in kinds]
         rows.append(Row("extras", chosen or "(none)", names=tuple(others), items=kinds,
                         lines=(report.extras_source,) if report.extras_source else ()))
     if report.command in ("switch", "repair"):
