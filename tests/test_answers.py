@@ -242,6 +242,12 @@ def test_sync_ran_then_a_follow_up_step_failed(make_project, pyvenv, tmp_path, u
     assert (repaired["extras"], repaired["exit_code"], repaired["changes"]["installed"]) == (["cu128"], 0, []), \
         repaired
     assert s.torch() == ["torch-2.9.0+cu128.dist-info"] and pip_works(pyvenv)
+    # …and, the venv being what cu128 wants, the unfinished switch is finished: check no longer says otherwise
+    state = json.loads((s.venv / ".uvextra" / "state.json").read_text(encoding="utf-8"))
+    assert (state["extras"], state["requested"]) == (["cu128"], []), state
+    check = report_of(s.run("check", "--json"))
+    assert (check["extras"], check["exit_code"]) == (["cu128"], 0), check
+    assert check["extras_source"].startswith("recorded by the last switch"), check["extras_source"]
 
 
 # ------------------------------------------------------------------------------- what uvextra's records own

@@ -643,11 +643,16 @@ def repair(
     report.extras, report.extras_source = list(chosen.extras), chosen.source
     try:
         with _probing(ctx, report, chosen.extras, probe) as start_probe:
-            _check_into(ctx, report, chosen.extras, state=state)
+            wanted, installed, state = _check_into(ctx, report, chosen.extras, state=state)
             if report.errors or report.unverified:
                 _require_writable(ctx)
                 with switch_lock(ctx.env, on_wait):
                     _repair_and_recheck(ctx, report, chosen.extras, state, on_line)
+            elif (state.requested and list(state.requested) == list(chosen.extras) and report.failure is None
+                  and not report.read_only):
+                # the switch that did not finish left the venv as its extras want it: say so from now on
+                with switch_lock(ctx.env, on_wait):
+                    _record(ctx, report, state, chosen.extras, wanted, installed)
             start_probe()
     except Interrupted:
         report.interrupted = True
