@@ -1,5 +1,9 @@
 """Every Python uvextra supports (3.10 – 3.13) as the target venv's: the demo's whole story (switch, the build drift
-uv misses, repair, the CUDA probe) on each, and a kept demo that still switches after the demo has ended.
+uv misses, repair, the CUDA probe) on each, a groups project switched on each, uvextra itself run by each Python
+from inside the venv it switches (on 3.10 through tomli), and a kept demo that still switches after the demo ended.
+
+Kernels themselves run on 3.11 only: ipykernel's compiled dependencies (pyzmq, debugpy) are on this machine's local
+indexes for cp311 alone, and tests never fetch from a registry.
 
 The Pythons are the machine's own (``python3.X`` on PATH, else pyenv's ``versions/3.X.*``); none is ever downloaded
 (``UV_PYTHON_DOWNLOADS=never``): a missing one is skipped with the reason.
@@ -17,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import dist_infos
+from _kernel_venv import uvextra_wheel  # noqa: F401 - a fixture
+from conftest import dist_infos, run_uv
 
 PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 
@@ -89,3 +94,65 @@ def test_a_groups_project_switches_on_each_python(python, make_project, make_ven
         assert (proc.returncode, report["groups"], report["drift"]) == (0, [group], []), proc.stderr
         assert dist_infos(venv, "torch") == [f"torch-{version}.dist-info"]
         assert report["probe"]["torch_version"] == version  # the probe ran on that Python
+
+
+def _pure_wheel(dest: Path, name: str, version: str, package_dir: Path) -> Path:
+    """A wheel of the pure-Python package in ``package_dir`` (its ``.py`` files, under the folder's own name)."""
+    from _localindex import build_wheel
+
+    files = {f"{package_dir.name}/{p.relative_to(package_dir).as_posix()}": p.read_text(encoding="utf-8")
+             for p in sorted(package_dir.rglob("*.py")) if "__pycache__" not in p.parts}
+    return build_wheel(dest, name, version, files)
+
+
+def _uvextra_runtime_wheels(python: str, dest: Path) -> list[Path]:
+    """What uvextra's CLI imports besides the standard library, as wheels for ``python``: packaging (this test
+    venv's own, pure Python), and on 3.10 tomli — the copy pip vendors in that Python (the machine's indexes
+    carry only a compiled cp311 tomli). None is fetched from a registry."""
+    import packaging
+
+    wheels = [_pure_wheel(dest, "packaging", packaging.__version__, Path(packaging.__file__).parent)]
+    proc = subprocess.run([python, "-c", "import sys; print(sys.version_info >= (3, 11))"], capture_output=True,
+                          text=True, timeout=30)
+    if proc.stdout.strip() == "False":
+        found = subprocess.run([python, "-c", "import pip._vendor.tomli as t, os; print(os.path.dirname(t.__file__))"],
+                               capture_output=True, text=True, timeout=30)
+        if found.returncode != 0:
+            pytest.skip(f"{python} has no tomli to build a wheel from (pip does not vendor it there)")
+        wheels.append(_pure_wheel(dest, "tomli", "2.0.1", Path(found.stdout.strip())))
+    return wheels
+
+
+def test_uvextra_itself_runs_in_a_kernel_venv_of_each_python(python, make_project, tmp_path, uv_env, uv_new,
+                                                            uvextra_wheel):
+    """uvextra installed in the kernel's venv, run by that venv's Python (as the magic runs in the kernel): a venv
+    made with ``python -m venv`` (pip, and setuptools where that Python still adds it), uvextra and what its core
+    imports, then `python -m uvextra switch` between two backends and `check`. On 3.10 this is the tomli path."""
+    venv = tmp_path / "venv"
+    subprocess.run([python, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+    vpy = venv / "bin" / "python"
+    wheels = _uvextra_runtime_wheels(python, tmp_path / "wheels")
+    run_uv(uv_new, "pip", "install", "--offline", "--no-deps", "--python", str(vpy), str(uvextra_wheel),
+           *map(str, wheels), env=uv_env)
+    project = make_project()
+    env = dict(uv_env, UVEXTRA_UV=uv_new, FORCE_COLOR="1", CLICOLOR_FORCE="1")
+
+    def uvextra(*args: str) -> tuple[int, dict]:
+        proc = subprocess.run([str(vpy), "-m", "uvextra", *args, "--project", str(project), "--python", str(vpy),
+                               "--json"], env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+        assert "Traceback" not in proc.stderr, proc.stderr
+        report = json.loads(proc.stdout)
+        assert "error" not in report, report["error"]
+        return proc.returncode, report
+
+    for extra, version in (("cpu", "2.9.0+cpu"), ("cu128", "2.9.0+cu128")):
+        code, report = uvextra("switch", extra, "--no-probe")
+        assert (code, report["extras"], report["drift"]) == (0, [extra], []), report
+        assert report["python"] == str(vpy) and dist_infos(venv, "torch") == [f"torch-{version}.dist-info"]
+    code, report = uvextra("check")
+    assert (code, report["extras"], report["clean"]) == (0, ["cu128"], True), report
+    # nothing of the venv's own was removed: uvextra and what it imports, pip (and setuptools where it came)
+    for name in ("uvextra", "packaging", "pip"):
+        assert dist_infos(venv, name), name
+    proc = subprocess.run([str(vpy), "-m", "pip", "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
