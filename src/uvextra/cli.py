@@ -192,7 +192,6 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args.dir, keep=args.keep, python=args.python)
     from . import core
-    from .view import render_text
 
     as_json = args.json
     from .progress import StreamProgress, listen
@@ -236,6 +235,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     if as_json:
         _print_json(report.to_json())
     else:
+        from .view import render_text  # the text view only: --json needs none
+
         print(render_text(report, verbose=args.verbose))
     return report.exit_code
 
