@@ -301,3 +301,28 @@ def test_a_requirement_the_project_overrides_away_is_no_build_drift(
     assert (code, kinds(report)) == (0, {}), report["drift"]
     code, report, _ = switch("cu128", project, venv, env, "--no-probe")
     assert (code, kinds(report)) == (0, {}), report["drift"]
+
+
+def test_a_requirement_whose_marker_fails_here_is_no_build_drift(make_project, make_venv, tmp_path, uv_env, uv_new):
+    """A package whose Requires-Dist names ``importlib-metadata; python_version < "3.10"`` (PyPI's triton does):
+    uv.lock leaves it out for a project on Python >= 3.10, and so must the evidence (seen on a real CUDA switch:
+    "triton: installed build's dependencies differ … it requires importlib-metadata")."""
+    from _localindex import IndexServer, build_wheel
+
+    wheels = tmp_path / "idx" / "extra"
+    build_wheel(wheels, "marky", "1.0", {"marky/__init__.py": ""},
+                requires=['importlib-metadata; python_version < "3.10"', "zipp"])
+    build_wheel(wheels, "zipp", "3.0", {"zipp/__init__.py": ""})
+    env = dict(uv_env, UVEXTRA_UV=uv_new)
+    with IndexServer(tmp_path / "idx") as server:
+        project = make_project(extra_deps=("numpy", "marky"), lock=False)
+        with (project / "pyproject.toml").open("a", encoding="utf-8") as f:
+            f.write(f'\n[[tool.uv.index]]\nname = "extra-wheels"\nurl = "{server.simple_url("extra")}"\n')
+        run_uv(uv_new, "lock", env=env, cwd=project)
+        lock = (project / "uv.lock").read_text(encoding="utf-8")
+        assert 'name = "marky"' in lock and "importlib-metadata" not in lock
+        venv = make_venv(tmp_path / "venv")
+        run_uv(uv_new, "sync", "--extra", "cpu", env=dict(env, UV_PROJECT_ENVIRONMENT=str(venv)), cwd=project)
+        assert dist_infos(venv, "marky") == ["marky-1.0.dist-info"]  # no record: only the evidence speaks
+        code, report, _ = check(project, venv, env, "--extra", "cpu")
+    assert (code, kinds(report), report["unverified"]) == (0, {}, []), report["drift"]

@@ -281,7 +281,8 @@ def _check_into(
     report.kernel_protected = sorted(n for n in kernel if n not in wanted)
     not_ours = {n for n in installed if n not in owned}  # never "extraneous": a switch would never remove them
     report.drift, report.unverified = classify(
-        wanted, installed, records=state.packages, lock=lock, protected=kernel | not_ours, fresh=fresh
+        wanted, installed, records=state.packages, lock=lock, protected=kernel | not_ours, fresh=fresh,
+        marker_env=interpreter_info(str(ctx.env.python)).marker_env,
     )
     _stack_into(ctx, report, extras, wanted, installed)
     return wanted, installed, state

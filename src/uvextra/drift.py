@@ -85,7 +85,8 @@ def _source_mismatch(inst: Installed, want: Wanted) -> str | None:
 
 
 def _build_check(
-    inst: Installed, want: Wanted, record: Provenance | None, lock: LockInfo | None, fresh: bool
+    inst: Installed, want: Wanted, record: Provenance | None, lock: LockInfo | None, fresh: bool,
+    marker_env: Mapping[str, str] | None = None,
 ) -> tuple[str | None, str | None]:
     """(drift detail, unverified reason) for an index package whose version already matches."""
     if record is not None and record.fingerprint == inst.fingerprint and record.version == inst.version:
@@ -105,9 +106,9 @@ def _build_check(
             None,
         )
     # No usable record: evidence that needs none.
-    deps = lock.deps_for(want) if lock else None
+    deps = lock.deps_for(want, marker_env) if lock else None
     if deps is not None:
-        have = inst.dependency_names()
+        have = inst.dependency_names(marker_env)
         if lock is not None and lock.adjusted:  # the project overrides or excludes these for every package
             have, deps = have - lock.adjusted, deps - lock.adjusted
         if have != deps:
@@ -139,8 +140,10 @@ def classify(
     lock: LockInfo | None = None,
     protected: Collection[str] = (),
     fresh: Collection[str] = (),
+    marker_env: Mapping[str, str] | None = None,
 ) -> tuple[list[Drift], list[Unverified]]:
-    """Compare; ``records`` is uvextra's provenance, ``fresh`` the packages uv (re)installed in this run."""
+    """Compare; ``records`` is uvextra's provenance, ``fresh`` the packages uv (re)installed in this run,
+    ``marker_env`` the target's (dependency evidence counts only the requirements that hold there)."""
     records = records or {}
     drift: list[Drift] = []
     unverified: list[Unverified] = []
@@ -165,7 +168,7 @@ def classify(
             drift.append(Drift(name, "source", _describe(inst), _describe_want(want), mismatch))
             continue
         if want.kind == "index":
-            detail, reason = _build_check(inst, want, records.get(name), lock, name in fresh)
+            detail, reason = _build_check(inst, want, records.get(name), lock, name in fresh, marker_env)
             if detail:
                 drift.append(Drift(name, "build", inst.version, want.version, detail))
             elif reason:

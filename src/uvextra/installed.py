@@ -13,7 +13,7 @@ import os
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from . import cache as _cache
@@ -22,6 +22,8 @@ from .names import canonicalize_name
 from .redact import redact, secret_values
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from packaging.utils import NormalizedName
 
 # The header name characters of email's feedparser (headerRE): printable ASCII but space and colon.
@@ -89,15 +91,23 @@ class Installed:
     requires: tuple[str, ...]  # raw Requires-Dist lines
     fingerprint: str  # sha256 of RECORD: changes whenever different files were installed
 
-    def dependency_names(self) -> frozenset[str]:
-        """Names this build requires unconditionally of extras (what uv.lock lists as its dependencies)."""
-        return frozenset(n for n in map(_unconditional_name, self.requires) if n is not None)
+    def dependency_names(self, marker_env: Mapping[str, str] | None = None) -> frozenset[str]:
+        """Names this build requires unconditionally of extras (what uv.lock lists as its dependencies); with the
+        target's ``marker_env``, only those whose environment marker holds there (``importlib-metadata;
+        python_version < "3.10"`` is no dependency on 3.11, and uv.lock leaves it out)."""
+        names = set()
+        for line in self.requires:
+            parsed = _unconditional(line)
+            if parsed is not None and (marker_env is None or marker_holds(parsed[1], marker_env)):
+                names.add(parsed[0])
+        return frozenset(names)
 
 
 @lru_cache(maxsize=16_384)
-def _unconditional_name(line: str) -> str | None:
-    """The name a Requires-Dist line requires regardless of extras; None for extras-only or unparsable lines.
-    (Cached: the same lines come back at every check, and parsing them was a third of a first check's time.)"""
+def _unconditional(line: str) -> tuple[str, str] | None:
+    """(name, marker text or "") a Requires-Dist line requires regardless of extras; None for extras-only or
+    unparsable lines. (Cached: the same lines come back at every check, and parsing them was a third of a first
+    check's time.)"""
     from packaging.requirements import InvalidRequirement, Requirement  # only for lines not seen yet
 
     try:
@@ -106,7 +116,31 @@ def _unconditional_name(line: str) -> str | None:
         return None
     if req.marker is not None and "extra" in str(req.marker):
         return None
-    return canonicalize_name(req.name)
+    return canonicalize_name(req.name), "" if req.marker is None else str(req.marker)
+
+
+@lru_cache(maxsize=4_096)
+def _marker(text: str) -> Any:
+    from packaging.markers import InvalidMarker, Marker
+
+    try:
+        return Marker(text)
+    except InvalidMarker:
+        return None
+
+
+def marker_holds(text: str, marker_env: Mapping[str, str]) -> bool:
+    """Whether an environment marker (a Requires-Dist's, or uv.lock's) holds for the target; "" and an unparsable
+    marker count as holding (no evidence is drawn from what cannot be read)."""
+    if not text:
+        return True
+    marker = _marker(text)
+    if marker is None:
+        return True
+    try:
+        return bool(marker.evaluate({**marker_env, "extra": ""}))
+    except Exception:  # noqa: BLE001 - an undefined variable in an odd marker: no evidence either way
+        return True
 
 
 def _read(path: Path) -> str:

@@ -20,7 +20,7 @@ else:  # Python 3.10: the same parser, from PyPI
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -104,11 +104,19 @@ class LockInfo:
         """True when the same name and version are locked from two sources: their builds may differ."""
         return len(self.sources.get((name, version), ())) > 1
 
-    def deps_for(self, wanted: Wanted) -> frozenset[str] | None:
+    def deps_for(self, wanted: Wanted, marker_env: Mapping[str, str] | None = None) -> frozenset[str] | None:
+        """The names the lock's entry for ``wanted`` depends on; with the target's ``marker_env``, only those whose
+        uv.lock marker holds there."""
         key = self._keys.get((wanted.kind, wanted.index))  # one redaction per index URL, not one per package
         if key is None:
             key = self._keys[(wanted.kind, wanted.index)] = _source_key_for(wanted)
-        return self.dependencies.get((wanted.name, wanted.version, key))
+        entries = self.dependencies.get((wanted.name, wanted.version, key))
+        if entries is None:
+            return None
+        from .installed import marker_holds
+
+        return frozenset(name for name, _, marker in (e.partition(";") for e in entries)
+                         if marker_env is None or marker_holds(marker, marker_env))
 
 
 def _norm_url(url: str) -> str:
@@ -145,7 +153,7 @@ def read_uv_lock(project: Project, env: Environment | None = None, *, store: boo
         raise UvextraError(f"cannot read {path}: {exc}") from None
 
 
-_LOCKINFO_FORMAT = "lockinfo-2"  # in the disk cache's key: entries of an older layout are never read
+_LOCKINFO_FORMAT = "lockinfo-3"  # in the disk cache's key: entries of an older layout are never read
 
 
 def _parse_uv_lock(path: Path, text: str) -> LockInfo:
@@ -165,8 +173,8 @@ def _parse_uv_lock(path: Path, text: str) -> LockInfo:
         key = "registry:" + norm_url(str(src["registry"])) if isinstance(src, dict) and "registry" in src else "other"
         sources.setdefault((name, version), []).append(key)
         dep_list = pkg.get("dependencies")
-        names = frozenset(
-            canonicalize_name(str(d["name"]))
+        names = frozenset(  # "name", or "name;marker" where uv.lock gives the dependency a marker
+            canonicalize_name(str(d["name"])) + (f";{d['marker']}" if isinstance(d.get("marker"), str) else "")
             for d in (dep_list if isinstance(dep_list, list) else [])
             if isinstance(d, dict) and "name" in d
         )
