@@ -16,7 +16,9 @@ package (no ``playwright install``: the system browser is used) and JupyterLab; 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import re
 import secrets
@@ -339,6 +341,55 @@ REAL_STALL_S = 20.0  # the largest wheel (cuDNN, ~550 MB) is held back this long
 _REAL_PHASE = re.compile(r"^downloading (\d+) of (\d+) packages, ([\d,.]+) of ([\d,]+) MB$")
 
 
+# Run in the page before the cell: every change of what the card shows (none yet, "card", its phase), with the
+# milliseconds since, in window.__uvextraSeen (printed when the test fails).
+_WATCH_PHASES = """() => {
+  const t0 = performance.now();
+  window.__uvextraSeen = [];
+  let last = null;
+  setInterval(() => {
+    const card = document.querySelector('.uvextra-card');
+    const phase = document.querySelector('.uvextra-phase');
+    const now = !card ? 'no card' : (phase ? 'phase: ' + phase.textContent : 'card, no phase');
+    if (now !== last) { window.__uvextraSeen.push([Math.round(performance.now() - t0), now]); last = now; }
+  }, 100);
+}"""
+
+
+_SERVE_IN_A_PROCESS = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from _localindex import IndexServer
+with IndexServer(Path(sys.argv[2]), sizes=True, delay=json.loads(sys.argv[3])) as server:
+    print(server.simple_url("real"), flush=True)
+    sys.stdin.read()  # until the test closes it
+"""
+
+
+@contextlib.contextmanager
+def _index_in_a_process(root: Path, delay: dict[str, float]) -> Iterator[str]:
+    """An :class:`IndexServer` for ``root`` in a process of its own (its URL for ``real``): serving 3 GB from the
+    test's own process held Playwright's thread back until the downloads were over."""
+    proc = subprocess.Popen([sys.executable, "-c", _SERVE_IN_A_PROCESS, str(ROOT / "tests"), str(root),
+                             json.dumps(delay)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        url = proc.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        yield url
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
 def _served_real_torch(base: Path, uv: str, env: dict[str, str]) -> tuple[Path, Any, tuple[str, ...]]:
     """The wheels a CUDA torch switch needs, found through pip's configuration (``tests/_pip_indexes.py``) and
     resolved by uv, linked into one folder that an :class:`IndexServer` serves with their sizes (PEP 700); and what
@@ -380,7 +431,6 @@ def test_the_card_counts_a_real_multi_gb_switch(lab: dict[str, Any], artifacts: 
 
     from playwright.sync_api import expect, sync_playwright
 
-    from _localindex import IndexServer
     from conftest import run_uv
     from test_real_torch import write_real_project
 
@@ -388,8 +438,8 @@ def test_the_card_counts_a_real_multi_gb_switch(lab: dict[str, Any], artifacts: 
     base.mkdir()
     resolve_env = dict(uv_env, UV_CACHE_DIR=str(base / "resolve-cache"))  # file:// wheels: nothing is copied
     root, cuda, drop = _served_real_torch(base, uv_new, resolve_env)
-    with IndexServer(root, sizes=True, delay={"nvidia_cudnn": REAL_STALL_S}) as server:
-        served = dataclasses.replace(cuda, index=server.simple_url("real"))
+    with _index_in_a_process(root, {"nvidia_cudnn": REAL_STALL_S}) as url:
+        served = dataclasses.replace(cuda, index=url)
         project = write_real_project(base / "project", cpu=None, cuda=served, indexes=[served.index],
                                      drop=drop)
         run_uv(uv_new, "lock", env=resolve_env, cwd=project, timeout=600)
@@ -401,6 +451,7 @@ def test_the_card_counts_a_real_multi_gb_switch(lab: dict[str, Any], artifacts: 
         nb.cells = [nbformat.v4.new_code_cell(f"%uvextra {served.extra} --no-probe --project {project}")]
         nb.metadata["kernelspec"] = {"name": REAL_KERNEL, "display_name": "uvextra real torch", "language": "python"}
         nbformat.write(nb, lab["root"] / "realtorch.ipynb")
+        console: list[str] = []
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
             try:
@@ -409,7 +460,10 @@ def test_the_card_counts_a_real_multi_gb_switch(lab: dict[str, Any], artifacts: 
                 page.goto(f"{lab['url']}lab/tree/realtorch.ipynb?token={lab['token']}")
                 page.wait_for_function(_KERNEL_IDLE.replace("quickstart.ipynb", "realtorch.ipynb"), polling=250)
                 page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
-                page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+                page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+                page.evaluate(_WATCH_PHASES)
+                # not awaited: the command's promise settles only when the cells have run, the downloads long over
+                page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
                 phase = page.locator(".uvextra-phase")
                 expect(phase).to_have_text(_REAL_PHASE, timeout=300_000)
                 # while cuDNN is held back, the others arrive: wait for most of them, then take the picture
@@ -433,6 +487,8 @@ def test_the_card_counts_a_real_multi_gb_switch(lab: dict[str, Any], artifacts: 
                 _shot(page, artifacts, "06-real-torch.png", card)
             except BaseException:
                 page.screenshot(path=str(artifacts / "99-real-failure.png"))
+                print("what the page showed, ms after the cell ran:", page.evaluate("() => window.__uvextraSeen"))
+                print("the page's console:", *console[-40:], sep="\n  ")
                 raise
             finally:
                 browser.close()
