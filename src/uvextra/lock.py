@@ -115,8 +115,9 @@ class LockInfo:
             return None
         from .installed import marker_holds
 
+        # uv's conflict markers (``extra == 'extra-3-moo-cpu'``) say which backend, not which platform: they hold
         return frozenset(name for name, _, marker in (e.partition(";") for e in entries)
-                         if marker_env is None or marker_holds(marker, marker_env))
+                         if marker_env is None or "extra" in marker or marker_holds(marker, marker_env))
 
 
 def _norm_url(url: str) -> str:
