@@ -74,6 +74,8 @@ class Wanted:
     wheel_hash: str | None = None  # its sha256
     wheel_tags: tuple[str, ...] = ()
     no_hash: str | None = None  # why the lock gives no sha256 for this wheel (None: it does, or not an index wheel)
+    wheel_url: str | None = None  # where uv gets the wheel (masked): a file:// URL or path lets its size be read
+    wheel_size: int | None = None  # its size in bytes, as the lock records it (None: the index published none)
 
     @property
     def source_label(self) -> str:
@@ -281,13 +283,16 @@ def wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[st
     """
     info = interpreter_info(str(env.python))
     lock_text = _uv_lock_text(project) if _has_empty_hashes(text) else ""
-    disk = _disk_cache(env, "wanted", text, str(project.root), str(env.python), json.dumps(info.marker_env),
+    disk = _disk_cache(env, "wanted", _WANTED_FORMAT, text, str(project.root), str(env.python), json.dumps(info.marker_env),
                        " ".join(info.tags), *([lock_text] if lock_text else []))
     wanted = _parsed(("pylock", text, str(project.root), str(env.python), lock_text), lambda: _load_from_disk(
         disk, lambda data: {w["name"]: Wanted(**{**w, "wheel_tags": tuple(w["wheel_tags"])}) for w in data})
         or _wanted_from_pylock(text, project, env, lock_text))
     _cache.write_json(disk, [vars(w) for w in wanted.values()])
     return dict(wanted)
+
+
+_WANTED_FORMAT = "wanted-2"  # in the disk cache's key: entries of an older layout (no wheel sizes) are never read
 
 
 def _uv_lock_text(project: Project) -> str:
@@ -436,13 +441,15 @@ def _wanted_from_pylock(text: str, project: Project, env: Environment,
             except Exception:  # noqa: BLE001 - a name we cannot parse just gives no tag evidence
                 wheel_tags = ()
             no_hash = unknown.get((name, _file_name(dist.name or dist.url or dist.path)))
+            where = _file_location(dist.url or dist.path, project.root)
             if index is None and (dist.url or dist.path):
-                out[name] = Wanted(name, version, "archive", location=_file_location(dist.url or dist.path, project.root),
+                out[name] = Wanted(name, version, "archive", location=where,
                                    wheel=wheel_name, wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags,
-                                   no_hash=no_hash)
+                                   no_hash=no_hash, wheel_url=where, wheel_size=dist.size)
                 continue
             out[name] = Wanted(name, version, "index", index=index, wheel=wheel_name,
-                               wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags, no_hash=no_hash)
+                               wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags, no_hash=no_hash,
+                               wheel_url=where, wheel_size=dist.size)
         elif isinstance(dist, PackageDirectory):
             kind = "editable" if dist.editable else "directory"
             out[name] = Wanted(name, version, kind, location=_file_location(dist.path, project.root))
