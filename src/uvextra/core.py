@@ -19,7 +19,16 @@ from .drift import classify
 from .environment import Environment, interpreter_info, resolve_environment
 from .errors import Interrupted, UvextraError
 from .installed import FileCheck, Installed, check_files, scan
-from .lock import LockInfo, Wanted, export_pylock, read_uv_lock, wanted_from_pylock
+from .lock import (
+    LockInfo,
+    NeedsDownload,
+    Wanted,
+    export_pylock,
+    read_uv_lock,
+    stale_lock,
+    wanted_from_pylock,
+    wanted_offline,
+)
 from .progress import PROBING, PROBING_FIRST, say, watch_sync
 from .project import EXTRA, Backend, Project, kind_of, load_project
 from .protect import kernel_closure, project_owned, removable
@@ -228,7 +237,11 @@ _REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 # ---------------------------------------------------------------------------------------------------- pieces
 
 def _wanted(ctx: Context, extras: Sequence[str]) -> dict[str, Wanted]:
-    return wanted_from_pylock(export_pylock(ctx.project, ctx.env, ctx.uv, extras), ctx.project, ctx.env)
+    try:
+        text = export_pylock(ctx.project, ctx.env, ctx.uv, extras)
+    except NeedsDownload:  # the lock lacks hashes uv would download wheels for: read it without the network
+        return wanted_offline(ctx.project, ctx.env, ctx.uv, extras)
+    return wanted_from_pylock(text, ctx.project, ctx.env)
 
 
 def _lock_info(ctx: Context) -> LockInfo:
@@ -487,6 +500,10 @@ def check(
     _require_lock(ctx, extras or ())
     chosen = _resolve_extras(ctx, extras, state)
     report.extras, report.extras_source, report.extras_unknown = list(chosen.extras), chosen.source, chosen.unknown
+    stale = stale_lock(ctx.project, ctx.env, ctx.uv)
+    if stale:  # never "matches the lock" when the lock no longer says what the project declares
+        report.failure_kind = "stale-lock"
+        report.failure = stale
     with _probing(ctx, report, chosen.extras, probe) as start:
         start()
         _check_into(ctx, report, chosen.extras, state=state, verify=verify)
@@ -649,6 +666,14 @@ def _remove_what_is_ours(ctx: Context, report: Report, chosen: Sequence[str], st
         report.changes.kept.extend(remove)
 
 
+def _record_identity(dist: Installed) -> tuple[int, int] | None:
+    try:
+        st = (dist.dist_info / "RECORD").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 def _plan(ctx: Context, chosen: Sequence[str], before: Mapping[str, Installed]) -> list[Wanted]:
     """What a sync to ``chosen`` will install, as the lock says (nothing when there is no lock yet to read)."""
     from .space import to_install
@@ -711,11 +736,17 @@ def _repair_locked(ctx: Context, report: Report, extras: Sequence[str], state: S
     wanted = _wanted(ctx, extras)
     _ensure_space(ctx, report, [wanted[n] for n in targets if n in wanted])
     before = scan(ctx.env)
+    written = {n: _record_identity(before[n]) for n in targets if n in before}
     with watch_sync(ctx, extras, {n: d for n, d in before.items() if n not in targets}, on_line) as sync_line:
         synced = _run_sync(ctx, report, _sync_args(ctx, extras, reinstall=targets, frozen=True), sync_line)
     if synced:
         after = scan(ctx.env)
         installed, removed, fresh = _diff(before, after)
+        # the same wheel again has the same RECORD (fingerprint): a reinstall still writes it anew
+        again = {n for n in targets if n in after and n not in fresh and n in written
+                 and _record_identity(after[n]) != written[n]}
+        installed += [Change(n, before[n].version, after[n].version) for n in sorted(again)]
+        fresh |= again
         report.changes.installed += installed
         report.changes.removed += removed
         report.repaired = sorted(fresh & set(targets))

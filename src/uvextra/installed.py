@@ -378,8 +378,9 @@ def check_files(dist: Installed, *, verify: bool = False) -> FileCheck:
     listed = missing = wrong_size = hashes_checked = wrong_hash = 0
     examples: list[str] = []
     for path, digest, size in rows:
-        if path.endswith(_NOT_PART) or path.endswith("/RECORD") and path.count("/") == 1:
-            continue
+        if path.endswith(_NOT_PART) or (path.count("/") == 1 and path.endswith((".dist-info/RECORD",
+                                                                                 ".dist-info/INSTALLER"))):
+            continue  # RECORD is being read; INSTALLER has its own finding (no_installer)
         listed += 1
         full = path if path.startswith("/") else f"{site}/{path}"
         try:

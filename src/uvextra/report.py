@@ -187,6 +187,9 @@ class Report:
             nothing = not self.changes.installed and not self.changes.removed
             return (("nothing changed; " if nothing else "") +
                     "retry when the index is reachable (uv could not reach it: see uv's words above)")
+        if self.failure_kind == "stale-lock":
+            again = " ".join(self.extras) or "EXTRA"
+            return f"run `uvextra switch {again}` (it locks again, then syncs) or `uv lock`, then check again"
         if self.failure_kind in ("killed", "disk-full"):
             again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else \
                 "`uvextra repair`"
