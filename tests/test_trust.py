@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from _localindex import IndexServer, build_demo_indexes, build_wheel, torch_files, write_project
-from _pip_indexes import cpu_torch_wheel, local_simple_indexes
+from _pip_indexes import cpu_torch_wheel
 from conftest import dist_infos, run_uv, site_packages
 from test_hardening import Setup, cli, error_line, report_of
 
@@ -304,6 +304,7 @@ def test_kill_9_while_uv_copies_the_real_cpu_torch(tmp_path, uv_env, uv_new):
     if sys.version_info[:2] != (3, 11):
         pytest.skip("the real CPU torch wheel on this machine is for Python 3.11")
     import typing_extensions
+
     from test_real_torch import STAND_INS, TORCH_DEPS, _local_indexes_for, persistent_uv_cache, write_real_project
 
     real = _local_indexes_for(*TORCH_DEPS)
