@@ -21,6 +21,7 @@ from .errors import Interrupted, UvextraError
 from .installed import FileCheck, Installed, check_files, scan
 from .lock import (
     LockInfo,
+    LockUnknown,
     NeedsDownload,
     Wanted,
     export_pylock,
@@ -500,7 +501,11 @@ def check(
     _require_lock(ctx, extras or ())
     chosen = _resolve_extras(ctx, extras, state)
     report.extras, report.extras_source, report.extras_unknown = list(chosen.extras), chosen.source, chosen.unknown
-    stale = stale_lock(ctx.project, ctx.env, ctx.uv)
+    try:
+        stale = stale_lock(ctx.project, ctx.env, ctx.uv)
+    except LockUnknown as exc:
+        stale = None
+        report.warnings.append(str(exc))
     if stale:  # never "matches the lock" when the lock no longer says what the project declares
         report.failure_kind = "stale-lock"
         report.failure = stale
