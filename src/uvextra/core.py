@@ -21,7 +21,7 @@ from .errors import Interrupted, UvextraError
 from .installed import Installed, scan
 from .lock import LockInfo, Wanted, export_pylock, read_uv_lock, wanted_from_pylock
 from .progress import PROBING, PROBING_FIRST, say, watch_sync
-from .project import EXTRA, Backend, Project, kind_of, load_project
+from .project import EXTRA, GROUP, Backend, Project, kind_of, load_project
 from .protect import kernel_closure, project_owned, removable
 from .report import Change, Report
 from .state import Provenance, State, load_state, save_state, switch_lock
@@ -160,10 +160,16 @@ def _infer_extras(ctx: Context) -> Chosen:
             n in asks[e] and n in installed and installed[n].version == v for n, v in own[e])]
         leaders = [e for e in evident if rank[e] == max(rank[c] for c in evident)]
         counts = ", ".join(f"{e}: {scores[e]} of {len(own[e])}" for e in group)
+        members = {(str(b), kind_of(b) or EXTRA) for b in group}
+        default = next((d for d in ctx.project.default_backends if (str(d), GROUP) in members), None)
         same = not any(own.values()) and any(n in installed and installed[n].version == v for n, v in shared)
         if same:  # every extra of the set pins the same versions: what is installed fits all of them alike
             unknown = "tie"
             why.append(f"a tie: {' and '.join(group)} lock the same versions, and those are installed")
+        elif best == 0 and default is not None:  # what a plain `uv sync` installs: the project's own default
+            chosen.append(default)
+            why.append(f"none of {', '.join(group)} is installed; {default} is the project's default "
+                       "([tool.uv] default-groups), what `uv sync` installs")
         elif best == 0:
             unknown = unknown or "none"
             why.append(f"none of {', '.join(group)} is installed (their own packages installed: {counts})")
@@ -273,7 +279,12 @@ def _check_into(
     ctx: Context, report: Report, extras: Sequence[str], *, fresh: AbstractSet[str] = frozenset(), state: State | None = None
 ) -> tuple[dict[str, Wanted], dict[str, Installed], State]:
     state = state if state is not None else load_state(ctx.env)
-    wanted = _wanted(ctx, extras)
+    try:
+        wanted = _wanted(ctx, extras)
+    except UvextraError as exc:  # never "drift: none" for a lock that could not be read
+        report.lock_unread = str(exc)
+        raise
+    report.lock_unread = None
     installed = scan(ctx.env)
     kernel = _protected(ctx, installed)
     lock = _lock_info(ctx)

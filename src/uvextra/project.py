@@ -97,9 +97,28 @@ class Project:
 
     @property
     def backends(self) -> tuple[Backend, ...]:
-        """Every extra, then every dependency group that is not synced by default anyway (``dev``)."""
+        """Every extra, then every dependency group that is not synced by default anyway (``dev``) — except a default
+        group in a conflict set: that is the project's default backend (``default-groups = ["dev", "pypi"]``, the way
+        projects persist a backend, uv having no ``default-extras``), offered like the others."""
         return (*(Backend(e, EXTRA) for e in self.extras),
-                *(Backend(g, GROUP) for g in self.groups if g not in self.default_groups))
+                *(Backend(g, GROUP) for g in self.groups
+                  if g not in self.default_groups or g in self.default_backends))
+
+    @property
+    def default_backends(self) -> tuple[Backend, ...]:
+        """The default groups that are members of a conflict set: what a plain ``uv sync`` picks from that set."""
+        if self.no_default_groups:
+            return ()
+        members = {(str(b), kind_of(b) or EXTRA) for s in self.conflict_sets for b in s}
+        return tuple(Backend(g, GROUP) for g in self.default_groups if (g, GROUP) in members)
+
+    def dropped_defaults(self, chosen: Iterable[str]) -> list[Backend]:
+        """The default-group backends a selection must switch off: those in a conflict set with a chosen backend
+        (uv refuses ``--group cpu`` while ``pypi`` is enabled by default; ``--no-group pypi`` keeps ``dev``)."""
+        picked = [name if isinstance(name, Backend) else self.backend(name) for name in chosen]
+        return [d for d in self.default_backends
+                if not any(_same(d, p) for p in picked)
+                and any(_member(d, s) and any(_member(p, s) for p in picked) for s in self.conflict_sets)]
 
     def uv_project_args(self) -> list[str]:
         """``--project`` (and for a workspace member ``--package``): which project of the lock uv acts on."""
@@ -109,14 +128,17 @@ class Project:
         return args
 
     def selection_args(self, chosen: Iterable[str]) -> list[str]:
-        """``--extra X`` / ``--group X`` for each chosen backend (and ``--no-default-groups`` when asked): what uv
-        syncs and exports alike."""
+        """``--extra X`` / ``--group X`` for each chosen backend (``--no-default-groups`` when asked, ``--no-group D``
+        for a default-group backend the choice conflicts with): what uv syncs and exports alike."""
         args: list[str] = []
+        chosen = list(chosen)
         for name in chosen:
             backend = name if isinstance(name, Backend) else self.backend(name)
             args += [backend.flag, str(backend)]
         if self.no_default_groups:
             args.append("--no-default-groups")
+        for dropped in self.dropped_defaults(chosen):
+            args += ["--no-group", str(dropped)]
         return args
 
     def backend(self, raw: str, kind: str | None = None) -> Backend:

@@ -86,6 +86,7 @@ class Report:
     # inference could not name the extras ("none": almost nothing of the project is installed; "tie")
     extras_unknown: str | None = None
     interrupted: bool = False
+    lock_unread: str | None = None  # why the lock could not be read for these extras: drift was not checked
     log: list[str] = field(default_factory=list)  # uv's output, redacted
     state_saved: bool = False
     read_only: bool = False  # the venv cannot be changed here (a shared image): repair is not an option
@@ -115,7 +116,8 @@ class Report:
 
     @property
     def clean(self) -> bool:
-        return not self.errors and self.failure is None and not self.extras_unknown and not self.stack_failed
+        return (not self.errors and self.failure is None and not self.extras_unknown and not self.stack_failed
+                and self.lock_unread is None)
 
     @property
     def exit_code(self) -> int:
@@ -154,6 +156,7 @@ class Report:
             "failure_kind": self.failure_kind,
             "uv_error": self.uv_error,
             "extras_unknown": self.extras_unknown,
+            "lock_unread": self.lock_unread,
             "read_only": self.read_only,
             "clean": self.clean,
             "exit_code": self.exit_code,
@@ -181,6 +184,9 @@ class Report:
             nothing = not self.changes.installed and not self.changes.removed
             return (("nothing changed; " if nothing else "") +
                     "retry when the index is reachable (uv could not reach it: see uv's words above)")
+        if self.failure_kind == "uv" and "(enabled by default)" in (self.uv_error or ""):
+            again = f"`uvextra {self.command} {' '.join(self.extras)} --no-default-groups`".replace("  ", " ")
+            return f"a group uv syncs by default conflicts with what was asked: run {again}"
         if self.failure_kind == "uv":
             again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else "it"
             return f"fix what uv reported above, then run {again} again"

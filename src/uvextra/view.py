@@ -135,6 +135,9 @@ def _change_rows(report: Report) -> list[Row]:
 
 def _drift_row(report: Report) -> Row:
     errors = report.errors
+    if report.lock_unread is not None and not errors:
+        return Row("drift", "not checked: the lock could not be read for these extras (see above)", tone="warn",
+                   part="drift")
     if errors:
         return Row("drift", f"{plural(len(errors), 'package differs', 'packages differ')} from the lock:",
                    tone="bad", part="drift")
