@@ -86,6 +86,8 @@ class Chosen:
     extras: tuple[str, ...]
     source: str
     unknown: str | None = None  # "none" (almost nothing of the project installed) or "tie"
+    # backends inference could not read here (the network, no wheel for this Python …): (name, why); judged without
+    unreadable: tuple[tuple[str, str], ...] = ()
 
 
 def _resolve_extras(ctx: Context, extras: Sequence[str] | None, state: State) -> Chosen:
@@ -144,10 +146,17 @@ def _infer_extras(ctx: Context) -> Chosen:
     chosen: list[str] = []
     why: list[str] = []
     unknown: str | None = None
-    for group in ctx.project.conflict_sets:
-        wanted = {e: _wanted(ctx, (e,)) for e in group}
+    unreadable: dict[str, str] = {}
+    for whole in ctx.project.conflict_sets:
+        wanted = _readable(ctx, whole, unreadable)
+        group = tuple(e for e in whole if e in wanted)
+        if not group:  # nothing of this set can be read here: say why (the first reason), as a check would
+            raise UvextraError(unreadable[whole[0]])
         pinned = {e: {(n, w.version) for n, w in wanted[e].items()} for e in group}
-        shared = set.intersection(*pinned.values())
+        if len(group) > 1:
+            shared = set.intersection(*pinned.values())
+        else:  # one backend readable: what it shares with the base is not its own
+            shared = pinned[group[0]] & {(n, w.version) for n, w in _wanted(ctx, ()).items()}
         own = {e: pinned[e] - shared for e in group}
         scores = {e: sum(1 for n, v in own[e] if n in installed and installed[n].version == v) for e in group}
         best = max(scores.values())
@@ -189,8 +198,11 @@ def _infer_extras(ctx: Context) -> Chosen:
             why.append(f"{leaders[0]} matches what is installed ({counts} of their own packages installed)")
     if loose:
         base = {(n, w.version) for n, w in _wanted(ctx, ()).items()}
+        readable = _readable(ctx, loose, unreadable)
         for backend in loose:
-            loose_own = {(n, w.version) for n, w in _wanted(ctx, (backend,)).items()} - base
+            if backend not in readable:
+                continue
+            loose_own = {(n, w.version) for n, w in readable[backend].items()} - base
             if loose_own and all(n in installed and installed[n].version == v for n, v in loose_own):
                 chosen.append(backend)
                 why.append(f"{backend} (outside every conflict set) is installed ({len(loose_own)} of its own "
@@ -198,8 +210,23 @@ def _infer_extras(ctx: Context) -> Chosen:
         if not ctx.project.conflict_sets and not chosen:
             why.append("no extras recorded, and none outside a conflict set is installed; checking the base "
                        "dependencies")
-            return Chosen((), "; ".join(why))
-    return Chosen(tuple(chosen), "inferred: " + "; ".join(why), unknown)
+            return Chosen((), "; ".join(why), unreadable=tuple(unreadable.items()))
+    return Chosen(tuple(chosen), "inferred: " + "; ".join(why), unknown, tuple(unreadable.items()))
+
+
+def _readable(ctx: Context, backends: Sequence[str], unreadable: dict[str, str]) -> dict[str, dict[str, Wanted]]:
+    """What the lock wants for each backend alone; one that cannot be read here (its export needs the network, it
+    has no wheel for this Python) goes into ``unreadable`` with why, and inference judges from the others."""
+    out: dict[str, dict[str, Wanted]] = {}
+    for backend in backends:
+        try:
+            out[backend] = _wanted(ctx, (backend,))
+        except UvextraError as exc:
+            why = str(exc)
+            if _UNREACHABLE.search(why):  # uv exports by downloading the wheels uv.lock has no hash for
+                why = f"reading it needs an index that cannot be reached from here ({why})"
+            unreadable[backend] = why
+    return out
 
 
 def _asks_for(ctx: Context, backends: Sequence[str]) -> dict[str, set[str]]:
@@ -452,6 +479,7 @@ def check(
     _require_lock(ctx, extras or ())
     chosen = _resolve_extras(ctx, extras, state)
     report.extras, report.extras_source, report.extras_unknown = list(chosen.extras), chosen.source, chosen.unknown
+    report.unreadable = dict(chosen.unreadable)
     with _probing(ctx, report, chosen.extras, probe) as start:
         start()
         _check_into(ctx, report, chosen.extras, state=state)
@@ -653,6 +681,7 @@ def repair(
         raise UvextraError(f"cannot tell which extras to repair ({chosen.source.removeprefix('inferred: ')}); "
                            f"run `uvextra switch {' | '.join(ctx.project.backends)}`, or pass --extra NAME")
     report.extras, report.extras_source = list(chosen.extras), chosen.source
+    report.unreadable = dict(chosen.unreadable)
     try:
         with _probing(ctx, report, chosen.extras, probe) as start_probe:
             wanted, installed, state = _check_into(ctx, report, chosen.extras, state=state)

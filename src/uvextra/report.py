@@ -86,6 +86,8 @@ class Report:
     # inference could not name the extras ("none": almost nothing of the project is installed; "tie")
     extras_unknown: str | None = None
     interrupted: bool = False
+    # backends inference could not read here (name -> why: the network, no wheel for this Python); judged without
+    unreadable: dict[str, str] = field(default_factory=dict)
     lock_unread: str | None = None  # why the lock could not be read for these extras: drift was not checked
     log: list[str] = field(default_factory=list)  # uv's output, redacted
     state_saved: bool = False
@@ -157,6 +159,7 @@ class Report:
             "uv_error": self.uv_error,
             "extras_unknown": self.extras_unknown,
             "lock_unread": self.lock_unread,
+            "unreadable": self.unreadable,
             "read_only": self.read_only,
             "clean": self.clean,
             "exit_code": self.exit_code,

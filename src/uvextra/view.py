@@ -228,6 +228,8 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
                   if (str(x), kind) not in kinds]
         rows.append(Row("extras", chosen or "(none)", names=tuple(others), items=kinds,
                         lines=(report.extras_source,) if report.extras_source else ()))
+    for backend, why in report.unreadable.items():
+        rows.append(Row("unread", f"{backend} could not be read here, so it was not compared: {why}", tone="warn"))
     if report.command in ("switch", "repair"):
         rows += _change_rows(report)
     if report.repaired:
