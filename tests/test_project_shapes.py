@@ -114,3 +114,65 @@ def test_a_backend_whose_export_needs_the_network_does_not_sink_status(make_proj
     assert report["unreadable"]["rocm"].startswith("reading it needs an index that cannot be reached"), report
     assert uv_dry_run(s, uv_new, "--extra", "cpu")[:2] == (0, {})
     assert dist_infos(s.venv, "torch") == ["torch-2.9.0+cpu.dist-info"]
+
+
+# ---------------------------------------------------------------------------------------------------- item 3
+
+def test_features_are_not_offered_as_backends(make_project, kernel_venv, uv_env, uv_new):
+    # Shape: torch routed per extra (cpu / cu128 / pypi) beside feature extras (`dev`, `test`, `aws`), a `kernels`
+    # group that builds CUDA code outside every conflict set, and a second conflict set of inference engines that
+    # route no torch (`vllm` / `sglang`, as in volcengine/verl's extras).
+    project = make_project(lock=False, more_extras={"dev": ["filelock"], "test": ["filelock"], "aws": ["numpy"],
+                                                    "vllm": ["filelock"], "sglang": ["numpy"]},
+                           more_groups={"kernels": ["nvidia-cublas-cu12"]})
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(
+        "conflicts = [\n", 'conflicts = [\n  [{ extra = "vllm" }, { extra = "sglang" }],\n'))
+    run_uv(uv_new, "lock", env=uv_env, cwd=project)
+    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+
+    report = report_of(s.run("check", "--json"))
+    assert report["available_extras"] == ["cpu", "cu128", "pypi"], report
+    assert sorted(report["features"]) == ["aws", "dev", "kernels", "sglang", "test", "vllm"], report
+    assert report["extras_unknown"] == "none"
+    assert "`uvextra switch cpu | cu128 | pypi`" in s.run("check").stdout
+    # a feature is still the user's to select, beside a backend
+    report = report_of(s.run("switch", "cpu", "aws", "--no-probe", "--json"))
+    assert (report["exit_code"], report["extras"]) == (0, ["cpu", "aws"]), report
+
+
+def test_the_backend_rule_reads_the_project(tmp_path):
+    from uvextra.project import load_project
+
+    # Shape: conflicting extras that pin torch versions without any index route (a torch-version matrix, as in
+    # projects that test against two torch releases), beside a conflict set of frameworks that list no torch.
+    (tmp_path / "pyproject.toml").write_text('''
+[project]
+name = "matrix"
+version = "0"
+[project.optional-dependencies]
+torch-old = ["torch==2.8.0"]
+torch-new = ["torch==2.9.0", "torchvision"]
+jax = ["jax"]
+tf = ["tensorflow"]
+docs = ["sphinx"]
+[tool.uv]
+conflicts = [[{ extra = "jax" }, { extra = "tf" }], [{ extra = "torch-old" }, { extra = "torch-new" }]]
+''')
+    project = load_project(tmp_path)
+    assert project.offered == ("torch-old", "torch-new")
+    assert sorted(project.features) == ["docs", "jax", "tf"]
+    # No conflict set says torch: its members stay the project's only choices
+    (tmp_path / "pyproject.toml").write_text('''
+[project]
+name = "frameworks"
+version = "0"
+[project.optional-dependencies]
+jax = ["jax"]
+tf = ["tensorflow"]
+docs = ["sphinx"]
+[tool.uv]
+conflicts = [[{ extra = "jax" }, { extra = "tf" }]]
+''')
+    project = load_project(tmp_path)
+    assert (project.offered, project.features) == (("jax", "tf"), ("docs",))

@@ -45,7 +45,8 @@ class Context:
             command=command, project=str(self.project.root), project_name=self.project.name,
             environment=str(self.env.prefix), environment_source=self.env.source, python=str(self.env.python),
             uv=self.uv.to_dict(),
-            available_extras=list(self.project.backends), conflict_sets=[list(s) for s in self.project.conflict_sets],
+            available_extras=list(self.project.offered), features=list(self.project.features),
+            conflict_sets=[list(s) for s in self.project.conflict_sets],
             workspace=str(self.project.workspace) if self.project.workspace else None,
         )
         if self.uv.warning:
@@ -121,7 +122,7 @@ def _auto_extra(ctx: Context) -> tuple[tuple[str, ...], str]:
     from .accelerators import choose_extra, detect_rocm, read_driver_version
 
     driver, _where = read_driver_version()
-    backends = ctx.project.backends
+    backends = ctx.project.offered
     try:
         extra, reason = choose_extra(list(dict.fromkeys(str(b) for b in backends)), driver, detect_rocm())
     except ValueError as exc:
@@ -406,7 +407,7 @@ def _require_writable(ctx: Context) -> None:
 
 def _require_lock(ctx: Context, extras: Sequence[str]) -> None:
     if not ctx.project.lockfile.is_file():
-        extra = " ".join(extras) or (ctx.project.backends[0] if ctx.project.backends else "EXTRA")
+        extra = " ".join(extras) or (ctx.project.offered[0] if ctx.project.offered else "EXTRA")
         raise UvextraError(
             f"no uv.lock in {ctx.project.lock_root}, so there is nothing to compare with: "
             f"run `uvextra switch {extra}` (it locks) or `uv lock`"
@@ -546,7 +547,7 @@ def switch(
     report = ctx.new_report("switch")
     _default_groups(ctx, no_default_groups)  # uv's --no-default-groups, recorded for check and repair
     if not extras:
-        raise UvextraError(f"name an extra to switch to: {', '.join(ctx.project.backends) or '(none declared)'}, or auto")
+        raise UvextraError(f"name an extra to switch to: {', '.join(ctx.project.offered) or '(none declared)'}, or auto")
     resolved = _resolve_extras(ctx, extras, State())
     chosen, report.extras_source = resolved.extras, resolved.source
     report.extras = list(chosen)
@@ -679,7 +680,7 @@ def repair(
     chosen = _resolve_extras(ctx, extras, state)
     if chosen.unknown:
         raise UvextraError(f"cannot tell which extras to repair ({chosen.source.removeprefix('inferred: ')}); "
-                           f"run `uvextra switch {' | '.join(ctx.project.backends)}`, or pass --extra NAME")
+                           f"run `uvextra switch {' | '.join(ctx.project.offered)}`, or pass --extra NAME")
     report.extras, report.extras_source = list(chosen.extras), chosen.source
     report.unreadable = dict(chosen.unreadable)
     try:

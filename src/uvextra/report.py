@@ -66,7 +66,8 @@ class Report:
     uv: dict[str, str] | None = None
     extras: list[str] = field(default_factory=list)
     extras_source: str = ""
-    available_extras: list[str] = field(default_factory=list)  # every backend: extras, then dependency groups
+    available_extras: list[str] = field(default_factory=list)  # every backend offered: extras, then groups
+    features: list[str] = field(default_factory=list)  # extras and groups that are features, not backends (dev, test)
     conflict_sets: list[list[str]] = field(default_factory=list)
     workspace: str | None = None  # the workspace root, when the project is one of its members
     changes: Changes = field(default_factory=Changes)
@@ -142,6 +143,7 @@ class Report:
             "extras_source": self.extras_source,
             "available_extras": self.available_extras,
             "available_groups": self.available_groups,
+            "features": [str(f) for f in self.features],
             "project_name": self.project_name,
             "workspace": self.workspace,
             "changes": self.changes.to_dict(),

@@ -105,8 +105,10 @@ def _where_rows(report: Report) -> list[Row]:
     if report.project:
         groups = report.available_groups
         plain = [e for e in report.available_extras if getattr(e, "kind", None) != "group"]
+        features = [f"{f} (group)" if getattr(f, "kind", None) == "group" else str(f) for f in report.features]
         listed = "; ".join(part for part in (f"extras: {', '.join(plain)}" if plain else "",
-                                              f"groups: {', '.join(groups)}" if groups else "") if part)
+                                              f"groups: {', '.join(groups)}" if groups else "",
+                                              f"features: {', '.join(features)}" if features else "") if part)
         rows.append(Row("project", report.project + (f" ({listed})" if listed else ""), part="where"))
         if report.workspace:
             rows.append(Row("workspace", f"{report.workspace} (member {report.project_name}; uv.lock is there)",
