@@ -176,3 +176,84 @@ conflicts = [[{ extra = "jax" }, { extra = "tf" }]]
 ''')
     project = load_project(tmp_path)
     assert (project.offered, project.features) == (("jax", "tf"), ("docs",))
+
+
+# ---------------------------------------------------------------------------------------------------- item 4
+
+def test_a_python_the_lock_does_not_accept_says_which_and_how(make_project, kernel_venv, uv_env, uv_new):
+    # Shape: `requires-python` pinned above the kernel's Python (as NVIDIA/NeMo-RL pins one minor, and a project
+    # pinned to a patch release is refused by a venv of an older patch of the same minor)
+    from test_pythons import find_python
+
+    python312 = find_python("3.12")
+    if python312 is None:
+        pytest.skip("no Python 3.12 on this machine to lock with (python3.12 on PATH or under pyenv)")
+    project = make_project(requires_python=">=3.12", lock=False)
+    run_uv(uv_new, "lock", "--python", python312, env=uv_env, cwd=project)
+    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    for args in (("status",), ("check", "--extra", "cpu")):
+        line = error_line(s.run(*args))
+        assert line.startswith("the lock needs Python >=3.12, and ") and "is Python 3.11" in line, line
+        assert "(`uv venv --python '>=3.12' DIR`), install ipykernel into it and start the kernel from it" in line
+    code, _plan, words = uv_dry_run(s, uv_new, "--extra", "cpu")
+    assert code != 0 and "3.12" in words, "uv refuses this venv too"
+
+
+def test_advice_for_a_lock_worth_of_missing_packages_is_a_count():
+    from uvextra.drift import Drift
+    from uvextra.report import Report
+
+    missing = [Drift(f"pkg{i:02}", "missing", None, "1.0", "not installed") for i in range(40)]
+    report = Report(command="check", drift=missing)
+    assert report.next_step() == "run `uvextra repair` to install 40 packages (pkg00, pkg01, pkg02, pkg03, pkg04 " \
+                                 "and 35 more)"
+    report = Report(command="check", drift=[*missing[:2], Drift("torch", "local-version", "2.9.0+cpu", "2.9.0", "")])
+    assert report.next_step() == "run `uvextra repair` to reinstall pkg00 pkg01 torch"
+
+
+def test_a_path_dependency_in_a_missing_submodule_is_named_and_not_repaired(make_project, kernel_venv, tmp_path,
+                                                                          index_server, uv_env, uv_new):
+    # Shape: a workspace whose member depends on a library vendored as a git submodule, installed editable from
+    # its path (as NVIDIA/NeMo-RL's 3rdparty/ members and facebookresearch projects' third_party/ libraries);
+    # a clone without `--recursive` leaves the submodule's folder empty.
+    from _localindex import write_project
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "pyproject.toml").write_text(
+        '[tool.uv.workspace]\nmembers = ["app"]\n\n[[tool.uv.index]]\nname = "default"\n'
+        f'url = "{index_server.simple_url("pypi")}"\ndefault = true\n')
+    indexes = {e: index_server.simple_url(e) for e in ("cpu", "cu128", "pypi")}
+    app = write_project(ws / "app", indexes, extra_deps=("numpy", "libfoo"))
+    pyproject = app / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(
+        "[tool.uv.sources]\n", '[tool.uv.sources]\nlibfoo = { path = "../third_party/libfoo", editable = true }\n'))
+    write_project(ws / "third_party" / "libfoo", {}, name="libfoo", extras=(), extra_deps=(), package=True)
+    run_uv(uv_new, "lock", env=uv_env, cwd=ws)
+    for child in sorted((ws / "third_party" / "libfoo").rglob("*"), reverse=True):  # the submodule, not checked out
+        child.rmdir() if child.is_dir() else child.unlink()
+    s = Setup(app, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+
+    report = report_of(s.run("check", "--extra", "cpu", "--json"))
+    libfoo = next(d for d in report["drift"] if d["package"] == "libfoo")
+    folder = ws / "third_party" / "libfoo"
+    assert libfoo["detail"].startswith(f"its source folder {folder} is empty"), libfoo  # was: "the lock wants  from"
+    assert "git submodule update --init" in libfoo["detail"]
+    text = s.run("check", "--extra", "cpu").stdout
+    assert "next         libfoo: its source folder" in text and "uvextra repair" not in text, text
+
+    report = report_of(s.run("repair", "--extra", "cpu", "--json"))  # asked anyway: nothing run that uv cannot do
+    assert report["exit_code"] == 1 and report["changes"]["installed"] == [] and not report["failure"], report
+    assert dist_infos(s.venv, "torch") == []
+    proc = run_uv(uv_new, "sync", "--frozen", "--inexact", "--extra", "cpu", "--project", app, check=False,
+                  env=dict(s.env, UV_PROJECT_ENVIRONMENT=str(s.venv)))
+    assert proc.returncode != 0 and "libfoo" in proc.stderr, "uv cannot install it either"
+
+
+def test_a_malformed_pyproject_is_named_before_the_missing_venv(tmp_path, uv_env):
+    # Shape: a fresh clone (no .venv yet) whose pyproject.toml has a merge conflict left in it
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n<<<<<<< HEAD\nversion = "1"\n')
+    from test_hardening import cli
+
+    line = error_line(cli("status", env=uv_env, cwd=tmp_path))
+    assert line.startswith(f"{tmp_path / 'pyproject.toml'}: invalid TOML"), line  # was: "create it (`uv sync` …)"

@@ -21,7 +21,7 @@ from .errors import Interrupted, UvextraError
 from .installed import Installed, scan
 from .lock import LockInfo, Wanted, export_pylock, read_uv_lock, wanted_from_pylock
 from .progress import PROBING, PROBING_FIRST, say, watch_sync
-from .project import EXTRA, GROUP, Backend, Project, kind_of, load_project
+from .project import EXTRA, GROUP, Backend, Project, kind_of, load_project, name_unreadable
 from .protect import kernel_closure, project_owned, removable
 from .report import Change, Report
 from .state import Provenance, State, load_state, save_state, switch_lock
@@ -57,7 +57,11 @@ class Context:
 
 def open_context(project: str | os.PathLike[str] | None = None, python: str | os.PathLike[str] | None = None) -> Context:
     """Find the project, the target venv and uv; every problem is a one-line UvextraError."""
-    env = resolve_environment(python)
+    try:
+        env = resolve_environment(python)
+    except UvextraError:
+        name_unreadable(Path(project) if project is not None else None)  # a malformed pyproject.toml is named first
+        raise
     proj = load_project(Path(project) if project is not None else None)
     if proj.lockfile.is_file():
         read_uv_lock(proj, env, store=False)  # a malformed lock is named (file and line) before uv is run at all
@@ -323,8 +327,27 @@ def _check_into(
         wanted, installed, records=state.packages, lock=lock, protected=kernel | not_ours, fresh=fresh,
         marker_env=interpreter_info(str(ctx.env.python)).marker_env,
     )
+    _missing_sources_into(report, wanted)
     _stack_into(ctx, report, extras, wanted, installed)
     return wanted, installed, state
+
+
+def _missing_sources_into(report: Report, wanted: Mapping[str, Wanted]) -> None:
+    """A path or editable dependency whose folder is missing or empty (a git submodule not checked out): said as
+    such, and no repair offered — uv fails on it too ("Distribution not found")."""
+    gone: dict[str, str] = {}
+    for name, w in wanted.items():
+        if w.kind not in ("editable", "directory") or not w.location:
+            continue
+        folder = Path(os.path.normpath(w.location))
+        if not folder.is_dir():
+            gone[name] = f"its source folder {folder} does not exist"
+        elif not any((folder / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")):
+            gone[name] = f"its source folder {folder} is empty (no pyproject.toml or setup.py)"
+    report.missing_sources = gone
+    report.drift = [replace(d, wanted=d.wanted or wanted[d.package].kind, detail=(
+        f"{gone[d.package]}: a git submodule not checked out? (`git submodule update --init`); uv cannot install it "
+        "either")) if d.package in gone and d.is_error else d for d in report.drift]
 
 
 def _stack_into(ctx: Context, report: Report, extras: Sequence[str], wanted: Mapping[str, Wanted],
@@ -605,7 +628,7 @@ def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_
         say("checking the environment against the lock")
         wanted, installed, state = _check_into(ctx, report, chosen, fresh=fresh, state=state)
         report.changes.kept = sorted(set(report.changes.kept) | set(report.kernel_protected))
-        if repair and report.failure is None and (report.errors or report.unverified):
+        if repair and report.failure is None and (report.errors or report.unverified) and not report.missing_source_errors:
             _repair_locked(ctx, report, chosen, state, on_line)
             wanted, installed, state = _check_into(ctx, report, chosen, fresh=set(report.repaired), state=state)
     except UvextraError as exc:
@@ -686,7 +709,7 @@ def repair(
     try:
         with _probing(ctx, report, chosen.extras, probe) as start_probe:
             wanted, installed, state = _check_into(ctx, report, chosen.extras, state=state)
-            if report.errors or report.unverified:
+            if (report.errors or report.unverified) and not report.missing_source_errors:  # uv would fail on those
                 _require_writable(ctx)
                 with switch_lock(ctx.env, on_wait):
                     _repair_and_recheck(ctx, report, chosen.extras, state, on_line)

@@ -392,6 +392,17 @@ def _read(root: Path, data: dict[str, Any], workspace: Path | None, ws_data: dic
     return replace(project, features=_features(project, data, ws_data))
 
 
+def name_unreadable(start: Path | None = None) -> None:
+    """Raise the one-line error of the project found from ``start`` when its pyproject.toml cannot be read (malformed
+    TOML, a wrong structure); nothing when it reads, or when there is no project. Called when something else failed
+    first (no venv): a broken pyproject.toml is the cause to name first, since `uv sync` would fail on it too."""
+    try:
+        root = find_project(start)
+    except UvextraError:
+        return
+    load_project(root)
+
+
 def load_project(root: Path | None = None) -> Project:
     """Read the project at ``root`` (or found upward from the working directory), and the workspace it is in.
 

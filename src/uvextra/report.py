@@ -89,6 +89,8 @@ class Report:
     interrupted: bool = False
     # backends inference could not read here (name -> why: the network, no wheel for this Python); judged without
     unreadable: dict[str, str] = field(default_factory=dict)
+    # path/editable dependencies whose source folder is missing or empty (name -> why): uv cannot install them
+    missing_sources: dict[str, str] = field(default_factory=dict)
     lock_unread: str | None = None  # why the lock could not be read for these extras: drift was not checked
     log: list[str] = field(default_factory=list)  # uv's output, redacted
     state_saved: bool = False
@@ -162,6 +164,7 @@ class Report:
             "extras_unknown": self.extras_unknown,
             "lock_unread": self.lock_unread,
             "unreadable": self.unreadable,
+            "missing_sources": self.missing_sources,
             "read_only": self.read_only,
             "clean": self.clean,
             "exit_code": self.exit_code,
@@ -176,10 +179,15 @@ class Report:
     def can_repair(self) -> bool:
         """Would a repair (the Reinstall button) fix something here? Never offered where it can only fail."""
         return (bool(self.errors or self.unverified) and not self.read_only and not self.interrupted
+                and not self.missing_source_errors  # uv's sync fails on a source folder that is not there
                 and self.failure_kind not in ("network", "uv") and not self.extras_unknown
                 # a misrouted companion is what the lock says: reinstalling it from the lock brings it back as it is
                 and not (self.routing and {d.package for d in self.errors} <= {m.package for m in self.routing}
                          and not self.unverified))
+
+    @property
+    def missing_source_errors(self) -> list[str]:
+        return sorted({d.package for d in self.errors} & set(self.missing_sources))
 
     def next_step(self) -> str | None:
         """The one thing the user should do next, in words."""
@@ -206,9 +214,15 @@ class Report:
             extra = self.routing[0].extra
             return (f"`uvextra repair` cannot fix this: the lock itself takes {names} from another index than torch; "
                     f"add the [tool.uv.sources] lines shown above to pyproject.toml, then run `uvextra switch {extra}`")
+        if self.missing_source_errors:
+            name = self.missing_source_errors[0]
+            return (f"{name}: {self.missing_sources[name]}; check it out (`git submodule update --init` if it is a "
+                    "submodule), then check again — no repair can install it before that")
         if self.errors:
-            names = " ".join(sorted({d.package for d in self.errors}))
-            return f"run `uvextra repair` to reinstall {names}"
+            drifted = sorted({d.package for d in self.errors})
+            # none of them installed (a fresh venv): nothing to *re*install; a lock's worth of names: a count
+            verb = "install" if all(d.kind == "missing" for d in self.errors) else "reinstall"
+            return f"run `uvextra repair` to {verb} {_few(drifted)}"
         if self.stack_failed:
             built_wrong = [e for e in self.stack_failed if e._static_bad]
             torch = next((e._torch for e in self.stack_failed if e._torch), "")
@@ -222,3 +236,13 @@ class Report:
         if self.unverified:
             return "run `uvextra repair` to reinstall the unverified packages from the lock"
         return None
+
+
+SHOWN_IN_ADVICE = 5  # a longer list of names in a next step is a count and the first few
+
+
+def _few(names: list[str]) -> str:
+    """``a b c`` for a few names; ``214 packages (a, b, c, d, e and 209 more)`` for a lock's worth."""
+    if len(names) <= SHOWN_IN_ADVICE + 1:
+        return " ".join(names)
+    return f"{len(names)} packages ({', '.join(names[:SHOWN_IN_ADVICE])} and {len(names) - SHOWN_IN_ADVICE} more)"
