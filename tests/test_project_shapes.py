@@ -257,3 +257,47 @@ def test_a_malformed_pyproject_is_named_before_the_missing_venv(tmp_path, uv_env
 
     line = error_line(cli("status", env=uv_env, cwd=tmp_path))
     assert line.startswith(f"{tmp_path / 'pyproject.toml'}: invalid TOML"), line  # was: "create it (`uv sync` …)"
+
+
+# ---------------------------------------------------------------------------------------------------- item 5
+
+def test_a_companion_left_out_of_a_marker_route_is_a_finding(tmp_path, kernel_venv, index_server, uv_env, uv_new):
+    # Shape: uv's PyTorch guide routing torch by platform marker, no backend at all
+    # (`torch = [{ index = "pytorch-cpu", marker = "sys_platform == 'linux'" }]`), torchvision left to the default
+    # index, as projects copying that guide do for torch alone.
+    project = tmp_path / "markers"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(f'''[project]
+name = "markers"
+version = "0.1.0"
+requires-python = ">=3.10"
+dependencies = ["torch>=2.8.0", "torchvision"]
+
+[tool.uv.sources]
+torch = [{{ index = "pytorch-cpu", marker = "sys_platform == 'linux'" }}]
+
+[[tool.uv.index]]
+name = "pytorch-cpu"
+url = "{index_server.simple_url("cpu")}"
+explicit = true
+
+[[tool.uv.index]]
+name = "default"
+url = "{index_server.simple_url("pypi")}"
+default = true
+''')
+    run_uv(uv_new, "lock", env=uv_env, cwd=project)
+    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    uv_sync(s, uv_new)
+    assert dist_infos(s.venv, "torchvision") == ["torchvision-0.24.0.dist-info"], "PyPI's (CUDA) build, as locked"
+
+    report = report_of(s.run("check", "--json"))
+    (finding,) = report["routing"]
+    assert (finding["package"], finding["kind"], finding["extra"]) == ("torchvision", "marker", "sys_platform == 'linux'")
+    assert finding["package_index"] == index_server.simple_url("pypi") and "/cpu/" in finding["torch_index"]
+    assert finding["fix"] == ["[tool.uv.sources]", "torchvision = [",
+                              """  { index = "pytorch-cpu", marker = "sys_platform == 'linux'" },""", "]"]
+    text = s.run("check").stdout
+    assert "routes torch by marker `sys_platform == 'linux'` but not torchvision" in text, text
+    assert "then run `uv lock`, then `uvextra repair`" in text
+    assert uv_dry_run(s, uv_new)[:2] == (0, {}), "uv sees nothing to do: the lock itself is the cause"

@@ -212,8 +212,10 @@ class Report:
         if self.routing:
             names = ", ".join(sorted({m.package for m in self.routing}))
             extra = self.routing[0].extra
+            then = ("run `uv lock`, then `uvextra repair`" if self.routing[0].kind == "marker"
+                    else f"run `uvextra switch {extra}`")
             return (f"`uvextra repair` cannot fix this: the lock itself takes {names} from another index than torch; "
-                    f"add the [tool.uv.sources] lines shown above to pyproject.toml, then run `uvextra switch {extra}`")
+                    f"add the [tool.uv.sources] lines shown above to pyproject.toml, then {then}")
         if self.missing_source_errors:
             name = self.missing_source_errors[0]
             return (f"{name}: {self.missing_sources[name]}; check it out (`git submodule update --init` if it is a "
