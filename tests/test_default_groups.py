@@ -99,6 +99,8 @@ def test_switching_away_from_the_default_backend_drops_it_and_keeps_dev(persiste
     state = json.loads((s.venv / ".uvextra" / "state.json").read_text())
     assert state["extras"] == ["cpu"] and state["no_default_groups"] is False
 
+    report = report_of(s.run("check", "--group", "cpu", "--json"))  # was: uv's "enabled by default" conflict
+    assert (report["exit_code"], report["drift"]) == (0, []), report
     # check and repair (no extra given) aim at the same selection: cpu, dev, not pypi
     for verb in ("check", "repair"):
         report = report_of(s.run(verb, "--json"))

@@ -301,3 +301,37 @@ default = true
     assert "routes torch by marker `sys_platform == 'linux'` but not torchvision" in text, text
     assert "then run `uv lock`, then `uvextra repair`" in text
     assert uv_dry_run(s, uv_new)[:2] == (0, {}), "uv sees nothing to do: the lock itself is the cause"
+
+
+# ---------------------------------------------------------------------------------------------------- big locks
+
+def test_a_lock_over_a_megabyte_is_read_and_agrees_with_uv(make_project, kernel_venv, uv_env, uv_new):
+    # Shape: real locks of 1–4 MB (e.g. huggingface/lerobot's, NVIDIA/NeMo-RL's): most of it is every platform's
+    # wheels of torch and its stack, each with its hash. Here torch's entries list 2,000 wheels per build for other
+    # platforms and Pythons (with build tags, so the names are unique), as uv writes them.
+    project = make_project()
+    lock = project / "uv.lock"
+    blocks = lock.read_text(encoding="utf-8").split("\n[[package]]\n")
+    for i, block in enumerate(blocks):
+        if block.startswith('name = "torch"\n') and "wheels = [\n" in block:
+            version = re.search(r'^version = "([^"]+)"', block, re.M).group(1)  # type: ignore[union-attr]
+            url = re.search(r'\{ url = "([^"]+)/torch-', block).group(1)  # type: ignore[union-attr]
+            extra = "".join(
+                f'    {{ url = "{url}/torch-{version}-{n}-cp3{12 + n % 3}-cp3{12 + n % 3}-'
+                f'{("win_amd64", "macosx_14_0_arm64", "manylinux_2_28_aarch64")[n % 3]}.whl", '
+                f'hash = "sha256:{n:064x}", size = {100_000 + n} }},\n' for n in range(2000))
+            blocks[i] = block.replace("wheels = [\n", "wheels = [\n" + extra, 1)
+    lock.write_text("\n[[package]]\n".join(blocks), encoding="utf-8")
+    assert lock.stat().st_size > 1_000_000
+    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+
+    report = report_of(s.run("switch", "cu128", "--frozen", "--no-probe", "--json"))
+    assert report["exit_code"] == 0 and s.torch() == ["torch-2.9.0+cu128.dist-info"], report
+    assert uv_dry_run(s, uv_new, "--extra", "cu128")[:2] == (0, {})
+    (s.venv / ".uvextra").joinpath("state.json").unlink()  # inference reads every backend of the big lock
+    report = report_of(s.run("status", "--json"))
+    assert (report["exit_code"], report["extras"], report["drift"], report["unreadable"]) == (0, ["cu128"], [], {})
+    report = report_of(s.run("check", "--extra", "pypi", "--json"))
+    wanted = {d["package"]: d["wanted"] for d in report["drift"] if d["kind"] in ("missing", "local-version", "version")}
+    plan = uv_dry_run(s, uv_new, "--extra", "pypi")[1]
+    assert plan == wanted, (plan, report["drift"])
