@@ -116,6 +116,14 @@ def test_switching_away_from_the_default_backend_drops_it_and_keeps_dev(persiste
     assert uv_plan(s, uv_new) == {}
     report = report_of(s.run("check", "--json"))
     assert (report["exit_code"], report["extras"], report["drift"]) == (0, ["pypi"], []), report
+
+    # --no-default-groups still knows pypi as a backend: asked for by name, without dev, and remembered
+    report = report_of(s.run("switch", "pypi", "--no-default-groups", "--no-probe", "--json"))
+    assert (report["exit_code"], report["extras"]) == (0, ["pypi"]), report
+    state = json.loads((s.venv / ".uvextra" / "state.json").read_text())
+    assert (state["extras"], state["no_default_groups"]) == (["pypi"], True)
+    report = report_of(s.run("check", "--json"))
+    assert (report["exit_code"], report["extras"], report["drift"]) == (0, ["pypi"], []), report
     s.assert_nothing_lost()
 
 
@@ -137,3 +145,31 @@ def test_uvs_default_group_conflict_points_to_no_default_groups():
                     uv_error="error: Groups `cu128` and `gpu` (enabled by default) are incompatible with the conflicts")
     assert report.next_step() == ("a group uv syncs by default conflicts with what was asked: run "
                                   "`uvextra switch cu128 --no-default-groups`")
+
+
+def test_the_default_backend_stays_a_backend_under_no_default_groups(tmp_path):
+    from dataclasses import replace
+
+    from uvextra.project import load_project
+
+    (tmp_path / "pyproject.toml").write_text('''
+[project]
+name = "persisted"
+version = "0"
+[dependency-groups]
+dev = ["pytest"]
+pypi = ["torch"]
+cpu = ["torch"]
+[tool.uv]
+default-groups = ["dev", "pypi"]
+conflicts = [[{ group = "pypi" }, { group = "cpu" }]]
+[tool.uv.sources]
+torch = [{ index = "pytorch-cpu", group = "cpu" }]
+''')
+    project = load_project(tmp_path)
+    assert (project.offered, project.features) == (("pypi", "cpu"), ("dev",))
+    assert project.selection_args(["cpu"]) == ["--group", "cpu", "--no-group", "pypi"]
+    assert project.selection_args(["pypi"]) == ["--group", "pypi"]
+    off = replace(project, no_default_groups=True)
+    assert off.offered == ("pypi", "cpu")
+    assert off.selection_args(["cpu"]) == ["--group", "cpu", "--no-default-groups"]

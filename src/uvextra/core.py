@@ -175,7 +175,8 @@ def _infer_extras(ctx: Context) -> Chosen:
         leaders = [e for e in evident if rank[e] == max(rank[c] for c in evident)]
         counts = ", ".join(f"{e}: {scores[e]} of {len(own[e])}" for e in group)
         members = {(str(b), kind_of(b) or EXTRA) for b in group}
-        default = next((d for d in ctx.project.default_backends if (str(d), GROUP) in members), None)
+        default = next((d for d in ctx.project.default_backends if (str(d), GROUP) in members
+                        and not ctx.project.no_default_groups), None)
         same = not any(own.values()) and any(n in installed and installed[n].version == v for n, v in shared)
         if same:  # every extra of the set pins the same versions: what is installed fits all of them alike
             unknown = "tie"

@@ -114,15 +114,16 @@ class Project:
 
     @property
     def default_backends(self) -> tuple[Backend, ...]:
-        """The default groups that are members of a conflict set: what a plain ``uv sync`` picks from that set."""
-        if self.no_default_groups:
-            return ()
+        """The default groups that are members of a conflict set: what a plain ``uv sync`` picks from that set
+        (backends all the same under ``--no-default-groups``, which only stops syncing them unasked)."""
         members = {(str(b), kind_of(b) or EXTRA) for s in self.conflict_sets for b in s}
         return tuple(Backend(g, GROUP) for g in self.default_groups if (g, GROUP) in members)
 
     def dropped_defaults(self, chosen: Iterable[str]) -> list[Backend]:
         """The default-group backends a selection must switch off: those in a conflict set with a chosen backend
         (uv refuses ``--group cpu`` while ``pypi`` is enabled by default; ``--no-group pypi`` keeps ``dev``)."""
+        if self.no_default_groups:  # none is synced unasked: nothing to switch off
+            return []
         picked = [name if isinstance(name, Backend) else self.backend(name) for name in chosen]
         return [d for d in self.default_backends
                 if not any(_same(d, p) for p in picked)
