@@ -197,6 +197,13 @@ def test_a_python_the_lock_does_not_accept_says_which_and_how(make_project, kern
         assert "(`uv venv --python '>=3.12' DIR`), install ipykernel into it and start the kernel from it" in line
     code, _plan, words = uv_dry_run(s, uv_new, "--extra", "cpu")
     assert code != 0 and "3.12" in words, "uv refuses this venv too"
+    # a switch: uv refuses, and the next step says what to do instead of "run it again"
+    report = report_of(s.run("switch", "cpu", "--no-probe", "--json"))
+    assert report["exit_code"] == 1 and report["lock_unread"], report
+    text = s.run("switch", "cpu", "--no-probe").stdout
+    assert "next         this venv's Python is not one the project accepts (>=3.12): make a venv with one (`uv venv " \
+           "--python '>=3.12' DIR`)" in text, text
+    assert "drift        not checked" in text and "none found" not in text
 
 
 def test_advice_for_a_lock_worth_of_missing_packages_is_a_count():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,6 +198,11 @@ class Report:
             nothing = not self.changes.installed and not self.changes.removed
             return (("nothing changed; " if nothing else "") +
                     "retry when the index is reachable (uv could not reach it: see uv's words above)")
+        wrong_python = _WRONG_PYTHON.search(self.uv_error or "") if self.failure_kind == "uv" else None
+        if wrong_python:
+            need = wrong_python.group(1)
+            return (f"this venv's Python is not one the project accepts ({need}): make a venv with one (`uv venv "
+                    f"--python '{need}' DIR`), install ipykernel into it and start the kernel from it")
         if self.failure_kind == "uv" and "(enabled by default)" in (self.uv_error or ""):
             again = f"`uvextra {self.command} {' '.join(self.extras)} --no-default-groups`".replace("  ", " ")
             return f"a group uv syncs by default conflicts with what was asked: run {again}"
@@ -240,6 +246,8 @@ class Report:
         return None
 
 
+# uv's words when the target's Python is outside `requires-python` (uv 0.13.9)
+_WRONG_PYTHON = re.compile(r"incompatible with the project's Python requirement: `([^`]+)`")
 SHOWN_IN_ADVICE = 5  # a longer list of names in a next step is a count and the first few
 
 
