@@ -321,8 +321,8 @@ def test_a_lock_over_a_megabyte_is_read_and_agrees_with_uv(make_project, kernel_
     blocks = lock.read_text(encoding="utf-8").split("\n[[package]]\n")
     for i, block in enumerate(blocks):
         if block.startswith('name = "torch"\n') and "wheels = [\n" in block:
-            version = re.search(r'^version = "([^"]+)"', block, re.M).group(1)  # type: ignore[union-attr]
-            url = re.search(r'\{ url = "([^"]+)/torch-', block).group(1)  # type: ignore[union-attr]
+            version = re.search(r'^version = "([^"]+)"', block, re.M).group(1)
+            url = re.search(r'\{ url = "([^"]+)/torch-', block).group(1)
             extra = "".join(
                 f'    {{ url = "{url}/torch-{version}-{n}-cp3{12 + n % 3}-cp3{12 + n % 3}-'
                 f'{("win_amd64", "macosx_14_0_arm64", "manylinux_2_28_aarch64")[n % 3]}.whl", '
@@ -342,3 +342,30 @@ def test_a_lock_over_a_megabyte_is_read_and_agrees_with_uv(make_project, kernel_
     wanted = {d["package"]: d["wanted"] for d in report["drift"] if d["kind"] in ("missing", "local-version", "version")}
     plan = uv_dry_run(s, uv_new, "--extra", "pypi")[1]
     assert plan == wanted, (plan, report["drift"])
+
+
+def test_the_set_of_backends_comes_first_for_the_toggle(tmp_path):
+    from types import SimpleNamespace
+
+    from uvextra.core import Context
+    from uvextra.project import load_project
+
+    (tmp_path / "pyproject.toml").write_text('''
+[project]
+name = "engines"
+version = "0"
+[project.optional-dependencies]
+vllm = ["vllm"]
+sglang = ["sglang"]
+cpu = ["torch"]
+cu128 = ["torch"]
+[tool.uv]
+conflicts = [[{ extra = "vllm" }, { extra = "sglang" }], [{ extra = "cpu" }, { extra = "cu128" }]]
+[tool.uv.sources]
+torch = [{ index = "pytorch-cpu", extra = "cpu" }, { index = "pytorch-cu128", extra = "cu128" }]
+''')
+    env = SimpleNamespace(prefix=tmp_path, source="", python=tmp_path, writable=lambda: True)
+    uv = SimpleNamespace(warning=None, to_dict=dict)
+    report = Context(project=load_project(tmp_path), env=env, uv=uv).new_report("check")
+    assert report.conflict_sets == [["cpu", "cu128"], ["vllm", "sglang"]]  # the toggle offers the first set it finds
+    assert (report.available_extras, report.features) == (["cpu", "cu128"], ["vllm", "sglang"])

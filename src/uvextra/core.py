@@ -40,13 +40,18 @@ class Context:
     env: Environment
     uv: Uv
 
+    def _of_features(self, members: Sequence[str]) -> bool:
+        offered = {(str(b), b.kind) for b in self.project.offered}
+        return not any((str(m), kind_of(m) or EXTRA) in offered for m in members)
+
     def new_report(self, command: str) -> Report:
         report = Report(
             command=command, project=str(self.project.root), project_name=self.project.name,
             environment=str(self.env.prefix), environment_source=self.env.source, python=str(self.env.python),
             uv=self.uv.to_dict(),
             available_extras=list(self.project.offered), features=list(self.project.features),
-            conflict_sets=[list(s) for s in self.project.conflict_sets],
+            # the sets of backends first: a surface that offers "the" set (the toggle) offers a backend set
+            conflict_sets=[list(s) for s in sorted(self.project.conflict_sets, key=self._of_features)],
             workspace=str(self.project.workspace) if self.project.workspace else None,
         )
         if self.uv.warning:
