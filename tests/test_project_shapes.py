@@ -110,8 +110,8 @@ def test_a_backend_whose_export_needs_the_network_does_not_sink_status(make_proj
 
     report = report_of(s.run("status", "--json"))
     assert report["exit_code"] == 0 and report["extras"] == ["cpu"] and report["drift"] == [], report
-    assert list(report["unreadable"]) == ["rocm"], report
-    assert report["unreadable"]["rocm"].startswith("reading it needs an index that cannot be reached"), report
+    # read without the network (uv.lock and uv's requirements export, issue 16): judged like the others, not named
+    assert report["unreadable"] == {} and "rocm: 0 of" in report["extras_source"], report
     assert uv_dry_run(s, uv_new, "--extra", "cpu")[:2] == (0, {})
     assert dist_infos(s.venv, "torch") == ["torch-2.9.0+cpu.dist-info"]
 

@@ -306,3 +306,114 @@ def scan(env: Environment) -> dict[str, Installed]:
     if changed or (disk is not None and set(disk) != set(seen)):
         _save_disk(env, secrets, seen)
     return found
+
+
+# ---------------------------------------------------------------------------------------------- files on disk
+# uv is not crash-atomic per package: it links a wheel's files (the dist-info's METADATA, WHEEL and the wheel's own
+# RECORD first), then writes INSTALLER, and rewrites RECORD last. A kill -9 or a full disk in between leaves a
+# dist-info that every metadata reader (uv's included) takes for a whole install (astral-sh/uv#16867). So every
+# package a check judges is held against its RECORD: each file there, of the size RECORD gives.
+
+#: What an installer may list in RECORD that is no part of the install: bytecode it compiled (a missing .pyc is
+#: recompiled on import) and RECORD's own signature files.
+_NOT_PART = (".pyc", "/RECORD.jws", "/RECORD.p7s")
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """One distribution's files against its RECORD."""
+
+    listed: int  # files RECORD lists (bytecode left out)
+    missing: int
+    wrong_size: int
+    examples: tuple[str, ...]  # a few of the missing or wrong files, relative to site-packages
+    no_record: bool = False  # no readable RECORD: nothing to check against
+    no_installer: bool = False  # no INSTALLER: the installer did not get to the end of this package
+    hashes_checked: int = 0  # --verify: files whose sha256 was compared with RECORD's
+    wrong_hash: int = 0
+
+    @property
+    def broken(self) -> bool:
+        return bool(self.missing or self.wrong_size or self.wrong_hash)
+
+    def describe(self) -> str:
+        """In words: "8,958 of 12,248 files missing — an install that did not finish"."""
+        parts = []
+        if self.missing:
+            parts.append(f"{self.missing:,} of {self.listed:,} files missing")
+        if self.wrong_size:
+            parts.append(f"{self.wrong_size:,} of another size than RECORD says")
+        if self.wrong_hash:
+            parts.append(f"{self.wrong_hash:,} of {self.hashes_checked:,} with another sha256 than RECORD says")
+        why = ("an install that did not finish (no INSTALLER: it was killed, or the disk filled up)"
+               if self.no_installer else "files were removed or overwritten after the install")
+        shown = ", ".join(self.examples[:3])
+        return f"{'; '.join(parts)} — {why}" + (f" (e.g. {shown})" if shown else "")
+
+
+def record_entries(dist_info: Path) -> list[tuple[str, str, str]] | None:
+    """RECORD's rows (path, hash, size), or None without a readable RECORD."""
+    try:
+        text = (dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    import csv  # only when a RECORD is really read
+
+    rows = []
+    for row in csv.reader(text.splitlines()):
+        if row and row[0]:
+            rows.append((row[0], row[1] if len(row) > 1 else "", row[2] if len(row) > 2 else ""))
+    return rows
+
+
+def check_files(dist: Installed, *, verify: bool = False) -> FileCheck:
+    """Every file ``dist``'s RECORD lists, held against the disk: there, of RECORD's size (and, with ``verify``, of
+    its sha256 — which reads every byte: gigabytes for torch)."""
+    rows = record_entries(dist.dist_info)
+    no_installer = not (dist.dist_info / "INSTALLER").is_file()
+    if rows is None:
+        return FileCheck(0, 0, 0, (), no_record=True, no_installer=no_installer)
+    site = str(dist.dist_info.parent)
+    stat = os.stat
+    listed = missing = wrong_size = hashes_checked = wrong_hash = 0
+    examples: list[str] = []
+    for path, digest, size in rows:
+        if path.endswith(_NOT_PART) or (path.count("/") == 1 and path.endswith((".dist-info/RECORD",
+                                                                                 ".dist-info/INSTALLER"))):
+            continue  # RECORD is being read; INSTALLER has its own finding (no_installer)
+        listed += 1
+        full = path if path.startswith("/") else f"{site}/{path}"
+        try:
+            st = stat(full)
+        except OSError:
+            missing += 1
+            if len(examples) < 3:
+                examples.append(path)
+            continue
+        if size and size.isdigit() and st.st_size != int(size):
+            wrong_size += 1
+            if len(examples) < 3:
+                examples.append(path)
+            continue
+        if verify and digest.startswith("sha256="):
+            hashes_checked += 1
+            if _urlsafe_sha256(full) != digest[len("sha256="):].rstrip("="):
+                wrong_hash += 1
+                if len(examples) < 3:
+                    examples.append(path)
+    return FileCheck(listed, missing, wrong_size, tuple(examples), no_installer=no_installer,
+                     hashes_checked=hashes_checked, wrong_hash=wrong_hash)
+
+
+def _urlsafe_sha256(path: str) -> str:
+    import base64
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return ""
+    return base64.urlsafe_b64encode(h.digest()).decode("ascii").rstrip("=")

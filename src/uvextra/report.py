@@ -76,13 +76,16 @@ class Report:
     drift: list[Drift] = field(default_factory=list)
     unverified: list[Unverified] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    repaired_from: dict[str, str] = field(default_factory=dict)  # package -> what was broken on disk before
+    repaired_notes: list[str] = field(default_factory=list)  # "torch: was 8,958 of 12,248 files missing; whole now"
     probe: Any = None  # probe.ProbeResult | None
     stack: list[Any] = field(default_factory=list)  # stack.StackEntry: does each companion fit the installed torch
     routing: list[Any] = field(default_factory=list)  # stack.Misroute: companions the project does not route as torch
     warnings: list[str] = field(default_factory=list)
     failure: str | None = None  # the operation did not complete (uv failed, interrupted, …); env re-checked
     # what kind of failure: "uv" (uv failed; its words in uv_error), "network" (an index could not be reached),
-    # "follow-up" (uv's sync ran, what came after failed), "interrupted"
+    # "follow-up" (uv's sync ran, what came after failed), "interrupted", "killed" (uv died of a signal: SIGKILL
+    # from the OOM killer, a closed terminal), "disk-full" (uv hit ENOSPC or a quota)
     failure_kind: str | None = None
     uv_error: str | None = None  # uv's own error text, as uv wrote it (redacted, no colour)
     # inference could not name the extras ("none": almost nothing of the project is installed; "tie")
@@ -97,6 +100,7 @@ class Report:
     state_saved: bool = False
     read_only: bool = False  # the venv cannot be changed here (a shared image): repair is not an option
     elapsed_s: float = 0.0
+    verified: dict[str, float] | None = None  # check --verify: {"files": sha256s compared, "seconds": how long}
 
     @property
     def groups(self) -> list[str]:
@@ -154,6 +158,7 @@ class Report:
             "drift": [d.to_dict() for d in self.drift],
             "unverified": [u.to_dict() for u in self.unverified],
             "repaired": self.repaired,
+            "repaired_notes": self.repaired_notes,
             "probe": ({**self.probe.to_dict(), "stack": [e.to_dict() for e in self.stack]}
                       if self.probe is not None else None),
             "stack": [e.to_dict() for e in self.stack],
@@ -170,6 +175,7 @@ class Report:
             "clean": self.clean,
             "exit_code": self.exit_code,
             "elapsed_s": round(self.elapsed_s, 3),
+            **({"verified": self.verified} if self.verified is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -206,6 +212,15 @@ class Report:
         if self.failure_kind == "uv" and "(enabled by default)" in (self.uv_error or ""):
             again = f"`uvextra {self.command} {' '.join(self.extras)} --no-default-groups`".replace("  ", " ")
             return f"a group uv syncs by default conflicts with what was asked: run {again}"
+        if self.failure_kind == "stale-lock":
+            again = " ".join(self.extras) or "EXTRA"
+            return f"run `uvextra switch {again}` (it locks again, then syncs) or `uv lock`, then check again"
+        if self.failure_kind in ("killed", "disk-full"):
+            again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else \
+                "`uvextra repair`"
+            first = "free space on that disk (or point UV_CACHE_DIR elsewhere), then " \
+                if self.failure_kind == "disk-full" else ""
+            return f"{first}run {again} again: it reinstalls what uv left half-written"
         if self.failure_kind == "uv":
             again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else "it"
             return f"fix what uv reported above, then run {again} again"

@@ -235,7 +235,8 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
     if report.command in ("switch", "repair"):
         rows += _change_rows(report)
     if report.repaired:
-        rows.append(Row("repaired", ", ".join(report.repaired)))
+        rows.append(Row("repaired", "; ".join([*report.repaired_notes, *(
+            n for n in report.repaired if not any(note.startswith(f"{n}: ") for note in report.repaired_notes))])))
     rows += [Row("warning", w, tone="warn") for w in report.warnings]
     if report.failure:
         part = "headline" if headline.state == "failed" else "body"
@@ -248,6 +249,9 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
         if extraneous:
             rows.append(Row("extraneous", "not in the lock; not an error", badge="extraneous",
                             names=tuple(f"{d.package} {d.installed}" for d in extraneous)))
+        if report.verified is not None:
+            rows.append(Row("verified", f"sha256 of {int(report.verified['files']):,} files compared with their "
+                                        f"RECORD in {report.verified['seconds']:.1f} s"))
     rows += _probe_rows(report)
     rows += _kernel_rows(kernel, live=live)
     if report.kernel_protected:
