@@ -166,7 +166,13 @@ def _target(args: argparse.Namespace) -> tuple[Path | None, Environment]:
     from .project import find_workspace_root
 
     # a workspace member's environment is the workspace's (<root>/.venv), as uv's own
-    return root, cli_target(args.python, find_workspace_root(root) or root)
+    try:
+        return root, cli_target(args.python, find_workspace_root(root) or root)
+    except UvextraError:
+        from .project import name_unreadable
+
+        name_unreadable(root)  # a malformed pyproject.toml is the cause to name first: `uv sync` would fail on it too
+        raise
 
 
 def _error(message: str, code: int, *, as_json: bool) -> int:

@@ -31,7 +31,7 @@ from .lock import (
     wanted_offline,
 )
 from .progress import PROBING, PROBING_FIRST, say, watch_sync
-from .project import EXTRA, Backend, Project, kind_of, load_project
+from .project import EXTRA, GROUP, Backend, Project, kind_of, load_project, name_unreadable
 from .protect import kernel_closure, project_owned, removable
 from .report import Change, Report
 from .state import Provenance, State, load_state, save_state, switch_lock
@@ -50,12 +50,18 @@ class Context:
     env: Environment
     uv: Uv
 
+    def _of_features(self, members: Sequence[str]) -> bool:
+        offered = {(str(b), b.kind) for b in self.project.offered}
+        return not any((str(m), kind_of(m) or EXTRA) in offered for m in members)
+
     def new_report(self, command: str) -> Report:
         report = Report(
             command=command, project=str(self.project.root), project_name=self.project.name,
             environment=str(self.env.prefix), environment_source=self.env.source, python=str(self.env.python),
             uv=self.uv.to_dict(),
-            available_extras=list(self.project.backends), conflict_sets=[list(s) for s in self.project.conflict_sets],
+            available_extras=list(self.project.offered), features=list(self.project.features),
+            # the sets of backends first: a surface that offers "the" set (the toggle) offers a backend set
+            conflict_sets=[list(s) for s in sorted(self.project.conflict_sets, key=self._of_features)],
             workspace=str(self.project.workspace) if self.project.workspace else None,
         )
         if self.uv.warning:
@@ -66,7 +72,11 @@ class Context:
 
 def open_context(project: str | os.PathLike[str] | None = None, python: str | os.PathLike[str] | None = None) -> Context:
     """Find the project, the target venv and uv; every problem is a one-line UvextraError."""
-    env = resolve_environment(python)
+    try:
+        env = resolve_environment(python)
+    except UvextraError:
+        name_unreadable(Path(project) if project is not None else None)  # a malformed pyproject.toml is named first
+        raise
     proj = load_project(Path(project) if project is not None else None)
     if proj.lockfile.is_file():
         read_uv_lock(proj, env, store=False)  # a malformed lock is named (file and line) before uv is run at all
@@ -96,6 +106,8 @@ class Chosen:
     extras: tuple[str, ...]
     source: str
     unknown: str | None = None  # "none" (almost nothing of the project installed) or "tie"
+    # backends inference could not read here (the network, no wheel for this Python …): (name, why); judged without
+    unreadable: tuple[tuple[str, str], ...] = ()
 
 
 def _resolve_extras(ctx: Context, extras: Sequence[str] | None, state: State) -> Chosen:
@@ -129,7 +141,7 @@ def _auto_extra(ctx: Context) -> tuple[tuple[str, ...], str]:
     from .accelerators import choose_extra, detect_rocm, read_driver_version
 
     driver, _where = read_driver_version()
-    backends = ctx.project.backends
+    backends = ctx.project.offered
     try:
         extra, reason = choose_extra(list(dict.fromkeys(str(b) for b in backends)), driver, detect_rocm())
     except ValueError as exc:
@@ -154,10 +166,17 @@ def _infer_extras(ctx: Context) -> Chosen:
     chosen: list[str] = []
     why: list[str] = []
     unknown: str | None = None
-    for group in ctx.project.conflict_sets:
-        wanted = {e: _wanted(ctx, (e,)) for e in group}
+    unreadable: dict[str, str] = {}
+    for whole in ctx.project.conflict_sets:
+        wanted = _readable(ctx, whole, unreadable)
+        group = tuple(e for e in whole if e in wanted)
+        if not group:  # nothing of this set can be read here: say why (the first reason), as a check would
+            raise UvextraError(unreadable[whole[0]])
         pinned = {e: {(n, w.version) for n, w in wanted[e].items()} for e in group}
-        shared = set.intersection(*pinned.values())
+        if len(group) > 1:
+            shared = set.intersection(*pinned.values())
+        else:  # one backend readable: what it shares with the base is not its own
+            shared = pinned[group[0]] & {(n, w.version) for n, w in _wanted(ctx, ()).items()}
         own = {e: pinned[e] - shared for e in group}
         scores = {e: sum(1 for n, v in own[e] if n in installed and installed[n].version == v) for e in group}
         best = max(scores.values())
@@ -170,10 +189,17 @@ def _infer_extras(ctx: Context) -> Chosen:
             n in asks[e] and n in installed and installed[n].version == v for n, v in own[e])]
         leaders = [e for e in evident if rank[e] == max(rank[c] for c in evident)]
         counts = ", ".join(f"{e}: {scores[e]} of {len(own[e])}" for e in group)
+        members = {(str(b), kind_of(b) or EXTRA) for b in group}
+        default = next((d for d in ctx.project.default_backends if (str(d), GROUP) in members
+                        and not ctx.project.no_default_groups), None)
         same = not any(own.values()) and any(n in installed and installed[n].version == v for n, v in shared)
         if same:  # every extra of the set pins the same versions: what is installed fits all of them alike
             unknown = "tie"
             why.append(f"a tie: {' and '.join(group)} lock the same versions, and those are installed")
+        elif best == 0 and default is not None:  # what a plain `uv sync` installs: the project's own default
+            chosen.append(default)
+            why.append(f"none of {', '.join(group)} is installed; {default} is the project's default "
+                       "([tool.uv] default-groups), what `uv sync` installs")
         elif best == 0:
             unknown = unknown or "none"
             why.append(f"none of {', '.join(group)} is installed (their own packages installed: {counts})")
@@ -193,8 +219,11 @@ def _infer_extras(ctx: Context) -> Chosen:
             why.append(f"{leaders[0]} matches what is installed ({counts} of their own packages installed)")
     if loose:
         base = {(n, w.version) for n, w in _wanted(ctx, ()).items()}
+        readable = _readable(ctx, loose, unreadable)
         for backend in loose:
-            loose_own = {(n, w.version) for n, w in _wanted(ctx, (backend,)).items()} - base
+            if backend not in readable:
+                continue
+            loose_own = {(n, w.version) for n, w in readable[backend].items()} - base
             if loose_own and all(n in installed and installed[n].version == v for n, v in loose_own):
                 chosen.append(backend)
                 why.append(f"{backend} (outside every conflict set) is installed ({len(loose_own)} of its own "
@@ -202,8 +231,23 @@ def _infer_extras(ctx: Context) -> Chosen:
         if not ctx.project.conflict_sets and not chosen:
             why.append("no extras recorded, and none outside a conflict set is installed; checking the base "
                        "dependencies")
-            return Chosen((), "; ".join(why))
-    return Chosen(tuple(chosen), "inferred: " + "; ".join(why), unknown)
+            return Chosen((), "; ".join(why), unreadable=tuple(unreadable.items()))
+    return Chosen(tuple(chosen), "inferred: " + "; ".join(why), unknown, tuple(unreadable.items()))
+
+
+def _readable(ctx: Context, backends: Sequence[str], unreadable: dict[str, str]) -> dict[str, dict[str, Wanted]]:
+    """What the lock wants for each backend alone; one that cannot be read here (its export needs the network, it
+    has no wheel for this Python) goes into ``unreadable`` with why, and inference judges from the others."""
+    out: dict[str, dict[str, Wanted]] = {}
+    for backend in backends:
+        try:
+            out[backend] = _wanted(ctx, (backend,))
+        except UvextraError as exc:
+            why = str(exc)
+            if _UNREACHABLE.search(why):  # uv exports by downloading the wheels uv.lock has no hash for
+                why = f"reading it needs an index that cannot be reached from here ({why})"
+            unreadable[backend] = why
+    return out
 
 
 def _asks_for(ctx: Context, backends: Sequence[str]) -> dict[str, set[str]]:
@@ -288,7 +332,12 @@ def _check_into(
     verify: bool = False,
 ) -> tuple[dict[str, Wanted], dict[str, Installed], State]:
     state = state if state is not None else load_state(ctx.env)
-    wanted = _wanted(ctx, extras)
+    try:
+        wanted = _wanted(ctx, extras)
+    except UvextraError as exc:  # never "drift: none" for a lock that could not be read
+        report.lock_unread = str(exc)
+        raise
+    report.lock_unread = None
     installed = scan(ctx.env)
     files = _files(report, wanted, installed, verify)
     kernel = _protected(ctx, installed)
@@ -300,8 +349,27 @@ def _check_into(
         wanted, installed, records=state.packages, lock=lock, protected=kernel | not_ours, fresh=fresh,
         marker_env=interpreter_info(str(ctx.env.python)).marker_env, files=files,
     )
+    _missing_sources_into(report, wanted)
     _stack_into(ctx, report, extras, wanted, installed)
     return wanted, installed, state
+
+
+def _missing_sources_into(report: Report, wanted: Mapping[str, Wanted]) -> None:
+    """A path or editable dependency whose folder is missing or empty (a git submodule not checked out): said as
+    such, and no repair offered — uv fails on it too ("Distribution not found")."""
+    gone: dict[str, str] = {}
+    for name, w in wanted.items():
+        if w.kind not in ("editable", "directory") or not w.location:
+            continue
+        folder = Path(os.path.normpath(w.location))
+        if not folder.is_dir():
+            gone[name] = f"its source folder {folder} does not exist"
+        elif not any((folder / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")):
+            gone[name] = f"its source folder {folder} is empty (no pyproject.toml or setup.py)"
+    report.missing_sources = gone
+    report.drift = [replace(d, wanted=d.wanted or wanted[d.package].kind, detail=(
+        f"{gone[d.package]}: a git submodule not checked out? (`git submodule update --init`); uv cannot install it "
+        "either")) if d.package in gone and d.is_error else d for d in report.drift]
 
 
 def _files(report: Report, wanted: Mapping[str, Wanted], installed: Mapping[str, Installed],
@@ -396,7 +464,7 @@ def _require_writable(ctx: Context) -> None:
 
 def _require_lock(ctx: Context, extras: Sequence[str]) -> None:
     if not ctx.project.lockfile.is_file():
-        extra = " ".join(extras) or (ctx.project.backends[0] if ctx.project.backends else "EXTRA")
+        extra = " ".join(extras) or (ctx.project.offered[0] if ctx.project.offered else "EXTRA")
         raise UvextraError(
             f"no uv.lock in {ctx.project.lock_root}, so there is nothing to compare with: "
             f"run `uvextra switch {extra}` (it locks) or `uv lock`"
@@ -501,6 +569,7 @@ def check(
     _require_lock(ctx, extras or ())
     chosen = _resolve_extras(ctx, extras, state)
     report.extras, report.extras_source, report.extras_unknown = list(chosen.extras), chosen.source, chosen.unknown
+    report.unreadable = dict(chosen.unreadable)
     try:
         stale = stale_lock(ctx.project, ctx.env, ctx.uv)
     except LockUnknown as exc:
@@ -512,6 +581,10 @@ def check(
     with _probing(ctx, report, chosen.extras, probe) as start:
         start()
         _check_into(ctx, report, chosen.extras, state=state, verify=verify)
+    if stale and any(f"`{name}=" in stale for name in report.missing_sources):
+        # uv could not check the lock because a source folder is missing (it builds the metadata from it): the lock
+        # is not known to be stale; the missing folder is the cause, and drift says so
+        report.failure_kind = report.failure = None
     report.elapsed_s = time.perf_counter() - started
     return report
 
@@ -577,7 +650,7 @@ def switch(
     report = ctx.new_report("switch")
     _default_groups(ctx, no_default_groups)  # uv's --no-default-groups, recorded for check and repair
     if not extras:
-        raise UvextraError(f"name an extra to switch to: {', '.join(ctx.project.backends) or '(none declared)'}, or auto")
+        raise UvextraError(f"name an extra to switch to: {', '.join(ctx.project.offered) or '(none declared)'}, or auto")
     resolved = _resolve_extras(ctx, extras, State())
     chosen, report.extras_source = resolved.extras, resolved.source
     report.extras = list(chosen)
@@ -641,9 +714,11 @@ def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_
         wanted, installed, state = _check_into(ctx, report, chosen, fresh=fresh, state=state)
         report.changes.kept = sorted(set(report.changes.kept) | set(report.kernel_protected))
         # uv takes a half-installed package (a killed or disk-full install) for a whole one ("Checked 10 packages"):
-        # a switch that finds one reinstalls it, as a repair would, and checks again
+        # a switch that finds one reinstalls it, as a repair would, and checks again; never where uv cannot install
+        # a missing source folder
         broken = sorted(d.package for d in report.errors if d.kind == "files")
-        if report.failure is None and (broken or (repair and (report.errors or report.unverified))):
+        if (report.failure is None and not report.missing_source_errors
+                and (broken or (repair and (report.errors or report.unverified)))):
             _repair_locked(ctx, report, chosen, state, on_line, only=None if repair else broken)
             wanted, installed, state = _check_into(ctx, report, chosen, fresh=set(report.repaired), state=state)
             _say_whole(report)
@@ -786,12 +861,13 @@ def repair(
     chosen = _resolve_extras(ctx, extras, state)
     if chosen.unknown:
         raise UvextraError(f"cannot tell which extras to repair ({chosen.source.removeprefix('inferred: ')}); "
-                           f"run `uvextra switch {' | '.join(ctx.project.backends)}`, or pass --extra NAME")
+                           f"run `uvextra switch {' | '.join(ctx.project.offered)}`, or pass --extra NAME")
     report.extras, report.extras_source = list(chosen.extras), chosen.source
+    report.unreadable = dict(chosen.unreadable)
     try:
         with _probing(ctx, report, chosen.extras, probe) as start_probe:
             wanted, installed, state = _check_into(ctx, report, chosen.extras, state=state)
-            if report.errors or report.unverified:
+            if (report.errors or report.unverified) and not report.missing_source_errors:  # uv would fail on those
                 _require_writable(ctx)
                 with switch_lock(ctx.env, on_wait):
                     _repair_and_recheck(ctx, report, chosen.extras, state, on_line)

@@ -409,6 +409,31 @@ def _fill_empty_hashes(data: object, project: Project, lock_text: str) -> dict[t
     return unknown
 
 
+# packaging's words when selecting fails, to be said as what it means for this venv (no internal `packages[N]`)
+_NO_WHEEL = re.compile(r"No wheel found matching the provided tags for package '([^']+)' at packages\[(\d+)\]")
+_WRONG_PYTHON = re.compile(r"python_full_version '([^']+)' in provided environment does not satisfy the Python "
+                           r"version requirement '([^']+)'(?: for package '([^']+)')?")
+
+
+def _select_failure(message: str, data: object, env: Environment, tags: Sequence[str]) -> str:
+    """What it means that nothing of the lock can be picked for this interpreter, and what to do."""
+    if match := _NO_WHEEL.search(message):
+        name, at = match.group(1), int(match.group(2))
+        packages = data.get("packages") if isinstance(data, dict) else None
+        entry = packages[at] if isinstance(packages, list) and at < len(packages) else None
+        version = f" {entry['version']}" if isinstance(entry, dict) and isinstance(entry.get("version"), str) else ""
+        tag = f" ({tags[0].split('-')[0]}, {tags[0].rsplit('-', 1)[-1]})" if tags else ""
+        return (f"the lock has no wheel of {name}{version} for this Python{tag} and no sdist, so neither uv nor "
+                f"uvextra can install it into {env.python}; use a Python it has wheels for, or another backend")
+    if match := _WRONG_PYTHON.search(message):
+        have, need, package = match.groups()
+        whose = f"{package} in the lock needs" if package else "the lock needs"
+        return (f"{whose} Python {need}, and {env.python} is Python {have}: make a venv with a Python the lock "
+                f"accepts (`uv venv --python '{need}' DIR`), install ipykernel into it and start the kernel from it "
+                "(or pass --python)")
+    return f"the lock has nothing installable for {env.python}: {message}"
+
+
 def _wanted_from_pylock(text: str, project: Project, env: Environment,
                         lock_text: str = "") -> dict[str, Wanted]:
     from packaging.pylock import (
@@ -434,7 +459,7 @@ def _wanted_from_pylock(text: str, project: Project, env: Environment,
     try:
         selected = list(lock.select(environment=info.marker_env, tags=tags))  # type: ignore[arg-type]
     except PylockSelectError as exc:
-        raise UvextraError(f"the lock has nothing installable for {env.python}: {exc}") from None
+        raise UvextraError(_select_failure(str(exc), data, env, info.tags)) from None
     out: dict[str, Wanted] = {}
     mask = cache(redact)  # one redaction per index URL, not one per package
     for pkg, dist in selected:

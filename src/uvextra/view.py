@@ -105,8 +105,10 @@ def _where_rows(report: Report) -> list[Row]:
     if report.project:
         groups = report.available_groups
         plain = [e for e in report.available_extras if getattr(e, "kind", None) != "group"]
+        features = [f"{f} (group)" if getattr(f, "kind", None) == "group" else str(f) for f in report.features]
         listed = "; ".join(part for part in (f"extras: {', '.join(plain)}" if plain else "",
-                                              f"groups: {', '.join(groups)}" if groups else "") if part)
+                                              f"groups: {', '.join(groups)}" if groups else "",
+                                              f"features: {', '.join(features)}" if features else "") if part)
         rows.append(Row("project", report.project + (f" ({listed})" if listed else ""), part="where"))
         if report.workspace:
             rows.append(Row("workspace", f"{report.workspace} (member {report.project_name}; uv.lock is there)",
@@ -135,6 +137,9 @@ def _change_rows(report: Report) -> list[Row]:
 
 def _drift_row(report: Report) -> Row:
     errors = report.errors
+    if report.lock_unread is not None and not errors:
+        return Row("drift", "not checked: the lock could not be read for these extras (see above)", tone="warn",
+                   part="drift")
     if errors:
         return Row("drift", f"{plural(len(errors), 'package differs', 'packages differ')} from the lock:",
                    tone="bad", part="drift")
@@ -225,6 +230,8 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
                   if (str(x), kind) not in kinds]
         rows.append(Row("extras", chosen or "(none)", names=tuple(others), items=kinds,
                         lines=(report.extras_source,) if report.extras_source else ()))
+    for backend, why in report.unreadable.items():
+        rows.append(Row("unread", f"{backend} could not be read here, so it was not compared: {why}", tone="warn"))
     if report.command in ("switch", "repair"):
         rows += _change_rows(report)
     if report.repaired:
