@@ -21,6 +21,7 @@ from .errors import Interrupted, UvextraError
 from .installed import FileCheck, Installed, check_files, scan
 from .lock import (
     LockInfo,
+    LockUnknown,
     NeedsDownload,
     Wanted,
     export_pylock,
@@ -569,17 +570,17 @@ def check(
     chosen = _resolve_extras(ctx, extras, state)
     report.extras, report.extras_source, report.extras_unknown = list(chosen.extras), chosen.source, chosen.unknown
     report.unreadable = dict(chosen.unreadable)
-    stale = stale_lock(ctx.project, ctx.env, ctx.uv)
+    try:
+        stale = stale_lock(ctx.project, ctx.env, ctx.uv)
+    except LockUnknown as exc:
+        stale = None
+        report.warnings.append(str(exc))
     if stale:  # never "matches the lock" when the lock no longer says what the project declares
         report.failure_kind = "stale-lock"
         report.failure = stale
     with _probing(ctx, report, chosen.extras, probe) as start:
         start()
         _check_into(ctx, report, chosen.extras, state=state, verify=verify)
-    if stale and any(f"`{name}=" in stale for name in report.missing_sources):
-        # uv could not check the lock because a source folder is missing (it builds the metadata from it): the lock
-        # is not known to be stale; the missing folder is the cause, and drift says so
-        report.failure_kind = report.failure = None
     report.elapsed_s = time.perf_counter() - started
     return report
 

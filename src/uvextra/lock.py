@@ -527,11 +527,17 @@ def stale_lock(project: Project, env: Environment, uv: Uv) -> str | None:
         said = lines[0].removeprefix("error:").strip() if lines else ""
         if "needs to be updated" in said:
             reason = "uv.lock no longer fits pyproject.toml (uv lock --check: the lockfile needs to be updated)"
-        else:  # uv had to resolve again: the lock does not satisfy the project's requirements as they are now
-            reason = ("uv.lock no longer fits pyproject.toml (uv lock --check would have to resolve again"
-                      + (f": {said[:160]}" if said else "") + ")")
+        elif "No solution found when resolving" in said:
+            # uv resolves only when the lock no longer satisfies the project's requirements as they are now
+            reason = "uv.lock no longer fits pyproject.toml (uv lock --check had to resolve again, which needs the index)"
+        else:  # e.g. a project whose metadata must be built, offline: no answer — said, never taken for stale
+            raise LockUnknown(f"could not confirm offline that uv.lock fits pyproject.toml: {first_error(proc.stderr)}")
     _cache.write_json(entry, {"stale": reason})
     return reason
+
+
+class LockUnknown(UvextraError):
+    """``uv lock --check --offline`` gave no answer (neither fresh nor stale)."""
 
 
 def _member_pyprojects(project: Project) -> list[Path]:
