@@ -362,3 +362,33 @@ def test_kill_9_while_uv_copies_the_real_cpu_torch(tmp_path, uv_env, uv_new):
     assert report_of(s.run("check", "--json"))["exit_code"] == 0
     assert dist_infos(venv, "torch") == ["torch-2.13.0+cpu.dist-info"]
     server.stop()
+
+
+@pytest.mark.parametrize("shape", ["simple", "flat-folder", "package"])
+def test_the_offline_read_agrees_with_uvs_pylock_export(make_project, index_root, tmp_path, uv_env, uv_new, shape):
+    """Where uv's pylock export needs no download, what uvextra reads without it (the requirements export and
+    uv.lock) is the same selection: names, exact versions, sources, indexes, wheels and their hashes."""
+    from uvextra import core
+    from uvextra.lock import wanted_offline
+
+    if shape == "flat-folder":
+        project = tmp_path / "flat"
+        write_project(project, {e: index_root / e for e in ("cpu", "cu128", "pypi")}, flat=("cpu", "cu128", "pypi"),
+                      )
+        pyproject = project / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text() + f'\n[[tool.uv.index]]\nname = "base"\nurl = '
+                             f'"{index_root / "pypi"}"\nformat = "flat"\ndefault = true\n')
+        run_uv(uv_new, "lock", env=uv_env, cwd=project)
+    else:
+        project = make_project(package=shape == "package")
+    venv = tmp_path / "venv"
+    run_uv(uv_new, "venv", "--quiet", "--python", sys.executable, venv, env=uv_env)
+    ctx = core.open_context(project, venv / "bin" / "python")
+    fields = ("name", "version", "kind", "index", "location", "wheel", "wheel_hash", "wheel_tags")
+    for extras in (["cpu"], ["cu128"], ["pypi"]):
+        exported = {n: tuple(getattr(w, f) for f in fields) for n, w in core._wanted(ctx, extras).items()}
+        offline = {n: tuple(getattr(w, f) for f in fields)
+                   for n, w in wanted_offline(ctx.project, ctx.env, ctx.uv, extras).items()}
+        if shape == "package":  # uv's pylock export gives an editable project no version; uv.lock does
+            exported = {n: v if v[2] != "editable" else (v[0], "0.1.0", *v[2:]) for n, v in exported.items()}
+        assert offline == exported, extras

@@ -467,7 +467,7 @@ def _wanted_from_pylock(text: str, project: Project, env: Environment,
         version = str(pkg.version) if pkg.version is not None else ""
         index = mask(pkg.index) if pkg.index else None
         if isinstance(dist, PackageWheel):
-            wheel_name = dist.name or Path(urlsplit(dist.url or "").path).name
+            wheel_name = dist.name or unquote(Path(urlsplit(dist.url or "").path).name)  # "+", not "%2B"
             try:
                 wheel_tags = tuple(str(t) for t in parse_wheel_filename(wheel_name)[3])
             except Exception:  # noqa: BLE001 - a name we cannot parse just gives no tag evidence
@@ -585,7 +585,9 @@ def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[
     if proc.returncode != 0:
         raise UvextraError(f"uv could not read the lock for extras {list(extras)}: {first_error(proc.stderr)}")
     info = interpreter_info(str(env.python))
+    root = project.lock_root
     selected: dict[NormalizedName, str] = {}
+    local: set[str] = set()  # path / editable requirements, as absolute folders
     for raw in proc.stdout.splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -593,10 +595,13 @@ def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[
         req, _, marker = line.partition(";")
         if marker.strip() and not marker_holds(marker.strip(), info.marker_env):
             continue
-        name, sep, version = req.strip().partition("==")
+        req = req.strip().removeprefix("-e ").strip()
+        if req.startswith((".", "/", "file:")):
+            local.add(str(Path(_file_location(req, project.root) or req).resolve()))
+            continue
+        name, sep, version = req.partition("==")
         if sep:
             selected[canonicalize_name(name.strip())] = version.strip()
-    root = project.lock_root
     try:
         data = tomllib.loads(project.lockfile.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -606,6 +611,11 @@ def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[
         if isinstance(pkg, dict) and "name" in pkg:
             key = (canonicalize_name(str(pkg["name"])), str(pkg.get("version", "")))
             entries.setdefault(key, []).append(pkg)
+            source = pkg.get("source")
+            for kind in ("editable", "directory", "path"):
+                where = source.get(kind) if isinstance(source, dict) else None
+                if isinstance(where, str) and str((root / where).resolve()) in local:
+                    selected[key[0]] = key[1]
     tags = _parsed_tags(info.tags)
     rank = {t: i for i, t in enumerate(tags)}
     out: dict[str, Wanted] = {}
@@ -637,8 +647,11 @@ def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[
             _, wheel, fname = best
             algo, _, digest = str(wheel.get("hash") or "").partition(":")
             sha = digest.lower() if algo == "sha256" and digest else None
-            no_hash = ambiguous or (None if sha else f"uv.lock has no hash for {fname} (its index published none)")
             where = str(wheel.get("url") or wheel.get("path") or "")
+            if sha is None:  # as the export does: a wheel that lies on this machine is hashed here
+                file = _local_file(where, root)
+                sha = _sha256_of(file) if file is not None else None
+            no_hash = ambiguous or (None if sha else f"uv.lock has no hash for {fname} (its index published none)")
             url = where if urlsplit(where).scheme else (root / where).absolute().as_uri() if where else None
             size = wheel.get("size")
             out[name] = Wanted(name, version, "index", index=_registry_url(str(src["registry"]), root), wheel=fname,
