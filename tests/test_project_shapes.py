@@ -91,6 +91,29 @@ def test_a_backend_with_no_wheel_for_this_python_does_not_sink_status(make_proje
     s.assert_nothing_lost()
 
 
+def test_a_set_of_features_none_of_which_can_be_read_here_does_not_sink_status(make_project, kernel_venv, tmp_path,
+                                                                               uv_env, uv_new):
+    # Shape: inference engines in a conflict set of their own (volcengine/verl's `vllm` / `sglang`), whose pinned
+    # kernels ship wheels for one Python only (here flash-attn for cp310, the kernel runs 3.11)
+    wheels = tmp_path / "flash-attn-wheels"
+    build_wheel(wheels, "flash-attn", "2.8.0", {"flash_attn/__init__.py": ""}, tag="cp310-cp310-linux_x86_64")
+    project = make_project(lock=False, more_extras={"vllm": ["flash-attn"], "sglang": ["flash-attn", "filelock"]})
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text().replace("conflicts = [\n", 'conflicts = [\n  [{ extra = "vllm" }, { extra = "sglang" }],\n')
+    text = text.replace("[tool.uv.sources]\n", '[tool.uv.sources]\nflash-attn = { index = "flash-attn-wheels" }\n')
+    pyproject.write_text(text + f'\n[[tool.uv.index]]\nname = "flash-attn-wheels"\nurl = "{wheels.as_uri()}"\n'
+                                'format = "flat"\nexplicit = true\n')
+    run_uv(uv_new, "lock", env=uv_env, cwd=project)
+    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    uv_sync(s, uv_new, "--extra", "cpu")
+
+    report = report_of(s.run("status", "--json"))
+    assert (report["exit_code"], report["extras"], report["drift"]) == (0, ["cpu"], []), report  # was: exit 2
+    assert sorted(report["unreadable"]) == ["sglang", "vllm"], report
+    assert "none of vllm, sglang can be read here" in report["extras_source"]
+    assert uv_dry_run(s, uv_new, "--extra", "cpu")[:2] == (0, {})
+
+
 def test_a_backend_whose_export_needs_the_network_does_not_sink_status(make_project, kernel_venv, index_root,
                                                                       uv_env, uv_new):
     # Shape: a ROCm extra on PyTorch's index whose wheels uv.lock records without a hash (uv then downloads them to

@@ -170,8 +170,9 @@ def _infer_extras(ctx: Context) -> Chosen:
     for whole in ctx.project.conflict_sets:
         wanted = _readable(ctx, whole, unreadable)
         group = tuple(e for e in whole if e in wanted)
-        if not group:  # nothing of this set can be read here: say why (the first reason), as a check would
-            raise UvextraError(unreadable[whole[0]])
+        if not group:  # nothing of this set can be read here (each named with why): judged from the other sets;
+            why.append(f"none of {', '.join(whole)} can be read here")  # a check of the base still says it fails
+            continue
         pinned = {e: {(n, w.version) for n, w in wanted[e].items()} for e in group}
         if len(group) > 1:
             shared = set.intersection(*pinned.values())
