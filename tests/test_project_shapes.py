@@ -237,6 +237,12 @@ def test_advice_for_a_lock_worth_of_missing_packages_is_a_count():
     report = Report(command="check", drift=missing)
     assert report.next_step() == "run `uvextra repair` to install 40 packages (pkg00, pkg01, pkg02, pkg03, pkg04 " \
                                  "and 35 more)"
+    from uvextra.view import render_text
+
+    text = render_text(report)
+    assert text.count("not installed") == 8 and "  … and 32 more missing: pkg08, pkg09," in text, text
+    assert "(26 more) (-v lists each)" in text and len(text) < 1500
+    assert render_text(report, verbose=True).count("not installed") == 40
     report = Report(command="check", drift=[*missing[:2], Drift("torch", "local-version", "2.9.0+cpu", "2.9.0", "")])
     assert report.next_step() == "run `uvextra repair` to reinstall pkg00 pkg01 torch"
 
