@@ -229,6 +229,22 @@ def test_a_python_the_lock_does_not_accept_says_which_and_how(make_project, kern
     assert "drift        not checked" in text and "none found" not in text
 
 
+def test_a_python_too_new_for_the_lock_says_which_and_how(make_project, kernel_venv, uv_env, uv_new):
+    # Shape: `requires-python` capped below the kernel's Python (projects pinned to one minor, `>=3.10,<3.11`)
+    from test_pythons import find_python
+
+    python310 = find_python("3.10")
+    if python310 is None:
+        pytest.skip("no Python 3.10 on this machine to lock with (python3.10 on PATH or under pyenv)")
+    project = make_project(requires_python=">=3.10,<3.11", lock=False)
+    run_uv(uv_new, "lock", "--python", python310, env=uv_env, cwd=project)
+    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    line = error_line(s.run("check"))
+    assert line.startswith("the lock needs Python ==3.10.*, and "), line  # uv's export writes the cap so
+    assert "is Python 3.11" in line and "(`uv venv --python '==3.10.*' DIR`)" in line, line
+    assert uv_dry_run(s, uv_new, "--extra", "cpu")[0] != 0, "uv refuses this venv too"
+
+
 def test_advice_for_a_lock_worth_of_missing_packages_is_a_count():
     from uvextra.drift import Drift
     from uvextra.report import Report

@@ -237,17 +237,14 @@ def _infer_extras(ctx: Context) -> Chosen:
 
 
 def _readable(ctx: Context, backends: Sequence[str], unreadable: dict[str, str]) -> dict[str, dict[str, Wanted]]:
-    """What the lock wants for each backend alone; one that cannot be read here (its export needs the network, it
-    has no wheel for this Python) goes into ``unreadable`` with why, and inference judges from the others."""
+    """What the lock wants for each backend alone; one that cannot be read here (it has no wheel for this Python, uv
+    cannot export it) goes into ``unreadable`` with why, and inference judges from the others."""
     out: dict[str, dict[str, Wanted]] = {}
     for backend in backends:
         try:
             out[backend] = _wanted(ctx, (backend,))
         except UvextraError as exc:
-            why = str(exc)
-            if _UNREACHABLE.search(why):  # uv exports by downloading the wheels uv.lock has no hash for
-                why = f"reading it needs an index that cannot be reached from here ({why})"
-            unreadable[backend] = why
+            unreadable[backend] = str(exc)
     return out
 
 
