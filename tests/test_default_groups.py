@@ -116,6 +116,10 @@ def test_switching_away_from_the_default_backend_drops_it_and_keeps_dev(persiste
     assert uv_plan(s, uv_new) == {}
     report = report_of(s.run("check", "--json"))
     assert (report["exit_code"], report["extras"], report["drift"]) == (0, ["pypi"], []), report
+    report = report_of(s.run("switch", "cpu", "--no-probe", "--json"))  # away again: pypi's own packages go, dev stays
+    removed = sorted(c["name"] for c in report["changes"]["removed"])
+    assert (report["exit_code"], removed) == (0, ["nvidia-cuda-runtime-cu12", "triton"]), report
+    assert dist_infos(s.venv, DEV) and uv_plan(s, uv_new, "--group", "cpu", "--no-group", "pypi") == {}
 
     # --no-default-groups still knows pypi as a backend: asked for by name, without dev, and remembered
     report = report_of(s.run("switch", "pypi", "--no-default-groups", "--no-probe", "--json"))

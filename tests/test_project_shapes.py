@@ -91,6 +91,29 @@ def test_a_backend_with_no_wheel_for_this_python_does_not_sink_status(make_proje
     s.assert_nothing_lost()
 
 
+def test_a_set_of_features_none_of_which_can_be_read_here_does_not_sink_status(make_project, kernel_venv, tmp_path,
+                                                                               uv_env, uv_new):
+    # Shape: inference engines in a conflict set of their own (volcengine/verl's `vllm` / `sglang`), whose pinned
+    # kernels ship wheels for one Python only (here flash-attn for cp310, the kernel runs 3.11)
+    wheels = tmp_path / "flash-attn-wheels"
+    build_wheel(wheels, "flash-attn", "2.8.0", {"flash_attn/__init__.py": ""}, tag="cp310-cp310-linux_x86_64")
+    project = make_project(lock=False, more_extras={"vllm": ["flash-attn"], "sglang": ["flash-attn", "filelock"]})
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text().replace("conflicts = [\n", 'conflicts = [\n  [{ extra = "vllm" }, { extra = "sglang" }],\n')
+    text = text.replace("[tool.uv.sources]\n", '[tool.uv.sources]\nflash-attn = { index = "flash-attn-wheels" }\n')
+    pyproject.write_text(text + f'\n[[tool.uv.index]]\nname = "flash-attn-wheels"\nurl = "{wheels.as_uri()}"\n'
+                                'format = "flat"\nexplicit = true\n')
+    run_uv(uv_new, "lock", env=uv_env, cwd=project)
+    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    uv_sync(s, uv_new, "--extra", "cpu")
+
+    report = report_of(s.run("status", "--json"))
+    assert (report["exit_code"], report["extras"], report["drift"]) == (0, ["cpu"], []), report  # was: exit 2
+    assert sorted(report["unreadable"]) == ["sglang", "vllm"], report
+    assert "none of vllm, sglang can be read here" in report["extras_source"]
+    assert uv_dry_run(s, uv_new, "--extra", "cpu")[:2] == (0, {})
+
+
 def test_a_backend_whose_export_needs_the_network_does_not_sink_status(make_project, kernel_venv, index_root,
                                                                       uv_env, uv_new):
     # Shape: a ROCm extra on PyTorch's index whose wheels uv.lock records without a hash (uv then downloads them to
@@ -206,6 +229,22 @@ def test_a_python_the_lock_does_not_accept_says_which_and_how(make_project, kern
     assert "drift        not checked" in text and "none found" not in text
 
 
+def test_a_python_too_new_for_the_lock_says_which_and_how(make_project, kernel_venv, uv_env, uv_new):
+    # Shape: `requires-python` capped below the kernel's Python (projects pinned to one minor, `>=3.10,<3.11`)
+    from test_pythons import find_python
+
+    python310 = find_python("3.10")
+    if python310 is None:
+        pytest.skip("no Python 3.10 on this machine to lock with (python3.10 on PATH or under pyenv)")
+    project = make_project(requires_python=">=3.10,<3.11", lock=False)
+    run_uv(uv_new, "lock", "--python", python310, env=uv_env, cwd=project)
+    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    line = error_line(s.run("check"))
+    assert line.startswith("the lock needs Python ==3.10.*, and "), line  # uv's export writes the cap so
+    assert "is Python 3.11" in line and "(`uv venv --python '==3.10.*' DIR`)" in line, line
+    assert uv_dry_run(s, uv_new, "--extra", "cpu")[0] != 0, "uv refuses this venv too"
+
+
 def test_advice_for_a_lock_worth_of_missing_packages_is_a_count():
     from uvextra.drift import Drift
     from uvextra.report import Report
@@ -214,6 +253,12 @@ def test_advice_for_a_lock_worth_of_missing_packages_is_a_count():
     report = Report(command="check", drift=missing)
     assert report.next_step() == "run `uvextra repair` to install 40 packages (pkg00, pkg01, pkg02, pkg03, pkg04 " \
                                  "and 35 more)"
+    from uvextra.view import render_text
+
+    text = render_text(report)
+    assert text.count("not installed") == 8 and "  … and 32 more missing: pkg08, pkg09," in text, text
+    assert "(26 more) (-v lists each)" in text and len(text) < 1500
+    assert render_text(report, verbose=True).count("not installed") == 40
     report = Report(command="check", drift=[*missing[:2], Drift("torch", "local-version", "2.9.0+cpu", "2.9.0", "")])
     assert report.next_step() == "run `uvextra repair` to reinstall pkg00 pkg01 torch"
 

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--project", metavar="DIR", help="the uv project (default: nearest pyproject.toml upward)")
         sp.add_argument("--python", metavar="PY", help=_PYTHON_HELP if project else _PROBE_PYTHON_HELP)
         sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-        sp.add_argument("-v", "--verbose", action="store_true", help="list every changed package")
+        sp.add_argument("-v", "--verbose", action="store_true", help="list every changed and every missing package")
 
     sp = sub.add_parser("status", help="current extras, drift and CUDA verdict")
     common(sp)

@@ -170,8 +170,9 @@ def _infer_extras(ctx: Context) -> Chosen:
     for whole in ctx.project.conflict_sets:
         wanted = _readable(ctx, whole, unreadable)
         group = tuple(e for e in whole if e in wanted)
-        if not group:  # nothing of this set can be read here: say why (the first reason), as a check would
-            raise UvextraError(unreadable[whole[0]])
+        if not group:  # nothing of this set can be read here (each named with why): judged from the other sets;
+            why.append(f"none of {', '.join(whole)} can be read here")  # a check of the base still says it fails
+            continue
         pinned = {e: {(n, w.version) for n, w in wanted[e].items()} for e in group}
         if len(group) > 1:
             shared = set.intersection(*pinned.values())
@@ -236,17 +237,14 @@ def _infer_extras(ctx: Context) -> Chosen:
 
 
 def _readable(ctx: Context, backends: Sequence[str], unreadable: dict[str, str]) -> dict[str, dict[str, Wanted]]:
-    """What the lock wants for each backend alone; one that cannot be read here (its export needs the network, it
-    has no wheel for this Python) goes into ``unreadable`` with why, and inference judges from the others."""
+    """What the lock wants for each backend alone; one that cannot be read here (it has no wheel for this Python, uv
+    cannot export it) goes into ``unreadable`` with why, and inference judges from the others."""
     out: dict[str, dict[str, Wanted]] = {}
     for backend in backends:
         try:
             out[backend] = _wanted(ctx, (backend,))
         except UvextraError as exc:
-            why = str(exc)
-            if _UNREACHABLE.search(why):  # uv exports by downloading the wheels uv.lock has no hash for
-                why = f"reading it needs an index that cannot be reached from here ({why})"
-            unreadable[backend] = why
+            unreadable[backend] = str(exc)
     return out
 
 
@@ -581,10 +579,6 @@ def check(
     with _probing(ctx, report, chosen.extras, probe) as start:
         start()
         _check_into(ctx, report, chosen.extras, state=state, verify=verify)
-    if stale and any(f"`{name}=" in stale for name in report.missing_sources):
-        # uv could not check the lock because a source folder is missing (it builds the metadata from it): the lock
-        # is not known to be stale; the missing folder is the cause, and drift says so
-        report.failure_kind = report.failure = None
     report.elapsed_s = time.perf_counter() - started
     return report
 

@@ -306,18 +306,27 @@ def render_view_text(view: View, *, verbose: bool = False, brief: bool = False) 
         elif row.key == "kernel":
             out += [f"{'':<{width}}    {name}: {why}" for name, why in row.items]
         elif row.part == "drift":
-            out += _drift_lines(view, width)
+            out += _drift_lines(view, width, verbose)
     return redact("\n".join(out))
 
 
-def _drift_lines(view: View, width: int) -> list[str]:
+SHOWN_MISSING = 8  # a fresh venv of a large lock: the first missing packages in full, the rest counted (-v: all)
+
+
+def _drift_lines(view: View, width: int, verbose: bool = False) -> list[str]:
     out = []
-    if view.drift:
-        nw = max(len(d.package) for d in view.drift)
-        kw = max(len(d.kind) for d in view.drift)
-        for d in view.drift:
+    missing = [d for d in view.drift if d.kind == "missing"]
+    hidden = {id(d) for d in missing[SHOWN_MISSING:]} if len(missing) > SHOWN_MISSING + 2 and not verbose else set()
+    shown = [d for d in view.drift if id(d) not in hidden]
+    if shown:
+        nw = max(len(d.package) for d in shown)
+        kw = max(len(d.kind) for d in shown)
+        for d in shown:
             out.append(f"  {d.package:<{nw}}  {d.kind:<{kw}}  {d.installed or '—'} → {d.wanted or '—'}")
             out.append(f"  {'':<{nw}}  {'':<{kw}}  {d.detail}")
+    if hidden:
+        rest = [d.package for d in missing[SHOWN_MISSING:]]
+        out.append(f"  … and {len(rest)} more missing: {collapsed(rest)} (-v lists each)")
     out += [f"{'unverified':<{width}}  {u.package} {u.version}: {u.reason}" for u in view.unverified]
     return out
 
