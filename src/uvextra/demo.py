@@ -70,8 +70,9 @@ def create_demo(folder: Path, server: Served | None = None, python: str | None =
     return project, env.python
 
 
-def _cut_short(python: Path) -> None:
-    """What a kill -9 of uv mid-install leaves: half of torch's files (RECORD's order) gone, no INSTALLER."""
+def _cut_short(python: Path) -> Path:
+    """What a kill -9 of uv mid-install leaves: half of torch's files (RECORD's order) gone, no INSTALLER; returns
+    ``python``."""
     from .installed import record_entries
 
     (dist_info,) = Path(python).parent.parent.glob("lib/python3*/site-packages/torch-*.dist-info")
@@ -79,6 +80,7 @@ def _cut_short(python: Path) -> None:
     for rel in rows[len(rows) // 2:]:
         (dist_info.parent / rel).unlink(missing_ok=True)
     (dist_info / "INSTALLER").unlink(missing_ok=True)
+    return python
 
 
 def _step(title: str, say: Callable[[str], None]) -> None:
@@ -114,8 +116,7 @@ def run_demo(where: str | None = None, *, keep: bool = False, python: str | None
             ("cpu", "uvextra switch cpu — the +cpu build from its own index", lambda: core.switch(
                 ["cpu"], project, venv, on_line=stream, probe=False)),
             ("cut", "an install cut short — half of torch's files gone and no INSTALLER, as a kill -9 or a full disk "
-             "leaves them (uv calls it installed); uvextra check", lambda: (_cut_short(venv), core.check(
-                 project, venv))[1]),
+             "leaves them (uv calls it installed); uvextra check", lambda: core.check(project, _cut_short(venv))),
             ("retry", "uvextra switch cpu — again: uv says \"Checked\", uvextra reinstalls the half-written torch",
              lambda: core.switch(["cpu"], project, venv, on_line=stream, probe=False)),
             ("vision", "uvextra switch cpu — in a second project that also wants torchvision but routes only torch",
