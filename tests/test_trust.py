@@ -49,6 +49,19 @@ def imports_torch(venv: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=300)
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (read from /proc: no procps needed)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def drift_of(report: dict, package: str) -> dict:
     found = [d for d in report["drift"] if d["package"] == package]
     assert found, report["drift"]
@@ -337,8 +350,7 @@ def test_kill_9_while_uv_copies_the_real_cpu_torch(tmp_path, uv_env, uv_new):
     while proc.poll() is None and time.monotonic() < deadline:
         metas = list(sp.glob("torch-*.dist-info/METADATA"))
         if metas and (sp / "torch").is_dir():
-            uv_pids = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-            for pid in uv_pids:
+            for pid in children(proc.pid):
                 os.killpg(int(pid), signal.SIGKILL)  # uv runs in a process group of its own
                 killed = True
             break
