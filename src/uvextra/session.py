@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .kernel import KernelState, RestartPlan
     from .notebook import KernelHint
     from .report import Report
+    from .userenv import Made
 
 LineCallback = Callable[[str], None]
 
@@ -26,6 +27,8 @@ __all__ = ["AUTO", "Action", "Outcome", "Session"]
 
 AUTO = "auto"
 UNEXPECTED_HINT = "run `uvextra check` in a terminal for details"
+USER_ENV_HINT = ("; or make your own environment for the project, layered on this one: "
+                 "`%uvextra EXTRA --project DIR --user-env`")
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Session:
         self.watch = ImportWatch()
         self.last: Outcome | None = None
         self._restart_plan: RestartPlan | None = None
+        self.made: Made | None = None  # the last --user-env's environment and kernelspec
 
     # -- actions ------------------------------------------------------------------------------------------------
     def switch(self, extras: list[str], *, project: str | None = None, probe: bool = True,
@@ -111,6 +115,31 @@ class Session:
             no_default_groups=no_default_groups,
         )
 
+    def user_env(self, extras: list[str], *, project: str | None = None, probe: bool = True,
+                 keep_extraneous: bool = False, no_default_groups: bool = False) -> Action:
+        """The user's own environment for the project (made if new), switched to ``extras`` and registered."""
+        def call(on_line: LineCallback | None, on_wait: LineCallback | None) -> Report:
+            from .userenv import ensure_user_env
+
+            self.made = None
+            made = ensure_user_env(extras, project, probe=probe, keep_extraneous=keep_extraneous, on_line=on_line,
+                                   on_wait=on_wait, no_default_groups=no_default_groups)
+            self.made = made
+            made.report.warnings.extend(note for note in made.notes if note not in made.report.warnings)
+            return made.report
+
+        return Action(f"making your own environment for {' '.join(extras) or 'the project'}", call,
+                      no_default_groups=no_default_groups)
+
+    def hand_over(self) -> str | None:
+        """After :meth:`user_env`: move the notebook to the new kernel (under a server), or say which one to pick."""
+        made = self.made
+        if made is None or made.kernelspec_dir is None:
+            return None
+        from .handover import hand_over
+
+        return hand_over(_connection_file(self.shell), made.kernelspec_dir.name, made.display_name)
+
     # -- running ------------------------------------------------------------------------------------------------
     def execute(self, action: Action, on_line: LineCallback | None = None,
                 on_wait: LineCallback | None = None) -> Outcome:
@@ -121,6 +150,7 @@ class Session:
         try:
             report = action.call(on_line, on_wait)
             _note_hub_server(report)
+            _follow_user_env(report)
             outcome = Outcome(report, self.kernel_state(), notebook=_notebook_hint(report),
                               no_default_groups=_default_groups_of(action, report))
         except KeyboardInterrupt:
@@ -130,7 +160,10 @@ class Session:
 
             if not isinstance(exc, UvextraError):
                 logging.getLogger("uvextra").debug("%%uvextra failed: %s", exc, exc_info=True)
-            outcome = Outcome(error=_one_line(exc))
+            line = _one_line(exc)
+            if " is read-only; uvextra changes nothing there" in line:
+                line += USER_ENV_HINT
+            outcome = Outcome(error=line)
         self.last = outcome
         return outcome
 
@@ -185,6 +218,18 @@ def _note_hub_server(report: Report) -> None:
         return
     if line and line not in report.warnings:
         report.warnings.append(line)
+
+
+def _follow_user_env(report: Report) -> None:
+    """A switch of a user env from its own kernel: the kernelspec's display name follows the backend."""
+    if report.command != "switch" or report.failure or not report.environment:
+        return
+    try:
+        from .userenv import refresh_kernelspec
+
+        refresh_kernelspec(report.environment, report.extras)
+    except Exception:  # noqa: BLE001 - a display name: never worth a failed switch
+        return
 
 
 def _default_groups_of(action: Action, report: Report) -> bool:
