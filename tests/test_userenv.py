@@ -151,3 +151,35 @@ def test_bad_input_is_one_line(tmp_path: Path, image: Environment, user_environ:
     monkeypatch.setenv("UVEXTRA_ENVS_DIR", str(blocked / "envs"))
     with pytest.raises(UvextraError, match="UVEXTRA_ENVS_DIR"):
         userenv.ensure_user_env(["cpu"], make_project(), image=image)
+
+
+def test_an_admins_prefetched_layer_is_linked_not_copied_and_never_changed(
+        make_project, make_venv, image: Environment, user_environ: dict[str, str], tmp_path: Path,  # noqa: ANN001
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``$UVEXTRA_LAYERS``: a read-only venv with the cpu backend. The user's env links its torch (a symlink to the
+    layer's folder, a small dist-info copy) instead of installing it; switching away unlinks, never deletes in the
+    layer; switching back links again."""
+    layer = make_venv(tmp_path / "layers" / "moo-cpu", packages=["torch==2.9.0+cpu"], indexes=("pypi", "cpu"))
+    monkeypatch.setenv("UVEXTRA_LAYERS", str(tmp_path / "layers"))
+    before, image_before = tree_digest(layer), tree_digest(image.prefix)
+    project = make_project()
+
+    made = userenv.ensure_user_env(["cpu"], project, image=image, probe=False)
+    site = made.env.environment().site_packages()[0]
+    assert (site / "torch").is_symlink() and (site / "torch").resolve() == (layer / "lib").glob(
+        "python3*/site-packages/torch").__next__().resolve()
+    assert (made.report.errors, made.report.failure) == ([], None), made.report.to_dict()
+    assert made.notes[0] == "linked read-only from the admin's prefetched backends (not copied): filelock 3.20.0, torch 2.9.0+cpu"
+    assert made.report.unverified == [], made.report.unverified
+    assert ask(made.env.python, "import torch; print(torch.__version__, torch.version.cuda)") == "2.9.0+cpu None"
+    assert userenv.disk_usage(made.env.prefix).own_bytes < 200_000  # links and a dist-info copy, not torch
+
+    away = userenv.ensure_user_env(["cu128"], project, image=image, probe=False)
+    assert (away.report.errors, away.report.failure) == ([], None), away.report.to_dict()
+    assert not (site / "torch").is_symlink()
+    assert ask(made.env.python, "import torch; print(torch.__version__)") == "2.9.0+cu128"
+    back = userenv.ensure_user_env(["cpu"], project, image=image, probe=False)
+    assert (back.report.errors, back.report.failure) == ([], None), back.report.to_dict()
+    assert (site / "torch").is_symlink()
+    assert tree_digest(layer) == before, "the layer changed"
+    assert tree_digest(image.prefix) == image_before, "the image changed"

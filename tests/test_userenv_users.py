@@ -43,6 +43,7 @@ from _localindex import build_wheel
 from _pip_indexes import cpu_torch_wheel, indexes_with, local_simple_indexes
 from conftest import run_uv
 from test_real_torch import TORCH_DEPS, write_real_project
+from uvextra import userenv
 
 STACK = ("ipykernel", "jupyter-server", "jupyter-client", "ipython", "ipywidgets", "nbformat")
 DRIVER = Path(__file__).with_name("_userenv_driver.py")
@@ -95,9 +96,10 @@ class Hub:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.homes[user],
                               stdin=subprocess.DEVNULL)
 
-    def drive(self, user: str, mode: str, *args: str, timeout: float = SWITCH_TIMEOUT_S) -> dict:
+    def drive(self, user: str, mode: str, *args: str, timeout: float = SWITCH_TIMEOUT_S,
+              extra: dict[str, str] | None = None) -> dict:
         done = self.as_user(user, str(self.image / "bin" / "python"), str(self.base / DRIVER.name), mode, *args,
-                            timeout=timeout)
+                            timeout=timeout, extra=extra)
         lines = done.stdout.strip().splitlines()
         assert done.returncode == 0 and lines, f"driver {mode} as {user}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
         return json.loads(lines[-1])
@@ -168,6 +170,17 @@ def hub(uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]) -> Iterator[Hu
             pyproject = project / "pyproject.toml"
             pyproject.write_text(pyproject.read_text().replace('name = "realtorch"', 'name = "moo"'))
             subprocess.run(["chown", "-R", f"{user}:{user}", str(project)], check=True, timeout=60)
+        # The admin's prefetched backend: a read-only layer synced to `cpu` by root with uvextra, as the docs say.
+        admin = write_real_project(base / "admin" / "moo", cpu=wheel, cuda=None, indexes=indexes)
+        admin_toml = admin / "pyproject.toml"
+        admin_toml.write_text(admin_toml.read_text().replace('name = "realtorch"', 'name = "moo"'))
+        run_uv(uv_new, "lock", env=uv_env, cwd=admin, timeout=600)
+        layer = base / "layers" / "moo-cpu"
+        subprocess.run([python, "-m", "venv", "--without-pip", str(layer)], check=True, capture_output=True, timeout=300)
+        synced = subprocess.run([sys.executable, "-m", "uvextra", "switch", "cpu", "--project", str(admin), "--python",
+                                 str(layer / "bin" / "python"), "--no-probe", "--json"], capture_output=True, text=True,
+                                env={**uv_env, "UVEXTRA_UV": uv_new}, timeout=900, stdin=subprocess.DEVNULL)
+        assert synced.returncode == 0, synced.stdout + synced.stderr
         hub = Hub(base, image, users, homes, env)
         for user in users:
             locked = hub.as_user(user, "uv", "lock", "--project", str(homes[user] / "moo"), timeout=600)
@@ -234,3 +247,39 @@ def test_under_a_jupyter_server_the_notebook_moves_to_the_new_kernel(hub: Hub) -
     assert seen["old_kernel_gone"] is True, seen
     assert seen["new_prefix"].startswith(str(hub.homes[first])), seen
     assert seen["magic"] is True, seen
+
+
+def test_with_the_admins_prefetched_layer_a_users_torch_costs_links_and_nobody_can_change_it(hub: Hub) -> None:
+    """The docs' setup: ``UVEXTRA_LAYERS`` names a root-owned venv the admin synced to ``cpu``. The second user's
+    env links torch from it: their env's own bytes and their uv cache stay small, the kernel imports the real torch,
+    and neither user can write a file that torch loads."""
+    first, second = hub.users
+    layers = hub.base / "layers"
+    layer_torch = next((layers / "moo-cpu" / "lib").glob("python3*/site-packages/torch"))
+    layer_before = tree_digest(layers)
+    seen = hub.drive(second, "first", extra={"UVEXTRA_LAYERS": str(layers)})
+    assert (seen["switch_error"], seen["extras"], seen["drift"]) == (None, ["cpu"], []), seen
+    env = Path(seen["environment"])
+    assert seen["new_kernel"]["torch"] == str(parse_wheel_filename(cpu_torch_wheel().name)[1])  # type: ignore[union-attr]
+    assert seen["new_kernel"]["torch_file"] == str(next(env.glob("lib/python3*/site-packages/torch")) / "__init__.py")
+    assert Path(seen["new_kernel"]["torch_file"]).resolve().is_relative_to(layer_torch)
+    assert (seen["new_kernel"]["error"], seen["new_kernel"]["drift"]) == (None, []), seen["new_kernel"]
+
+    torch_bytes = sum(p.lstat().st_blocks * 512 for p in layer_torch.rglob("*") if p.is_file())
+    usage = userenv.disk_usage(env)
+    cache = hub.homes[second] / ".cache" / "uv"
+    cache_bytes = sum(p.lstat().st_blocks * 512 for p in cache.rglob("*") if p.is_file() and not p.is_symlink())
+    print(f"with the layer: torch {torch_bytes / 1e6:.0f} MB unpacked (in the layer, once); the user's env "
+          f"{usage.own_bytes / 1e6:.1f} MB own + {usage.shared_bytes / 1e6:.1f} MB hard-linked, their uv cache "
+          f"{cache_bytes / 1e6:.1f} MB")
+    assert usage.own_bytes + usage.shared_bytes < torch_bytes / 10
+    assert usage.own_bytes + cache_bytes < torch_bytes / 10
+
+    files = [str(p) for p in layer_torch.rglob("*") if p.is_file()]
+    (hub.base / "layer-targets.json").write_text(json.dumps({"env": str(env), "files": files}))
+    for user in (first, second):
+        other = hub.drive(user, "second", str(hub.base / "layer-targets.json"))
+        assert other["writable"] == [] and other["opened_for_writing"] == [], (user, other)
+        assert other["checked"] == len(files) > 1000
+    assert hub.drive(first, "second", str(hub.base / "layer-targets.json"))["list_env"].startswith("PermissionError")
+    assert tree_digest(layers) == layer_before, "the layer changed"

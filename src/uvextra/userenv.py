@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .environment import STATE_DIR, Environment, resolve_environment
 from .errors import UvextraError
@@ -48,6 +48,9 @@ LAYER_PTH = "zzz-uvextra-image-layer.pth"
 KERNELSPEC_PREFIX = "uvextra-"
 STARTUP_FILE = "90-uvextra.py"  # the image's auto-load file (see docs/jupyterhub.md), copied into the user's env
 VENV_TIMEOUT_S = 300.0
+# Read-only environments an admin prefetched backends into (os.pathsep-separated: a venv, or a folder of venvs).
+LAYERS_VAR = "UVEXTRA_LAYERS"
+SEEDS = "layer-seeds.json"  # in <env>/.uvextra/: the distributions linked from a layer, their links
 
 
 @dataclass(frozen=True)
@@ -367,9 +370,14 @@ def ensure_user_env(
         if existing is None:
             raise UvextraError(f"could not record {prefix / STATE_DIR / RECORD}; is the folder writable?")
     env = existing
+    unseed(env)  # links of the last backend go first: uv never removes through them
+    seeded = seed_from_layers(env, root, extras, environ)
     report = core.switch(list(extras), str(root), env.environment(), probe=probe, keep_extraneous=keep_extraneous,
                          on_line=on_line, on_wait=on_wait, no_default_groups=no_default_groups)
     made = Made(env=env, created=created, report=report)
+    if seeded:
+        made.notes.append("linked read-only from the admin's prefetched backends (not copied): "
+                          + ", ".join(f"{name} {version}" for name, version in seeded))
     if report.failure is None and not report.interrupted:
         made.kernelspec_dir, made.display_name = register_kernelspec(env, report.extras)
     made.notes += layer_notes(env, base)
@@ -410,6 +418,133 @@ def layer_notes(env: UserEnv, image: Environment) -> list[str]:
                              f"environment has {dep} {mine[dep].version}: importing {name} may fail — add {name} to "
                              "the project's dependencies for this backend")
     return notes
+
+
+# -- layers: backends an admin prefetched, linked read-only -------------------------------------------------------
+
+def layer_envs(environ: Mapping[str, str] | None = None) -> list[Environment]:
+    """The venvs ``$UVEXTRA_LAYERS`` names (each entry a venv, or a folder of venvs), in that order."""
+    env = os.environ if environ is None else environ
+    found: list[Environment] = []
+    for entry in filter(None, env.get(LAYERS_VAR, "").split(os.pathsep)):
+        folder = Path(entry).expanduser()
+        try:
+            candidates = [folder] if (folder / "pyvenv.cfg").is_file() else sorted(
+                p for p in folder.iterdir() if (p / "pyvenv.cfg").is_file())
+        except OSError:
+            continue
+        found += [Environment(p, p / "bin" / "python", source=LAYERS_VAR) for p in candidates]
+    return found
+
+
+def _record_top(dist_info: Path) -> set[str] | None:
+    """The top-level names a distribution's RECORD installs into site-packages (None: no RECORD, or nothing there)."""
+    try:
+        lines = (dist_info / "RECORD").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    tops: set[str] = set()
+    for line in lines:
+        path = line.rsplit(",", 2)[0] if line.count(",") >= 2 else line
+        if not path:
+            continue
+        if path.startswith(("../", "/")):
+            continue  # console scripts (torchrun): their shebang names the layer's Python; `python -m` still works
+        tops.add(path.split("/", 1)[0])
+    tops.discard(dist_info.name)
+    return tops or None
+
+
+def _layer_provenance(layer: Environment) -> dict[str, str]:
+    """name -> the wheel's sha256, as uvextra recorded it when the admin switched the layer (empty when unknown)."""
+    try:
+        data = json.loads((layer.state_dir / "state.json").read_text(encoding="utf-8"))
+        return {str(k): str(v.get("sha256") or "") for k, v in (data.get("packages") or {}).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def seed_from_layers(env: UserEnv, project_root: Path, extras: Sequence[str],
+                     environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """Link into the user's env what an admin's layer holds exactly as the lock wants it for ``extras``.
+
+    Per distribution: its top-level folders become symlinks to the layer's (root-owned, read-only: nobody can change
+    them through the link), its ``.dist-info`` a small copy whose RECORD lists those links, so uv counts it as
+    installed and, should a later switch remove it, unlinks the links and never touches the layer. Exact means the
+    same version and, where the layer's uvextra records say which wheel it came from, the same wheel (sha256).
+    """
+    layers = layer_envs(environ)
+    if not layers:
+        return []
+    from . import core
+    from .installed import read_dist_info
+    from .lock import export_pylock, wanted_from_pylock
+
+    ctx = core.open_context(str(project_root), env.environment())
+    wanted = wanted_from_pylock(export_pylock(ctx.project, ctx.env, ctx.uv, list(extras)), ctx.project, ctx.env)
+    site = env.environment().site_packages()[0]
+    own = {d.name: d for d in map(read_dist_info, site.glob("*.dist-info")) if d is not None}
+    seeded: list[tuple[str, str, list[str], str]] = []
+    for layer in layers:
+        recorded = _layer_provenance(layer)
+        for layer_site in layer.site_packages():
+            for dist_info in sorted(layer_site.glob("*.dist-info")):
+                dist = read_dist_info(dist_info)
+                want = None if dist is None else wanted.get(dist.name)
+                if dist is None or want is None or want.version != dist.version:
+                    continue
+                if want.wheel_hash and recorded.get(dist.name) and recorded[dist.name] != want.wheel_hash:
+                    continue  # the same version string, another build: uv installs the lock's own
+                tops = _record_top(dist_info)
+                if tops is None or any(s[0] == dist.name for s in seeded):
+                    continue
+                if dist.name in own and own[dist.name].version != want.version:
+                    _uninstall(ctx, dist.name)  # the user's own copy of another backend: the layer's replaces it
+                    own.pop(dist.name)
+                if any(os.path.lexists(site / t) for t in (*tops, dist_info.name)):
+                    continue  # the user's env has it (or files of that name) itself: leave it to uv
+                for top in sorted(tops):
+                    os.symlink(layer_site / top, site / top)
+                copy = site / dist_info.name
+                shutil.copytree(dist_info, copy, symlinks=True)
+                files = sorted(p.name for p in copy.iterdir() if p.is_file() and p.name != "RECORD")
+                record = [f"{t},," for t in sorted(tops)] + [f"{copy.name}/{f},," for f in files] + [f"{copy.name}/RECORD,,"]
+                (copy / "RECORD").write_text("\n".join(record) + "\n", encoding="utf-8")
+                seeded.append((dist.name, dist.version, sorted(tops), copy.name))
+    from .cache import atomic_write
+
+    atomic_write(env.prefix / STATE_DIR / SEEDS, json.dumps(
+        [{"name": n, "version": v, "links": links, "dist_info": d} for n, v, links, d in seeded], indent=1))
+    return [(n, v) for n, v, _, _ in seeded]
+
+
+def _uninstall(ctx: Any, name: str) -> None:
+    from .uv import capture_uv
+
+    done = capture_uv(ctx.uv, ["pip", "uninstall", "--python", str(ctx.env.python), name], ctx.env,
+                      cwd=ctx.project.root)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UvextraError(f"could not remove your env's own {name} to link the prefetched one: {last}")
+
+
+def unseed(env: UserEnv) -> None:
+    """Remove the links of earlier seeding (only symlinks, and the small dist-info copies uvextra wrote)."""
+    record = env.prefix / STATE_DIR / SEEDS
+    try:
+        seeds = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    site = env.environment().site_packages()[0]
+    for seed in seeds:
+        for link in seed.get("links", []):
+            path = site / link
+            if path.is_symlink():
+                path.unlink()
+        copy = site / seed.get("dist_info", "")
+        if seed.get("dist_info") and copy.is_dir() and not copy.is_symlink():
+            shutil.rmtree(copy)
+    record.unlink()
 
 
 def remove_user_env(env: UserEnv, environ: Mapping[str, str] | None = None) -> list[Path]:
