@@ -98,9 +98,12 @@ def first() -> dict[str, Any]:
         seen = last_json(run(client, "import json, sys, torch\nprint(json.dumps({'torch': torch.__version__, "
                                      "'torch_file': torch.__file__, 'prefix': sys.prefix, "
                                      "'magic': get_ipython().find_line_magic('uvextra') is not None}))", timeout=300))
-        run(client, f"%uvextra --project {MOO} --no-probe")
+        run(client, "%uvextra --no-probe")  # no --project: the env's own project
         after = last_json(run(client, OUTCOME))
-        seen.update(error=after["error"], drift=after["drift"])
+        seen.update(error=after["error"], drift=after["drift"], status_environment=after["environment"])
+        run(client, "%uvextra cpu --no-probe")  # a switch from inside: the same env, switched as it was made
+        again = last_json(run(client, OUTCOME))
+        seen["switch_again"] = {k: again[k] for k in ("error", "extras", "drift", "environment")}
     finally:
         stop(manager, client)
     result["new_kernel"] = seen

@@ -213,6 +213,8 @@ def test_first_user_gets_their_own_backend_second_user_is_untouched_and_locked_o
     assert seen["new_kernel"]["prefix"] == str(env)
     assert seen["new_kernel"]["magic"] is True
     assert (seen["new_kernel"]["error"], seen["new_kernel"]["drift"]) == (None, []), seen["new_kernel"]
+    assert seen["new_kernel"]["status_environment"] == str(env)
+    assert seen["new_kernel"]["switch_again"] == {"error": None, "extras": ["cpu"], "drift": [], "environment": str(env)}
     assert tree_digest(hub.image) == image_before, "the image changed"
 
     # The second user: the image as it was, their switch refused with the way out, the first user's env closed.
@@ -264,6 +266,9 @@ def test_with_the_admins_prefetched_layer_a_users_torch_costs_links_and_nobody_c
     assert seen["new_kernel"]["torch_file"] == str(next(env.glob("lib/python3*/site-packages/torch")) / "__init__.py")
     assert Path(seen["new_kernel"]["torch_file"]).resolve().is_relative_to(layer_torch)
     assert (seen["new_kernel"]["error"], seen["new_kernel"]["drift"]) == (None, []), seen["new_kernel"]
+    # switched again from its own kernel: still linked from the layer
+    assert seen["new_kernel"]["switch_again"] == {"error": None, "extras": ["cpu"], "drift": [], "environment": str(env)}
+    assert next(env.glob("lib/python3*/site-packages/torch")).is_symlink()
 
     torch_bytes = sum(p.lstat().st_blocks * 512 for p in layer_torch.rglob("*") if p.is_file())
     usage = userenv.disk_usage(env)

@@ -81,6 +81,10 @@ class Session:
                keep_extraneous: bool = False, exact: bool = False, no_default_groups: bool = False) -> Action:
         from . import core
 
+        project = project or _user_env_project()
+        if _in_user_env():  # the user's own env: switched as it was made (layers linked again, kernelspec renamed)
+            return self.user_env(extras, project=project, probe=probe, keep_extraneous=keep_extraneous,
+                                 no_default_groups=no_default_groups)
         title = "choosing the extra for this machine, then switching" if extras == [AUTO] else \
             f"switching to {' '.join(extras)}"
         return Action(
@@ -96,6 +100,7 @@ class Session:
               command: str = "check", no_default_groups: bool | None = None) -> Action:
         from . import core
 
+        project = project or _user_env_project()
         what = f"checking against the lock for {' '.join(extras)}" if extras else "checking the environment"
         return Action(what, lambda on_line, on_wait: core.check(project, None, extras or None, probe=probe,
                                                                 command=command, no_default_groups=no_default_groups),
@@ -218,6 +223,23 @@ def _note_hub_server(report: Report) -> None:
         return
     if line and line not in report.warnings:
         report.warnings.append(line)
+
+
+def _in_user_env() -> bool:
+    return _user_env_project() is not None
+
+
+def _user_env_project() -> str | None:
+    """In a kernel of a user env (``--user-env``): the project it was made for, the default for every action."""
+    import sys
+
+    try:
+        from .userenv import read_user_env
+
+        own = read_user_env(sys.prefix)
+    except Exception:  # noqa: BLE001 - an unreadable record: an ordinary venv
+        return None
+    return None if own is None else own.project
 
 
 def _follow_user_env(report: Report) -> None:

@@ -352,7 +352,11 @@ def ensure_user_env(
 
     if not extras:
         raise UvextraError("name the backend for your environment: `%uvextra EXTRA --project DIR --user-env`")
-    base = image_of(resolve_environment(None)) if image is None else image
+    kernel = resolve_environment(None)
+    base = image_of(kernel) if image is None else image
+    if project is None:  # in a user env's kernel: its own project
+        own = read_user_env(kernel.prefix)
+        project = own.project if own is not None else None
     root, name = _project_of(project)
     prefix = envs_dir(environ) / env_name(root, name)
     existing = read_user_env(prefix)
