@@ -183,3 +183,16 @@ def test_an_admins_prefetched_layer_is_linked_not_copied_and_never_changed(
     assert (site / "torch").is_symlink()
     assert tree_digest(layer) == before, "the layer changed"
     assert tree_digest(image.prefix) == image_before, "the image changed"
+
+
+def test_an_image_that_is_no_venv_is_layered_on_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A conda env or a system Python (hub images often are): never switched, but a user env may layer on it."""
+    def not_a_venv(python: object = None) -> Environment:
+        raise UvextraError("this Python is not in a virtual environment")
+
+    monkeypatch.setattr(userenv, "resolve_environment", not_a_venv)
+    kernel = userenv.kernel_environment()
+    assert (kernel.prefix, kernel.python) == (Path(sys.prefix).absolute(), Path(sys.executable).absolute())
+    import site
+
+    assert userenv._site_dirs(kernel) == [d for d in site.getsitepackages() if Path(d).is_dir()]

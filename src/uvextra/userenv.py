@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -232,10 +233,26 @@ def image_of(kernel_env: Environment) -> Environment:
     own = read_user_env(kernel_env.prefix)
     if own is None:
         return kernel_env
-    return resolve_environment(Path(own.image) / "bin" / "python")
+    return Environment(Path(own.image), Path(own.image) / "bin" / "python", source="the image your env is layered on")
+
+
+def kernel_environment() -> Environment:
+    """The running kernel's environment: its venv, or, on hubs whose image is a conda env or a system Python (not a
+    venv, which uvextra never switches), that installation — it is only read, to layer the user's env on it."""
+    try:
+        return resolve_environment(None)
+    except UvextraError:
+        return Environment(Path(sys.prefix).absolute(), Path(sys.executable).absolute(),
+                           source="this kernel's environment (not a venv)")
 
 
 def _site_dirs(env: Environment) -> list[str]:
+    if env.prefix == Path(sys.prefix).absolute():  # the running one: as it sees itself (Debian's dist-packages too)
+        import site
+
+        dirs = [d for d in site.getsitepackages() if Path(d).is_dir()]
+        if dirs:
+            return dirs
     return [str(p) for p in env.site_packages()]
 
 
@@ -352,7 +369,7 @@ def ensure_user_env(
 
     if not extras:
         raise UvextraError("name the backend for your environment: `%uvextra EXTRA --project DIR --user-env`")
-    kernel = resolve_environment(None)
+    kernel = kernel_environment()
     base = image_of(kernel) if image is None else image
     if project is None:  # in a user env's kernel: its own project
         own = read_user_env(kernel.prefix)
