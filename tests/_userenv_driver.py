@@ -2,6 +2,8 @@
 
 ``first``: ``%uvextra cpu --project ~/moo --user-env`` in a kernel of the image, then a kernel of the new kernelspec.
 ``second TARGETS``: the image's kernel as another user; what of the first user's env this user can reach.
+``click``: the card's refusal on the image, its "Make my own environment" button clicked (a comm message, as a
+browser sends it), then the new kernel.
 ``server``: a Jupyter server as this user, a notebook session on the image's kernel, ``--user-env`` in it, and the
 session afterwards. Prints one JSON line last.
 """
@@ -93,6 +95,53 @@ def first() -> dict[str, Any]:
                               "environment": outcome["environment"], "drift": outcome["drift"],
                               "verdict": outcome["verdict"], "kernelspecs": sorted(specs), "kernelspec": name,
                               "display_name": specs.get(name, {}).get("spec", {}).get("display_name")}
+    result["new_kernel"] = new_kernel(name)
+    return result
+
+
+def click() -> dict[str, Any]:
+    """The card's refusal on the read-only image, then its button "Make my own environment", clicked."""
+    manager, client = start()
+    try:
+        opened: dict[str, dict[str, Any]] = {}
+        values: list[str] = []
+
+        def hook(msg: dict[str, Any]) -> None:
+            content = msg["content"]
+            if msg["msg_type"] == "comm_open":
+                opened[content["comm_id"]] = content["data"].get("state", {})
+            elif msg["msg_type"] == "comm_msg":  # add_class() comes as an update after the comm is opened
+                state = content["data"].get("state", {})
+                opened.setdefault(content["comm_id"], {}).update(state)
+                if "value" in state:
+                    values.append(str(state["value"]))
+
+        client.execute_interactive(f"%uvextra cpu --project {MOO} --no-probe", output_hook=hook, timeout=300)
+        refused = last_json(run(client, OUTCOME))["error"]
+        button = next(cid for cid, state in opened.items() if "uvextra-user-env" in state.get("_dom_classes", []))
+        msg = client.session.msg("comm_msg", {"comm_id": button, "data": {"method": "custom",
+                                                                            "content": {"event": "click"}}})
+        client.shell_channel.send(msg)
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            reply = client.get_iopub_msg(timeout=deadline - time.monotonic())
+            if reply["parent_header"].get("msg_id") != msg["header"]["msg_id"]:
+                continue
+            hook(reply)
+            if reply["msg_type"] == "status" and reply["content"]["execution_state"] == "idle":
+                break
+        outcome = last_json(run(client, OUTCOME))
+    finally:
+        stop(manager, client)
+    specs = uvextra_specs()
+    name = next(iter(specs), "")
+    return {"refused": refused, "card": values[-1] if values else "", "switch_error":
+            outcome["error"], "extras": outcome["extras"], "environment": outcome["environment"],
+            "drift": outcome["drift"], "kernelspec": name, "new_kernel": new_kernel(name)}
+
+
+def new_kernel(name: str) -> dict[str, Any]:
+    """A kernel of the user env's kernelspec: its torch, its prefix, %uvextra there (status, then a switch)."""
     manager, client = start(name)
     try:
         seen = last_json(run(client, "import json, sys, torch\nprint(json.dumps({'torch': torch.__version__, "
@@ -106,8 +155,7 @@ def first() -> dict[str, Any]:
         seen["switch_again"] = {k: again[k] for k in ("error", "extras", "drift", "environment")}
     finally:
         stop(manager, client)
-    result["new_kernel"] = seen
-    return result
+    return seen
 
 
 def second(targets_file: str) -> dict[str, Any]:
@@ -184,7 +232,12 @@ def server() -> dict[str, Any]:
             if after["kernel"]["id"] != old:
                 break
             time.sleep(0.5)
-        kernels = {k["id"] for k in call("GET", "api/kernels")}
+        deadline = time.monotonic() + 120  # the server points the session at the new kernel, then shuts the old down
+        while True:
+            kernels = {k["id"] for k in call("GET", "api/kernels")}
+            if old not in kernels or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         new = after["kernel"]["id"]
         _, client = start(connection_file=str(Path(jupyter_runtime_dir()) / f"kernel-{new}.json"))
         try:
@@ -205,5 +258,6 @@ def server() -> dict[str, Any]:
 
 if __name__ == "__main__":
     mode = sys.argv[1]
-    result = first() if mode == "first" else second(sys.argv[2]) if mode == "second" else server()
+    modes = {"first": first, "click": click, "server": server}
+    result = second(sys.argv[2]) if mode == "second" else modes[mode]()
     print(json.dumps(result))

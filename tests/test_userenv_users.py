@@ -252,15 +252,19 @@ def test_under_a_jupyter_server_the_notebook_moves_to_the_new_kernel(hub: Hub) -
 
 
 def test_with_the_admins_prefetched_layer_a_users_torch_costs_links_and_nobody_can_change_it(hub: Hub) -> None:
-    """The docs' setup: ``UVEXTRA_LAYERS`` names a root-owned venv the admin synced to ``cpu``. The second user's
-    env links torch from it: their env's own bytes and their uv cache stay small, the kernel imports the real torch,
-    and neither user can write a file that torch loads."""
+    """The docs' setup: ``UVEXTRA_LAYERS`` names a root-owned venv the admin synced to ``cpu``. The second user clicks
+    the card's "Make my own environment" on the image's refusal; their env links torch from the layer: their env's
+    own bytes and their uv cache stay small, the kernel imports the real torch, and neither user can write a file
+    that torch loads."""
     first, second = hub.users
     layers = hub.base / "layers"
     layer_torch = next((layers / "moo-cpu" / "lib").glob("python3*/site-packages/torch"))
     layer_before = tree_digest(layers)
-    seen = hub.drive(second, "first", extra={"UVEXTRA_LAYERS": str(layers)})
+    # This time through the card: the refusal on the read-only image offers the button, and the click does it.
+    seen = hub.drive(second, "click", extra={"UVEXTRA_LAYERS": str(layers)})
+    assert seen["refused"].startswith(f"the environment {hub.image} is read-only"), seen["refused"]
     assert (seen["switch_error"], seen["extras"], seen["drift"]) == (None, ["cpu"], []), seen
+    assert "pick the kernel “moo (cpu, your env)”" in seen["card"], seen["card"]
     env = Path(seen["environment"])
     assert seen["new_kernel"]["torch"] == str(parse_wheel_filename(cpu_torch_wheel().name)[1])  # type: ignore[union-attr]
     assert seen["new_kernel"]["torch_file"] == str(next(env.glob("lib/python3*/site-packages/torch")) / "__init__.py")

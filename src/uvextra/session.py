@@ -40,6 +40,8 @@ class Action:
     recheck: Callable[[], Report] | None = None  # the environment as it is, after an interrupt
     # uv's --no-default-groups as the action says it (None: as the venv's last switch recorded it)
     no_default_groups: bool | None = None
+    # the same switch in the user's own environment: what a read-only refusal offers (``--user-env``)
+    user_env: Callable[[], Action] | None = None
 
 
 @dataclass
@@ -52,6 +54,8 @@ class Outcome:
     notebook: KernelHint | None = None  # status only: this kernel's notebook last ran on other extras
     # the --no-default-groups the report was made with: what a button's next action keeps (the toggle, Reinstall)
     no_default_groups: bool = False
+    # the environment was read-only: the same switch in the user's own environment, offered (the card's button)
+    offer_user_env: Callable[[], Action] | None = None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -94,6 +98,8 @@ class Session:
                                                  no_default_groups=no_default_groups),
             recheck=lambda: core.check(project, None, extras, no_default_groups=no_default_groups),
             no_default_groups=no_default_groups,
+            user_env=lambda: self.user_env(extras, project=project, probe=probe, keep_extraneous=keep_extraneous,
+                                           no_default_groups=no_default_groups),
         )
 
     def check(self, extras: list[str] | None, *, project: str | None = None, probe: bool = True,
@@ -166,9 +172,11 @@ class Session:
             if not isinstance(exc, UvextraError):
                 logging.getLogger("uvextra").debug("%%uvextra failed: %s", exc, exc_info=True)
             line = _one_line(exc)
+            offer = None
             if " is read-only; uvextra changes nothing there" in line:
                 line += USER_ENV_HINT
-            outcome = Outcome(error=line)
+                offer = action.user_env
+            outcome = Outcome(error=line, offer_user_env=offer)
         self.last = outcome
         return outcome
 
