@@ -288,3 +288,21 @@ def test_user_env_without_a_backend_is_one_line(ip, capsys: pytest.CaptureFixtur
     line = one_line(ip, capsys, f"%uvextra --project {make_project()} --user-env")
     assert line == "uvextra: name the backend for your environment: `%uvextra EXTRA --project DIR --user-env`"
     assert not (tmp_path / "envs").exists()
+
+
+def test_a_switch_in_a_throwaway_container_env_says_so_once(
+        ip, capsys: pytest.CaptureFixture[str], make_project, kernel_env: Environment, tmp_path: Path,  # noqa: ANN001
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from uvextra import userenv
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the kernel's venv is outside it
+    monkeypatch.setattr(userenv, "in_container", lambda environ=None: True)
+    project = make_project()
+    run(ip, capsys, f"%uvextra cpu --project {project} --no-probe")
+    first = last_outcome()
+    run(ip, capsys, f"%uvextra pypi --project {project} --no-probe")
+    second = last_outcome()
+    assert first is not None and first.report is not None and second is not None and second.report is not None
+    said = [w for w in first.report.warnings if "lasts until your server restarts" in w]
+    assert said == [userenv.throwaway_line(kernel_env, container=True)], first.report.warnings
+    assert not [w for w in second.report.warnings if "lasts until your server restarts" in w]

@@ -196,3 +196,22 @@ def test_an_image_that_is_no_venv_is_layered_on_too(monkeypatch: pytest.MonkeyPa
     import site
 
     assert userenv._site_dirs(kernel) == [d for d in site.getsitepackages() if Path(d).is_dir()]
+
+
+def test_a_writable_env_on_a_container_image_outside_home_is_called_throwaway(tmp_path: Path) -> None:
+    venv = tmp_path / "opt" / "conda"
+    (venv / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
+    env = Environment(venv, venv / "bin" / "python")
+    line = userenv.throwaway_line(env, home=tmp_path / "home", container=True)
+    assert line == (f"{venv} is part of this server's container image, outside your home: a switch there lasts until "
+                    "your server restarts; for an environment of your own that persists: "
+                    "`%uvextra EXTRA --project DIR --user-env`")
+    assert userenv.throwaway_line(env, home=tmp_path / "home", container=False) is None  # a plain machine
+    assert userenv.throwaway_line(env, home=tmp_path, container=True) is None  # in the home: it persists
+    venv.chmod(0o555)
+    try:
+        if os.access(venv, os.W_OK):  # root: a read-only venv is refused anyway, offering --user-env
+            return
+        assert userenv.throwaway_line(env, home=tmp_path / "home", container=True) is None
+    finally:
+        venv.chmod(0o755)

@@ -79,6 +79,7 @@ class Session:
         self.last: Outcome | None = None
         self._restart_plan: RestartPlan | None = None
         self.made: Made | None = None  # the last --user-env's environment and kernelspec
+        self._throwaway_said = False  # "a switch here lasts until the server restarts" is said once per kernel
 
     # -- actions ------------------------------------------------------------------------------------------------
     def switch(self, extras: list[str], *, project: str | None = None, probe: bool = True,
@@ -162,6 +163,7 @@ class Session:
             report = action.call(on_line, on_wait)
             _note_hub_server(report)
             _follow_user_env(report)
+            self._note_throwaway(report)
             outcome = Outcome(report, self.kernel_state(), notebook=_notebook_hint(report),
                               no_default_groups=_default_groups_of(action, report))
         except KeyboardInterrupt:
@@ -179,6 +181,22 @@ class Session:
             outcome = Outcome(error=line, offer_user_env=offer)
         self.last = outcome
         return outcome
+
+    def _note_throwaway(self, report: Report) -> None:
+        if self._throwaway_said or report.command != "switch" or not report.environment:
+            return
+        try:
+            from pathlib import Path
+
+            from .environment import Environment
+            from .userenv import throwaway_line
+
+            line = throwaway_line(Environment(Path(report.environment), Path(report.python or report.environment)))
+        except Exception:  # noqa: BLE001 - a hint: an unreadable folder says nothing
+            return
+        if line:
+            report.warnings.append(line)
+            self._throwaway_said = True
 
     def _interrupted(self, action: Action) -> Outcome:
         message = "interrupted before uvextra finished"

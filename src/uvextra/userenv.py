@@ -441,6 +441,33 @@ def layer_notes(env: UserEnv, image: Environment) -> list[str]:
     return notes
 
 
+# -- a writable environment that does not last -------------------------------------------------------------------
+
+CONTAINER_MARKERS = ("/.dockerenv", "/run/.containerenv")  # Docker, Podman; Kubernetes sets the variable below
+
+
+def in_container(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return bool(env.get("KUBERNETES_SERVICE_HOST")) or any(os.path.exists(m) for m in CONTAINER_MARKERS)
+
+
+def throwaway_line(env: Environment, *, home: str | os.PathLike[str] | None = None,
+                   container: bool | None = None) -> str | None:
+    """For a writable kernel environment outside the user's home on a container image (a venv in the image, writable
+    by the notebook user): a switch there is gone when the server restarts — one line that says so and offers the
+    way out."""
+    if read_user_env(env.prefix) is not None or not env.writable():
+        return None
+    home_dir = Path(home if home is not None else os.path.expanduser("~")).resolve()
+    if env.prefix.resolve().is_relative_to(home_dir):
+        return None
+    if not (in_container() if container is None else container):
+        return None
+    return (f"{env.prefix} is part of this server's container image, outside your home: a switch there lasts until "
+            "your server restarts; for an environment of your own that persists: "
+            "`%uvextra EXTRA --project DIR --user-env`")
+
+
 # -- layers: backends an admin prefetched, linked read-only -------------------------------------------------------
 
 def layer_envs(environ: Mapping[str, str] | None = None) -> list[Environment]:
