@@ -4,8 +4,8 @@ JupyterLab on 127.0.0.1 (as in test_browser), Debian's Chromium through Playwrig
 (a throwaway kernel venv with the uvextra wheel) runs ``%uvextra cpu --project P --user-env``. Afterwards the page's
 own session runs the user's new kernel — the server moved the session (``PATCH /api/sessions``) and JupyterLab
 followed without a reload; its toolbar names the kernel **moo (cpu, your env)** once the page knows the new
-kernelspec (after a reload, or its next refresh of the list) — and code run there runs in the user's env, with the project's torch. The env
-dir and the Jupyter data dir are the test's own. Skips where test_browser skips.
+kernelspec (after a reload, or its next refresh of the list) — and code run there runs in the user's env, with the
+project's torch. The env dir and the Jupyter data dir are the test's own. Skips where test_browser skips.
 """
 
 from __future__ import annotations
