@@ -215,3 +215,28 @@ def test_a_writable_env_on_a_container_image_outside_home_is_called_throwaway(tm
         assert userenv.throwaway_line(env, home=tmp_path / "home", container=True) is None
     finally:
         venv.chmod(0o755)
+
+
+def test_two_kernels_asking_at_once_get_one_env(make_project, image: Environment,  # noqa: ANN001
+                                                 user_environ: dict[str, str]) -> None:
+    import threading
+
+    project = make_project()
+    made: list[userenv.Made] = []
+    failed: list[BaseException] = []
+
+    def ask_for_it() -> None:
+        try:
+            made.append(userenv.ensure_user_env(["cpu"], project, image=image, probe=False))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failed.append(exc)
+
+    threads = [threading.Thread(target=ask_for_it) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert failed == [] and len(made) == 2, failed
+    assert {m.env.prefix for m in made} == {e.prefix for e in userenv.list_user_envs()}
+    assert all((m.report.failure, m.report.errors) == (None, []) for m in made)
+    assert [p.name for p in Path(user_environ["UVEXTRA_ENVS_DIR"]).iterdir()] == [made[0].env.name]  # no leftovers

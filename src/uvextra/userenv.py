@@ -265,8 +265,9 @@ def _layer_line(image: Environment) -> str:
 
 def _make_venv(image: Environment, prefix: Path) -> None:
     """``python -m venv --without-pip`` with the image's interpreter, built beside its final place, then moved in."""
-    building = prefix.with_name(f".{prefix.name}.building-{os.getpid()}")
-    shutil.rmtree(building, ignore_errors=True)
+    import tempfile
+
+    building = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.building-", dir=prefix.parent))  # 0700 from the start
     try:
         done = subprocess.run([str(image.python), "-m", "venv", "--without-pip", str(building)], capture_output=True,
                               text=True, timeout=VENV_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
@@ -288,7 +289,12 @@ def _make_venv(image: Environment, prefix: Path) -> None:
         target = building / "etc" / "ipython" / "startup"
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(startup, target / STARTUP_FILE)
-    os.replace(building, prefix)
+    try:
+        os.replace(building, prefix)
+    except OSError:  # another kernel of this user made it meanwhile: theirs stands, ours goes
+        shutil.rmtree(building, ignore_errors=True)
+        if not (prefix / "pyvenv.cfg").is_file():
+            raise
 
 
 def _write_record(prefix: Path, project_root: Path, project_name: str, image: Environment, kernelspec: str) -> None:
@@ -386,7 +392,8 @@ def ensure_user_env(
         if on_line is not None:
             on_line(f"creating your environment {prefix}, layered on {base.prefix}")
         _make_venv(base, prefix)
-        _write_record(prefix, root, name, base, KERNELSPEC_PREFIX + prefix.name)
+        if read_user_env(prefix) is None:  # (unless that other kernel recorded it already)
+            _write_record(prefix, root, name, base, KERNELSPEC_PREFIX + prefix.name)
         existing = read_user_env(prefix)
         if existing is None:
             raise UvextraError(f"could not record {prefix / STATE_DIR / RECORD}; is the folder writable?")
