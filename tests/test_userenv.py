@@ -240,3 +240,19 @@ def test_two_kernels_asking_at_once_get_one_env(make_project, image: Environment
     assert {m.env.prefix for m in made} == {e.prefix for e in userenv.list_user_envs()}
     assert all((m.report.failure, m.report.errors) == (None, []) for m in made)
     assert [p.name for p in Path(user_environ["UVEXTRA_ENVS_DIR"]).iterdir()] == [made[0].env.name]  # no leftovers
+
+
+def test_an_env_whose_python_went_away_with_the_old_image_says_how_to_start_again(
+        make_project, image: Environment, user_environ: dict[str, str], tmp_path: Path) -> None:  # noqa: ANN001
+    project = make_project()
+    made = userenv.ensure_user_env(["cpu"], project, image=image, probe=False)
+    real = os.path.realpath(made.env.python)
+    (made.env.prefix / "bin" / Path(os.readlink(made.env.python)).name).unlink()
+    os.symlink(tmp_path / "gone" / "python3.11", made.env.prefix / "bin" / Path(os.readlink(made.env.python)).name)
+    with pytest.raises(UvextraError) as caught:
+        userenv.ensure_user_env(["cpu"], project, image=image, probe=False)
+    message = str(caught.value)
+    assert message == (f"your environment {made.env.prefix} has lost its Python ({tmp_path / 'gone' / 'python3.11'} "
+                       "is gone: the image's Python changed): remove it (`uvextra envs remove "
+                       f"{made.env.name}` in a terminal) and run this again to make it anew"), message
+    assert "\n" not in message and os.path.exists(real)

@@ -297,6 +297,22 @@ def _make_venv(image: Environment, prefix: Path) -> None:
             raise
 
 
+def _site_version(env: Environment) -> str | None:
+    """The ``3.X`` of an environment's ``lib/python3.X/site-packages``."""
+    dirs = env.site_packages()
+    return dirs[0].parent.name.removeprefix("python") if dirs else None
+
+
+def _broken(env: UserEnv, image: Environment) -> str | None:
+    """Why an existing user env cannot run any more (the image's Python went away or changed), or None."""
+    if not os.path.exists(os.path.realpath(env.python)):
+        return f"has lost its Python ({os.path.realpath(env.python)} is gone: the image's Python changed)"
+    mine, theirs = _site_version(env.environment()), _site_version(image)
+    if mine and theirs and mine != theirs:
+        return f"was made with Python {mine}, the image now has Python {theirs}"
+    return None
+
+
 def _write_record(prefix: Path, project_root: Path, project_name: str, image: Environment, kernelspec: str) -> None:
     from .cache import atomic_write
 
@@ -398,6 +414,10 @@ def ensure_user_env(
         if existing is None:
             raise UvextraError(f"could not record {prefix / STATE_DIR / RECORD}; is the folder writable?")
     env = existing
+    broken = _broken(env, base)
+    if broken:
+        raise UvextraError(f"your environment {env.prefix} {broken}: remove it (`uvextra envs remove {env.name}` in a "
+                           "terminal) and run this again to make it anew")
     unseed(env)  # links of the last backend go first: uv never removes through them
     seeded = seed_from_layers(env, root, extras, environ)
     report = core.switch(list(extras), str(root), env.environment(), probe=probe, keep_extraneous=keep_extraneous,
