@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="uv's exact sync: also remove what is not this project's (pip, hand installs); "
                          "the kernel's own packages are still kept")
     sp.add_argument("--repair", action="store_true", help="reinstall whatever drift uv leaves behind")
+    sp.add_argument("--no-space-check", action="store_true",
+                    help="start uv even when the lock's wheels will not fit on the disk (refused by default)")
     _no_default_groups_flag(sp, "; check and repair then do the same")
     lockmode = sp.add_mutually_exclusive_group()
     lockmode.add_argument("--frozen", action="store_true", help="use uv.lock as it is; never create or update it")
@@ -106,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
         _no_default_groups_flag(sp, " (default: as the last switch did)")
         if name == "check":
             _notebook_flag(sp, "compare its last record with the venv (exit 1 when they differ)")
+            sp.add_argument("--verify", action="store_true",
+                            help="also compare every installed file's sha256 with its RECORD (reads every byte: "
+                                 "gigabytes for torch; says how long it took)")
         if name == "repair":
             sp.add_argument("--probe", action="store_true", help="also run the CUDA probe")
     sp = sub.add_parser("probe", help="is CUDA available to torch in the venv, and if not, why")
@@ -165,7 +170,13 @@ def _target(args: argparse.Namespace) -> tuple[Path | None, Environment]:
     from .project import find_workspace_root
 
     # a workspace member's environment is the workspace's (<root>/.venv), as uv's own
-    return root, cli_target(args.python, find_workspace_root(root) or root)
+    try:
+        return root, cli_target(args.python, find_workspace_root(root) or root)
+    except UvextraError:
+        from .project import name_unreadable
+
+        name_unreadable(root)  # a malformed pyproject.toml is the cause to name first: `uv sync` would fail on it too
+        raise
 
 
 def _error(message: str, code: int, *, as_json: bool) -> int:
@@ -217,7 +228,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             report = core.status(project, env)
         elif args.command == "check":
-            report = core.check(project, env, args.extras, no_default_groups=args.no_default_groups or None)
+            report = core.check(project, env, args.extras, no_default_groups=args.no_default_groups or None,
+                                verify=args.verify)
         elif args.command == "repair":
             report = core.repair(project, env, args.extras, probe=args.probe, on_line=stream,
                                  on_wait=_note, no_default_groups=args.no_default_groups or None)
@@ -225,7 +237,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             report = core.switch(args.extras, project, env, probe=not args.no_probe,
                                  keep_extraneous=args.keep_extraneous, exact=args.exact, repair=args.repair, frozen=args.frozen,
                                  locked=args.locked, on_line=stream,
-                                 on_wait=_note, no_default_groups=args.no_default_groups)
+                                 on_wait=_note, no_default_groups=args.no_default_groups,
+                                 space_check=not args.no_space_check)
         else:
             report = core.probe(env)
     except UvextraError as exc:

@@ -105,8 +105,10 @@ def _where_rows(report: Report) -> list[Row]:
     if report.project:
         groups = report.available_groups
         plain = [e for e in report.available_extras if getattr(e, "kind", None) != "group"]
+        features = [f"{f} (group)" if getattr(f, "kind", None) == "group" else str(f) for f in report.features]
         listed = "; ".join(part for part in (f"extras: {', '.join(plain)}" if plain else "",
-                                              f"groups: {', '.join(groups)}" if groups else "") if part)
+                                              f"groups: {', '.join(groups)}" if groups else "",
+                                              f"features: {', '.join(features)}" if features else "") if part)
         rows.append(Row("project", report.project + (f" ({listed})" if listed else ""), part="where"))
         if report.workspace:
             rows.append(Row("workspace", f"{report.workspace} (member {report.project_name}; uv.lock is there)",
@@ -135,6 +137,9 @@ def _change_rows(report: Report) -> list[Row]:
 
 def _drift_row(report: Report) -> Row:
     errors = report.errors
+    if report.lock_unread is not None and not errors:
+        return Row("drift", "not checked: the lock could not be read for these extras (see above)", tone="warn",
+                   part="drift")
     if errors:
         return Row("drift", f"{plural(len(errors), 'package differs', 'packages differ')} from the lock:",
                    tone="bad", part="drift")
@@ -225,10 +230,13 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
                   if (str(x), kind) not in kinds]
         rows.append(Row("extras", chosen or "(none)", names=tuple(others), items=kinds,
                         lines=(report.extras_source,) if report.extras_source else ()))
+    for backend, why in report.unreadable.items():
+        rows.append(Row("unread", f"{backend} could not be read here, so it was not compared: {why}", tone="warn"))
     if report.command in ("switch", "repair"):
         rows += _change_rows(report)
     if report.repaired:
-        rows.append(Row("repaired", ", ".join(report.repaired)))
+        rows.append(Row("repaired", "; ".join([*report.repaired_notes, *(
+            n for n in report.repaired if not any(note.startswith(f"{n}: ") for note in report.repaired_notes))])))
     rows += [Row("warning", w, tone="warn") for w in report.warnings]
     if report.failure:
         part = "headline" if headline.state == "failed" else "body"
@@ -241,6 +249,9 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
         if extraneous:
             rows.append(Row("extraneous", "not in the lock; not an error", badge="extraneous",
                             names=tuple(f"{d.package} {d.installed}" for d in extraneous)))
+        if report.verified is not None:
+            rows.append(Row("verified", f"sha256 of {int(report.verified['files']):,} files compared with their "
+                                        f"RECORD in {report.verified['seconds']:.1f} s"))
     rows += _probe_rows(report)
     rows += _kernel_rows(kernel, live=live)
     if report.kernel_protected:
