@@ -173,6 +173,11 @@ def test_an_admins_prefetched_layer_is_linked_not_copied_and_never_changed(
     assert made.report.unverified == [], made.report.unverified
     assert ask(made.env.python, "import torch; print(torch.__version__, torch.version.cuda)") == "2.9.0+cpu None"
     assert userenv.disk_usage(made.env.prefix).own_bytes < 200_000  # links and a dist-info copy, not torch
+    rows = list(userenv.iter_summaries())
+    assert [r["linked"] for r in rows] == [["filelock 3.20.0", "torch 2.9.0+cpu"]]
+    listed = subprocess.run([sys.executable, "-m", "uvextra", "envs"], capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL)
+    assert "    linked read-only from the admin's layers: filelock 3.20.0, torch 2.9.0+cpu" in listed.stdout.splitlines()
 
     away = userenv.ensure_user_env(["cu128"], project, image=image, probe=False)
     assert (away.report.errors, away.report.failure) == ([], None), away.report.to_dict()

@@ -292,6 +292,8 @@ def _envs(args: argparse.Namespace) -> int:
         print(f"{row['name']}  {row['project_name']} ({backend})  {int(row['own_bytes']) / 1e6:.1f} MB own, "  # type: ignore[call-overload]
               f"{int(row['shared_bytes']) / 1e6:.1f} MB shared with uv's cache  last used {used}  "  # type: ignore[call-overload]
               f"kernel: {row['kernelspec'] or '(none)'}\n    {row['path']}  (project {row['project']})")
+        if row["linked"]:
+            print("    linked read-only from the admin's layers: " + ", ".join(row["linked"]))  # type: ignore[arg-type]
     return 0
 
 

@@ -603,6 +603,15 @@ def _uninstall(ctx: Any, name: str) -> None:
         raise UvextraError(f"could not remove your env's own {name} to link the prefetched one: {last}")
 
 
+def linked(env: UserEnv) -> list[str]:
+    """``name version`` of what the env links from an admin's layer now (uvextra's record of its last seeding)."""
+    try:
+        seeds = json.loads((env.prefix / STATE_DIR / SEEDS).read_text(encoding="utf-8"))
+        return [f"{s['name']} {s['version']}" for s in seeds]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def unseed(env: UserEnv) -> None:
     """Remove the links of earlier seeding (only symlinks, and the small dist-info copies uvextra wrote)."""
     record = env.prefix / STATE_DIR / SEEDS
@@ -642,6 +651,6 @@ def iter_summaries(environ: Mapping[str, str] | None = None) -> Iterator[dict[st
         spec = kernels / env.kernelspec
         yield {"name": env.name, "project": env.project, "project_name": env.project_name,
                "backend": list(env.extras), "path": str(env.prefix), "image": env.image,
-               "own_bytes": usage.own_bytes, "shared_bytes": usage.shared_bytes,
+               "own_bytes": usage.own_bytes, "shared_bytes": usage.shared_bytes, "linked": linked(env),
                "last_used": last_used(env),
                "kernelspec": env.kernelspec if (spec / "kernel.json").is_file() else None}
