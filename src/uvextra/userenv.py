@@ -263,8 +263,9 @@ def _layer_line(image: Environment) -> str:
     return f"import site; list(map(site.addsitedir, {_site_dirs(image)!r}))\n"
 
 
-def _make_venv(image: Environment, prefix: Path) -> None:
-    """``python -m venv --without-pip`` with the image's interpreter, built beside its final place, then moved in."""
+def _make_venv(image: Environment, prefix: Path, record: Callable[[Path], None]) -> None:
+    """``python -m venv --without-pip`` with the image's interpreter, built beside its final place (``record`` writes
+    uvextra's record into it), then moved in."""
     import tempfile
 
     building = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.building-", dir=prefix.parent))  # 0700 from the start
@@ -289,6 +290,7 @@ def _make_venv(image: Environment, prefix: Path) -> None:
         target = building / "etc" / "ipython" / "startup"
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(startup, target / STARTUP_FILE)
+    record(building)  # in place before the env appears: no one ever sees it unrecorded
     try:
         os.replace(building, prefix)
     except OSError:  # another kernel of this user made it meanwhile: theirs stands, ours goes
@@ -407,9 +409,8 @@ def ensure_user_env(
         _ensure_private_dir(prefix.parent)
         if on_line is not None:
             on_line(f"creating your environment {prefix}, layered on {base.prefix}")
-        _make_venv(base, prefix)
-        if read_user_env(prefix) is None:  # (unless that other kernel recorded it already)
-            _write_record(prefix, root, name, base, KERNELSPEC_PREFIX + prefix.name)
+        _make_venv(base, prefix, lambda building: _write_record(building, root, name, base,
+                                                                KERNELSPEC_PREFIX + prefix.name))
         existing = read_user_env(prefix)
         if existing is None:
             raise UvextraError(f"could not record {prefix / STATE_DIR / RECORD}; is the folder writable?")
