@@ -11,7 +11,8 @@ follows to the new kernel, which runs in the user's env with the project's torch
 
 Needs root (``useradd``, a hub that spawns as users), what tests/test_hub.py needs (Chromium, playwright,
 jupyterhub, configurable-http-proxy) and a test environment whose site-packages other users may read; skips with
-the reason otherwise.
+the reason otherwise. ``UVEXTRA_SCREENSHOTS=1`` writes the card before and after the click to
+``docs/user-env-refused.png`` and ``docs/user-env.png``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from _kernel_venv import LINK_PTH, _linked_paths, install_wheel, stop_process, uvextra_wheel  # noqa: F401
+from _kernel_venv import LINK_PTH, ROOT, _linked_paths, install_wheel, stop_process, uvextra_wheel  # noqa: F401
 from test_browser import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, _free_port
 from test_hub import _missing as _hub_missing
 from test_hub import _proxy
@@ -238,10 +239,15 @@ def test_a_real_user_on_a_read_only_image_gets_their_own_kernel_from_the_card(hu
             button = card.locator("button.uvextra-user-env")
             expect(button).to_be_visible()
             page.screenshot(path=str(tmp_path / "01-refused.png"))
+            if os.environ.get("UVEXTRA_SCREENSHOTS") == "1":
+                card.screenshot(path=str(ROOT / "docs" / "user-env-refused.png"))
             button.click()
             expect(card).to_contain_text("moving this notebook to the kernel “moo (cpu, your env)”")
             expect(card).to_contain_text("switched to cpu")
             page.screenshot(path=str(tmp_path / "02-own-env.png"))
+            if os.environ.get("UVEXTRA_SCREENSHOTS") == "1":  # the docs' picture of the card after the click
+                card.scroll_into_view_if_needed()
+                card.screenshot(path=str(ROOT / "docs" / "user-env.png"))
             envs = hub["home"] / ".local" / "share" / "uvextra" / "envs"
             names = [p.name for p in envs.iterdir() if not p.name.startswith(".")]
             assert len(names) == 1, names

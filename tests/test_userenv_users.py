@@ -227,7 +227,9 @@ def test_first_user_gets_their_own_backend_second_user_is_untouched_and_locked_o
     other = hub.drive(second, "second", str(hub.base / "targets.json"))
     assert other["image_torch"].startswith("ModuleNotFoundError"), other
     assert other["refusal"].startswith(f"the environment {hub.image} is read-only"), other
-    assert other["refusal"].endswith("`%uvextra EXTRA --project DIR --user-env`"), other
+    assert other["refusal"] == (f"the environment {hub.image} is read-only; uvextra changes nothing there — make your own "
+                                "environment for this project, layered on this one, in one step: "
+                                f"`%uvextra cpu --project {hub.homes[second] / 'moo'} --user-env`"), other
     assert other["list_env"].startswith("PermissionError"), other
     assert other["writable"] == [] and other["opened_for_writing"] == [], other
     assert other["checked"] == len(torch_files) + len(linked)

@@ -27,8 +27,8 @@ __all__ = ["AUTO", "Action", "Outcome", "Session"]
 
 AUTO = "auto"
 UNEXPECTED_HINT = "run `uvextra check` in a terminal for details"
-USER_ENV_HINT = ("; or make your own environment for the project, layered on this one: "
-                 "`%uvextra EXTRA --project DIR --user-env`")
+READ_ONLY = " is read-only; uvextra changes nothing there"
+USER_ENV_HINT = " — make your own environment for this project, layered on this one, in one step: `{command}`"
 
 
 @dataclass
@@ -40,8 +40,9 @@ class Action:
     recheck: Callable[[], Report] | None = None  # the environment as it is, after an interrupt
     # uv's --no-default-groups as the action says it (None: as the venv's last switch recorded it)
     no_default_groups: bool | None = None
-    # the same switch in the user's own environment: what a read-only refusal offers (``--user-env``)
+    # the same switch in the user's own environment: what a read-only refusal offers (``--user-env``), and its magic
     user_env: Callable[[], Action] | None = None
+    user_env_command: str = "%uvextra EXTRA --project DIR --user-env"
 
 
 @dataclass
@@ -101,6 +102,8 @@ class Session:
             no_default_groups=no_default_groups,
             user_env=lambda: self.user_env(extras, project=project, probe=probe, keep_extraneous=keep_extraneous,
                                            no_default_groups=no_default_groups),
+            user_env_command=" ".join(["%uvextra", *map(str, extras), *(["--project", project] if project else []),
+                                       "--user-env"]),
         )
 
     def check(self, extras: list[str] | None, *, project: str | None = None, probe: bool = True,
@@ -175,8 +178,8 @@ class Session:
                 logging.getLogger("uvextra").debug("%%uvextra failed: %s", exc, exc_info=True)
             line = _one_line(exc)
             offer = None
-            if " is read-only; uvextra changes nothing there" in line:
-                line += USER_ENV_HINT
+            if READ_ONLY in line:  # the one-step way out instead of a recipe of three commands
+                line = line.split(READ_ONLY, 1)[0] + READ_ONLY + USER_ENV_HINT.format(command=action.user_env_command)
                 offer = action.user_env
             outcome = Outcome(error=line, offer_user_env=offer)
         self.last = outcome
