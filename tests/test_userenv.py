@@ -261,3 +261,25 @@ def test_an_env_whose_python_went_away_with_the_old_image_says_how_to_start_agai
                        "is gone: the image's Python changed): remove it (`uvextra envs remove "
                        f"{made.env.name}` in a terminal) and run this again to make it anew"), message
     assert "\n" not in message and os.path.exists(real)
+
+
+def test_a_cuda_layer_with_namespace_packages_is_linked_below_the_namespace(
+        make_project, make_venv, image: Environment, user_environ: dict[str, str], tmp_path: Path,  # noqa: ANN001
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``nvidia-*`` wheels share the folder ``nvidia/`` (a namespace package): linking that folder whole would send
+    the next install into the layer. Each package is linked below it (``nvidia/cublas``), the folder is the user's."""
+    layer = make_venv(tmp_path / "layers" / "moo-cu128", packages=["torch==2.9.0+cu128"], indexes=("pypi", "cu128"))
+    layer_site = next(layer.glob("lib/python3*/site-packages"))
+    assert sorted(p.name for p in (layer_site / "nvidia").iterdir()) == ["cublas", "cuda_runtime"]
+    monkeypatch.setenv("UVEXTRA_LAYERS", str(tmp_path / "layers"))
+    before = tree_digest(layer)
+    made = userenv.ensure_user_env(["cu128"], make_project(), image=image, probe=False)
+    assert (made.report.errors, made.report.failure) == ([], None), made.report.to_dict()
+    site = made.env.environment().site_packages()[0]
+    assert (site / "nvidia").is_dir() and not (site / "nvidia").is_symlink()
+    assert sorted(p.name for p in (site / "nvidia").iterdir() if p.is_symlink()) == ["cublas", "cuda_runtime"]
+    assert ask(made.env.python, "import torch, nvidia.cublas; print(torch.__version__)") == "2.9.0+cu128"
+    away = userenv.ensure_user_env(["cpu"], made.env.project, image=image, probe=False)
+    assert (away.report.errors, away.report.failure) == ([], None), away.report.to_dict()
+    assert not (site / "nvidia").exists()  # the links went, and the folder that held only them
+    assert tree_digest(layer) == before, "the layer changed"

@@ -513,22 +513,32 @@ def layer_envs(environ: Mapping[str, str] | None = None) -> list[Environment]:
     return found
 
 
-def _record_top(dist_info: Path) -> set[str] | None:
-    """The top-level names a distribution's RECORD installs into site-packages (None: no RECORD, or nothing there)."""
+def _namespace(folder: Path) -> bool:
+    return folder.is_dir() and not (folder / "__init__.py").is_file()
+
+
+def _record_links(dist_info: Path, layer_site: Path) -> set[str] | None:
+    """What to link for a distribution: the paths its RECORD installs into site-packages, each cut at the first
+    folder that is a regular package (has ``__init__.py``) or at the file — below namespace folders that other
+    distributions share (``nvidia/`` of the ``nvidia-*`` wheels), which stay the user's own. None: no RECORD, or
+    nothing in site-packages."""
     try:
         lines = (dist_info / "RECORD").read_text(encoding="utf-8").splitlines()
     except OSError:
         return None
-    tops: set[str] = set()
+    links: set[str] = set()
     for line in lines:
         path = line.rsplit(",", 2)[0] if line.count(",") >= 2 else line
-        if not path:
-            continue
-        if path.startswith(("../", "/")):
+        if not path or path.startswith(("../", "/")):
             continue  # console scripts (torchrun): their shebang names the layer's Python; `python -m` still works
-        tops.add(path.split("/", 1)[0])
-    tops.discard(dist_info.name)
-    return tops or None
+        parts = path.split("/")
+        if parts[0] == dist_info.name or parts[0] == "__pycache__":
+            continue
+        depth = 1
+        while depth < len(parts) and _namespace(layer_site.joinpath(*parts[:depth])):
+            depth += 1  # a folder other distributions may share: go below it
+        links.add("/".join(parts[:depth]))
+    return links or None
 
 
 def _layer_provenance(layer: Environment) -> dict[str, str]:
@@ -571,7 +581,7 @@ def seed_from_layers(env: UserEnv, project_root: Path, extras: Sequence[str],
                     continue
                 if want.wheel_hash and recorded.get(dist.name) and recorded[dist.name] != want.wheel_hash:
                     continue  # the same version string, another build: uv installs the lock's own
-                tops = _record_top(dist_info)
+                tops = _record_links(dist_info, layer_site)
                 if tops is None or any(s[0] == dist.name for s in seeded):
                     continue
                 if dist.name in own and own[dist.name].version != want.version:
@@ -580,6 +590,7 @@ def seed_from_layers(env: UserEnv, project_root: Path, extras: Sequence[str],
                 if any(os.path.lexists(site / t) for t in (*tops, dist_info.name)):
                     continue  # the user's env has it (or files of that name) itself: leave it to uv
                 for top in sorted(tops):
+                    (site / top).parent.mkdir(parents=True, exist_ok=True)  # a namespace folder: the user's own
                     os.symlink(layer_site / top, site / top)
                 copy = site / dist_info.name
                 shutil.copytree(dist_info, copy, symlinks=True)
@@ -626,6 +637,13 @@ def unseed(env: UserEnv) -> None:
             path = site / link
             if path.is_symlink():
                 path.unlink()
+            for parent in path.parents:  # the namespace folders seeding made, once empty
+                if parent == site or not parent.is_relative_to(site):
+                    break
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
         copy = site / seed.get("dist_info", "")
         if seed.get("dist_info") and copy.is_dir() and not copy.is_symlink():
             shutil.rmtree(copy)
