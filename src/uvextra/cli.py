@@ -119,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--dir", metavar="DIR", help="where to build the demo (default: a temporary folder)")
     sp.add_argument("--keep", action="store_true", help="keep the demo folder")
     sp.add_argument("--python", metavar="PY", help="the Python of the demo's venv (default: this one)")
+    sp = sub.add_parser("envs", help="your own environments (`%%uvextra X --user-env`): list, or remove one")
+    sp.add_argument("action", nargs="?", choices=("list", "remove"), default="list")
+    sp.add_argument("name", nargs="?", metavar="NAME", help="remove: the env's name, kernelspec or project folder")
+    sp.add_argument("--json", action="store_true", help="print JSON on stdout")
     return p
 
 
@@ -202,6 +206,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(args.dir, keep=args.keep, python=args.python)
+    if args.command == "envs":
+        return _envs(args)
     from . import core
 
     as_json = args.json
@@ -252,6 +258,43 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         print(render_text(report, verbose=args.verbose))
     return report.exit_code
+
+
+def _envs(args: argparse.Namespace) -> int:
+    """``uvextra envs [--json]`` lists the user envs; ``uvextra envs remove NAME`` deletes one with its kernelspec."""
+    import time
+
+    from . import userenv
+
+    try:
+        if args.action == "remove":
+            if not args.name:
+                raise _UsageError("name the environment to remove (see `uvextra envs`)")
+            env = userenv.find_user_env(args.name)
+            removed = userenv.remove_user_env(env)
+            if args.json:
+                _print_json(json.dumps({"removed": [str(p) for p in removed]}, indent=2))
+            else:
+                print(f"removed {env.name} ({env.project_name}): " + ", ".join(map(str, removed)))
+            return 0
+        rows = list(userenv.iter_summaries())
+    except UvextraError as exc:
+        return _error(str(exc), exc.exit_code, as_json=args.json)
+    if args.json:
+        _print_json(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no environments of yours in {userenv.envs_dir()} (make one: `%uvextra EXTRA --project DIR --user-env`)")
+        return 0
+    for row in rows:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(row["last_used"])))  # type: ignore[arg-type]
+        backend = "+".join(row["backend"]) or "no backend"  # type: ignore[arg-type]
+        print(f"{row['name']}  {row['project_name']} ({backend})  {int(row['own_bytes']) / 1e6:.1f} MB own, "  # type: ignore[call-overload]
+              f"{int(row['shared_bytes']) / 1e6:.1f} MB shared with uv's cache  last used {used}  "  # type: ignore[call-overload]
+              f"kernel: {row['kernelspec'] or '(none)'}\n    {row['path']}  (project {row['project']})")
+        if row["linked"]:
+            print("    linked read-only from the admin's layers: " + ", ".join(row["linked"]))  # type: ignore[arg-type]
+    return 0
 
 
 def _notebook_record(args: argparse.Namespace) -> NotebookRecord | None:

@@ -99,7 +99,13 @@ class Card:
                                tooltip="switch to the extras this notebook last ran on",
                                layout=w.Layout(display=_HIDDEN, width="auto"))
         self.follow.add_class("uvextra-notebook-switch")
-        self.buttons = w.HBox([self.toggle, self.reinstall, self.restart, self.follow],
+        self.own = w.Button(description="Make my own environment", icon="user", button_style="primary",
+                            tooltip="make your own environment for this project, layered on this one, switch it and "
+                                    "move this notebook to its kernel (%uvextra … --user-env)",
+                            layout=w.Layout(display=_HIDDEN, width="auto"))
+        self.own.add_class("uvextra-user-env")
+        self._offer: Any = None  # the refused switch, as the user's own environment (uvextra.session.Outcome)
+        self.buttons = w.HBox([self.toggle, self.reinstall, self.restart, self.follow, self.own],
                               layout=w.Layout(flex_flow="row wrap", align_items="center"))
         self.box = w.VBox([self.progress, self.body, self.buttons])
         self.box.add_class("uvextra-card")
@@ -107,6 +113,7 @@ class Card:
         self.reinstall.on_click(self._on_reinstall)
         self.restart.on_click(self._on_restart)
         self.follow.on_click(self._on_follow)
+        self.own.on_click(self._on_own)
         self.toggle.observe(self._on_toggle, names="value")
 
     # -- display ------------------------------------------------------------------------------------------------
@@ -205,6 +212,9 @@ class Card:
     def show(self, outcome: Outcome, *, final: bool = False) -> None:
         """Draw ``outcome``: the card when there is a report, else one error line (in the card if it has one)."""
         if outcome.report is None:
+            if self.outcome is None and outcome.offer_user_env is not None:  # read-only: offer the user's own env
+                self._show_offer(outcome)
+                return
             if self.outcome is None:  # nothing to show but the error: the output becomes that one line
                 if self.handle is not None:
                     message = outcome.error or "failed"
@@ -282,6 +292,30 @@ class Card:
         self.run(self.session.switch(list(hint.extras), project=report.project, probe=self.probe,
                                      keep_extraneous=self.keep_extraneous,
                                      no_default_groups=self._no_default_groups))
+
+    def _show_offer(self, outcome: Outcome) -> None:
+        message = outcome.error or "this environment is read-only"
+        self._offer = outcome.offer_user_env
+        self.body.value = render_error(message)
+        for control in (self.toggle, self.reinstall, self.restart, self.follow):
+            control.layout.display = _HIDDEN
+        self.own.layout.display, self.own.disabled = _SHOWN, False
+        if self.handle is not None:
+            self.handle.update({**self.box._repr_mimebundle_(), "text/html": render_error(message),
+                                "text/plain": f"uvextra: {message}"}, raw=True)
+
+    def _on_own(self, _button: object = None) -> None:
+        offer = self._offer
+        if self.busy or offer is None:
+            return
+        self._offer = None
+        self.own.layout.display, self.own.disabled = _HIDDEN, True
+        outcome = self.run(offer(), final=True)
+        moved = self.session.hand_over() if outcome.report is not None else None
+        if moved:
+            self.note = moved
+            self._draw()
+            self._refresh_display()
 
     def _on_restart(self, _button: object = None) -> None:
         outcome = self.outcome
