@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,14 +42,11 @@ from packaging.requirements import Requirement  # noqa: E402
 from packaging.utils import canonicalize_name  # noqa: E402
 
 import _pip_indexes as pi  # noqa: E402
+from stack import interleaved, ms, real_torch_environ, say  # noqa: E402 - this folder's other benchmark
 
 STUBBED = ("import sys; import uvextra.core as c; from uvextra.installed import FileCheck; "
            "c.check_files = lambda dist, verify=False: FileCheck(0, 0, 0, ()); "
            "from uvextra.cli import main; sys.exit(main(sys.argv[1:]))")
-
-
-def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def write_project(path: Path, cuda: pi.CudaTorch) -> None:
@@ -74,21 +70,6 @@ def write_project(path: Path, cuda: pi.CudaTorch) -> None:
     (path / "pyproject.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {k: [] for k in fns}
-    for n in range(warmup + repeats):
-        for name in (list(fns) if n % 2 == 0 else list(reversed(fns))):
-            start = time.perf_counter()
-            fns[name]()
-            if n >= warmup:
-                out[name].append(time.perf_counter() - start)
-    return out
-
-
-def ms(samples: list[float]) -> float:
-    return statistics.median(samples) * 1000
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     parser.add_argument("--repeats", type=int, default=11)
@@ -102,16 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     if cuda is None:
         say("needs PyPI's CUDA torch in a file:// simple index of pip's configuration")
         return 2
-    from uv import find_uv_bin
-
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uvextra-tests" / "uv-cache-realtorch"
-    cache.mkdir(parents=True, exist_ok=True)
-    for key in [k for k in os.environ if k.startswith(("UV_INDEX", "PIP_")) or k in (
-            "VIRTUAL_ENV", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT", "UV_CACHE_DIR")]:
-        del os.environ[key]
-    os.environ.update(UVEXTRA_UV=os.fspath(find_uv_bin()), UV_CACHE_DIR=str(cache), UV_NO_PROGRESS="1",
-                      UV_PYTHON_DOWNLOADS="never")
-    uv = os.environ["UVEXTRA_UV"]
+    uv = real_torch_environ()
     from uvextra import core
     from uvextra.installed import record_entries, scan
 

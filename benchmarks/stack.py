@@ -110,6 +110,21 @@ def write_project(path: Path, cpu: Path, cuda: pi.CudaTorch, tv_cpu: str, tv_cud
     return drop
 
 
+def real_torch_environ() -> str:
+    """This process's environment for uv and uvextra on the real wheels: the real-torch tests' uv cache
+    (``~/.cache/uvextra-tests/uv-cache-realtorch``), nothing that redirects uv; returns the uv binary."""
+    from uv import find_uv_bin
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uvextra-tests" / "uv-cache-realtorch"
+    cache.mkdir(parents=True, exist_ok=True)
+    for key in [k for k in os.environ if k.startswith(("UV_INDEX", "PIP_")) or k in (
+            "VIRTUAL_ENV", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT", "UV_CACHE_DIR")]:
+        del os.environ[key]
+    os.environ.update(UVEXTRA_UV=os.fspath(find_uv_bin()), UV_CACHE_DIR=str(cache), UV_NO_PROGRESS="1",
+                      UV_PYTHON_DOWNLOADS="never")
+    return os.environ["UVEXTRA_UV"]
+
+
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {k: [] for k in fns}
     for n in range(warmup + repeats):
@@ -147,16 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({tv_cuda})")
         return 2
 
-    from uv import find_uv_bin
-
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uvextra-tests" / "uv-cache-realtorch"
-    cache.mkdir(parents=True, exist_ok=True)
-    for key in [k for k in os.environ if k.startswith(("UV_INDEX", "PIP_")) or k in (
-            "VIRTUAL_ENV", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT", "UV_CACHE_DIR")]:
-        del os.environ[key]
-    os.environ.update(UVEXTRA_UV=os.fspath(find_uv_bin()), UV_CACHE_DIR=str(cache), UV_NO_PROGRESS="1",
-                      UV_PYTHON_DOWNLOADS="never")
-    uv = os.environ["UVEXTRA_UV"]
+    uv = real_torch_environ()
 
     from uvextra import core, stack
     from uvextra.installed import scan

@@ -25,18 +25,8 @@ import pytest
 from _localindex import IndexServer, build_demo_indexes, build_wheel, torch_files, write_project
 from _pip_indexes import cpu_torch_wheel
 from conftest import dist_infos, run_uv, site_packages
+from test_answers import pyvenv  # noqa: F401 - a fixture: a kernel venv as users make one
 from test_hardening import Setup, cli, error_line, report_of
-
-
-@pytest.fixture
-def pyvenv(tmp_path, uv_new, uv_env, index_server) -> Path:
-    """A kernel venv as users make one: ``python -m venv`` (pip, setuptools), then the stand-in ipykernel."""
-    venv = tmp_path / "kernel-venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python", "--index-url",
-           index_server.simple_url("kernelish"), "--extra-index-url", index_server.simple_url("pypi"), "ipykernel",
-           env=uv_env)
-    return venv
 
 
 def torch_dist_info(venv: Path) -> Path:
