@@ -113,11 +113,24 @@ class Frontend:
         return "".join(m["content"]["text"] for m in await self.run(code)
                        if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
 
-    async def send_comm(self, comm_id: str, data: dict[str, Any]) -> list[dict[str, Any]]:
-        """What a browser sends when the user clicks a button or picks a toggle."""
+    async def send_comm(self, comm_id: str, data: dict[str, Any], *, subshell_id: str | None = None,
+                        wait: bool = True) -> list[dict[str, Any]]:
+        """What a browser sends when the user clicks a button or picks a toggle (JupyterLab 4.6: over the subshell
+        ``subshell_id``); ``wait=False`` returns at once, with no messages."""
         msg = self.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        if subshell_id is not None:
+            msg["header"]["subshell_id"] = subshell_id
         self.kc.shell_channel.send(msg)
-        return await self._until_idle(msg["header"]["msg_id"])
+        return await self._until_idle(msg["header"]["msg_id"]) if wait else []
+
+    async def create_subshell(self) -> str:
+        """A kernel subshell, as JupyterLab 4.6 makes one per comm target (JEP 91, control channel)."""
+        msg = self.kc.session.msg("create_subshell_request", {})
+        self.kc.control_channel.send(msg)
+        while True:
+            reply = await self.kc.get_control_msg(timeout=TIMEOUT)
+            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                return str(reply["content"]["subshell_id"])
 
     # -- the card as a user sees it ---------------------------------------------------------------------------
     def widget(self, css_class: str) -> str:

@@ -53,6 +53,29 @@ def _conflict_group(report: Report) -> list[str]:
     return list(report.conflict_sets[0]) if report.conflict_sets else []
 
 
+def _main_shell(_data: object, _default: object) -> None:
+    return None  # ipykernel's id of the main shell
+
+
+def _on_main_shell(widgets: list[Any]) -> None:
+    """Have the kernel handle what the page sends to ``widgets`` on its main shell, the one that runs cells.
+
+    JupyterLab 4.6 and Notebook 7 send comm messages over a kernel subshell (one per comm target), and ipykernel
+    7.4 routes a comm's incoming messages to the subshell the comm last published from
+    (``BaseComm._reply_subshell_for``). Left so, a click runs beside the user's cells: the kernel reads Idle, a cell
+    may ``import torch`` while uv rewrites it, and an interrupt (SIGINT, main thread only) never reaches uv. And
+    after a restart that the page did not make, the page keeps the old kernel's subshell id: every click after
+    the first is dropped (``Unknown subshell_id``). On the main shell a click is cell work: the kernel is Busy,
+    the next cell waits for it, interrupt stops uv, and no subshell id the page remembers can lose it. Kernels
+    without that routing hook (ipykernel < 7.4) keep their own behaviour.
+    """
+    for widget in widgets:
+        for part in (widget, getattr(widget, "layout", None), getattr(widget, "style", None)):
+            comm = getattr(part, "comm", None)
+            if comm is not None and hasattr(comm, "_reply_subshell_for"):
+                comm._reply_subshell_for = _main_shell
+
+
 def _toggle_options(group: list[str]) -> list[tuple[str, str]]:
     """(label, backend) pairs: the name, and its kind where the set has an extra and a group of that name."""
     return [(f"{b} ({getattr(b, 'kind', None) or 'extra'})" if sum(str(o) == str(b) for o in group) > 1 else str(b), b)
@@ -103,6 +126,8 @@ class Card:
                               layout=w.Layout(flex_flow="row wrap", align_items="center"))
         self.box = w.VBox([self.progress, self.body, self.buttons])
         self.box.add_class("uvextra-card")
+        _on_main_shell([self.progress, self.body, self.toggle, self.reinstall, self.restart, self.follow,
+                        self.buttons, self.box])
 
         self.reinstall.on_click(self._on_reinstall)
         self.restart.on_click(self._on_restart)
