@@ -144,7 +144,7 @@ def test_button_work_runs_on_the_main_shell_as_a_cell_would(
         fe = await Frontend(tmp_path / "kernels", "shells", tmp_path).start()
         try:
             await fe.run("%load_ext uvextra")
-            await fe.run(f"%uvextra --project {project} cpu --no-probe")
+            first = await fe.run(f"%uvextra --project {project} cpu --no-probe")
             toggle = fe.widget("uvextra-toggle")
             assert fe.models[toggle]["_options_labels"] == ["cpu", "cu128", "pypi"]
             subshell = await fe.create_subshell()  # the page's subshell for widget comms
@@ -167,6 +167,23 @@ def test_button_work_runs_on_the_main_shell_as_a_cell_would(
                 await _until(fe, f"switched to {extra}")
                 assert dist_infos(venv, "torch") == [f"torch-{version}.dist-info"], fe.card()
                 assert fe.models[toggle]["index"] == index
+
+            # The first card no longer shows the present: it says so in one line, its controls are gone, and so
+            # does its saved output; Check again there shows the present.
+            def first_card(css_class: str) -> dict[str, Any]:
+                return fe.models[[cid for cid, state in fe.models.items()
+                                  if css_class in state.get("_dom_classes", ())][0]]
+
+            line = "out of date: a later card switched this kernel"
+            assert line in first_card("uvextra-stale")["value"]
+            assert first_card("uvextra-toggle")["disabled"] and not first_card("uvextra-refresh")["disabled"]
+            assert fe.output(first)["text/plain"].startswith(f"uvextra: {line}"), fe.output(first)["text/plain"]
+            refresh = [cid for cid, state in fe.models.items() if "uvextra-refresh" in state.get("_dom_classes", ())][0]
+            await fe.send_comm(refresh, CLICK, subshell_id=subshell)
+            body = first_card("uvextra-body")["value"]
+            assert "status of cu128" in body and "matches the lock" in body, body
+            assert not first_card("uvextra-toggle")["disabled"]
+            assert "out of date" not in fe.output(first)["text/plain"]
 
             # Interrupt stops uv started by a click, as it stops a cell's.
             hang.touch()

@@ -253,6 +253,11 @@ def render_error(message: str) -> str:
     return f'<div class="uvextra-error" style="color:{_RED}">uvextra: {_e(message)}</div>'
 
 
+def render_stale(line: str) -> str:
+    """One line, in amber, over a card that no longer shows the present (a later switch, a restart)."""
+    return f'<div class="uvextra-stale-line" style="color:{_AMBER};font-weight:600">{_e(line)}</div>'
+
+
 # ---------------------------------------------------------------------------------------------------- text
 
 def _md(text: object) -> str:

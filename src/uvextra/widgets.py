@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as w
 from IPython.display import display
 
 from .errors import UvextraError
-from .html import render_error, render_html, render_markdown, render_plain, render_progress
+from .html import render_error, render_html, render_markdown, render_plain, render_progress, render_stale
 from .kernel import EXITING, RESTARTING
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ __all__ = ["Card"]
 TICK_S = 0.5  # elapsed time redraw while uv is quiet
 LINE_REDRAW_S = 0.15  # at most this often per uv line: a big switch prints hundreds at once
 _HIDDEN, _SHOWN = "none", ""
+# The cards of this kernel, oldest first: a switch or repair from one of them makes the others out of date.
+_CARDS: list[weakref.ref[Card]] = []
 
 
 def _same(a: object, b: object) -> bool:
@@ -122,16 +125,26 @@ class Card:
                                tooltip="switch to the extras this notebook last ran on",
                                layout=w.Layout(display=_HIDDEN, width="auto"))
         self.follow.add_class("uvextra-notebook-switch")
-        self.buttons = w.HBox([self.toggle, self.reinstall, self.restart, self.follow],
+        self.refresh = w.Button(description="Check again", icon="search", button_style="info",
+                                tooltip="check this kernel's environment now and show it on this card",
+                                layout=w.Layout(display=_HIDDEN, width="auto"))
+        self.refresh.add_class("uvextra-refresh")
+        self.stale = w.HTML(layout=w.Layout(display=_HIDDEN))
+        self.stale.add_class("uvextra-stale")
+        self.superseded: str | None = None  # why this card no longer shows the present
+        self._restarted_others: list[Card] = []  # superseded by this card's restart, live again if it fails
+        self.buttons = w.HBox([self.toggle, self.reinstall, self.restart, self.follow, self.refresh],
                               layout=w.Layout(flex_flow="row wrap", align_items="center"))
-        self.box = w.VBox([self.progress, self.body, self.buttons])
+        self.box = w.VBox([self.progress, self.stale, self.body, self.buttons])
         self.box.add_class("uvextra-card")
-        _on_main_shell([self.progress, self.body, self.toggle, self.reinstall, self.restart, self.follow,
-                        self.buttons, self.box])
+        _on_main_shell([self.progress, self.stale, self.body, self.toggle, self.reinstall, self.restart,
+                        self.follow, self.refresh, self.buttons, self.box])
+        _CARDS.append(weakref.ref(self))
 
         self.reinstall.on_click(self._on_reinstall)
         self.restart.on_click(self._on_restart)
         self.follow.on_click(self._on_follow)
+        self.refresh.on_click(self._on_refresh)
         self.toggle.observe(self._on_toggle, names="value")
 
     # -- display ------------------------------------------------------------------------------------------------
@@ -154,6 +167,10 @@ class Card:
             data["text/markdown"] = render_markdown(report, kernel)
             data["text/plain"] = render_plain(report, kernel) + (f"\nnotebook  {hint}" if hint else "")
             data[MIME] = make_record(report)  # the notebook remembers its backend (uvextra.notebook)
+            if self.superseded:
+                data["text/html"] = render_stale(self.superseded) + data["text/html"]
+                data["text/markdown"] = f"> {self.superseded}\n\n" + data["text/markdown"]
+                data["text/plain"] = f"uvextra: {self.superseded}\n" + data["text/plain"]
         return data
 
     def _hint_line(self) -> str | None:
@@ -205,8 +222,11 @@ class Card:
         self.busy = True
         self._title, self._log, self._waiting = action.title, [], None
         self._started = time.monotonic()
-        for control in (self.reinstall, self.restart, self.toggle, self.follow):
+        self.superseded = None
+        self.stale.layout.display = _HIDDEN
+        for control in (self.reinstall, self.restart, self.toggle, self.follow, self.refresh):
             control.disabled = True
+        self.refresh.layout.display = _HIDDEN
         self._draw_progress()
         self.progress.layout.display = _SHOWN
         stop = threading.Event()
@@ -224,7 +244,45 @@ class Card:
             self.progress.layout.display = _HIDDEN
             self.busy = False
         self.show(outcome, final=final)
+        report = outcome.report
+        if report is not None and report.command in ("switch", "repair"):
+            verb = "switched this kernel's environment" if report.command == "switch" else "reinstalled packages"
+            now = " ".join(str(e) for e in report.extras) or "no extra"
+            self._supersede_others(f"out of date: a later card {verb} at {time.strftime('%H:%M:%S')} "
+                                   f"(now {now}); click Check again for the present state", refresh=True)
         return outcome
+
+    # -- cards that no longer show the present ------------------------------------------------------------------
+    def _supersede_others(self, why: str, *, refresh: bool) -> list[Card]:
+        done = []
+        for ref in list(_CARDS):
+            card = ref()
+            if card is None:
+                _CARDS.remove(ref)
+            elif card is not self and card.session is self.session and card.outcome is not None and not card.busy:
+                card.supersede(why, refresh=refresh)
+                done.append(card)
+        return done
+
+    def supersede(self, why: str, *, refresh: bool = True) -> None:
+        """Say in one line why this card is out of date; its controls go (``refresh``: but Check again)."""
+        self.superseded = why
+        self.stale.value = render_stale(why)
+        self.stale.layout.display = _SHOWN
+        for control in (self.toggle, self.reinstall, self.restart, self.follow):
+            control.disabled = True
+            control.layout.display = _HIDDEN
+        self.refresh.disabled = not refresh
+        self.refresh.layout.display = _SHOWN if refresh else _HIDDEN
+        self._refresh_display()  # the saved output says so too
+
+    def _unsupersede(self) -> None:
+        self.superseded = None
+        self.stale.layout.display = _HIDDEN
+        self.refresh.layout.display = _HIDDEN
+        if self.outcome is not None and self.outcome.report is not None:
+            self._draw()
+        self._refresh_display()
 
     # -- the result ---------------------------------------------------------------------------------------------
     def show(self, outcome: Outcome, *, final: bool = False) -> None:
@@ -274,6 +332,10 @@ class Card:
             self._quiet = False
         self.toggle.layout.display = _SHOWN if len(group) > 1 else _HIDDEN
         self.toggle.disabled = len(group) < 2
+        if self.superseded:
+            for control in (self.toggle, self.reinstall, self.restart, self.follow):
+                control.disabled = True
+                control.layout.display = _HIDDEN
 
     # -- buttons ------------------------------------------------------------------------------------------------
     @property
@@ -283,14 +345,14 @@ class Card:
 
     def _on_reinstall(self, _button: object = None) -> None:
         report = self.report
-        if self.busy or report is None or not report.can_repair:
+        if self.busy or self.superseded or report is None or not report.can_repair:
             return
         self.run(self.session.repair(report, probe=self.probe, no_default_groups=self._no_default_groups))
 
     def _on_toggle(self, change: dict[str, Any]) -> None:
         report = self.report
         new = change.get("new")  # a Backend of the conflict set: its kind says --extra or --group
-        if self._quiet or report is None or new is None or any(_same(new, e) for e in report.extras):
+        if self._quiet or self.superseded or report is None or new is None or any(_same(new, e) for e in report.extras):
             return
         if self.busy:
             return
@@ -302,37 +364,61 @@ class Card:
 
     def _on_follow(self, _button: object = None) -> None:
         report, hint = self.report, self.outcome.notebook if self.outcome is not None else None
-        if self.busy or report is None or hint is None:
+        if self.busy or self.superseded or report is None or hint is None:
             return
         self.run(self.session.switch(list(hint.extras), project=report.project, probe=self.probe,
                                      keep_extraneous=self.keep_extraneous,
                                      no_default_groups=self._no_default_groups))
 
+    def _on_refresh(self, _button: object = None) -> None:
+        report = self.report
+        if self.busy or report is None:
+            return
+        self.run(self.session.check(None, project=report.project, probe=self.probe, command="status",
+                                    no_default_groups=self._no_default_groups), final=True)
+
     def _on_restart(self, _button: object = None) -> None:
         outcome = self.outcome
-        if self.busy or outcome is None or outcome.kernel is None:
+        if self.busy or self.superseded or outcome is None or outcome.kernel is None:
             return
         plan = self.session.restart_plan()
         # Say it first: once the restart starts, this process may end before another message leaves.
         outcome.kernel.restarting = EXITING if plan.how == "exit" else RESTARTING
         self._draw()
+        # The other cards show a kernel that is about to go: their controls would talk to nobody.
+        self._restarted_others = self._supersede_others(
+            f"out of date: the kernel restarted at {time.strftime('%H:%M:%S')}; run this cell again for a live card",
+            refresh=False)
         try:
             self.session.restart(on_error=self._restart_failed, after=self._after_restart())
         except Exception as exc:  # noqa: BLE001 - a button never leaves a traceback in the log
+            self._live_again()
             outcome.kernel.restarting = None
             self.note = str(exc) if isinstance(exc, UvextraError) else f"restart failed: {type(exc).__name__}: {exc}"
             self._draw()
 
+    def _live_again(self) -> None:
+        for card in self._restarted_others:
+            card.superseded = None
+            card.stale.layout.display = _HIDDEN
+            if card.outcome is not None and card.outcome.report is not None:
+                card._draw()
+        self._restarted_others = []
+
     def _after_restart(self) -> dict[str, object]:
-        """The ids the new kernel updates to say on this card what happened (uvextra._after_restart)."""
+        """What the new kernel needs to say on this card what happened (uvextra._after_restart): the widgets to
+        update, the output to rewrite (so that the saved notebook holds the present), the check to run."""
         report = self.report
         return {"body": self.body.model_id, "probe": self.probe,
-                "hide": [c.layout.model_id for c in (self.toggle, self.reinstall, self.restart, self.follow)],
+                "display": getattr(self.handle, "display_id", None),
+                "hide": [c.layout.model_id for c in (self.toggle, self.reinstall, self.restart, self.follow,
+                                                     self.refresh)],
                 "project": report.project if report else None,
                 "extras": [str(e) for e in report.extras] if report else []}
 
     def _restart_failed(self, message: str) -> None:
         # Called from the restart request's thread: widget state only.
+        self._live_again()
         outcome = self.outcome
         if outcome is not None and outcome.kernel is not None:
             outcome.kernel.restarting = None
