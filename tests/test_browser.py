@@ -211,6 +211,11 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             page.wait_for_function(_ALL_RUN, polling=500)
             cards = page.locator(".uvextra-card")
             expect(cards).to_have_count(5)  # auto, pypi, internal (drift), --check, the after-restart cell
+            # each cell's static card (for viewers without widgets) stays out of sight beside its live card
+            statics = page.locator(".uvextra-static")
+            expect(statics).to_have_count(5)
+            for index in range(5):
+                expect(statics.nth(index)).to_be_hidden()
             drift_card = cards.nth(2)
             expect(drift_card.locator(".uvextra-status-drift")).to_contain_text("1 package differs from the lock")
             expect(drift_card.locator(".uvextra-kind-build")).to_be_visible()
@@ -267,8 +272,9 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             drift_cell = page.locator(".jp-CodeCell").nth(4)
             expect(drift_cell).to_contain_text("restarted at", timeout=30_000)
             expect(drift_cell).to_contain_text("torch 2.9.0+cu128 (cu128 build)")
-            expect(drift_cell.locator(".uvextra-status-ok")).to_contain_text("matches the lock")
-            expect(drift_cell.locator(".uvextra-card")).to_have_count(0)  # the static card, saved as it reads
+            expect(drift_cell.locator(".uvextra-card .uvextra-status-ok")).to_contain_text("matches the lock")
+            expect(drift_cell.locator("button.jupyter-button:visible")).to_have_count(0)
+            expect(drift_cell.locator(".uvextra-static")).to_be_hidden()  # saved, not shown twice
             page.wait_for_function(_IDLE_AFTER_RESTART, arg=clicked_at, polling=100, timeout=15_000)
             idle_after = time.monotonic() - clicked
             # "on its own within a few seconds": measured 5-7 s from the click on 2 busy cores (the old kernel's
@@ -279,6 +285,10 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
                 expect(old).to_contain_text("out of date: the kernel restarted at")
                 expect(old.locator(".uvextra-toggle button:visible")).to_have_count(0)
             expect(page.locator(".jp-Dialog")).to_have_count(0)
+            # What is saved is the present: the restarted card's output says so, for the next reader too.
+            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+            saved = _saved_text(lab["root"] / "quickstart.ipynb", 4, "restarted at")
+            assert "torch 2.9.0+cu128 (cu128 build)" in saved and "restart needed" not in saved, saved
             _shot(page, artifacts, "04-restarted.png", drift_cell)
             new_pid = old_pid
             for _attempt in range(4):  # an execute request sent while the server swaps kernels can be lost
@@ -292,7 +302,7 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
                     break
             assert new_pid != old_pid, f"the cell did not run in a new kernel: {_statuses(page)}"
             expect(last).to_contain_text("torch 2.9.0+cu128 cu128")
-            expect(last.locator(".uvextra-status-ok")).to_contain_text("matches the lock")  # %uvextra, autoloaded
+            expect(last.locator(".uvextra-card .uvextra-status-ok")).to_contain_text("matches the lock")  # %uvextra, autoloaded
             _shot(page, artifacts, "05-after-restart.png", last)
             statuses = _statuses(page)
 
@@ -340,6 +350,18 @@ _RUN_AFTER_RESTART_CELL = f"""() => {{
   panel.content.activeCellIndex = index;
   window.jupyterapp.commands.execute('notebook:run-cell');
 }}"""
+
+
+def _saved_text(path: Path, code_cell: int, words: str) -> str:
+    """The plain text of the outputs of the ``code_cell``-th code cell of the saved notebook, once it has ``words``."""
+    deadline = time.monotonic() + 60
+    while True:
+        cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        text = "\n".join(o.get("data", {}).get("text/plain", "") for o in cells[code_cell].outputs)
+        if words in text or time.monotonic() > deadline:
+            assert words in text, text
+            return text
+        time.sleep(0.5)
 
 
 def _torch_on_disk(base: Path) -> list[str]:

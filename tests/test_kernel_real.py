@@ -55,8 +55,16 @@ class Frontend:
         fe.kc = AsyncKernelClient(connection_file=str(connection_file))
         fe.kc.load_connection_file()
         fe.kc.start_channels()
-        await fe.kc.wait_for_ready(timeout=TIMEOUT)
-        return fe
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TIMEOUT
+        while True:  # without a KernelManager, jupyter_client calls a kernel still starting "died" (busy machines)
+            try:
+                await fe.kc.wait_for_ready(timeout=max(1.0, deadline - loop.time()))
+                return fe
+            except RuntimeError:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
 
     async def start(self) -> Frontend:
         from jupyter_client.ioloop import AsyncIOLoopKernelManager

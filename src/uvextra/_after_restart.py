@@ -33,12 +33,12 @@ def _send(kernel: Any, comm_id: str, state: dict[str, Any]) -> None:
 def _card(payload: dict[str, Any], said: str) -> tuple[str, dict[str, Any]]:
     """The card's HTML as this kernel sees the environment, and the output bundle that says the same."""
     from . import magic
-    from .html import render_error, render_html, render_markdown, render_plain
+    from .html import render_error, render_html, render_markdown, render_plain, render_static
 
     session = magic._current
     if session is None:
         line = f"{said}; %uvextra is not loaded in the new kernel (`%load_ext uvextra`)"
-        return render_error(line), {"text/html": render_error(line), "text/plain": f"uvextra: {line}"}
+        return render_error(line), {"text/html": render_static(render_error(line)), "text/plain": f"uvextra: {line}"}
     from . import core
     from .kernel import KernelState
     from .notebook import MIME, make_record
@@ -48,7 +48,7 @@ def _card(payload: dict[str, Any], said: str) -> tuple[str, dict[str, Any]]:
                             probe=bool(payload.get("probe", True)), command="status")
     except Exception as exc:  # noqa: BLE001 - the card still says that the restart happened
         line = f"{said}; checking the environment failed: {exc}"
-        return render_error(line), {"text/html": render_error(line), "text/plain": f"uvextra: {line}"}
+        return render_error(line), {"text/html": render_static(render_error(line)), "text/plain": f"uvextra: {line}"}
     probe = report.probe
     if probe is not None and probe.torch_version:
         from .notebook import torch_build
@@ -56,7 +56,7 @@ def _card(payload: dict[str, Any], said: str) -> tuple[str, dict[str, Any]]:
         said += f"; torch {probe.torch_version} ({torch_build(probe.torch_version, probe.cuda_version, probe.hip_version)} build)"
     state = KernelState(stale=[], restart=session.restart_plan())
     card = render_html(report, state, note=said)
-    return card, {"text/html": card, "text/markdown": f"> {said}\n\n" + render_markdown(report, state),
+    return card, {"text/html": render_static(card), "text/markdown": f"> {said}\n\n" + render_markdown(report, state),
                   "text/plain": f"uvextra: {said}\n" + render_plain(report, state), MIME: make_record(report)}
 
 

@@ -253,6 +253,16 @@ def render_error(message: str) -> str:
     return f'<div class="uvextra-error" style="color:{_RED}">uvextra: {_e(message)}</div>'
 
 
+# Hides a static card where the live card is drawn in the same output area (JupyterLab, Notebook 7: ``.jp-OutputArea``);
+# everywhere else (nbconvert's HTML offline, static viewers that keep styles) the static card is what shows.
+_HIDE_WHEN_LIVE = "<style>.jp-OutputArea:has(.uvextra-card) .uvextra-static{display:none}</style>"
+
+
+def render_static(markup: str) -> str:
+    """``markup`` as the static output beside a live card (see :mod:`uvextra.widgets`)."""
+    return f'{_HIDE_WHEN_LIVE}<div class="uvextra-static">{markup}</div>'
+
+
 def render_stale(line: str) -> str:
     """One line, in amber, over a card that no longer shows the present (a later switch, a restart)."""
     return f'<div class="uvextra-stale-line" style="color:{_AMBER};font-weight:600">{_e(line)}</div>'

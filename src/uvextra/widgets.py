@@ -1,13 +1,16 @@
 """The live card in a notebook: progress while uv works, then the report with Reinstall, Restart and a backend toggle.
 
 The card is one ipywidgets ``VBox`` (CSS class ``uvextra-card``) displayed once; every later change — progress,
-the result, a button's work — redraws it in place. Its output also carries the static HTML card
-(:mod:`uvextra.html`), Markdown and plain text, so a saved notebook reads well without a live kernel (GitHub,
-nbconvert) while JupyterLab shows the widget, and the notebook's record (:mod:`uvextra.notebook`). That fallback
-is written when the ``%uvextra`` cell finishes and again when a button's action (Reinstall, the toggle, "Switch
-to …") has finished — never while it runs: rewriting an output makes the frontend build the widget's view anew (it
-flickers, an open disclosure closes), which is acceptable once, when the card's body is redrawn anyway, and it
-keeps the saved notebook's record on the outcome of the last action (``uvextra check --notebook`` reads it).
+the result, a button's work — redraws it in place. Beside it, a second output holds the static card
+(:mod:`uvextra.html`: HTML, Markdown, plain text) and the notebook's record (:mod:`uvextra.notebook`), so that a
+saved notebook reads well without a live kernel. Two outputs because viewers pick one MIME type per output and
+prefer the widget's: ``nbconvert --to html`` of a notebook executed headless (nbclient stores the widget state)
+emits only the widget, whose manager comes from a CDN — offline, and in static ``.ipynb`` viewers, the card was
+blank. The static output carries a style rule that hides it wherever the live card is drawn in the same output
+area (JupyterLab, Notebook 7); anywhere else it is what the reader sees. It is rewritten when the ``%uvextra``
+cell finishes and again when a button's action (Reinstall, the toggle, "Switch to …", Check again) has finished,
+so the saved notebook's record names the last action (``uvextra check --notebook`` reads it); the widget's own
+output is never rewritten (that would rebuild its view: a flicker, an open disclosure closed).
 
 Stable hooks for browser tests and custom CSS: ``uvextra-card``, ``uvextra-progress``, ``uvextra-body``,
 ``uvextra-reinstall`` ("Reinstall"), ``uvextra-restart`` ("Restart kernel"), ``uvextra-toggle``.
@@ -24,7 +27,15 @@ import ipywidgets as w
 from IPython.display import display
 
 from .errors import UvextraError
-from .html import render_error, render_html, render_markdown, render_plain, render_progress, render_stale
+from .html import (
+    render_error,
+    render_html,
+    render_markdown,
+    render_plain,
+    render_progress,
+    render_stale,
+    render_static,
+)
 from .kernel import EXITING, RESTARTING
 
 if TYPE_CHECKING:
@@ -94,7 +105,8 @@ class Card:
         self.keep_extraneous = keep_extraneous
         self.outcome: Outcome | None = None
         self.note: str | None = None
-        self.handle: Any = None
+        self.handle: Any = None  # the static output's display
+        self.live: Any = None  # the widget's
         self.busy = False
         self._quiet = False  # set while the card itself moves the toggle
         self._lock = threading.Lock()
@@ -153,7 +165,8 @@ class Card:
         return None if self.outcome is None else self.outcome.report
 
     def _bundle(self) -> dict[str, Any]:
-        data = dict(self.box._repr_mimebundle_())
+        """The static output: what the card says now, for everyone who cannot draw the widget."""
+        data: dict[str, Any] = {}
         report = self.report
         if report is None:
             data["text/html"] = render_progress(self._title, time.monotonic() - self._started, self._log)
@@ -171,6 +184,7 @@ class Card:
                 data["text/html"] = render_stale(self.superseded) + data["text/html"]
                 data["text/markdown"] = f"> {self.superseded}\n\n" + data["text/markdown"]
                 data["text/plain"] = f"uvextra: {self.superseded}\n" + data["text/plain"]
+        data["text/html"] = render_static(data["text/html"])
         return data
 
     def _hint_line(self) -> str | None:
@@ -181,6 +195,9 @@ class Card:
         """Show the card (with progress for ``title``) where the magic runs; later changes redraw it in place."""
         self._title = title
         self._started = time.monotonic()
+        live = dict(self.box._repr_mimebundle_())
+        live["text/plain"] = ""  # the static output below says it all, in every format
+        self.live = display(live, raw=True, display_id=True)
         self.handle = display(self._bundle(), raw=True, display_id=True)
 
     def _refresh_display(self) -> None:
@@ -291,6 +308,7 @@ class Card:
             if self.outcome is None:  # nothing to show but the error: the output becomes that one line
                 if self.handle is not None:
                     message = outcome.error or "failed"
+                    self.live.update({"text/plain": ""}, raw=True)
                     self.handle.update({"text/html": render_error(message), "text/plain": f"uvextra: {message}"},
                                        raw=True)
                 self.box.close()
