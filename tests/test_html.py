@@ -90,7 +90,8 @@ def test_drift_table_has_one_badge_per_kind_and_words_for_the_extraneous() -> No
     assert "leftover 0.1 (not in the lock; not an error)" in text
     assert "click Reinstall to reinstall exactly these packages" in text  # the live card's wording
     static = _text(render_html(report))
-    assert "run `uvextra repair` to reinstall numpy torch" in static  # no button in a saved notebook
+    # no button in a saved notebook: the cell run again gives one
+    assert "click Reinstall on the card to reinstall numpy torch (run this cell again for a live card)" in static
 
 
 @pytest.mark.parametrize(
@@ -261,3 +262,20 @@ def test_the_card_of_a_switch_whose_index_is_down_shows_uvs_words_and_offers_no_
     offered = _text(render_html(dataclasses.replace(report, failure=None, failure_kind=None, uv_error=None),
                                 live=True))
     assert "click Reinstall" in offered
+
+
+def test_a_notebook_says_what_to_do_in_a_notebooks_words() -> None:
+    """The card, its Markdown and its text (all shown in a notebook) name ``%uvextra`` and Reinstall; the CLI's
+    own text keeps the CLI's commands."""
+    from uvextra.view import render_text
+
+    drifted = _switch_report(drift=[LOCAL])
+    unknown = _switch_report(extras=["cuda"], extras_unknown=["cuda"])
+    for render in (lambda r: _text(render_html(r)), render_markdown, render_plain):
+        said = render(drifted)
+        assert "click Reinstall on the card to reinstall torch (run this cell again for a live card)" in said, said
+        assert "uvextra repair" not in said
+        said = render(unknown)
+        assert "run `%uvextra cpu " in said and "uvextra switch" not in said, said
+    assert "run `uvextra repair` to reinstall torch" in render_text(drifted)
+    assert "`uvextra switch cpu | cu128 | pypi`" in render_text(unknown)

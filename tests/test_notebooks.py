@@ -9,6 +9,7 @@ comm message (``{"method": "custom", "content": {"event": "click"}}``) over the 
 from __future__ import annotations
 
 import html
+import os
 import re
 import subprocess
 import sys
@@ -54,6 +55,20 @@ def test_notebook_is_valid_and_stored_without_outputs(path: Path) -> None:
     urls = set(re.findall(r"https?://[^\s\"'`)<>\]]+", text))
     allowed = {"https://github.com/astral-sh/uv/issues/16368"} | set(PYTORCH_INDEXES.values())
     assert urls <= allowed, urls - allowed
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.rglob("*.ipynb")), ids=lambda p: str(p.relative_to(NOTEBOOKS)))
+def test_notebook_names_the_kernel_its_setup_installs(path: Path) -> None:
+    """``jupyter nbconvert --execute`` starts the kernel the notebook names: after the setup the notebook (or its
+    folder's README) gives, that kernel must exist — not ``python3``, which lacks uvextra."""
+    nb = nbformat.read(path, as_version=4)
+    setup = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    readme = path.parent / "README.md"
+    if readme.exists():
+        setup += "\n" + readme.read_text(encoding="utf-8")
+    installed = re.findall(r"ipykernel install --user --name ([\w.-]+)", setup)
+    assert installed, f"{path.name}: no `ipykernel install --user --name …` in its setup"
+    assert nb.metadata["kernelspec"]["name"] in installed, (nb.metadata["kernelspec"], installed)
 
 
 def test_pytorch_backends_project_mirrors_uvs_pytorch_guide() -> None:
@@ -244,3 +259,20 @@ def _headline(cell: Any) -> str:
         if found:
             return " ".join(html.unescape(re.sub(r"<[^>]+>", "", found.group(1))).split())
     raise AssertionError(f"no card in the cell: {_text(cell)}")
+
+
+def test_quickstart_runs_headless_as_shipped(quickstart_kernel: dict[str, Any], tmp_path: Path) -> None:
+    """``jupyter nbconvert --execute`` on the shipped file, where the README's kernel exists: it finds the kernel
+    by the name the notebook carries and runs every cell without an error (nobody clicks Reinstall here)."""
+    share = tmp_path / "share"
+    write_kernelspec(share / "kernels", "uvextra-quickstart", quickstart_kernel["python"], quickstart_kernel["env"])
+    env = dict(quickstart_kernel["env"], JUPYTER_PATH=str(share), JUPYTER_DATA_DIR=str(tmp_path / "data"),
+               JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+    env["PATH"] = os.environ.get("PATH", "")
+    out = tmp_path / "quickstart.out.ipynb"
+    done = subprocess.run([sys.executable, "-m", "nbconvert", "--execute", "--to", "notebook", str(QUICKSTART),
+                           "--output", str(out)], env=env, capture_output=True, text=True, timeout=600,
+                          stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    nb = nbformat.read(out, as_version=4)
+    assert "extras       internal" in _text(_by_tag(nb, "after-restart"))

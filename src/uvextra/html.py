@@ -212,7 +212,7 @@ def render_html(report: Report, kernel: KernelState | None = None, *, live: bool
     ``live`` words the next step for a card with buttons; ``note`` is one extra line (e.g. a restart failure);
     ``notebook`` one line about the backend this kernel's notebook last ran on.
     """
-    view = build_view(report, kernel, live=live, note=note, notebook=notebook)
+    view = build_view(report, kernel, live=live, note=note, notebook=notebook, magic=True)
     head = view.headline
     colors = {"ok": _GREEN, "drift": _RED, "failed": _RED, "interrupted": _AMBER}
     marks = {"ok": "✓", "drift": "✗", "failed": "✗", "interrupted": "■"}
@@ -276,7 +276,7 @@ def _md(text: object) -> str:
 
 def render_markdown(report: Report, kernel: KernelState | None = None) -> str:
     """The card as Markdown (``nbconvert --to markdown``, ``_repr_markdown_``): the same rows as the card."""
-    view = build_view(report, kernel)
+    view = build_view(report, kernel, magic=True)
     head = view.headline
     mark = {"ok": "✅", "drift": "❌", "failed": "❌", "interrupted": "⏹"}[head.state]
     name = f" · `{_md(view.project_name)}`" if view.project_name else ""
@@ -311,9 +311,10 @@ def render_markdown(report: Report, kernel: KernelState | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_plain(report: Report, kernel: KernelState | None = None) -> str:
-    """The report and the kernel's state as aligned text (the view's own text rendering)."""
-    return render_text(report, kernel=kernel)
+def render_plain(report: Report, kernel: KernelState | None = None, *, card: bool = True) -> str:
+    """The report and the kernel's state as aligned text (the view's own text rendering), in ``%uvextra``'s words
+    (``card=False``: no card, as in a terminal IPython)."""
+    return render_text(report, kernel=kernel, magic=True, card=card)
 
 
 class ReportView:

@@ -69,6 +69,7 @@ class UvextraMagics(Magics):
         already imported here are stale (with a Restart kernel button). Interrupt the kernel to stop uv.
         """
         args = parse_argstring(self.uvextra, line)
+        _refuse_unfilled(args)
         session = self.session
         project = args.project
         if project:
@@ -90,6 +91,19 @@ class UvextraMagics(Magics):
                                     keep_extraneous=args.keep_extraneous, exact=args.exact,
                                     no_default_groups=args.no_default_groups)
         _present(session, action, probe=probe, keep_extraneous=args.keep_extraneous)
+
+
+def _refuse_unfilled(args: Any) -> None:
+    """A ``{name}`` that IPython left as it was: the variable is not set in this kernel (a restart cleared it)."""
+    import re
+
+    from IPython.core.error import UsageError
+
+    for value in [args.project or "", *args.extras, *args.extra, *args.group]:
+        unfilled = re.search(r"\{([A-Za-z_]\w*)\}", value)
+        if unfilled:
+            raise UsageError(f"{unfilled.group(0)} was not filled in: this kernel has no variable "
+                             f"`{unfilled.group(1)}` (after a restart, run the cell that sets it first)")
 
 
 def _present(session: Session, action: Action, *, probe: bool, keep_extraneous: bool) -> None:
@@ -118,7 +132,7 @@ def _present_text(session: Session, action: Action) -> None:
     if outcome.report is not None:
         from .html import render_plain
 
-        print(render_plain(outcome.report, outcome.kernel))
+        print(render_plain(outcome.report, outcome.kernel, card=False))
         if outcome.notebook is not None:
             print(f"uvextra: {outcome.notebook.line}")
 

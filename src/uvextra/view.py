@@ -7,6 +7,7 @@ Everything user-visible passes through :func:`uvextra.redact.redact` once, here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -200,14 +201,35 @@ def _kernel_rows(kernel: KernelState | None, *, live: bool) -> list[Row]:
     return [Row("kernel", f"restart needed — {how}", tone="warn", items=stale)]
 
 
-def _next_step(report: Report, live: bool) -> str | None:
+def _next_step(report: Report, live: bool, magic: bool, card: bool) -> str | None:
     if live and report.can_repair:
         return "click Reinstall to reinstall exactly these packages from the lock"
-    return report.next_step()
+    step = report.next_step()
+    return notebook_words(step, card=card) if magic and step else step
+
+
+# The CLI's words as a notebook says them: the magic, and on a card its Reinstall button (where it fits: the lock
+# can be followed). A saved or headless card has no live button: the cell run again brings one. The magic's text in
+# a terminal IPython has no card: repairing is the CLI's there.
+_IN_A_NOTEBOOK = (
+    (re.compile(r"`uvextra (?:switch|check|status) ?([^`]*)`"), lambda m: f"`%uvextra {m.group(1)}`".replace(" `", "`")),
+)
+_ON_A_CARD = (
+    (re.compile(r"`uvextra repair` cannot fix this"), "Reinstall cannot fix this"),
+    (re.compile(r"run `uvextra repair` to reinstall (.+)$"),
+     r"click Reinstall on the card to reinstall \1 (run this cell again for a live card)"),
+)
+
+
+def notebook_words(step: str, *, card: bool = True) -> str:
+    """``step`` (a :meth:`Report.next_step`) in a notebook's words: ``%uvextra cpu``; on a ``card``, Reinstall."""
+    for pattern, words in (*_ON_A_CARD, *_IN_A_NOTEBOOK) if card else _IN_A_NOTEBOOK:
+        step = pattern.sub(words, step)
+    return step
 
 
 def build_view(report: Report, kernel: KernelState | None = None, *, live: bool = False, note: str | None = None,
-               notebook: str | None = None) -> View:
+               notebook: str | None = None, magic: bool = False, card: bool = True) -> View:
     """Every row a surface shows for ``report`` (and the kernel's state), in order; nothing rendered yet."""
     headline = _headline(report)
     view = View(title=_title(report), headline=headline, project_name=report.project_name,
@@ -250,7 +272,7 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
         rows.append(Row("notebook", notebook, tone="warn"))
     if note:
         rows.append(Row("note", note))
-    step = _next_step(report, live)
+    step = _next_step(report, live, magic or live, card)
     if step:
         rows.append(Row("next", step))
     return view
@@ -312,6 +334,7 @@ def _drift_lines(view: View, width: int) -> list[str]:
 
 
 def render_text(report: Report, *, verbose: bool = False, brief: bool = False,
-                kernel: KernelState | None = None) -> str:
-    """A report (and the kernel's state, in a notebook) as aligned text."""
-    return render_view_text(build_view(report, kernel), verbose=verbose, brief=brief)
+                kernel: KernelState | None = None, magic: bool = False, card: bool = True) -> str:
+    """A report (and the kernel's state, in a notebook) as aligned text; ``magic``: in ``%uvextra``'s words (``card``:
+    a card's, with its Reinstall button)."""
+    return render_view_text(build_view(report, kernel, magic=magic, card=card), verbose=verbose, brief=brief)
