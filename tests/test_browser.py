@@ -182,6 +182,19 @@ _ALL_RUN = f"""() => {{
 }}"""
 
 
+# The card's one bordered box (the card, or a box drawn inside it) holds the toggle and the Reinstall button.
+_CONTROLS_INSIDE_THE_BORDER = """(card) => {
+  const boxes = [card, ...card.querySelectorAll('*')]
+    .filter(e => parseFloat(getComputedStyle(e).borderTopWidth) > 0 && e.getBoundingClientRect().height > 40);
+  if (boxes.length !== 1) return false;
+  const b = boxes[0].getBoundingClientRect();
+  return ['.uvextra-toggle', '.uvextra-reinstall'].every(sel => {
+    const c = card.querySelector(sel).getBoundingClientRect();
+    return c.width > 0 && c.left >= b.left && c.right <= b.right && c.top >= b.top && c.bottom <= b.bottom;
+  });
+}"""
+
+
 def _shot(page: Any, folder: Path, name: str, target: Any = None) -> Path:
     if target is not None:
         target.scroll_into_view_if_needed()
@@ -222,6 +235,8 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             reinstall = drift_card.locator("button.uvextra-reinstall")
             expect(reinstall).to_be_visible()
             expect(reinstall).to_have_text("Reinstall")
+            # One border around the card, the toggle and the buttons inside it.
+            assert drift_card.evaluate(_CONTROLS_INSIDE_THE_BORDER), "the card's controls sit outside its border"
             _shot(page, artifacts, "01-drift.png", drift_card)
             page.locator(".jp-CodeCell").nth(4).screenshot(path=str(artifacts / "drift-cell.png"))  # for the README
 

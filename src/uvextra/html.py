@@ -43,8 +43,10 @@ BADGE_COLORS = {
     "unverified": "#b54708",
 }
 _GREEN, _RED, _GREY, _AMBER = "#067647", "#b42318", "#667085", "#b54708"
-_BOX = ("font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;line-height:1.45;"
-        "border:1px solid #d0d7de;border-radius:6px;padding:8px 12px;margin:2px 0;max-width:980px")
+_FONT = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;line-height:1.45"
+_BOX = f"{_FONT};border:1px solid #d0d7de;border-radius:6px;padding:8px 12px;margin:2px 0;max-width:980px"
+# Inside the live card the widget box draws the border, around the controls too (uvextra.widgets).
+_IN_CARD = f"{_FONT};margin:0"
 _TABLE = "border-collapse:collapse;margin:0;font-size:inherit;line-height:inherit"
 _KEY = "text-align:left;vertical-align:top;padding:2px 14px 2px 0;color:#57606a;font-weight:600;white-space:nowrap"
 _VAL = "text-align:left;vertical-align:top;padding:2px 0"
@@ -221,7 +223,7 @@ def render_html(report: Report, kernel: KernelState | None = None, *, live: bool
     name = f" · <code>{_e(view.project_name)}</code>" if view.project_name else ""
     title = f"<b>uvextra</b>{name} · {_e(view.title)} — {status}"
     body = "".join(f'<tr><th style="{_KEY}">{k}</th><td style="{_VAL}">{v}</td></tr>' for k, v in _card_rows(view))
-    return (f'<div class="uvextra-report" style="{_BOX}"><div style="margin-bottom:4px">{title}</div>'
+    return (f'<div class="uvextra-report" style="{_IN_CARD if live else _BOX}"><div style="margin-bottom:4px">{title}</div>'
             f'<table style="{_TABLE}">{body}</table>{_log_details(view.log)}</div>')
 
 
@@ -236,14 +238,14 @@ def _log_details(log: Sequence[str], label: str = "uv output") -> str:
 
 
 def render_progress(title: str, elapsed_s: float, log: Sequence[str], *, waiting: str | None = None,
-                    phase: str | None = None) -> str:
+                    phase: str | None = None, live: bool = False) -> str:
     """Live progress: what runs, for how long, the phase (downloads counted), uv's latest line, the whole output."""
     latest = next((ln for ln in reversed(log) if ln.strip()), None)
     line = f"<code>{_e(latest.strip())}</code>" if latest else f'<span style="{_SMALL}">waiting for uv…</span>'
     wait = f'<div style="color:{_AMBER}">{_e(waiting)}</div>' if waiting else ""
     if phase:
         wait += f'<div class="uvextra-phase" style="font-weight:600">{_e(phase)}</div>'
-    return (f'<div class="uvextra-progress" style="{_BOX}"><div>▶ <b>{_e(title)}</b> '
+    return (f'<div class="uvextra-progress" style="{_IN_CARD if live else _BOX}"><div>▶ <b>{_e(title)}</b> '
             f'<span style="{_SMALL}">· {elapsed_s:.1f} s · interrupt the kernel to stop uv</span></div>'
             f"{wait}<div>{line}</div>{_log_details(log)}</div>")
 

@@ -147,7 +147,10 @@ class Card:
         self._restarted_others: list[Card] = []  # superseded by this card's restart, live again if it fails
         self.buttons = w.HBox([self.toggle, self.reinstall, self.restart, self.follow, self.refresh],
                               layout=w.Layout(flex_flow="row wrap", align_items="center"))
-        self.box = w.VBox([self.progress, self.stale, self.body, self.buttons])
+        # The border is the box's, so that the toggle and the buttons sit inside the card (html: _BOX).
+        self.box = w.VBox([self.progress, self.stale, self.body, self.buttons],
+                          layout=w.Layout(border="1px solid #d0d7de", padding="8px 12px", margin="2px 0",
+                                          max_width="980px"))
         self.box.add_class("uvextra-card")
         _on_main_shell([self.progress, self.stale, self.body, self.toggle, self.reinstall, self.restart,
                         self.follow, self.refresh, self.buttons, self.box])
@@ -210,7 +213,7 @@ class Card:
         with self._lock:
             self._drawn = time.monotonic()
             self.progress.value = render_progress(self._title, self._drawn - self._started, list(self._log),
-                                                  waiting=self._waiting, phase=self._phase)
+                                                  waiting=self._waiting, phase=self._phase, live=True)
 
     def _on_progress(self, phase: str) -> None:
         self._phase = phase  # uvextra.progress: the phase, downloads counted
