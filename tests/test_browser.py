@@ -145,7 +145,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: s
                 pytest.fail(f"JupyterLab did not start (exit {proc.poll()}):\n{log.read()[-3000:]}")
             time.sleep(0.25)
         yield {"url": url, "token": token, "root": root, "log": log, "base": base,
-               "kernels": jupyter_path / "kernels"}
+               "kernels": jupyter_path / "kernels", "env": env}
     finally:
         stop_process(proc)
         log.close()
@@ -155,6 +155,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: s
 _PANEL = """() => {
   const app = window.jupyterapp;
   if (!app) return null;
+  const current = app.shell.currentWidget;  // Notebook 7: the one notebook of the page
+  if (current && current.context && current.context.path === 'quickstart.ipynb') return current;
   for (const w of app.shell.widgets('main')) {
     if (w.context && w.context.path === 'quickstart.ipynb') return w;
   }
@@ -193,6 +195,12 @@ _CONTROLS_INSIDE_THE_BORDER = """(card) => {
     return c.width > 0 && c.left >= b.left && c.right <= b.right && c.top >= b.top && c.bottom <= b.bottom;
   });
 }"""
+
+
+# One bordered box in the card, not a box in a box.
+_ONE_BORDER = """(card) => [card, ...card.querySelectorAll('*')]
+  .filter(e => parseFloat(getComputedStyle(e).borderTopWidth) > 0 && e.getBoundingClientRect().height > 40)
+  .length === 1"""
 
 
 def _shot(page: Any, folder: Path, name: str, target: Any = None) -> Path:
@@ -290,6 +298,7 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             expect(drift_cell.locator(".uvextra-card .uvextra-status-ok")).to_contain_text("matches the lock")
             expect(drift_cell.locator("button.jupyter-button:visible")).to_have_count(0)
             expect(drift_cell.locator(".uvextra-static")).to_be_hidden()  # saved, not shown twice
+            assert drift_cell.locator(".uvextra-card").evaluate(_ONE_BORDER)
             page.wait_for_function(_IDLE_AFTER_RESTART, arg=clicked_at, polling=100, timeout=15_000)
             idle_after = time.monotonic() - clicked
             # "on its own within a few seconds": measured 5-7 s from the click on 2 busy cores (the old kernel's
@@ -321,26 +330,8 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             _shot(page, artifacts, "05-after-restart.png", last)
             statuses = _statuses(page)
 
-            # 5. The new kernel's card works, click after click: three backends, then Reinstall; each time the
-            # card, its toggle and the venv on disk agree (the page kept no subshell of the old kernel).
-            card = last.locator(".uvextra-card")
-            toggle = card.locator(".uvextra-toggle")
-            for extra, dist in (("cpu", "torch-2.9.0+cpu"), ("pypi", "torch-2.9.0"), ("internal", "torch-2.9.0")):
-                toggle.get_by_role("button", name=extra, exact=True).click()
-                expect(card).to_contain_text(f"switched to {extra}")
-                expect(toggle.locator("button.mod-active")).to_have_text(extra)
-                assert _torch_on_disk(lab["base"]) == [f"{dist}.dist-info"], extra
-                assert json.loads((lab["base"] / "venv" / ".uvextra" / "state.json").read_text())["extras"] == [extra]
-            # internal after pypi: uv keeps PyPI's build of torch 2.9.0 (the mirror's has the same version)
-            expect(card.locator(".uvextra-status-drift")).to_contain_text("1 package differs from the lock")
-            card.locator("button.uvextra-reinstall").click()
-            expect(card).to_contain_text("repaired torch")
-            expect(card.locator(".uvextra-status-ok")).to_contain_text("matches the lock")
-            _shot(page, artifacts, "06-clicks-after-restart.png", card)
-            lab["log"].flush()
-            lab["log"].seek(0)
-            server_log = lab["log"].read()
-            assert "Unknown subshell_id" not in server_log, server_log[-3000:]
+            # 5. The new kernel's card works, click after click (the page kept no subshell of the old kernel).
+            _clicks_after_restart(page, last, lab, artifacts, "06-clicks-after-restart.png")
             statuses = _statuses(page)
         except BaseException:
             page.screenshot(path=str(artifacts / "99-failure.png"))
@@ -357,6 +348,114 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             shutil.copyfile(artifacts / "progress-cell.png", ROOT / "docs" / "progress.png")
 
 
+
+NB7_FILE = "quickstart-nb7.ipynb"
+
+
+@pytest.fixture(scope="module")
+def notebook7(lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Notebook 7 on 127.0.0.1 beside the JupyterLab of ``lab``: the same kernel venv, kernelspec and folder."""
+    if importlib.util.find_spec("notebook") is None:
+        pytest.skip("the Python package notebook (7) is missing (pip install notebook)")
+    nb = nbformat.read(lab["root"] / "quickstart.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(nb, lab["root"] / NB7_FILE)
+    token, port = secrets.token_hex(16), _free_port()
+    log = open(lab["base"] / "notebook7.log", "w+")  # noqa: SIM115 - closed below
+    cmd = [sys.executable, "-m", "notebook", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
+           "--ServerApp.allow_root=True", f"--ServerApp.root_dir={lab['root']}",
+           "--JupyterNotebookApp.expose_app_in_browser=True",
+           # nothing but 127.0.0.1 (the server loads JupyterLab's extension too)
+           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           "--LabApp.extension_manager=readonly"]
+    proc = subprocess.Popen(cmd, cwd=lab["root"], env=lab["env"], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"Notebook 7 did not start (exit {proc.poll()}):\n{log.read()[-3000:]}")
+            time.sleep(0.25)
+        yield dict(lab, url=url, token=token, log=log)
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+def test_restart_and_controls_in_notebook7(notebook7: dict[str, Any], artifacts: Path) -> None:
+    """Notebook 7 (the same services as JupyterLab, comms over subshells too): after the card's Restart, the page
+    says so without a "kernel died" dialog, the old cards say they are out of date, and the new kernel's card
+    works click after click."""
+    from playwright.sync_api import expect, sync_playwright
+
+    panel_idle = _KERNEL_IDLE.replace("quickstart.ipynb", NB7_FILE)
+    all_run = _ALL_RUN.replace("quickstart.ipynb", NB7_FILE)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1360, "height": 1000})
+            page.set_default_timeout(STEP_TIMEOUT_MS)
+            page.goto(f"{notebook7['url']}notebooks/{NB7_FILE}?token={notebook7['token']}")
+            try:
+                page.wait_for_function(panel_idle, polling=250, timeout=60_000)
+            except Exception:
+                print("the page:", page.evaluate("""() => { const app = window.jupyterapp; return app ? [
+                  String(app.shell.currentWidget && app.shell.currentWidget.context && app.shell.currentWidget.context.path),
+                  Array.from(app.shell.widgets('main')).map(w => w.id)] : 'no window.jupyterapp'; }"""))
+                raise
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page.wait_for_timeout(1000)
+            page.wait_for_function(all_run, polling=500)
+            cards = page.locator(".uvextra-card")
+            expect(cards).to_have_count(5)
+            drift_cell = page.locator(".jp-CodeCell").nth(4)
+            drift_card = drift_cell.locator(".uvextra-card")
+            drift_card.locator("button.uvextra-reinstall").click()
+            expect(drift_card).to_contain_text("repaired torch")
+            old_pid = _pid(page.locator(".jp-CodeCell").nth(6).inner_text())
+            drift_card.locator("button.uvextra-restart").click()
+            deadline = time.monotonic() + 90
+            while _alive(old_pid):
+                assert time.monotonic() < deadline, f"kernel process {old_pid} did not end"
+                time.sleep(0.2)
+            expect(drift_cell).to_contain_text("restarted at", timeout=30_000)
+            expect(drift_cell.locator("button.jupyter-button:visible")).to_have_count(0)
+            page.wait_for_function(panel_idle, polling=250, timeout=30_000)
+            expect(page.locator(".jp-Dialog")).to_have_count(0)
+            expect(page.locator(".jp-CodeCell").nth(1)).to_contain_text("out of date: the kernel restarted at")
+            assert drift_cell.locator(".uvextra-card").evaluate(_ONE_BORDER)
+            _shot(page, artifacts, "nb7-restarted.png", drift_cell)
+            last = page.locator(".jp-CodeCell").last
+            run_last = _RUN_AFTER_RESTART_CELL.replace("quickstart.ipynb", NB7_FILE)
+            new_pid = old_pid
+            for _attempt in range(4):  # an execute request sent while the server swaps kernels can be lost
+                page.evaluate(run_last)
+                try:
+                    last.locator(".uvextra-card").wait_for(timeout=20_000)
+                except Exception:  # noqa: BLE001 - Playwright's timeout: send it again
+                    continue
+                new_pid = _pid(last.inner_text())
+                if new_pid != old_pid:
+                    break
+            assert new_pid != old_pid, "the cell did not run in a new kernel"
+            _clicks_after_restart(page, last, notebook7, artifacts, "nb7-clicks-after-restart.png")
+        except BaseException:
+            page.screenshot(path=str(artifacts / "99-nb7-failure.png"))
+            raise
+        finally:
+            browser.close()
+
 # Clear the after-restart cell (the second to last) and run it, without waiting: a restart may swallow the reply.
 _RUN_AFTER_RESTART_CELL = f"""() => {{
   const panel = ({_PANEL})();
@@ -365,6 +464,31 @@ _RUN_AFTER_RESTART_CELL = f"""() => {{
   panel.content.activeCellIndex = index;
   window.jupyterapp.commands.execute('notebook:run-cell');
 }}"""
+
+
+def _clicks_after_restart(page: Any, cell: Any, server: dict[str, Any], artifacts: Path, shot: str) -> None:
+    """On the card a cell made in the new kernel: three backends from the toggle, then Reinstall; each time the card,
+    its toggle and the venv on disk agree, and the server never logged a refused subshell."""
+    from playwright.sync_api import expect
+
+    card = cell.locator(".uvextra-card")
+    toggle = card.locator(".uvextra-toggle")
+    for extra, dist in (("cpu", "torch-2.9.0+cpu"), ("pypi", "torch-2.9.0"), ("internal", "torch-2.9.0")):
+        toggle.get_by_role("button", name=extra, exact=True).click()
+        expect(card).to_contain_text(f"switched to {extra}")
+        expect(toggle.locator("button.mod-active")).to_have_text(extra)
+        assert _torch_on_disk(server["base"]) == [f"{dist}.dist-info"], extra
+        assert json.loads((server["base"] / "venv" / ".uvextra" / "state.json").read_text())["extras"] == [extra]
+    # internal after pypi: uv keeps PyPI's build of torch 2.9.0 (the mirror's has the same version)
+    expect(card.locator(".uvextra-status-drift")).to_contain_text("1 package differs from the lock")
+    card.locator("button.uvextra-reinstall").click()
+    expect(card).to_contain_text("repaired torch")
+    expect(card.locator(".uvextra-status-ok")).to_contain_text("matches the lock")
+    _shot(page, artifacts, shot, card)
+    server["log"].flush()
+    server["log"].seek(0)
+    server_log = server["log"].read()
+    assert "Unknown subshell_id" not in server_log, server_log[-3000:]
 
 
 def _saved_text(path: Path, code_cell: int, words: str) -> str:

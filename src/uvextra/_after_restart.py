@@ -56,8 +56,9 @@ def _card(payload: dict[str, Any], said: str) -> tuple[str, dict[str, Any]]:
         said += f"; torch {probe.torch_version} ({torch_build(probe.torch_version, probe.cuda_version, probe.hip_version)} build)"
     state = KernelState(stale=[], restart=session.restart_plan())
     card = render_html(report, state, note=said)
-    return card, {"text/html": render_static(card), "text/markdown": f"> {said}\n\n" + render_markdown(report, state),
-                  "text/plain": f"uvextra: {said}\n" + render_plain(report, state), MIME: make_record(report)}
+    return render_html(report, state, note=said, in_card=True), {
+        "text/html": render_static(card), "text/markdown": f"> {said}\n\n" + render_markdown(report, state),
+        "text/plain": f"uvextra: {said}\n" + render_plain(report, state), MIME: make_record(report)}
 
 
 def announce(payload_json: str) -> None:

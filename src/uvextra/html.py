@@ -208,11 +208,12 @@ def _card_rows(view: View) -> list[tuple[str, str]]:
 
 
 def render_html(report: Report, kernel: KernelState | None = None, *, live: bool = False,
-                note: str | None = None, notebook: str | None = None) -> str:
+                note: str | None = None, notebook: str | None = None, in_card: bool | None = None) -> str:
     """The card: headline, extras, changes, drift table with badges, CUDA verdict, kernel state, uv log.
 
     ``live`` words the next step for a card with buttons; ``note`` is one extra line (e.g. a restart failure);
-    ``notebook`` one line about the backend this kernel's notebook last ran on.
+    ``notebook`` one line about the backend this kernel's notebook last ran on; ``in_card`` (default: ``live``)
+    leaves the border to the widget box around it.
     """
     view = build_view(report, kernel, live=live, note=note, notebook=notebook, magic=True)
     head = view.headline
@@ -223,7 +224,8 @@ def render_html(report: Report, kernel: KernelState | None = None, *, live: bool
     name = f" · <code>{_e(view.project_name)}</code>" if view.project_name else ""
     title = f"<b>uvextra</b>{name} · {_e(view.title)} — {status}"
     body = "".join(f'<tr><th style="{_KEY}">{k}</th><td style="{_VAL}">{v}</td></tr>' for k, v in _card_rows(view))
-    return (f'<div class="uvextra-report" style="{_IN_CARD if live else _BOX}"><div style="margin-bottom:4px">{title}</div>'
+    box = _IN_CARD if (live if in_card is None else in_card) else _BOX
+    return (f'<div class="uvextra-report" style="{box}"><div style="margin-bottom:4px">{title}</div>'
             f'<table style="{_TABLE}">{body}</table>{_log_details(view.log)}</div>')
 
 

@@ -294,6 +294,9 @@ class Card:
             control.layout.display = _HIDDEN
         self.refresh.disabled = not refresh
         self.refresh.layout.display = _SHOWN if refresh else _HIDDEN
+        if self.outcome is not None and self.outcome.report is not None:  # no button words on a card without them
+            self.body.value = render_html(self.outcome.report, self.outcome.kernel, note=self.note,
+                                          notebook=self._hint_line(), in_card=True)
         self._refresh_display()  # the saved output says so too
 
     def _unsupersede(self) -> None:
