@@ -7,8 +7,9 @@ and ``%uvextra`` is still there). A screenshot of each step goes to ``artifacts/
 ``UVEXTRA_UPDATE_SCREENSHOT=1``) also copies the drift cell (the card with the build drift and its Reinstall button)
 to ``docs/screenshot.png``, the README's picture, and the card while the toggle's switch runs (its progress phase) to
 ``docs/progress.png``. That switch is made to take a few seconds: the kernel's uv (``UVEXTRA_UV``, a small wrapper
-around the real one) holds back uv's output after ``Resolved`` for :data:`STALL_S` seconds on a sync to ``cu128``, as
-a slow multi-GB download would, while uv itself runs at full speed.
+around the real one) starts :data:`STALL_S` seconds late on a sync to ``cu128`` (nothing changes on disk meanwhile:
+code sent to the kernel then must wait for the switch), and then holds back uv's output after ``Resolved`` as long,
+as a slow multi-GB download would.
 
 Needs ``/usr/bin/chromium`` (Debian: ``apt-get install chromium fonts-dejavu-core``), the ``playwright`` Python
 package (no ``playwright install``: the system browser is used) and JupyterLab; skips with the reason otherwise.
@@ -51,6 +52,7 @@ _STALLING_UV = """import subprocess, sys, time
 args = sys.argv[1:]
 if "sync" not in args or "cu128" not in args:
     sys.exit(subprocess.call([{uv!r}, *args]))
+time.sleep({stall!r})  # a slow start: nothing changes on disk meanwhile
 proc = subprocess.Popen([{uv!r}, *args], stderr=subprocess.PIPE)
 held = False
 for line in proc.stderr:
@@ -203,6 +205,16 @@ _ONE_BORDER = """(card) => [card, ...card.querySelectorAll('*')]
   .length === 1"""
 
 
+_KERNEL_STATUS = f"""() => ({_PANEL})().sessionContext.session.kernel.status"""
+# Code sent to the kernel as a cell's would be; resolves with what it printed.
+_RUN_CODE = f"""(code) => new Promise(resolve => {{
+  const future = ({_PANEL})().sessionContext.session.kernel.requestExecute({{code, store_history: false}});
+  let out = '';
+  future.onIOPub = msg => {{ if (msg.header.msg_type === 'stream') out += msg.content.text; }};
+  future.done.then(() => resolve(out));
+}})"""
+
+
 def _shot(page: Any, folder: Path, name: str, target: Any = None) -> Path:
     if target is not None:
         target.scroll_into_view_if_needed()
@@ -266,6 +278,10 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
                                        timeout=30_000)
             phase_seen = phase.inner_text()
             drift_card.screenshot(path=str(artifacts / "progress-cell.png"))
+            # The switch is cell work: the kernel reads Busy, and code sent now runs after it, on the new torch.
+            assert page.evaluate(_KERNEL_STATUS) == "busy", "the kernel reads Idle while the card switches"
+            after = page.evaluate(_RUN_CODE, "import importlib.metadata as m; print(m.version('torch'))")
+            assert after.strip() == "2.9.0+cu128", after
             expect(drift_card).to_contain_text("switched to cu128")
             expect(drift_card.locator(".uvextra-status-ok")).to_be_visible()
             expect(drift_card).to_contain_text("CUDA 12.8 build but no NVIDIA driver")
