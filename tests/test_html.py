@@ -252,8 +252,10 @@ def test_the_card_of_a_switch_whose_index_is_down_shows_uvs_words_and_offers_no_
     assert report.uv_error and f"127.0.0.1:{server.port}" in report.uv_error
     markup = render_html(report, live=True)
     text = _text(markup)
-    for line in report.uv_error.splitlines():  # uv's own error text, every line of it, on the card
+    shown = _text(re.sub(r"<details.*?</details>", "", markup, flags=re.S))  # uv's whole output stays folded
+    for line in report.uv_error.splitlines():  # uv's own error text, every line of it, on the card — once
         assert " ".join(line.split()) in text, (line, text)
+        assert shown.count(" ".join(line.split())) == 1, (line, shown)
     assert f"127.0.0.1:{server.port}" in text
     assert "✗ failed:" in text
     assert "nothing changed; retry when the index is reachable" in text

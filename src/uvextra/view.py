@@ -79,7 +79,7 @@ def _headline(report: Report) -> Headline:
     if report.interrupted:
         return Headline("interrupted", "interrupted — uv was stopped; below is the environment as it is now")
     if report.failure:
-        return Headline("failed", f"failed: {report.failure}")
+        return Headline("failed", f"failed: {_failure(report)}")
     if errors:
         return Headline("drift", f"{plural(len(errors), 'package differs', 'packages differ')} from the lock")
     if report.unverified:
@@ -88,6 +88,17 @@ def _headline(report: Report) -> Headline:
         names = ", ".join(e.package for e in report.stack_failed)
         return Headline("drift", f"matches the lock, but {names} does not fit the installed torch")
     return Headline("ok", "matches the lock")
+
+
+def _failure(report: Report) -> str:
+    """The failure without the summary of uv's words that it ends with, when the "uv said" rows show them whole:
+    uv's error once."""
+    failure = report.failure or ""
+    if report.uv_error:
+        summary = " ".join(ln.strip() for ln in report.uv_error.splitlines()[:4])
+        if summary and failure.endswith(f": {summary}"):
+            return f"{failure[:-len(summary) - 2]} (uv's words below)"
+    return failure
 
 
 def _title(report: Report) -> str:
@@ -254,8 +265,8 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
     rows += [Row("warning", w, tone="warn") for w in report.warnings]
     if report.failure:
         part = "headline" if headline.state == "failed" else "body"
-        rows.append(Row("FAILED", report.failure, tone="bad", part=part))
-    if report.uv_error and report.uv_error not in (report.failure or ""):
+        rows.append(Row("FAILED", _failure(report), tone="bad", part=part))
+    if report.uv_error and report.uv_error not in _failure(report):
         rows.append(Row("uv said", "", lines=tuple(report.uv_error.splitlines()), tone="bad"))
     if report.command != "probe":
         rows.append(_drift_row(report))
