@@ -260,6 +260,10 @@ def test_the_card_of_a_switch_whose_index_is_down_shows_uvs_words_and_offers_no_
     assert "✗ failed:" in text
     assert "nothing changed; retry when the index is reachable" in text
     assert "Reinstall" not in text and "uvextra repair" not in text  # no repair that can only fail again
+    # what the failed switch never installed is one line, not a "missing" row per package
+    missing = [d for d in report.errors if d.kind == "missing"]
+    assert missing and f"{len(missing)} package{'s' if len(missing) > 1 else ''} of the lock not installed" in text
+    assert "missing" not in text, text
     # the same report with the index reachable would be offered one: the card's wording is what changes
     offered = _text(render_html(dataclasses.replace(report, failure=None, failure_kind=None, uv_error=None),
                                 live=True))

@@ -157,6 +157,15 @@ def _drift_row(report: Report) -> Row:
     return Row("drift", "none found" if not report.interrupted else "none", part="drift")
 
 
+def _unreached(report: Report) -> list[Drift]:
+    """The "missing" rows of a switch whose uv failed before it changed anything."""
+    if report.command != "switch" or report.failure_kind not in ("network", "uv"):
+        return []
+    if report.changes.installed or report.changes.removed:
+        return []
+    return [d for d in report.errors if d.kind == "missing"]
+
+
 def _probe_rows(report: Report) -> list[Row]:
     rows = []
     if report.probe is not None:
@@ -269,7 +278,14 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
     if report.uv_error and report.uv_error not in _failure(report):
         rows.append(Row("uv said", "", lines=tuple(report.uv_error.splitlines()), tone="bad"))
     if report.command != "probe":
-        rows.append(_drift_row(report))
+        unreached = _unreached(report) if magic or live else []
+        if unreached:  # in a notebook, not drift: what a switch that never got to run would have installed, in one line
+            view.drift = [d for d in view.drift if d not in unreached]
+            rows.append(Row("drift", f"{plural(len(unreached), 'package')} of the lock not installed: uv stopped "
+                                     "before it changed anything" + ("; these differ too:" if view.drift else ""),
+                            tone="warn", part="drift"))
+        else:
+            rows.append(_drift_row(report))
         extraneous = report.extraneous
         if extraneous:
             rows.append(Row("extraneous", "not in the lock; not an error", badge="extraneous",
