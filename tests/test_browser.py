@@ -287,6 +287,12 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             expect(drift_card).to_contain_text("CUDA 12.8 build but no NVIDIA driver")
             expect(toggle.locator("button.mod-active")).to_have_text("cu128")
             _shot(page, artifacts, "03-toggle-cu128.png", drift_card)
+            # The cards before it show an environment that is gone: each says so, its controls off.
+            for index in (1, 2):  # auto, pypi
+                old = page.locator(".jp-CodeCell").nth(index)
+                expect(old).to_contain_text("out of date: a later card switched this kernel")
+                expect(old.locator(".uvextra-toggle button:visible")).to_have_count(0)
+                expect(old.locator("button.uvextra-refresh")).to_be_visible()
 
             # 4. Restart kernel: the server restarts it (as the toolbar does); the last cell runs in a new process.
             last = page.locator(".jp-CodeCell").last
