@@ -276,10 +276,10 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             phase = drift_card.locator(".uvextra-phase")
             expect(phase).to_have_text(re.compile(r"^(resolving the lock for cu128|downloading \d+ of \d+ packages)"),
                                        timeout=30_000)
-            phase_seen = phase.inner_text()
-            drift_card.screenshot(path=str(artifacts / "progress-cell.png"))
             # The switch is cell work: the kernel reads Busy, and code sent now runs after it, on the new torch.
             assert page.evaluate(_KERNEL_STATUS) == "busy", "the kernel reads Idle while the card switches"
+            phase_seen = phase.inner_text()
+            drift_card.screenshot(path=str(artifacts / "progress-cell.png"))
             after = page.evaluate(_RUN_CODE, "import importlib.metadata as m; print(m.version('torch'))")
             assert after.strip() == "2.9.0+cu128", after
             expect(drift_card).to_contain_text("switched to cu128")

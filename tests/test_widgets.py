@@ -19,7 +19,7 @@ import pytest
 
 from _kernel_venv import kernel_env, make_kernel_venv, uvextra_wheel, write_kernelspec  # noqa: F401 - a fixture
 from conftest import MakeProject, dist_infos
-from test_kernel_real import Frontend
+from test_kernel_real import TIMEOUT, Frontend
 from test_notebook_record import MIME, _saved_with, cli
 
 GROUPS = {"cpu": "cpu", "cu128": "cu128", "pypi": "pypi"}
@@ -184,6 +184,21 @@ def test_button_work_runs_on_the_main_shell_as_a_cell_would(
             assert "status of cu128" in body and "matches the lock" in body, body
             assert not first_card("uvextra-toggle")["disabled"]
             assert "out of date" not in fe.output(first)["text/plain"]
+
+            # A click while a cell runs (an async cell awaiting: ipykernel handles comm messages beside it) is
+            # refused in one line: nothing changes beside the user's code.
+            cell = fe.kc.execute("import asyncio\nawait asyncio.sleep(8)")
+            while True:  # until the cell runs
+                msg = await fe.kc.get_iopub_msg(timeout=TIMEOUT)
+                fe._track(msg)
+                if msg["parent_header"].get("msg_id") == cell and msg["msg_type"] == "execute_input":
+                    break
+            await asyncio.sleep(1.0)
+            await fe.send_comm(toggle, _pick(0), subshell_id=subshell, wait=False)
+            await _until(fe, "a cell is running: this card changes nothing beside it")
+            await fe._until_idle(cell)
+            assert dist_infos(venv, "torch") == ["torch-2.9.0+cu128.dist-info"]
+            assert fe.models[toggle]["index"] == 1  # the toggle shows the backend installed
 
             # Interrupt stops uv started by a click, as it stops a cell's.
             hang.touch()

@@ -145,6 +145,12 @@ def last_outcome() -> Outcome | None:
 def _watch_imports(result: object = None) -> None:
     if _current is not None:
         _current.watch.update()
+        _current.cells_running = max(0, _current.cells_running - 1)
+
+
+def _cell_starts(info: object = None) -> None:
+    if _current is not None:
+        _current.cells_running += 1
 
 
 def load(ipython: Any) -> None:  # IPython's InteractiveShell
@@ -155,6 +161,8 @@ def load(ipython: Any) -> None:  # IPython's InteractiveShell
     _current = magics.session
     if _watch_imports not in ipython.events.callbacks.get("post_run_cell", []):
         ipython.events.register("post_run_cell", _watch_imports)
+    if _cell_starts not in ipython.events.callbacks.get("pre_run_cell", []):
+        ipython.events.register("pre_run_cell", _cell_starts)
 
 
 def unload(ipython: Any) -> None:
@@ -166,4 +174,6 @@ def unload(ipython: Any) -> None:
     ipython.magics_manager.registry.pop(UvextraMagics.__name__, None)
     with contextlib.suppress(ValueError):  # not registered (loaded by an older uvextra)
         ipython.events.unregister("post_run_cell", _watch_imports)
+    with contextlib.suppress(ValueError):
+        ipython.events.unregister("pre_run_cell", _cell_starts)
     _current = None

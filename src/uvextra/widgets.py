@@ -367,9 +367,19 @@ class Card:
         """The --no-default-groups of what the card shows: a button's action keeps it (uvextra.session.Outcome)."""
         return bool(self.outcome is not None and self.outcome.no_default_groups)
 
+    def _beside_a_cell(self) -> bool:
+        """Refuse, in one line on the card, a click that arrives while a cell runs: never change the environment
+        beside the user's code (ipykernel handles comm messages beside an async cell that awaits)."""
+        if not self.session.cells_running:
+            return False
+        self.note = "a cell is running: this card changes nothing beside it; click again when the cell is done"
+        if self.outcome is not None and self.outcome.report is not None:
+            self._draw()
+        return True
+
     def _on_reinstall(self, _button: object = None) -> None:
         report = self.report
-        if self.busy or self.superseded or report is None or not report.can_repair:
+        if self.busy or self.superseded or report is None or not report.can_repair or self._beside_a_cell():
             return
         self.run(self.session.repair(report, probe=self.probe, no_default_groups=self._no_default_groups))
 
@@ -378,7 +388,7 @@ class Card:
         new = change.get("new")  # a Backend of the conflict set: its kind says --extra or --group
         if self._quiet or self.superseded or report is None or new is None or any(_same(new, e) for e in report.extras):
             return
-        if self.busy:
+        if self.busy or self._beside_a_cell():
             return
         group = _conflict_group(report)
         extras = [e for e in report.extras if not _within(e, group)] + [new]
@@ -388,7 +398,7 @@ class Card:
 
     def _on_follow(self, _button: object = None) -> None:
         report, hint = self.report, self.outcome.notebook if self.outcome is not None else None
-        if self.busy or self.superseded or report is None or hint is None:
+        if self.busy or self.superseded or report is None or hint is None or self._beside_a_cell():
             return
         self.run(self.session.switch(list(hint.extras), project=report.project, probe=self.probe,
                                      keep_extraneous=self.keep_extraneous,
@@ -396,14 +406,14 @@ class Card:
 
     def _on_refresh(self, _button: object = None) -> None:
         report = self.report
-        if self.busy or report is None:
+        if self.busy or report is None or self._beside_a_cell():
             return
         self.run(self.session.check(None, project=report.project, probe=self.probe, command="status",
                                     no_default_groups=self._no_default_groups), final=True)
 
     def _on_restart(self, _button: object = None) -> None:
         outcome = self.outcome
-        if self.busy or self.superseded or outcome is None or outcome.kernel is None:
+        if self.busy or self.superseded or outcome is None or outcome.kernel is None or self._beside_a_cell():
             return
         plan = self.session.restart_plan()
         # Say it first: once the restart starts, this process may end before another message leaves.
