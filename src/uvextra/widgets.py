@@ -13,7 +13,8 @@ so the saved notebook's record names the last action (``uvextra check --notebook
 output is never rewritten (that would rebuild its view: a flicker, an open disclosure closed).
 
 Stable hooks for browser tests and custom CSS: ``uvextra-card``, ``uvextra-progress``, ``uvextra-body``,
-``uvextra-reinstall`` ("Reinstall"), ``uvextra-restart`` ("Restart kernel"), ``uvextra-toggle``.
+``uvextra-reinstall`` ("Reinstall"), ``uvextra-restart`` ("Restart kernel"), ``uvextra-toggle``, ``uvextra-refresh``
+("Check again"), ``uvextra-stale`` (an out-of-date card's line), ``uvextra-static`` (the static output).
 """
 
 from __future__ import annotations
