@@ -258,3 +258,61 @@ def test_an_interrupt_rechecks_and_says_so(ip, capsys, project: Path,  # noqa: A
     assert "FAILED       interrupted before uvextra finished; the environment was checked again" in out
     assert re.search(r"^  torch +local-version +2\.9\.0\+cpu → 2\.9\.0$", out, re.M)  # still the cpu build
     assert last_outcome().report.interrupted
+
+
+# ---------------------------------------------------------------------------------------------------- --user-env
+
+def test_user_env_makes_registers_and_says_which_kernel_to_pick(
+        ip, capsys: pytest.CaptureFixture[str], make_project, kernel_env: Environment, tmp_path: Path,  # noqa: ANN001
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a Jupyter server (a terminal IPython), ``--user-env`` makes the env, layered on the kernel's own,
+    registers its kernel and names it; the kernel's environment is not changed."""
+    import json
+
+    from uvextra import userenv
+
+    monkeypatch.setattr(userenv, "resolve_environment", lambda python=None: kernel_env)
+    monkeypatch.setenv("UVEXTRA_ENVS_DIR", str(tmp_path / "envs"))
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter"))
+    project = make_project()
+    before = sorted(p.name for p in kernel_env.site_packages()[0].iterdir())
+    out, err = run(ip, capsys, f"%uvextra cpu --project {project} --no-probe --user-env")
+    assert err == "", err
+    made = userenv.list_user_envs()
+    assert len(made) == 1 and made[0].extras == ("cpu",)
+    display = f"{made[0].project_name} (cpu, your env)"
+    assert out.strip().splitlines()[-1] == (f"uvextra: pick the kernel “{display}” for this notebook (Kernel › Change "
+                                            f"Kernel…, or the kernel picker); kernelspec {made[0].kernelspec}")
+    assert str(made[0].prefix) in out  # the card names the environment it changed
+    spec = json.loads((tmp_path / "jupyter" / "kernels" / made[0].kernelspec / "kernel.json").read_text())
+    assert spec["display_name"] == display
+    assert sorted(p.name for p in kernel_env.site_packages()[0].iterdir()) == before
+    outcome = last_outcome()
+    assert outcome is not None and outcome.error is None and outcome.report is not None
+    assert outcome.report.environment == str(made[0].prefix)
+
+
+def test_user_env_without_a_backend_is_one_line(ip, capsys: pytest.CaptureFixture[str], make_project,  # noqa: ANN001
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UVEXTRA_ENVS_DIR", str(tmp_path / "envs"))
+    line = one_line(ip, capsys, f"%uvextra --project {make_project()} --user-env")
+    assert line == "uvextra: name the backend for your environment: `%uvextra EXTRA --project DIR --user-env`"
+    assert not (tmp_path / "envs").exists()
+
+
+def test_a_switch_in_a_throwaway_container_env_says_so_once(
+        ip, capsys: pytest.CaptureFixture[str], make_project, kernel_env: Environment, tmp_path: Path,  # noqa: ANN001
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from uvextra import userenv
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the kernel's venv is outside it
+    monkeypatch.setattr(userenv, "in_container", lambda environ=None: True)
+    project = make_project()
+    run(ip, capsys, f"%uvextra cpu --project {project} --no-probe")
+    first = last_outcome()
+    run(ip, capsys, f"%uvextra pypi --project {project} --no-probe")
+    second = last_outcome()
+    assert first is not None and first.report is not None and second is not None and second.report is not None
+    said = [w for w in first.report.warnings if "lasts until your server restarts" in w]
+    assert said == [userenv.throwaway_line(kernel_env, container=True)], first.report.warnings
+    assert not [w for w in second.report.warnings if "lasts until your server restarts" in w]

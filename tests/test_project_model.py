@@ -71,7 +71,8 @@ def test_dependency_groups_are_backends(groups_setup):
     s = groups_setup
     proc = s.run("switch", "cpu", "--no-probe")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "(groups: cpu, cu128, pypi)" in proc.stdout and "extras       cpu (group) — given" in proc.stdout
+    assert "(groups: cpu, cu128, pypi; features: dev (group))" in proc.stdout
+    assert "extras       cpu (group) — given" in proc.stdout
     assert s.torch() == ["torch-2.9.0+cpu.dist-info"]
     assert dist_infos(s.venv, "nvidia_cublas_cu12"), "the default group `dev` is synced, as `uv sync` does"
     report = report_of(s.run("check", "--json"))
@@ -97,7 +98,8 @@ def test_default_groups_off_is_respected(make_project, make_venv, tmp_path, uv_e
     report = report_of(s.run("switch", "cpu", "--no-probe", "--json"))
     assert report["exit_code"] == 0, report
     assert not dist_infos(s.venv, "nvidia_cublas_cu12"), "default-groups = [] syncs no `dev`, as `uv sync` does"
-    assert report["available_extras"] == ["cpu", "cu128", "pypi", "dev"]  # not a default group here: a choice
+    # not a default group here, yet a feature (issue 17): selectable (`switch cpu dev`), not offered as a backend
+    assert (report["available_extras"], report["features"]) == (["cpu", "cu128", "pypi"], ["dev"])
 
 
 def test_a_name_that_is_both_an_extra_and_a_group_asks_which(make_project, make_venv, tmp_path, uv_env, uv_new):

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--project", metavar="DIR", help="the uv project (default: nearest pyproject.toml upward)")
         sp.add_argument("--python", metavar="PY", help=_PYTHON_HELP if project else _PROBE_PYTHON_HELP)
         sp.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-        sp.add_argument("-v", "--verbose", action="store_true", help="list every changed package")
+        sp.add_argument("-v", "--verbose", action="store_true", help="list every changed and every missing package")
 
     sp = sub.add_parser("status", help="current extras, drift and CUDA verdict")
     common(sp)
@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="uv's exact sync: also remove what is not this project's (pip, hand installs); "
                          "the kernel's own packages are still kept")
     sp.add_argument("--repair", action="store_true", help="reinstall whatever drift uv leaves behind")
+    sp.add_argument("--no-space-check", action="store_true",
+                    help="start uv even when the lock's wheels will not fit on the disk (refused by default)")
     _no_default_groups_flag(sp, "; check and repair then do the same")
     lockmode = sp.add_mutually_exclusive_group()
     lockmode.add_argument("--frozen", action="store_true", help="use uv.lock as it is; never create or update it")
@@ -106,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
         _no_default_groups_flag(sp, " (default: as the last switch did)")
         if name == "check":
             _notebook_flag(sp, "compare its last record with the venv (exit 1 when they differ)")
+            sp.add_argument("--verify", action="store_true",
+                            help="also compare every installed file's sha256 with its RECORD (reads every byte: "
+                                 "gigabytes for torch; says how long it took)")
         if name == "repair":
             sp.add_argument("--probe", action="store_true", help="also run the CUDA probe")
     sp = sub.add_parser("probe", help="is CUDA available to torch in the venv, and if not, why")
@@ -114,6 +119,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--dir", metavar="DIR", help="where to build the demo (default: a temporary folder)")
     sp.add_argument("--keep", action="store_true", help="keep the demo folder")
     sp.add_argument("--python", metavar="PY", help="the Python of the demo's venv (default: this one)")
+    sp = sub.add_parser("envs", help="your own environments (`%%uvextra X --user-env`): list, or remove one")
+    sp.add_argument("action", nargs="?", choices=("list", "remove"), default="list")
+    sp.add_argument("name", nargs="?", metavar="NAME", help="remove: the env's name, kernelspec or project folder")
+    sp.add_argument("--json", action="store_true", help="print JSON on stdout")
     return p
 
 
@@ -161,7 +170,13 @@ def _target(args: argparse.Namespace) -> tuple[Path | None, Environment]:
     from .project import find_workspace_root
 
     # a workspace member's environment is the workspace's (<root>/.venv), as uv's own
-    return root, cli_target(args.python, find_workspace_root(root) or root)
+    try:
+        return root, cli_target(args.python, find_workspace_root(root) or root)
+    except UvextraError:
+        from .project import name_unreadable
+
+        name_unreadable(root)  # a malformed pyproject.toml is the cause to name first: `uv sync` would fail on it too
+        raise
 
 
 def _error(message: str, code: int, *, as_json: bool) -> int:
@@ -191,6 +206,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(args.dir, keep=args.keep, python=args.python)
+    if args.command == "envs":
+        return _envs(args)
     from . import core
 
     as_json = args.json
@@ -211,7 +228,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             report = core.status(project, env)
         elif args.command == "check":
-            report = core.check(project, env, args.extras, no_default_groups=args.no_default_groups or None)
+            report = core.check(project, env, args.extras, no_default_groups=args.no_default_groups or None,
+                                verify=args.verify)
         elif args.command == "repair":
             report = core.repair(project, env, args.extras, probe=args.probe, on_line=stream,
                                  on_wait=_note, no_default_groups=args.no_default_groups or None)
@@ -219,7 +237,8 @@ def run(argv: Sequence[str] | None = None) -> int:
             report = core.switch(args.extras, project, env, probe=not args.no_probe,
                                  keep_extraneous=args.keep_extraneous, exact=args.exact, repair=args.repair, frozen=args.frozen,
                                  locked=args.locked, on_line=stream,
-                                 on_wait=_note, no_default_groups=args.no_default_groups)
+                                 on_wait=_note, no_default_groups=args.no_default_groups,
+                                 space_check=not args.no_space_check)
         else:
             report = core.probe(env)
     except UvextraError as exc:
@@ -239,6 +258,43 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         print(render_text(report, verbose=args.verbose))
     return report.exit_code
+
+
+def _envs(args: argparse.Namespace) -> int:
+    """``uvextra envs [--json]`` lists the user envs; ``uvextra envs remove NAME`` deletes one with its kernelspec."""
+    import time
+
+    from . import userenv
+
+    try:
+        if args.action == "remove":
+            if not args.name:
+                raise _UsageError("name the environment to remove (see `uvextra envs`)")
+            env = userenv.find_user_env(args.name)
+            removed = userenv.remove_user_env(env)
+            if args.json:
+                _print_json(json.dumps({"removed": [str(p) for p in removed]}, indent=2))
+            else:
+                print(f"removed {env.name} ({env.project_name}): " + ", ".join(map(str, removed)))
+            return 0
+        rows = list(userenv.iter_summaries())
+    except UvextraError as exc:
+        return _error(str(exc), exc.exit_code, as_json=args.json)
+    if args.json:
+        _print_json(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no environments of yours in {userenv.envs_dir()} (make one: `%uvextra EXTRA --project DIR --user-env`)")
+        return 0
+    for row in rows:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(row["last_used"])))  # type: ignore[arg-type]
+        backend = "+".join(row["backend"]) or "no backend"  # type: ignore[arg-type]
+        print(f"{row['name']}  {row['project_name']} ({backend})  {int(row['own_bytes']) / 1e6:.1f} MB own, "  # type: ignore[call-overload]
+              f"{int(row['shared_bytes']) / 1e6:.1f} MB shared with uv's cache  last used {used}  "  # type: ignore[call-overload]
+              f"kernel: {row['kernelspec'] or '(none)'}\n    {row['path']}  (project {row['project']})")
+        if row["linked"]:
+            print("    linked read-only from the admin's layers: " + ", ".join(row["linked"]))  # type: ignore[arg-type]
+    return 0
 
 
 def _notebook_record(args: argparse.Namespace) -> NotebookRecord | None:

@@ -18,10 +18,20 @@ from typing import TYPE_CHECKING
 from .drift import classify
 from .environment import Environment, interpreter_info, resolve_environment
 from .errors import Interrupted, UvextraError
-from .installed import Installed, scan
-from .lock import LockInfo, Wanted, export_pylock, read_uv_lock, wanted_from_pylock
+from .installed import FileCheck, Installed, check_files, scan
+from .lock import (
+    LockInfo,
+    LockUnknown,
+    NeedsDownload,
+    Wanted,
+    export_pylock,
+    read_uv_lock,
+    stale_lock,
+    wanted_from_pylock,
+    wanted_offline,
+)
 from .progress import PROBING, PROBING_FIRST, say, watch_sync
-from .project import EXTRA, Backend, Project, kind_of, load_project
+from .project import EXTRA, GROUP, Backend, Project, kind_of, load_project, name_unreadable
 from .protect import kernel_closure, project_owned, removable
 from .report import Change, Report
 from .state import Provenance, State, load_state, save_state, switch_lock
@@ -40,12 +50,18 @@ class Context:
     env: Environment
     uv: Uv
 
+    def _of_features(self, members: Sequence[str]) -> bool:
+        offered = {(str(b), b.kind) for b in self.project.offered}
+        return not any((str(m), kind_of(m) or EXTRA) in offered for m in members)
+
     def new_report(self, command: str) -> Report:
         report = Report(
             command=command, project=str(self.project.root), project_name=self.project.name,
             environment=str(self.env.prefix), environment_source=self.env.source, python=str(self.env.python),
             uv=self.uv.to_dict(),
-            available_extras=list(self.project.backends), conflict_sets=[list(s) for s in self.project.conflict_sets],
+            available_extras=list(self.project.offered), features=list(self.project.features),
+            # the sets of backends first: a surface that offers "the" set (the toggle) offers a backend set
+            conflict_sets=[list(s) for s in sorted(self.project.conflict_sets, key=self._of_features)],
             workspace=str(self.project.workspace) if self.project.workspace else None,
         )
         if self.uv.warning:
@@ -56,7 +72,11 @@ class Context:
 
 def open_context(project: str | os.PathLike[str] | None = None, python: str | os.PathLike[str] | None = None) -> Context:
     """Find the project, the target venv and uv; every problem is a one-line UvextraError."""
-    env = resolve_environment(python)
+    try:
+        env = resolve_environment(python)
+    except UvextraError:
+        name_unreadable(Path(project) if project is not None else None)  # a malformed pyproject.toml is named first
+        raise
     proj = load_project(Path(project) if project is not None else None)
     if proj.lockfile.is_file():
         read_uv_lock(proj, env, store=False)  # a malformed lock is named (file and line) before uv is run at all
@@ -86,6 +106,8 @@ class Chosen:
     extras: tuple[str, ...]
     source: str
     unknown: str | None = None  # "none" (almost nothing of the project installed) or "tie"
+    # backends inference could not read here (the network, no wheel for this Python …): (name, why); judged without
+    unreadable: tuple[tuple[str, str], ...] = ()
 
 
 def _resolve_extras(ctx: Context, extras: Sequence[str] | None, state: State) -> Chosen:
@@ -119,7 +141,7 @@ def _auto_extra(ctx: Context) -> tuple[tuple[str, ...], str]:
     from .accelerators import choose_extra, detect_rocm, read_driver_version
 
     driver, _where = read_driver_version()
-    backends = ctx.project.backends
+    backends = ctx.project.offered
     try:
         extra, reason = choose_extra(list(dict.fromkeys(str(b) for b in backends)), driver, detect_rocm())
     except ValueError as exc:
@@ -144,10 +166,18 @@ def _infer_extras(ctx: Context) -> Chosen:
     chosen: list[str] = []
     why: list[str] = []
     unknown: str | None = None
-    for group in ctx.project.conflict_sets:
-        wanted = {e: _wanted(ctx, (e,)) for e in group}
+    unreadable: dict[str, str] = {}
+    for whole in ctx.project.conflict_sets:
+        wanted = _readable(ctx, whole, unreadable)
+        group = tuple(e for e in whole if e in wanted)
+        if not group:  # nothing of this set can be read here (each named with why): judged from the other sets;
+            why.append(f"none of {', '.join(whole)} can be read here")  # a check of the base still says it fails
+            continue
         pinned = {e: {(n, w.version) for n, w in wanted[e].items()} for e in group}
-        shared = set.intersection(*pinned.values())
+        if len(group) > 1:
+            shared = set.intersection(*pinned.values())
+        else:  # one backend readable: what it shares with the base is not its own
+            shared = pinned[group[0]] & {(n, w.version) for n, w in _wanted(ctx, ()).items()}
         own = {e: pinned[e] - shared for e in group}
         scores = {e: sum(1 for n, v in own[e] if n in installed and installed[n].version == v) for e in group}
         best = max(scores.values())
@@ -160,10 +190,17 @@ def _infer_extras(ctx: Context) -> Chosen:
             n in asks[e] and n in installed and installed[n].version == v for n, v in own[e])]
         leaders = [e for e in evident if rank[e] == max(rank[c] for c in evident)]
         counts = ", ".join(f"{e}: {scores[e]} of {len(own[e])}" for e in group)
+        members = {(str(b), kind_of(b) or EXTRA) for b in group}
+        default = next((d for d in ctx.project.default_backends if (str(d), GROUP) in members
+                        and not ctx.project.no_default_groups), None)
         same = not any(own.values()) and any(n in installed and installed[n].version == v for n, v in shared)
         if same:  # every extra of the set pins the same versions: what is installed fits all of them alike
             unknown = "tie"
             why.append(f"a tie: {' and '.join(group)} lock the same versions, and those are installed")
+        elif best == 0 and default is not None:  # what a plain `uv sync` installs: the project's own default
+            chosen.append(default)
+            why.append(f"none of {', '.join(group)} is installed; {default} is the project's default "
+                       "([tool.uv] default-groups), what `uv sync` installs")
         elif best == 0:
             unknown = unknown or "none"
             why.append(f"none of {', '.join(group)} is installed (their own packages installed: {counts})")
@@ -183,8 +220,11 @@ def _infer_extras(ctx: Context) -> Chosen:
             why.append(f"{leaders[0]} matches what is installed ({counts} of their own packages installed)")
     if loose:
         base = {(n, w.version) for n, w in _wanted(ctx, ()).items()}
+        readable = _readable(ctx, loose, unreadable)
         for backend in loose:
-            loose_own = {(n, w.version) for n, w in _wanted(ctx, (backend,)).items()} - base
+            if backend not in readable:
+                continue
+            loose_own = {(n, w.version) for n, w in readable[backend].items()} - base
             if loose_own and all(n in installed and installed[n].version == v for n, v in loose_own):
                 chosen.append(backend)
                 why.append(f"{backend} (outside every conflict set) is installed ({len(loose_own)} of its own "
@@ -192,8 +232,20 @@ def _infer_extras(ctx: Context) -> Chosen:
         if not ctx.project.conflict_sets and not chosen:
             why.append("no extras recorded, and none outside a conflict set is installed; checking the base "
                        "dependencies")
-            return Chosen((), "; ".join(why))
-    return Chosen(tuple(chosen), "inferred: " + "; ".join(why), unknown)
+            return Chosen((), "; ".join(why), unreadable=tuple(unreadable.items()))
+    return Chosen(tuple(chosen), "inferred: " + "; ".join(why), unknown, tuple(unreadable.items()))
+
+
+def _readable(ctx: Context, backends: Sequence[str], unreadable: dict[str, str]) -> dict[str, dict[str, Wanted]]:
+    """What the lock wants for each backend alone; one that cannot be read here (it has no wheel for this Python, uv
+    cannot export it) goes into ``unreadable`` with why, and inference judges from the others."""
+    out: dict[str, dict[str, Wanted]] = {}
+    for backend in backends:
+        try:
+            out[backend] = _wanted(ctx, (backend,))
+        except UvextraError as exc:
+            unreadable[backend] = str(exc)
+    return out
 
 
 def _asks_for(ctx: Context, backends: Sequence[str]) -> dict[str, set[str]]:
@@ -228,7 +280,11 @@ _REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 # ---------------------------------------------------------------------------------------------------- pieces
 
 def _wanted(ctx: Context, extras: Sequence[str]) -> dict[str, Wanted]:
-    return wanted_from_pylock(export_pylock(ctx.project, ctx.env, ctx.uv, extras), ctx.project, ctx.env)
+    try:
+        text = export_pylock(ctx.project, ctx.env, ctx.uv, extras)
+    except NeedsDownload:  # the lock lacks hashes uv would download wheels for: read it without the network
+        return wanted_offline(ctx.project, ctx.env, ctx.uv, extras)
+    return wanted_from_pylock(text, ctx.project, ctx.env)
 
 
 def _lock_info(ctx: Context) -> LockInfo:
@@ -270,11 +326,18 @@ def _owned(ctx: Context, state: State, lock: LockInfo | None = None) -> set[str]
 
 
 def _check_into(
-    ctx: Context, report: Report, extras: Sequence[str], *, fresh: AbstractSet[str] = frozenset(), state: State | None = None
+    ctx: Context, report: Report, extras: Sequence[str], *, fresh: AbstractSet[str] = frozenset(), state: State | None = None,
+    verify: bool = False,
 ) -> tuple[dict[str, Wanted], dict[str, Installed], State]:
     state = state if state is not None else load_state(ctx.env)
-    wanted = _wanted(ctx, extras)
+    try:
+        wanted = _wanted(ctx, extras)
+    except UvextraError as exc:  # never "drift: none" for a lock that could not be read
+        report.lock_unread = str(exc)
+        raise
+    report.lock_unread = None
     installed = scan(ctx.env)
+    files = _files(report, wanted, installed, verify)
     kernel = _protected(ctx, installed)
     lock = _lock_info(ctx)
     owned = _owned(ctx, state, lock)
@@ -282,10 +345,41 @@ def _check_into(
     not_ours = {n for n in installed if n not in owned}  # never "extraneous": a switch would never remove them
     report.drift, report.unverified = classify(
         wanted, installed, records=state.packages, lock=lock, protected=kernel | not_ours, fresh=fresh,
-        marker_env=interpreter_info(str(ctx.env.python)).marker_env,
+        marker_env=interpreter_info(str(ctx.env.python)).marker_env, files=files,
     )
+    _missing_sources_into(report, wanted)
     _stack_into(ctx, report, extras, wanted, installed)
     return wanted, installed, state
+
+
+def _missing_sources_into(report: Report, wanted: Mapping[str, Wanted]) -> None:
+    """A path or editable dependency whose folder is missing or empty (a git submodule not checked out): said as
+    such, and no repair offered — uv fails on it too ("Distribution not found")."""
+    gone: dict[str, str] = {}
+    for name, w in wanted.items():
+        if w.kind not in ("editable", "directory") or not w.location:
+            continue
+        folder = Path(os.path.normpath(w.location))
+        if not folder.is_dir():
+            gone[name] = f"its source folder {folder} does not exist"
+        elif not any((folder / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")):
+            gone[name] = f"its source folder {folder} is empty (no pyproject.toml or setup.py)"
+    report.missing_sources = gone
+    report.drift = [replace(d, wanted=d.wanted or wanted[d.package].kind, detail=(
+        f"{gone[d.package]}: a git submodule not checked out? (`git submodule update --init`); uv cannot install it "
+        "either")) if d.package in gone and d.is_error else d for d in report.drift]
+
+
+def _files(report: Report, wanted: Mapping[str, Wanted], installed: Mapping[str, Installed],
+           verify: bool) -> dict[str, FileCheck]:
+    """Every package the check judges, held against its RECORD (``verify``: each file's sha256 too, timed)."""
+    started = time.perf_counter()
+    files = {name: check_files(installed[name], verify=verify) for name in wanted if name in installed}
+    if verify:
+        took = time.perf_counter() - started
+        checked = sum(f.hashes_checked for f in files.values())
+        report.verified = {"files": checked, "seconds": round(took, 2)}
+    return files
 
 
 def _stack_into(ctx: Context, report: Report, extras: Sequence[str], wanted: Mapping[str, Wanted],
@@ -368,7 +462,7 @@ def _require_writable(ctx: Context) -> None:
 
 def _require_lock(ctx: Context, extras: Sequence[str]) -> None:
     if not ctx.project.lockfile.is_file():
-        extra = " ".join(extras) or (ctx.project.backends[0] if ctx.project.backends else "EXTRA")
+        extra = " ".join(extras) or (ctx.project.offered[0] if ctx.project.offered else "EXTRA")
         raise UvextraError(
             f"no uv.lock in {ctx.project.lock_root}, so there is nothing to compare with: "
             f"run `uvextra switch {extra}` (it locks) or `uv lock`"
@@ -392,12 +486,42 @@ def _uv_error(output: Sequence[str]) -> str:
     return "\n".join(picked[:40])
 
 
-def _fail_with_uv(report: Report, args: Sequence[str], result: UvResult) -> None:
+_DISK_FULL = re.compile(r"No space left on device|os error 28|Disk quota exceeded|os error 122", re.IGNORECASE)
+
+
+def _fail_with_uv(ctx: Context, report: Report, args: Sequence[str], result: UvResult) -> None:
     text = _uv_error(result.output)
     report.uv_error = text or None
-    report.failure_kind = "network" if _UNREACHABLE.search(text) else "uv"
     summary = " ".join(ln.strip() for ln in text.splitlines()[:4]) or "no output"
+    if result.returncode < 0:  # killed by a signal: nothing of uv's own says so
+        import signal
+
+        try:
+            name = signal.Signals(-result.returncode).name
+        except ValueError:
+            name = f"signal {-result.returncode}"
+        why = " — out of memory? (the OOM killer sends SIGKILL)" if name == "SIGKILL" else ""
+        report.failure_kind = "killed"
+        report.failure = (f"uv was killed ({name}){why} before `uv {args[0]}` finished; packages it was writing "
+                          f"may be half-installed (the check below holds every file against its RECORD). "
+                          f"Its last words: {summary}")
+        return
+    if _DISK_FULL.search(text):
+        from .space import mount_of
+
+        where = mount_of(_path_in(text) or ctx.env.prefix)
+        report.failure_kind = "disk-full"
+        report.failure = f"disk full on {where}: uv {args[0]} failed (exit {result.returncode}): {summary}"
+        return
+    report.failure_kind = "network" if _UNREACHABLE.search(text) else "uv"
     report.failure = f"uv {args[0]} failed (exit {result.returncode}): {summary}"
+
+
+def _path_in(text: str) -> Path | None:
+    """The first absolute path uv names in backticks (the file it could not write)."""
+    for match in re.finditer(r"`(/[^`]+)`", text):
+        return Path(match.group(1))
+    return None
 
 
 def _run_sync(ctx: Context, report: Report, args: list[str], on_line: LineCallback | None) -> bool:
@@ -408,7 +532,7 @@ def _run_sync(ctx: Context, report: Report, args: list[str], on_line: LineCallba
 
     result = run_uv(ctx.uv, args, ctx.env, cwd=ctx.project.root, on_line=collect)
     if result.returncode != 0:
-        _fail_with_uv(report, args, result)
+        _fail_with_uv(ctx, report, args, result)
         return False
     return True
 
@@ -431,8 +555,10 @@ def check(
     probe: bool = False,
     command: str = "check",
     no_default_groups: bool | None = None,
+    verify: bool = False,
 ) -> Report:
-    """Compare the venv with what the lock wants for ``extras`` (default: recorded, else inferred)."""
+    """Compare the venv with what the lock wants for ``extras`` (default: recorded, else inferred): versions, builds,
+    sources, and every file each package's RECORD lists (``verify``: their sha256 too)."""
     started = time.perf_counter()
     ctx = open_context(project, python)
     report = ctx.new_report(command)
@@ -441,9 +567,18 @@ def check(
     _require_lock(ctx, extras or ())
     chosen = _resolve_extras(ctx, extras, state)
     report.extras, report.extras_source, report.extras_unknown = list(chosen.extras), chosen.source, chosen.unknown
+    report.unreadable = dict(chosen.unreadable)
+    try:
+        stale = stale_lock(ctx.project, ctx.env, ctx.uv)
+    except LockUnknown as exc:
+        stale = None
+        report.warnings.append(str(exc))
+    if stale:  # never "matches the lock" when the lock no longer says what the project declares
+        report.failure_kind = "stale-lock"
+        report.failure = stale
     with _probing(ctx, report, chosen.extras, probe) as start:
         start()
-        _check_into(ctx, report, chosen.extras, state=state)
+        _check_into(ctx, report, chosen.extras, state=state, verify=verify)
     report.elapsed_s = time.perf_counter() - started
     return report
 
@@ -492,6 +627,7 @@ def switch(
     on_line: LineCallback | None = None,
     on_wait: LineCallback | None = None,
     no_default_groups: bool = False,
+    space_check: bool = True,
 ) -> Report:
     """``uv sync --inexact --extra …`` into the target venv, then remove what only this project put there; check.
 
@@ -500,14 +636,15 @@ def switch(
     setuptools, hand installs, the server stack). ``exact`` is uv's exact sync, the kernel closure still kept;
     ``keep_extraneous`` removes nothing. A missing ``uv.lock`` is created as ``uv sync`` would; ``frozen`` (use
     the lock as it is) and ``locked`` (refuse a lock that is out of date) refuse instead. The probe runs after the
-    last change.
+    last change. ``space_check`` refuses (exit 1, nothing changed) when the lock's wheels cannot fit on the venv's or
+    uv's cache's filesystem.
     """
     started = time.perf_counter()
     ctx = open_context(project, python)
     report = ctx.new_report("switch")
     _default_groups(ctx, no_default_groups)  # uv's --no-default-groups, recorded for check and repair
     if not extras:
-        raise UvextraError(f"name an extra to switch to: {', '.join(ctx.project.backends) or '(none declared)'}, or auto")
+        raise UvextraError(f"name an extra to switch to: {', '.join(ctx.project.offered) or '(none declared)'}, or auto")
     resolved = _resolve_extras(ctx, extras, State())
     chosen, report.extras_source = resolved.extras, resolved.source
     report.extras = list(chosen)
@@ -519,7 +656,7 @@ def switch(
     try:
         with switch_lock(ctx.env, on_wait), _probing(ctx, report, chosen, probe) as start_probe:
             _switch_locked(ctx, report, chosen, keep_extraneous=keep_extraneous, exact=exact, repair=repair,
-                           frozen=frozen, locked=locked, on_line=on_line)
+                           frozen=frozen, locked=locked, on_line=on_line, space_check=space_check)
             start_probe()  # after the last change: the verdict describes what is installed now
     except Interrupted:
         report.interrupted = True
@@ -532,12 +669,15 @@ def switch(
 
 
 def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_extraneous: bool, exact: bool,
-                   repair: bool, frozen: bool, locked: bool, on_line: LineCallback | None) -> None:
+                   repair: bool, frozen: bool, locked: bool, on_line: LineCallback | None,
+                   space_check: bool = True) -> None:
     before = scan(ctx.env)
     state = load_state(ctx.env)
     kernel_needs = _protected(ctx, before)
     # uv's exact sync only where asked for and no kernel lives here; otherwise inexact, then remove what is ours.
     exact_sync = exact and not keep_extraneous and not kernel_needs
+    if space_check:  # refused here, nothing has changed yet (not even the record of what was asked)
+        _ensure_space(ctx, report, _plan(ctx, chosen, before))
     _record_failure(ctx, report, state, chosen)  # until it finishes, the venv is on its way to `chosen`
     with watch_sync(ctx, chosen, before, on_line) as sync_line:  # names the phases, counts the downloads
         synced = _run_sync(ctx, report, _sync_args(ctx, chosen, frozen=frozen, locked=locked, exact=exact_sync),
@@ -546,6 +686,8 @@ def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_
         try:
             _remove_what_is_ours(ctx, report, chosen, state, keep_extraneous=keep_extraneous, exact=exact,
                                   on_line=on_line)
+        except Interrupted:
+            raise  # in any phase an interrupt is one (exit 130), re-checked by switch()
         except UvextraError as exc:
             _follow_up_failed(report, exc)
     after = scan(ctx.env)
@@ -565,9 +707,17 @@ def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_
         say("checking the environment against the lock")
         wanted, installed, state = _check_into(ctx, report, chosen, fresh=fresh, state=state)
         report.changes.kept = sorted(set(report.changes.kept) | set(report.kernel_protected))
-        if repair and report.failure is None and (report.errors or report.unverified):
-            _repair_locked(ctx, report, chosen, state, on_line)
+        # uv takes a half-installed package (a killed or disk-full install) for a whole one ("Checked 10 packages"):
+        # a switch that finds one reinstalls it, as a repair would, and checks again; never where uv cannot install
+        # a missing source folder
+        broken = sorted(d.package for d in report.errors if d.kind == "files")
+        if (report.failure is None and not report.missing_source_errors
+                and (broken or (repair and (report.errors or report.unverified)))):
+            _repair_locked(ctx, report, chosen, state, on_line, only=None if repair else broken)
             wanted, installed, state = _check_into(ctx, report, chosen, fresh=set(report.repaired), state=state)
+            _say_whole(report)
+    except Interrupted:
+        raise
     except UvextraError as exc:
         _follow_up_failed(report, exc)
     if report.failure is None:
@@ -590,6 +740,61 @@ def _remove_what_is_ours(ctx: Context, report: Report, chosen: Sequence[str], st
         report.changes.kept.extend(remove)
 
 
+def _record_identity(dist: Installed) -> tuple[int, int] | None:
+    try:
+        st = (dist.dist_info / "RECORD").stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _plan(ctx: Context, chosen: Sequence[str], before: Mapping[str, Installed]) -> list[Wanted]:
+    """What a sync to ``chosen`` will install, as the lock says (nothing when there is no lock yet to read)."""
+    from .space import to_install
+
+    if not ctx.project.lockfile.is_file():
+        return []
+    try:
+        wanted = _wanted(ctx, chosen)
+    except UvextraError:
+        return []  # uv's own sync says what is wrong with the lock, in its words
+    return to_install(wanted, {n: d.version for n, d in before.items()})
+
+
+def _uv_cache_dir(ctx: Context) -> Path | None:
+    if os.environ.get("UV_NO_CACHE"):
+        return None
+    configured = os.environ.get("UV_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    from .uv import capture_uv
+
+    proc = capture_uv(ctx.uv, ["cache", "dir", *ctx.project.uv_project_args()], ctx.env, cwd=ctx.project.root)
+    out = proc.stdout.strip()
+    return Path(out) if proc.returncode == 0 and out else None
+
+
+def _ensure_space(ctx: Context, report: Report, plan: Sequence[Wanted]) -> None:
+    """Refuse (exit 1, before anything changes) when what uv will write cannot fit; warn when it may not."""
+    if not plan:
+        return
+    from .space import human, needs
+
+    cache_dir = _uv_cache_dir(ctx)
+    if cache_dir is None:
+        return
+    for need in needs(plan, ctx.env.prefix, cache_dir):
+        if need.refused:
+            raise UvextraError(
+                f"not enough disk space: this needs about {human(need.estimate)} on {need.mount} ({need.why}; at "
+                f"least {human(need.certain)}), {human(need.free)} free — free space there, or point UV_CACHE_DIR "
+                "at a roomier disk; nothing was changed (--no-space-check goes ahead anyway)", exit_code=1)
+        if need.tight:
+            report.warnings.append(
+                f"disk space is tight: this may need about {human(need.estimate)} on {need.mount} ({need.why}), "
+                f"{human(need.free)} free")
+
+
 def _recheck_quietly(ctx: Context, report: Report, extras: Sequence[str]) -> None:
     try:
         _check_into(ctx, report, extras)
@@ -598,14 +803,24 @@ def _recheck_quietly(ctx: Context, report: Report, extras: Sequence[str]) -> Non
 
 
 def _repair_locked(ctx: Context, report: Report, extras: Sequence[str], state: State,
-                   on_line: LineCallback | None) -> None:
-    targets = sorted({d.package for d in report.errors} | {u.package for u in report.unverified})
+                   on_line: LineCallback | None, only: Sequence[str] | None = None) -> None:
+    targets = sorted(only) if only is not None else sorted(
+        {d.package for d in report.errors} | {u.package for u in report.unverified})
+    report.repaired_from = {d.package: d.detail for d in report.errors if d.kind == "files" and d.package in targets}
+    wanted = _wanted(ctx, extras)
+    _ensure_space(ctx, report, [wanted[n] for n in targets if n in wanted])
     before = scan(ctx.env)
+    written = {n: _record_identity(before[n]) for n in targets if n in before}
     with watch_sync(ctx, extras, {n: d for n, d in before.items() if n not in targets}, on_line) as sync_line:
         synced = _run_sync(ctx, report, _sync_args(ctx, extras, reinstall=targets, frozen=True), sync_line)
     if synced:
         after = scan(ctx.env)
         installed, removed, fresh = _diff(before, after)
+        # the same wheel again has the same RECORD (fingerprint): a reinstall still writes it anew
+        again = {n for n in targets if n in after and n not in fresh and n in written
+                 and _record_identity(after[n]) != written[n]}
+        installed += [Change(n, before[n].version, after[n].version) for n in sorted(again)]
+        fresh |= again
         report.changes.installed += installed
         report.changes.removed += removed
         report.repaired = sorted(fresh & set(targets))
@@ -640,12 +855,13 @@ def repair(
     chosen = _resolve_extras(ctx, extras, state)
     if chosen.unknown:
         raise UvextraError(f"cannot tell which extras to repair ({chosen.source.removeprefix('inferred: ')}); "
-                           f"run `uvextra switch {' | '.join(ctx.project.backends)}`, or pass --extra NAME")
+                           f"run `uvextra switch {' | '.join(ctx.project.offered)}`, or pass --extra NAME")
     report.extras, report.extras_source = list(chosen.extras), chosen.source
+    report.unreadable = dict(chosen.unreadable)
     try:
         with _probing(ctx, report, chosen.extras, probe) as start_probe:
             wanted, installed, state = _check_into(ctx, report, chosen.extras, state=state)
-            if report.errors or report.unverified:
+            if (report.errors or report.unverified) and not report.missing_source_errors:  # uv would fail on those
                 _require_writable(ctx)
                 with switch_lock(ctx.env, on_wait):
                     _repair_and_recheck(ctx, report, chosen.extras, state, on_line)
@@ -680,6 +896,15 @@ def _repair_and_recheck(ctx: Context, report: Report, extras: Sequence[str], sta
     for d in report.errors:
         if d.package in report.repaired:
             report.warnings.append(f"{d.package}: uv reinstalled it but it still differs from the lock")
+    _say_whole(report)
+
+
+def _say_whole(report: Report) -> None:
+    """What was broken on disk and is whole now, in words (the re-check after the reinstall verified its files)."""
+    still = {d.package for d in report.errors}
+    for name, was in report.repaired_from.items():
+        if name in report.repaired and name not in still:
+            report.repaired_notes.append(f"{name}: was {was.split(' — ')[0]}; reinstalled, every file there now")
 
 
 def probe(python: str | os.PathLike[str] | None = None, extras: Sequence[str] = ()) -> Report:

@@ -3,7 +3,8 @@
 It builds small real wheels (:mod:`uvextra._demo_wheels`: a stand-in torch in ``+cpu``, ``+cu128``, plain CUDA and
 "internal mirror" builds, and torchvision) into one folder per package index (uv reads them as flat indexes: no
 server, so a kept demo works later, too), writes a project shaped like astral-sh/uv#16368's and a venv, then: switch
-→ a companion built for another torch, caught in a second project that routes torch but not torchvision → the build
+→ an install cut short (files gone, metadata whole: what kill -9 or a full disk leaves), caught and reinstalled → a
+companion built for another torch, caught in a second project that routes torch but not torchvision → the build
 drift uv misses → repair → the CUDA verdict. Nothing outside the demo folder is touched: uv runs through uvextra's one
 runner, and each demo project names the demo folder's uv cache (``cache-dir`` in its ``[tool.uv]``).
 """
@@ -69,6 +70,19 @@ def create_demo(folder: Path, server: Served | None = None, python: str | None =
     return project, env.python
 
 
+def _cut_short(python: Path) -> Path:
+    """What a kill -9 of uv mid-install leaves: half of torch's files (RECORD's order) gone, no INSTALLER; returns
+    ``python``."""
+    from .installed import record_entries
+
+    (dist_info,) = Path(python).parent.parent.glob("lib/python3*/site-packages/torch-*.dist-info")
+    rows = [p for p, _, _ in record_entries(dist_info) or [] if p.startswith("torch/")]
+    for rel in rows[len(rows) // 2:]:
+        (dist_info.parent / rel).unlink(missing_ok=True)
+    (dist_info / "INSTALLER").unlink(missing_ok=True)
+    return python
+
+
 def _step(title: str, say: Callable[[str], None]) -> None:
     say("")
     say(f"━━ {title}")
@@ -101,6 +115,10 @@ def run_demo(where: str | None = None, *, keep: bool = False, python: str | None
                 ["pypi"], project, venv, on_line=stream)),
             ("cpu", "uvextra switch cpu — the +cpu build from its own index", lambda: core.switch(
                 ["cpu"], project, venv, on_line=stream, probe=False)),
+            ("cut", "an install cut short — half of torch's files gone and no INSTALLER, as a kill -9 or a full disk "
+             "leaves them (uv calls it installed); uvextra check", lambda: core.check(project, _cut_short(venv))),
+            ("retry", "uvextra switch cpu — again: uv says \"Checked\", uvextra reinstalls the half-written torch",
+             lambda: core.switch(["cpu"], project, venv, on_line=stream, probe=False)),
             ("vision", "uvextra switch cpu — in a second project that also wants torchvision but routes only torch",
              lambda: core.switch(["cpu"], vision, vision_venv, on_line=stream)),
             ("back", "uvextra switch pypi — back again (uv <= 0.9.23 would keep 2.9.0+cpu here)", lambda: core.switch(
@@ -124,13 +142,17 @@ def run_demo(where: str | None = None, *, keep: bool = False, python: str | None
             say(f"\ndemo folder kept: {folder} (try `uvextra switch cpu --project {folder / 'moo'}`)")
         else:
             shutil.rmtree(folder, ignore_errors=True)
+    cut_caught = any(d.kind == "files" for d in reports["cut"].drift) and reports["retry"].clean \
+        and "torch" in reports["retry"].repaired
     misroute = reports["vision"]
     stack_caught = bool(misroute.stack_failed and misroute.routing)
     drift_caught = any(d.kind == "build" for d in reports["internal"].drift)
-    ok = stack_caught and drift_caught and reports["check"].clean
+    ok = stack_caught and drift_caught and cut_caught and reports["check"].clean
     say("")
     if stack_caught:
         say(f"demo: {', '.join(e.package for e in misroute.stack_failed)} built for another torch caught, with the "
             "[tool.uv.sources] lines that fix it")
+    if cut_caught:
+        say("demo: a half-installed torch (files missing, metadata whole) caught and reinstalled")
     say("demo: " + ("drift caught and repaired — the environment matches the lock" if ok else "UNEXPECTED RESULT"))
     return 0 if ok else 1

@@ -2,6 +2,8 @@
 
 Kinds, most severe first in reports:
   missing        locked, not installed
+  files          installed at the locked version, but files its RECORD lists are missing or of another size (a
+                 killed install, a full disk): metadata says "installed", `import` fails — uv does not notice either
   version        another public version installed
   local-version  same public version, another local part (2.9.0+cpu vs 2.9.0) — what uv <= 0.9.23 leaves behind
   build          same version string, another build (another index's wheel) — what even current uv misses
@@ -16,11 +18,11 @@ from dataclasses import dataclass
 
 from packaging.version import InvalidVersion, Version
 
-from .installed import Installed
+from .installed import FileCheck, Installed
 from .lock import LockInfo, Wanted
 from .state import Provenance
 
-KINDS = ("missing", "version", "local-version", "build", "source", "extraneous")
+KINDS = ("missing", "files", "version", "local-version", "build", "source", "extraneous")
 NOT_AN_ERROR = frozenset({"extraneous"})
 
 
@@ -141,9 +143,12 @@ def classify(
     protected: Collection[str] = (),
     fresh: Collection[str] = (),
     marker_env: Mapping[str, str] | None = None,
+    files: Mapping[str, FileCheck] | None = None,
 ) -> tuple[list[Drift], list[Unverified]]:
     """Compare; ``records`` is uvextra's provenance, ``fresh`` the packages uv (re)installed in this run,
-    ``marker_env`` the target's (dependency evidence counts only the requirements that hold there)."""
+    ``marker_env`` the target's (dependency evidence counts only the requirements that hold there), ``files`` each
+    installed package's files held against its RECORD (a package whose files are not whole is ``files`` drift,
+    whatever its metadata says: that is what a killed or disk-full install leaves)."""
     records = records or {}
     drift: list[Drift] = []
     unverified: list[Unverified] = []
@@ -166,6 +171,18 @@ def classify(
         mismatch = _source_mismatch(inst, want)
         if mismatch:
             drift.append(Drift(name, "source", _describe(inst), _describe_want(want), mismatch))
+            continue
+        on_disk = (files or {}).get(name)
+        if on_disk is not None and on_disk.broken:
+            drift.append(Drift(name, "files", inst.version, want.version, on_disk.describe()))
+            continue
+        if on_disk is not None and (on_disk.no_record or on_disk.no_installer):
+            missing = "RECORD" if on_disk.no_record else "INSTALLER"
+            unverified.append(Unverified(name, inst.version, (
+                f"its dist-info has no {missing}: the install may not have finished, and its files cannot be "
+                "checked" if on_disk.no_record else
+                f"its dist-info has no {missing}: the installer did not get to the end of it (its files are all "
+                "there)") + " — `uvextra repair` reinstalls it"))
             continue
         if want.kind == "index":
             detail, reason = _build_check(inst, want, records.get(name), lock, name in fresh, marker_env)

@@ -79,9 +79,10 @@ def resolve_environment(python: str | os.PathLike[str] | Environment | None = No
     try:
         if path.is_dir():  # accept the venv folder itself, too
             for sub in ("bin/python", "Scripts/python.exe"):
-                if (path / sub).exists():
+                if os.path.lexists(path / sub):  # a dangling link too: it is said below, not "no pyvenv.cfg"
                     path = path / sub
                     break
+        _refuse_dangling(path)
         exists = path.exists()
         root = _venv_root_of(path) if exists else None
     except OSError as exc:  # e.g. a venv whose interpreter links into a folder this user may not enter
@@ -102,7 +103,29 @@ def _interpreter_in(prefix: Path) -> Path | None:
     for sub in ("bin/python", "bin/python3", "Scripts/python.exe"):
         if (prefix / sub).exists():
             return prefix / sub
+    _refuse_dangling(prefix / "bin" / "python")
     return None
+
+
+def _refuse_dangling(python: Path) -> None:
+    """A venv's python that links to an interpreter that is gone (the base Python was moved, upgraded or removed)
+    is said as such: the venv is there, it cannot run."""
+    if not python.is_symlink() or python.exists():
+        return
+    target = Path(os.readlink(python))
+    if not target.is_absolute():
+        target = python.parent / target
+    broken = target
+    while broken.is_symlink() and os.path.lexists(broken) and not broken.exists():  # a chain: name the last link
+        nxt = Path(os.readlink(broken))
+        broken = nxt if nxt.is_absolute() else broken.parent / nxt
+        if not os.path.lexists(broken):
+            break
+    venv = python.parent.parent
+    raise UvextraError(
+        f"{python} points to {broken}, which no longer exists: the venv's base interpreter was moved or removed; "
+        f"recreate it (`uv venv {venv}`, then switch again), or pass the python of another venv"
+    )
 
 
 def environment_at(prefix: str | os.PathLike[str], source: str, *, create_hint: str) -> Environment:

@@ -306,3 +306,147 @@ def scan(env: Environment) -> dict[str, Installed]:
     if changed or (disk is not None and set(disk) != set(seen)):
         _save_disk(env, secrets, seen)
     return found
+
+
+# ---------------------------------------------------------------------------------------------- files on disk
+# uv is not crash-atomic per package: it links a wheel's files (the dist-info's METADATA, WHEEL and the wheel's own
+# RECORD first), then writes INSTALLER, and rewrites RECORD last. A kill -9 or a full disk in between leaves a
+# dist-info that every metadata reader (uv's included) takes for a whole install (astral-sh/uv#16867). So every
+# package a check judges is held against its RECORD: each file there, of the size RECORD gives.
+
+#: What an installer may list in RECORD that is no part of the install: bytecode it compiled (a missing .pyc is
+#: recompiled on import) and RECORD's own signature files.
+_NOT_PART = (".pyc", "/RECORD.jws", "/RECORD.p7s")
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """One distribution's files against its RECORD."""
+
+    listed: int  # files RECORD lists (bytecode left out)
+    missing: int
+    wrong_size: int
+    examples: tuple[str, ...]  # a few of the missing or wrong files, relative to site-packages
+    no_record: bool = False  # no readable RECORD: nothing to check against
+    no_installer: bool = False  # no INSTALLER: the installer did not get to the end of this package
+    hashes_checked: int = 0  # --verify: files whose sha256 was compared with RECORD's
+    wrong_hash: int = 0
+
+    @property
+    def broken(self) -> bool:
+        return bool(self.missing or self.wrong_size or self.wrong_hash)
+
+    def describe(self) -> str:
+        """In words: "8,958 of 12,248 files missing — an install that did not finish"."""
+        parts = []
+        if self.missing:
+            parts.append(f"{self.missing:,} of {self.listed:,} files missing")
+        if self.wrong_size:
+            parts.append(f"{self.wrong_size:,} of another size than RECORD says")
+        if self.wrong_hash:
+            parts.append(f"{self.wrong_hash:,} of {self.hashes_checked:,} with another sha256 than RECORD says")
+        why = ("an install that did not finish (no INSTALLER: it was killed, or the disk filled up)"
+               if self.no_installer else "files were removed or overwritten after the install")
+        shown = ", ".join(self.examples[:3])
+        return f"{'; '.join(parts)} — {why}" + (f" (e.g. {shown})" if shown else "")
+
+
+def record_entries(dist_info: Path) -> list[tuple[str, str, str]] | None:
+    """RECORD's rows (path, hash, size), or None without a readable RECORD."""
+    try:
+        text = (dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    rows: list[tuple[str, str, str]] = []
+    quoted: list[str] = []
+    for line in text.splitlines():
+        if '"' in line:  # a path with a comma or a quote: CSV quoting (rare; the csv module reads those)
+            quoted.append(line)
+            continue
+        parts = line.rsplit(",", 2)
+        if parts[0]:
+            rows.append((parts[0], parts[1], parts[2]) if len(parts) == 3 else (parts[0], "", ""))
+    if quoted:
+        import csv
+
+        rows += [(r[0], r[1] if len(r) > 1 else "", r[2] if len(r) > 2 else "") for r in csv.reader(quoted) if r and r[0]]
+    return rows
+
+
+# A kernel checks the same packages again and again: RECORD's rows, grouped by folder, are kept per RECORD digest.
+_GROUPED: dict[tuple[str, str], tuple[int, dict[str, list[tuple[str, str, str]]]] | None] = {}
+
+
+def _grouped(dist: Installed) -> tuple[int, dict[str, list[tuple[str, str, str]]]] | None:
+    """(files listed, {folder: [(file name, hash, size)]}) of what RECORD lists as part of the install."""
+    key = (str(dist.dist_info), dist.fingerprint)
+    if key in _GROUPED:
+        return _GROUPED[key]
+    rows = record_entries(dist.dist_info)
+    if rows is None:
+        return None
+    site = str(dist.dist_info.parent)
+    by_dir: dict[str, list[tuple[str, str, str]]] = {}
+    listed = 0
+    for path, digest, size in rows:
+        if path.endswith(_NOT_PART) or (path.count("/") == 1 and path.endswith((".dist-info/RECORD",
+                                                                                 ".dist-info/INSTALLER"))):
+            continue  # RECORD is being read; INSTALLER has its own finding (no_installer)
+        listed += 1
+        full = path if path.startswith("/") else f"{site}/{path}"
+        folder, _, name = full.rpartition("/")
+        by_dir.setdefault(folder, []).append((name, digest, size))
+    if len(_GROUPED) > 4096:
+        _GROUPED.clear()
+    _GROUPED[key] = (listed, by_dir)
+    return _GROUPED[key]
+
+
+def check_files(dist: Installed, *, verify: bool = False) -> FileCheck:
+    """Every file ``dist``'s RECORD lists, held against the disk: there, of RECORD's size (and, with ``verify``, of
+    its sha256 — which reads every byte: gigabytes for torch). One ``stat`` per file: about 5 µs each, 100 ms for
+    the 21,000 files of a CPU torch env (measured; stat by folder descriptor was no faster)."""
+    grouped = _grouped(dist)
+    no_installer = not os.path.isfile(f"{dist.dist_info}/INSTALLER")
+    if grouped is None:
+        return FileCheck(0, 0, 0, (), no_record=True, no_installer=no_installer)
+    listed, by_dir = grouped
+    stat = os.stat
+    missing = wrong_size = hashes_checked = wrong_hash = 0
+    examples: list[str] = []
+    site = str(dist.dist_info.parent)
+    for folder, files in by_dir.items():
+        for name, digest, size in files:
+            full = f"{folder}/{name}"
+            try:
+                st = stat(full)
+            except OSError:
+                missing += 1
+            else:
+                if size and size.isdigit() and st.st_size != int(size):
+                    wrong_size += 1
+                elif verify and digest.startswith("sha256="):
+                    hashes_checked += 1
+                    if _urlsafe_sha256(full) == digest[len("sha256="):].rstrip("="):
+                        continue
+                    wrong_hash += 1
+                else:
+                    continue
+            if len(examples) < 3:
+                examples.append(os.path.relpath(full, site))
+    return FileCheck(listed, missing, wrong_size, tuple(examples), no_installer=no_installer,
+                     hashes_checked=hashes_checked, wrong_hash=wrong_hash)
+
+
+def _urlsafe_sha256(path: str) -> str:
+    import base64
+    import hashlib
+
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return ""
+    return base64.urlsafe_b64encode(h.digest()).decode("ascii").rstrip("=")

@@ -61,6 +61,10 @@ def _parsed_tags(tags: tuple[str, ...]) -> list[Tag]:  # most preferred first
     return [t for s in tags for t in parse_tag(s)]
 
 
+class NeedsDownload(UvextraError):
+    """uv's pylock export would have to download wheels (to hash them): read the lock another way."""
+
+
 @dataclass(frozen=True)
 class Wanted:
     """One package as the lock wants it installed here."""
@@ -74,6 +78,8 @@ class Wanted:
     wheel_hash: str | None = None  # its sha256
     wheel_tags: tuple[str, ...] = ()
     no_hash: str | None = None  # why the lock gives no sha256 for this wheel (None: it does, or not an index wheel)
+    wheel_url: str | None = None  # where uv gets the wheel (masked): a file:// URL or path lets its size be read
+    wheel_size: int | None = None  # its size in bytes, as the lock records it (None: the index published none)
 
     @property
     def source_label(self) -> str:
@@ -233,12 +239,15 @@ def export_pylock(project: Project, env: Environment, uv: Uv, extras: Sequence[s
     cached = _cache.read_text(entry)
     if cached is not None:
         return cached
-    args = ["export", "--format", "pylock.toml", "--no-header", *project.uv_project_args()]
+    # --offline: a read never downloads (uv would fetch every wheel whose hash uv.lock lacks, for every platform)
+    args = ["export", "--format", "pylock.toml", "--no-header", "--offline", *project.uv_project_args()]
     args += ["--frozen"] if frozen else []
     args += project.selection_args(extras)  # --extra X / --group X (and --package for a workspace member)
     proc = capture_uv(uv, args, env, cwd=project.root)
     if proc.returncode != 0:
-        detail = " ".join(line.strip() for line in proc.stderr.strip().splitlines()[-3:])
+        detail = first_error(proc.stderr)  # uv's first line says what and why; its causes follow
+        if needs_download(detail):
+            raise NeedsDownload(detail)
         raise UvextraError(f"uv could not export the lock for extras {list(extras)}: {detail}")
     _cache.write_text(entry, proc.stdout)  # a read-only venv just means no cache
     return proc.stdout
@@ -281,13 +290,16 @@ def wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[st
     """
     info = interpreter_info(str(env.python))
     lock_text = _uv_lock_text(project) if _has_empty_hashes(text) else ""
-    disk = _disk_cache(env, "wanted", text, str(project.root), str(env.python), json.dumps(info.marker_env),
+    disk = _disk_cache(env, "wanted", _WANTED_FORMAT, text, str(project.root), str(env.python), json.dumps(info.marker_env),
                        " ".join(info.tags), *([lock_text] if lock_text else []))
     wanted = _parsed(("pylock", text, str(project.root), str(env.python), lock_text), lambda: _load_from_disk(
         disk, lambda data: {w["name"]: Wanted(**{**w, "wheel_tags": tuple(w["wheel_tags"])}) for w in data})
         or _wanted_from_pylock(text, project, env, lock_text))
     _cache.write_json(disk, [vars(w) for w in wanted.values()])
     return dict(wanted)
+
+
+_WANTED_FORMAT = "wanted-2"  # in the disk cache's key: entries of an older layout (no wheel sizes) are never read
 
 
 def _uv_lock_text(project: Project) -> str:
@@ -397,6 +409,31 @@ def _fill_empty_hashes(data: object, project: Project, lock_text: str) -> dict[t
     return unknown
 
 
+# packaging's words when selecting fails, to be said as what it means for this venv (no internal `packages[N]`)
+_NO_WHEEL = re.compile(r"No wheel found matching the provided tags for package '([^']+)' at packages\[(\d+)\]")
+_WRONG_PYTHON = re.compile(r"python_full_version '([^']+)' in provided environment does not satisfy the Python "
+                           r"version requirement '([^']+)'(?: for package '([^']+)')?")
+
+
+def _select_failure(message: str, data: object, env: Environment, tags: Sequence[str]) -> str:
+    """What it means that nothing of the lock can be picked for this interpreter, and what to do."""
+    if match := _NO_WHEEL.search(message):
+        name, at = match.group(1), int(match.group(2))
+        packages = data.get("packages") if isinstance(data, dict) else None
+        entry = packages[at] if isinstance(packages, list) and at < len(packages) else None
+        version = f" {entry['version']}" if isinstance(entry, dict) and isinstance(entry.get("version"), str) else ""
+        tag = f" ({tags[0].split('-')[0]}, {tags[0].rsplit('-', 1)[-1]})" if tags else ""
+        return (f"the lock has no wheel of {name}{version} for this Python{tag} and no sdist, so neither uv nor "
+                f"uvextra can install it into {env.python}; use a Python it has wheels for, or another backend")
+    if match := _WRONG_PYTHON.search(message):
+        have, need, package = match.groups()
+        whose = f"{package} in the lock needs" if package else "the lock needs"
+        return (f"{whose} Python {need}, and {env.python} is Python {have}: make a venv with a Python the lock "
+                f"accepts (`uv venv --python '{need}' DIR`), install ipykernel into it and start the kernel from it "
+                "(or pass --python)")
+    return f"the lock has nothing installable for {env.python}: {message}"
+
+
 def _wanted_from_pylock(text: str, project: Project, env: Environment,
                         lock_text: str = "") -> dict[str, Wanted]:
     from packaging.pylock import (
@@ -422,7 +459,7 @@ def _wanted_from_pylock(text: str, project: Project, env: Environment,
     try:
         selected = list(lock.select(environment=info.marker_env, tags=tags))  # type: ignore[arg-type]
     except PylockSelectError as exc:
-        raise UvextraError(f"the lock has nothing installable for {env.python}: {exc}") from None
+        raise UvextraError(_select_failure(str(exc), data, env, info.tags)) from None
     out: dict[str, Wanted] = {}
     mask = cache(redact)  # one redaction per index URL, not one per package
     for pkg, dist in selected:
@@ -430,19 +467,21 @@ def _wanted_from_pylock(text: str, project: Project, env: Environment,
         version = str(pkg.version) if pkg.version is not None else ""
         index = mask(pkg.index) if pkg.index else None
         if isinstance(dist, PackageWheel):
-            wheel_name = dist.name or Path(urlsplit(dist.url or "").path).name
+            wheel_name = dist.name or unquote(Path(urlsplit(dist.url or "").path).name)  # "+", not "%2B"
             try:
                 wheel_tags = tuple(str(t) for t in parse_wheel_filename(wheel_name)[3])
             except Exception:  # noqa: BLE001 - a name we cannot parse just gives no tag evidence
                 wheel_tags = ()
             no_hash = unknown.get((name, _file_name(dist.name or dist.url or dist.path)))
+            where = _file_location(dist.url or dist.path, project.root)
             if index is None and (dist.url or dist.path):
-                out[name] = Wanted(name, version, "archive", location=_file_location(dist.url or dist.path, project.root),
+                out[name] = Wanted(name, version, "archive", location=where,
                                    wheel=wheel_name, wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags,
-                                   no_hash=no_hash)
+                                   no_hash=no_hash, wheel_url=where, wheel_size=dist.size)
                 continue
             out[name] = Wanted(name, version, "index", index=index, wheel=wheel_name,
-                               wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags, no_hash=no_hash)
+                               wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags, no_hash=no_hash,
+                               wheel_url=where, wheel_size=dist.size)
         elif isinstance(dist, PackageDirectory):
             kind = "editable" if dist.editable else "directory"
             out[name] = Wanted(name, version, kind, location=_file_location(dist.path, project.root))
@@ -456,3 +495,183 @@ def _wanted_from_pylock(text: str, project: Project, env: Environment,
                                location=_file_location(dist.url or dist.path, project.root),
                                no_hash=unknown.get((name, _file_name(dist.name or dist.url or dist.path))))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------- stale lock
+_FRESH_FORMAT = "fresh-1"
+
+
+def stale_lock(project: Project, env: Environment, uv: Uv) -> str | None:
+    """Why ``uv.lock`` no longer fits ``pyproject.toml`` (what ``uv lock --check`` finds), or None when it fits.
+
+    Asked offline: uv first validates the lock against the project's requirements and only resolves when they no
+    longer match — so an answer that needs the network is itself a lock that must be made again. Kept in the venv
+    by the exact text of the lock and of every pyproject.toml of its workspace (a check after no edit runs no uv).
+    """
+    parts: list[bytes | str] = [_FRESH_FORMAT, str(uv.version), repr(project.uv_project_args())]
+    for path in [project.lockfile, project.pyproject, *_member_pyprojects(project)]:
+        try:
+            parts += [str(path), path.read_bytes()]
+        except OSError:
+            parts += [str(path), b"-"]
+    entry = _cache.entry(env.state_dir, "fresh", *parts)
+    known = _cache.read_json(entry, lambda data: (data["stale"],))
+    if known is not None:
+        return known[0] if isinstance(known[0], str) else None
+    args = ["lock", "--check", "--offline", "--project", str(project.lock_root)]
+    proc = capture_uv(uv, args, env, cwd=project.root)
+    if proc.returncode == 0:
+        reason = None
+    else:
+        lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip().startswith("error:")]
+        said = lines[0].removeprefix("error:").strip() if lines else ""
+        if "needs to be updated" in said:
+            reason = "uv.lock no longer fits pyproject.toml (uv lock --check: the lockfile needs to be updated)"
+        elif "No solution found when resolving" in said:
+            # uv resolves only when the lock no longer satisfies the project's requirements as they are now
+            reason = "uv.lock no longer fits pyproject.toml (uv lock --check had to resolve again, which needs the index)"
+        else:  # e.g. a project whose metadata must be built, offline: no answer — said, never taken for stale
+            raise LockUnknown(f"could not confirm offline that uv.lock fits pyproject.toml: {first_error(proc.stderr)}")
+    _cache.write_json(entry, {"stale": reason})
+    return reason
+
+
+class LockUnknown(UvextraError):
+    """``uv lock --check --offline`` gave no answer (neither fresh nor stale)."""
+
+
+def _member_pyprojects(project: Project) -> list[Path]:
+    """The other pyproject.toml files of the workspace the lock covers (a member's edit also stales the lock)."""
+    root = project.lock_root
+    if project.workspace is None and not (root / "pyproject.toml").is_file():
+        return []
+    found = []
+    for path in sorted(root.glob("*/pyproject.toml")) + sorted(root.glob("*/*/pyproject.toml")):
+        if path != project.pyproject and ".venv" not in path.parts:
+            found.append(path)
+    return found[:200]
+
+
+# ------------------------------------------------------------------------------------ reading without the network
+# `uv export --format pylock.toml` downloads every wheel whose hash uv.lock lacks "to compute missing hashes" — for
+# every platform (torch +cu128 wheels for win_amd64 in many real locks): a read-only check must not. uvextra asks
+# for it with --offline; when that fails for want of a download, the selection comes from the requirements export
+# (which reads the same lock offline: names, exact versions, markers) and everything else from uv.lock itself.
+
+_NEEDS_DOWNLOAD = ("to compute missing hashes", "network connectivity is disabled", "network was disabled")
+
+
+def needs_download(message: str) -> bool:
+    low = message.lower()
+    return any(n in low for n in _NEEDS_DOWNLOAD)
+
+
+def _registry_url(raw: str, root: Path) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme and len(parts.scheme) > 1:
+        return redact(raw)
+    return (root / raw).absolute().as_uri() if not raw.startswith("/") else Path(raw).as_uri()
+
+
+def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[str]) -> dict[str, Wanted]:
+    """What the lock wants here, read from uv.lock and uv's requirements export (neither downloads anything)."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    from .installed import marker_holds
+
+    args = ["export", "--format", "requirements.txt", "--offline", "--frozen", "--no-hashes", "--no-header",
+            "--no-annotate", *project.uv_project_args(), *project.selection_args(extras)]
+    proc = capture_uv(uv, args, env, cwd=project.root)
+    if proc.returncode != 0:
+        raise UvextraError(f"uv could not read the lock for extras {list(extras)}: {first_error(proc.stderr)}")
+    info = interpreter_info(str(env.python))
+    root = project.lock_root
+    selected: dict[NormalizedName, str] = {}
+    local: set[str] = set()  # path / editable requirements, as absolute folders
+    for raw in proc.stdout.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        req, _, marker = line.partition(";")
+        if marker.strip() and not marker_holds(marker.strip(), info.marker_env):
+            continue
+        req = req.strip().removeprefix("-e ").strip()
+        if req.startswith((".", "/", "file:")):
+            local.add(str(Path(_file_location(req, project.root) or req).resolve()))
+            continue
+        name, sep, version = req.partition("==")
+        if sep:
+            selected[canonicalize_name(name.strip())] = version.strip()
+    try:
+        data = tomllib.loads(project.lockfile.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UvextraError(f"cannot read {project.lockfile}: {exc}") from None
+    entries: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for pkg in data.get("package", []) if isinstance(data.get("package"), list) else []:
+        if isinstance(pkg, dict) and "name" in pkg:
+            key = (canonicalize_name(str(pkg["name"])), str(pkg.get("version", "")))
+            entries.setdefault(key, []).append(pkg)
+            source = pkg.get("source")
+            for kind in ("editable", "directory", "path"):
+                where = source.get(kind) if isinstance(source, dict) else None
+                if isinstance(where, str) and str((root / where).resolve()) in local:
+                    selected[key[0]] = key[1]
+    tags = _parsed_tags(info.tags)
+    rank = {t: i for i, t in enumerate(tags)}
+    out: dict[str, Wanted] = {}
+    for name, version in selected.items():
+        found = entries.get((name, version)) or []
+        if not found:
+            continue
+        pkg = found[0]
+        raw_src = pkg.get("source")
+        src: dict[str, Any] = raw_src if isinstance(raw_src, dict) else {}
+        ambiguous = (f"{version} is locked from {len(found)} sources, and read offline uvextra cannot tell which "
+                     "one this selection takes") if len(found) > 1 else None
+        if "registry" in src:
+            best: tuple[int, dict[str, Any], str] | None = None
+            for wheel in pkg.get("wheels") or []:
+                where = str(wheel.get("url") or wheel.get("path") or "")
+                fname = str(wheel.get("filename") or _file_name(where))
+                try:
+                    wtags = parse_wheel_filename(fname)[3]
+                except InvalidWheelFilename:
+                    continue
+                score = min((rank[t] for t in wtags if t in rank), default=None)
+                if score is not None and (best is None or score < best[0]):
+                    best = (score, wheel, fname)
+            if best is None:
+                out[name] = Wanted(name, version, "index", index=_registry_url(str(src["registry"]), root),
+                                   no_hash=ambiguous)
+                continue
+            _, wheel, fname = best
+            algo, _, digest = str(wheel.get("hash") or "").partition(":")
+            sha = digest.lower() if algo == "sha256" and digest else None
+            where = str(wheel.get("url") or wheel.get("path") or "")
+            if sha is None:  # as the export does: a wheel that lies on this machine is hashed here
+                file = _local_file(where, root)
+                sha = _sha256_of(file) if file is not None else None
+            no_hash = ambiguous or (None if sha else f"uv.lock has no hash for {fname} (its index published none)")
+            url = where if urlsplit(where).scheme else (root / where).absolute().as_uri() if where else None
+            size = wheel.get("size")
+            out[name] = Wanted(name, version, "index", index=_registry_url(str(src["registry"]), root), wheel=fname,
+                               wheel_hash=sha, wheel_tags=tuple(str(t) for t in parse_wheel_filename(fname)[3]),
+                               no_hash=no_hash, wheel_url=_file_location(url, root),
+                               wheel_size=size if isinstance(size, int) else None)
+        elif "editable" in src or "directory" in src:
+            kind = "editable" if "editable" in src else "directory"
+            out[name] = Wanted(name, version, kind, location=_file_location(str(src[kind]), root))
+        elif "git" in src:
+            out[name] = Wanted(name, version, "vcs", location=redact(str(src["git"])))
+        elif "url" in src or "path" in src:
+            where = str(src.get("url") or src.get("path"))
+            out[name] = Wanted(name, version, "archive", location=_file_location(where, root))
+    return out
+
+
+def first_error(stderr: str) -> str:
+    """uv's error in one line: its first ``error:`` line (what failed and why) and then its causes."""
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    start = next((i for i, ln in enumerate(lines) if ln.startswith("error:")), 0)
+    picked = lines[start:start + 4]
+    return " ".join(picked)

@@ -56,6 +56,9 @@ class UvextraMagics(Magics):
                    "packages are still kept")
     @argument("--no-default-groups", action="store_true",
               help="uv's --no-default-groups: leave out [tool.uv] default-groups (dev); later checks do the same")
+    @argument("--user-env", action="store_true",
+              help="make (or switch) your own environment for the project, layered on this kernel's, register it "
+                   "as a kernel and move this notebook to it: for an environment you cannot write (a hub's image)")
     @line_magic
     def uvextra(self, line: str = "") -> None:
         """Switch this kernel's environment between the uv project's extras (PyTorch backends), safely.
@@ -82,6 +85,14 @@ class UvextraMagics(Magics):
         args.extras = [*args.extras, *(Backend.asked(e, "extra") for e in args.extra),
                        *(Backend.asked(g, "group") for g in args.group)]
         groups = args.no_default_groups or None  # not said: a check does as the last switch did
+        if args.user_env:
+            action = session.user_env(list(args.extras), project=project, probe=probe,
+                                      keep_extraneous=args.keep_extraneous, no_default_groups=args.no_default_groups)
+            _present(session, action, probe=probe, keep_extraneous=args.keep_extraneous)
+            moved = session.hand_over()
+            if moved:
+                print(f"uvextra: {moved}", flush=True)
+            return
         if args.check:
             action = session.check(args.extras or None, project=project, probe=probe, no_default_groups=groups)
         elif not args.extras:

@@ -271,7 +271,8 @@ def kernel_hint(report: Report, environ: Mapping[str, str] | None = None,
     if shown and str(record.record.get("time") or "") <= max(shown):
         return None
     backends = record.backends
-    if not backends or any(not _offered(b, report.available_extras) for b in backends):
+    declared = [*report.available_extras, *report.features]  # a feature beside the backend is the project's too
+    if not backends or any(not _offered(b, declared) for b in backends):
         return None
     result = compare(record, report, name="this notebook", where="this kernel's environment", switch="%uvextra")
     if result.agrees or sorted(record.extras) == sorted(report.extras):

@@ -8,6 +8,7 @@ Names are compared as uv compares them: PEP 685 / PEP 735 normalised (``CPU``, `
 
 from __future__ import annotations
 
+import re
 import sys
 
 if sys.version_info >= (3, 11):
@@ -16,7 +17,7 @@ else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -81,6 +82,8 @@ class Project:
     via_root: Path | None = None
     # uv's --no-default-groups for this operation (not read from pyproject.toml: asked, or recorded by a switch)
     no_default_groups: bool = False
+    # extras and groups that are features, not backends (``dev``, ``test``, ``aws``): see :func:`_features`
+    features: tuple[Backend, ...] = ()
 
     @property
     def pyproject(self) -> Path:
@@ -97,9 +100,34 @@ class Project:
 
     @property
     def backends(self) -> tuple[Backend, ...]:
-        """Every extra, then every dependency group that is not synced by default anyway (``dev``)."""
+        """Every extra, then every dependency group that is not synced by default anyway (``dev``) — except a default
+        group in a conflict set: that is the project's default backend (``default-groups = ["dev", "pypi"]``, the way
+        projects persist a backend, uv having no ``default-extras``), offered like the others."""
         return (*(Backend(e, EXTRA) for e in self.extras),
-                *(Backend(g, GROUP) for g in self.groups if g not in self.default_groups))
+                *(Backend(g, GROUP) for g in self.groups
+                  if g not in self.default_groups or g in self.default_backends))
+
+    @property
+    def offered(self) -> tuple[Backend, ...]:
+        """The backends a user is offered (advice, the toggle, ``auto``): :attr:`backends` less the features."""
+        return tuple(b for b in self.backends if not any(_same(b, f) for f in self.features))
+
+    @property
+    def default_backends(self) -> tuple[Backend, ...]:
+        """The default groups that are members of a conflict set: what a plain ``uv sync`` picks from that set
+        (backends all the same under ``--no-default-groups``, which only stops syncing them unasked)."""
+        members = {(str(b), kind_of(b) or EXTRA) for s in self.conflict_sets for b in s}
+        return tuple(Backend(g, GROUP) for g in self.default_groups if (g, GROUP) in members)
+
+    def dropped_defaults(self, chosen: Iterable[str]) -> list[Backend]:
+        """The default-group backends a selection must switch off: those in a conflict set with a chosen backend
+        (uv refuses ``--group cpu`` while ``pypi`` is enabled by default; ``--no-group pypi`` keeps ``dev``)."""
+        if self.no_default_groups:  # none is synced unasked: nothing to switch off
+            return []
+        picked = [name if isinstance(name, Backend) else self.backend(name) for name in chosen]
+        return [d for d in self.default_backends
+                if not any(_same(d, p) for p in picked)
+                and any(_member(d, s) and any(_member(p, s) for p in picked) for s in self.conflict_sets)]
 
     def uv_project_args(self) -> list[str]:
         """``--project`` (and for a workspace member ``--package``): which project of the lock uv acts on."""
@@ -109,14 +137,17 @@ class Project:
         return args
 
     def selection_args(self, chosen: Iterable[str]) -> list[str]:
-        """``--extra X`` / ``--group X`` for each chosen backend (and ``--no-default-groups`` when asked): what uv
-        syncs and exports alike."""
+        """``--extra X`` / ``--group X`` for each chosen backend (``--no-default-groups`` when asked, ``--no-group D``
+        for a default-group backend the choice conflicts with): what uv syncs and exports alike."""
         args: list[str] = []
+        chosen = list(chosen)
         for name in chosen:
             backend = name if isinstance(name, Backend) else self.backend(name)
             args += [backend.flag, str(backend)]
         if self.no_default_groups:
             args.append("--no-default-groups")
+        for dropped in self.dropped_defaults(chosen):
+            args += ["--no-group", str(dropped)]
         return args
 
     def backend(self, raw: str, kind: str | None = None) -> Backend:
@@ -294,6 +325,53 @@ def _conflict_sets(tables: Iterable[tuple[dict[str, Any], bool]], package: str) 
     return sets
 
 
+# What "torch or its stack" is, by name: torch, its companions and what a torch build brings or builds against.
+_STACK = re.compile(r"^(?:torch|torchvision|torchaudio|torchtext|torchdata|triton|pytorch-triton(?:-[a-z0-9]+)?|"
+                    r"xformers|flash-attn|intel-extension-for-pytorch|nvidia-[a-z0-9-]+)$")
+_REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+
+
+def _features(project: Project, data: dict[str, Any], ws_data: dict[str, Any] | None) -> tuple[Backend, ...]:
+    """The extras and groups that are features, not backends. The rule (README, "Backends and features"):
+
+    a backend is an extra or group that ``[tool.uv.sources]`` routes torch or its stack (torchvision, triton,
+    nvidia-*, …) for (``torch = [{ index = "pytorch-cpu", extra = "cpu" }]``), or a member of a conflict set that
+    holds one — or, in a conflict set none of whose members is routed so, one whose own table lists torch or its
+    stack. A default-group member of such a set is a backend too. Everything else (``dev``, ``test``, ``aws``, a
+    ``kernels`` group that builds against torch outside every conflict set) is a feature: synced when asked or by
+    default, inferred when installed, never offered as a backend. A project none of whose conflict sets says so
+    keeps every conflict-set member offered: they are its only switchable choices.
+    """
+    routed: set[tuple[str, str]] = set()
+    for table in (_tool_uv(data), _tool_uv(ws_data) if ws_data is not None else {}):
+        sources = table.get("sources") or {}
+        for package, value in sources.items() if isinstance(sources, dict) else ():
+            if not _STACK.match(canonicalize_name(str(package))):
+                continue
+            for entry in value if isinstance(value, list) else [value]:
+                for kind in (EXTRA, GROUP):
+                    if isinstance(entry, dict) and isinstance(entry.get(kind), str):
+                        routed.add((canonicalize_name(entry[kind]), kind))
+    listing: set[tuple[str, str]] = set()
+    tables = ((EXTRA, (data.get("project") or {}).get("optional-dependencies") or {}),
+              (GROUP, data.get("dependency-groups") or {}))
+    for kind, table in tables:
+        for name, requirements in table.items() if isinstance(table, dict) else ():
+            for req in requirements if isinstance(requirements, list) else ():
+                match = _REQUIREMENT_NAME.match(req) if isinstance(req, str) else None
+                if match and _STACK.match(canonicalize_name(match.group(1))):
+                    listing.add((canonicalize_name(str(name)), kind))
+    def key(b: str) -> tuple[str, str]:
+        return str(b), kind_of(b) or EXTRA
+
+    sets = project.conflict_sets
+    torch_sets = [c for c in sets if any(key(b) in routed for b in c)] or [
+        c for c in sets if any(key(b) in listing for b in c)] or list(sets)
+    backends = routed | {key(b) for c in torch_sets for b in c}
+    every = (*(Backend(e, EXTRA) for e in project.extras), *(Backend(g, GROUP) for g in project.groups))
+    return tuple(b for b in every if key(b) not in backends)
+
+
 def _read(root: Path, data: dict[str, Any], workspace: Path | None, ws_data: dict[str, Any] | None) -> Project:
     project = data.get("project") or {}
     name = canonicalize_name(str(project.get("name") or root.name))
@@ -310,8 +388,20 @@ def _read(root: Path, data: dict[str, Any], workspace: Path | None, ws_data: dic
         for ix in table.get("index") or []:
             if isinstance(ix, dict):
                 indexes.setdefault(redact(str(ix.get("name", ix.get("url")))), redact(str(ix.get("url", ""))))
-    return Project(root=root, name=name, extras=extras, conflict_sets=tuple(_conflict_sets(tables, name)),
-                   indexes=indexes, groups=groups, default_groups=default_groups, workspace=workspace)
+    project = Project(root=root, name=name, extras=extras, conflict_sets=tuple(_conflict_sets(tables, name)),
+                      indexes=indexes, groups=groups, default_groups=default_groups, workspace=workspace)
+    return replace(project, features=_features(project, data, ws_data))
+
+
+def name_unreadable(start: Path | None = None) -> None:
+    """Raise the one-line error of the project found from ``start`` when its pyproject.toml cannot be read (malformed
+    TOML, a wrong structure); nothing when it reads, or when there is no project. Called when something else failed
+    first (no venv): a broken pyproject.toml is the cause to name first, since `uv sync` would fail on it too."""
+    try:
+        root = find_project(start)
+    except UvextraError:
+        return
+    load_project(root)
 
 
 def load_project(root: Path | None = None) -> Project:

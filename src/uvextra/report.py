@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +67,8 @@ class Report:
     uv: dict[str, str] | None = None
     extras: list[str] = field(default_factory=list)
     extras_source: str = ""
-    available_extras: list[str] = field(default_factory=list)  # every backend: extras, then dependency groups
+    available_extras: list[str] = field(default_factory=list)  # every backend offered: extras, then groups
+    features: list[str] = field(default_factory=list)  # extras and groups that are features, not backends (dev, test)
     conflict_sets: list[list[str]] = field(default_factory=list)
     workspace: str | None = None  # the workspace root, when the project is one of its members
     changes: Changes = field(default_factory=Changes)
@@ -74,22 +76,31 @@ class Report:
     drift: list[Drift] = field(default_factory=list)
     unverified: list[Unverified] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
+    repaired_from: dict[str, str] = field(default_factory=dict)  # package -> what was broken on disk before
+    repaired_notes: list[str] = field(default_factory=list)  # "torch: was 8,958 of 12,248 files missing; whole now"
     probe: Any = None  # probe.ProbeResult | None
     stack: list[Any] = field(default_factory=list)  # stack.StackEntry: does each companion fit the installed torch
     routing: list[Any] = field(default_factory=list)  # stack.Misroute: companions the project does not route as torch
     warnings: list[str] = field(default_factory=list)
     failure: str | None = None  # the operation did not complete (uv failed, interrupted, …); env re-checked
     # what kind of failure: "uv" (uv failed; its words in uv_error), "network" (an index could not be reached),
-    # "follow-up" (uv's sync ran, what came after failed), "interrupted"
+    # "follow-up" (uv's sync ran, what came after failed), "interrupted", "killed" (uv died of a signal: SIGKILL
+    # from the OOM killer, a closed terminal), "disk-full" (uv hit ENOSPC or a quota)
     failure_kind: str | None = None
     uv_error: str | None = None  # uv's own error text, as uv wrote it (redacted, no colour)
     # inference could not name the extras ("none": almost nothing of the project is installed; "tie")
     extras_unknown: str | None = None
     interrupted: bool = False
+    # backends inference could not read here (name -> why: the network, no wheel for this Python); judged without
+    unreadable: dict[str, str] = field(default_factory=dict)
+    # path/editable dependencies whose source folder is missing or empty (name -> why): uv cannot install them
+    missing_sources: dict[str, str] = field(default_factory=dict)
+    lock_unread: str | None = None  # why the lock could not be read for these extras: drift was not checked
     log: list[str] = field(default_factory=list)  # uv's output, redacted
     state_saved: bool = False
     read_only: bool = False  # the venv cannot be changed here (a shared image): repair is not an option
     elapsed_s: float = 0.0
+    verified: dict[str, float] | None = None  # check --verify: {"files": sha256s compared, "seconds": how long}
 
     @property
     def groups(self) -> list[str]:
@@ -115,7 +126,8 @@ class Report:
 
     @property
     def clean(self) -> bool:
-        return not self.errors and self.failure is None and not self.extras_unknown and not self.stack_failed
+        return (not self.errors and self.failure is None and not self.extras_unknown and not self.stack_failed
+                and self.lock_unread is None)
 
     @property
     def exit_code(self) -> int:
@@ -138,6 +150,7 @@ class Report:
             "extras_source": self.extras_source,
             "available_extras": self.available_extras,
             "available_groups": self.available_groups,
+            "features": [str(f) for f in self.features],
             "project_name": self.project_name,
             "workspace": self.workspace,
             "changes": self.changes.to_dict(),
@@ -145,6 +158,7 @@ class Report:
             "drift": [d.to_dict() for d in self.drift],
             "unverified": [u.to_dict() for u in self.unverified],
             "repaired": self.repaired,
+            "repaired_notes": self.repaired_notes,
             "probe": ({**self.probe.to_dict(), "stack": [e.to_dict() for e in self.stack]}
                       if self.probe is not None else None),
             "stack": [e.to_dict() for e in self.stack],
@@ -154,10 +168,14 @@ class Report:
             "failure_kind": self.failure_kind,
             "uv_error": self.uv_error,
             "extras_unknown": self.extras_unknown,
+            "lock_unread": self.lock_unread,
+            "unreadable": self.unreadable,
+            "missing_sources": self.missing_sources,
             "read_only": self.read_only,
             "clean": self.clean,
             "exit_code": self.exit_code,
             "elapsed_s": round(self.elapsed_s, 3),
+            **({"verified": self.verified} if self.verified is not None else {}),
         }
 
     def to_json(self) -> str:
@@ -168,10 +186,15 @@ class Report:
     def can_repair(self) -> bool:
         """Would a repair (the Reinstall button) fix something here? Never offered where it can only fail."""
         return (bool(self.errors or self.unverified) and not self.read_only and not self.interrupted
+                and not self.missing_source_errors  # uv's sync fails on a source folder that is not there
                 and self.failure_kind not in ("network", "uv") and not self.extras_unknown
                 # a misrouted companion is what the lock says: reinstalling it from the lock brings it back as it is
                 and not (self.routing and {d.package for d in self.errors} <= {m.package for m in self.routing}
                          and not self.unverified))
+
+    @property
+    def missing_source_errors(self) -> list[str]:
+        return sorted({d.package for d in self.errors} & set(self.missing_sources))
 
     def next_step(self) -> str | None:
         """The one thing the user should do next, in words."""
@@ -181,6 +204,23 @@ class Report:
             nothing = not self.changes.installed and not self.changes.removed
             return (("nothing changed; " if nothing else "") +
                     "retry when the index is reachable (uv could not reach it: see uv's words above)")
+        wrong_python = _WRONG_PYTHON.search(self.uv_error or "") if self.failure_kind == "uv" else None
+        if wrong_python:
+            need = wrong_python.group(1)
+            return (f"this venv's Python is not one the project accepts ({need}): make a venv with one (`uv venv "
+                    f"--python '{need}' DIR`), install ipykernel into it and start the kernel from it")
+        if self.failure_kind == "uv" and "(enabled by default)" in (self.uv_error or ""):
+            again = f"`uvextra {self.command} {' '.join(self.extras)} --no-default-groups`".replace("  ", " ")
+            return f"a group uv syncs by default conflicts with what was asked: run {again}"
+        if self.failure_kind == "stale-lock":
+            again = " ".join(self.extras) or "EXTRA"
+            return f"run `uvextra switch {again}` (it locks again, then syncs) or `uv lock`, then check again"
+        if self.failure_kind in ("killed", "disk-full"):
+            again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else \
+                "`uvextra repair`"
+            first = "free space on that disk (or point UV_CACHE_DIR elsewhere), then " \
+                if self.failure_kind == "disk-full" else ""
+            return f"{first}run {again} again: it reinstalls what uv left half-written"
         if self.failure_kind == "uv":
             again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else "it"
             return f"fix what uv reported above, then run {again} again"
@@ -193,11 +233,19 @@ class Report:
         if self.routing:
             names = ", ".join(sorted({m.package for m in self.routing}))
             extra = self.routing[0].extra
+            then = ("run `uv lock`, then `uvextra repair`" if self.routing[0].kind == "marker"
+                    else f"run `uvextra switch {extra}`")
             return (f"`uvextra repair` cannot fix this: the lock itself takes {names} from another index than torch; "
-                    f"add the [tool.uv.sources] lines shown above to pyproject.toml, then run `uvextra switch {extra}`")
+                    f"add the [tool.uv.sources] lines shown above to pyproject.toml, then {then}")
+        if self.missing_source_errors:
+            name = self.missing_source_errors[0]
+            return (f"{name}: {self.missing_sources[name]}; check it out (`git submodule update --init` if it is a "
+                    "submodule), then check again — no repair can install it before that")
         if self.errors:
-            names = " ".join(sorted({d.package for d in self.errors}))
-            return f"run `uvextra repair` to reinstall {names}"
+            drifted = sorted({d.package for d in self.errors})
+            # none of them installed (a fresh venv): nothing to *re*install; a lock's worth of names: a count
+            verb = "install" if all(d.kind == "missing" for d in self.errors) else "reinstall"
+            return f"run `uvextra repair` to {verb} {_few(drifted)}"
         if self.stack_failed:
             built_wrong = [e for e in self.stack_failed if e._static_bad]
             torch = next((e._torch for e in self.stack_failed if e._torch), "")
@@ -211,3 +259,15 @@ class Report:
         if self.unverified:
             return "run `uvextra repair` to reinstall the unverified packages from the lock"
         return None
+
+
+# uv's words when the target's Python is outside `requires-python` (uv 0.13.9)
+_WRONG_PYTHON = re.compile(r"incompatible with the project's Python requirement: `([^`]+)`")
+SHOWN_IN_ADVICE = 5  # a longer list of names in a next step is a count and the first few
+
+
+def _few(names: list[str]) -> str:
+    """``a b c`` for a few names; ``214 packages (a, b, c, d, e and 209 more)`` for a lock's worth."""
+    if len(names) <= SHOWN_IN_ADVICE + 1:
+        return " ".join(names)
+    return f"{len(names)} packages ({', '.join(names[:SHOWN_IN_ADVICE])} and {len(names) - SHOWN_IN_ADVICE} more)"

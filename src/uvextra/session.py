@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .kernel import KernelState, RestartPlan
     from .notebook import KernelHint
     from .report import Report
+    from .userenv import Made
 
 LineCallback = Callable[[str], None]
 
@@ -26,6 +27,8 @@ __all__ = ["AUTO", "Action", "Outcome", "Session"]
 
 AUTO = "auto"
 UNEXPECTED_HINT = "run `uvextra check` in a terminal for details"
+READ_ONLY = " is read-only; uvextra changes nothing there"
+USER_ENV_HINT = " — make your own environment for this project, layered on this one, in one step: `{command}`"
 
 
 @dataclass
@@ -37,6 +40,9 @@ class Action:
     recheck: Callable[[], Report] | None = None  # the environment as it is, after an interrupt
     # uv's --no-default-groups as the action says it (None: as the venv's last switch recorded it)
     no_default_groups: bool | None = None
+    # the same switch in the user's own environment: what a read-only refusal offers (``--user-env``), and its magic
+    user_env: Callable[[], Action] | None = None
+    user_env_command: str = "%uvextra EXTRA --project DIR --user-env"
 
 
 @dataclass
@@ -49,6 +55,8 @@ class Outcome:
     notebook: KernelHint | None = None  # status only: this kernel's notebook last ran on other extras
     # the --no-default-groups the report was made with: what a button's next action keeps (the toggle, Reinstall)
     no_default_groups: bool = False
+    # the environment was read-only: the same switch in the user's own environment, offered (the card's button)
+    offer_user_env: Callable[[], Action] | None = None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -74,12 +82,18 @@ class Session:
         # while one runs (an async cell awaiting; ipykernel then handles comm messages beside it) changes nothing.
         self.cells_running = 0
         self._restart_plan: RestartPlan | None = None
+        self.made: Made | None = None  # the last --user-env's environment and kernelspec
+        self._throwaway_said = False  # "a switch here lasts until the server restarts" is said once per kernel
 
     # -- actions ------------------------------------------------------------------------------------------------
     def switch(self, extras: list[str], *, project: str | None = None, probe: bool = True,
                keep_extraneous: bool = False, exact: bool = False, no_default_groups: bool = False) -> Action:
         from . import core
 
+        project = project or _user_env_project()
+        if _in_user_env():  # the user's own env: switched as it was made (layers linked again, kernelspec renamed)
+            return self.user_env(extras, project=project, probe=probe, keep_extraneous=keep_extraneous,
+                                 no_default_groups=no_default_groups)
         title = "choosing the extra for this machine, then switching" if extras == [AUTO] else \
             f"switching to {' '.join(extras)}"
         return Action(
@@ -89,12 +103,17 @@ class Session:
                                                  no_default_groups=no_default_groups),
             recheck=lambda: core.check(project, None, extras, no_default_groups=no_default_groups),
             no_default_groups=no_default_groups,
+            user_env=lambda: self.user_env(extras, project=project, probe=probe, keep_extraneous=keep_extraneous,
+                                           no_default_groups=no_default_groups),
+            user_env_command=" ".join(["%uvextra", *map(str, extras), *(["--project", project] if project else []),
+                                       "--user-env"]),
         )
 
     def check(self, extras: list[str] | None, *, project: str | None = None, probe: bool = True,
               command: str = "check", no_default_groups: bool | None = None) -> Action:
         from . import core
 
+        project = project or _user_env_project()
         what = f"checking against the lock for {' '.join(extras)}" if extras else "checking the environment"
         return Action(what, lambda on_line, on_wait: core.check(project, None, extras or None, probe=probe,
                                                                 command=command, no_default_groups=no_default_groups),
@@ -114,6 +133,31 @@ class Session:
             no_default_groups=no_default_groups,
         )
 
+    def user_env(self, extras: list[str], *, project: str | None = None, probe: bool = True,
+                 keep_extraneous: bool = False, no_default_groups: bool = False) -> Action:
+        """The user's own environment for the project (made if new), switched to ``extras`` and registered."""
+        def call(on_line: LineCallback | None, on_wait: LineCallback | None) -> Report:
+            from .userenv import ensure_user_env
+
+            self.made = None
+            made = ensure_user_env(extras, project, probe=probe, keep_extraneous=keep_extraneous, on_line=on_line,
+                                   on_wait=on_wait, no_default_groups=no_default_groups)
+            self.made = made
+            made.report.warnings.extend(note for note in made.notes if note not in made.report.warnings)
+            return made.report
+
+        return Action(f"making your own environment for {' '.join(extras) or 'the project'}", call,
+                      no_default_groups=no_default_groups)
+
+    def hand_over(self) -> str | None:
+        """After :meth:`user_env`: move the notebook to the new kernel (under a server), or say which one to pick."""
+        made = self.made
+        if made is None or made.kernelspec_dir is None:
+            return None
+        from .handover import hand_over
+
+        return hand_over(_connection_file(self.shell), made.kernelspec_dir.name, made.display_name)
+
     # -- running ------------------------------------------------------------------------------------------------
     def execute(self, action: Action, on_line: LineCallback | None = None,
                 on_wait: LineCallback | None = None) -> Outcome:
@@ -124,6 +168,8 @@ class Session:
         try:
             report = action.call(on_line, on_wait)
             _note_hub_server(report)
+            _follow_user_env(report)
+            self._note_throwaway(report)
             outcome = Outcome(report, self.kernel_state(), notebook=_notebook_hint(report),
                               no_default_groups=_default_groups_of(action, report))
         except KeyboardInterrupt:
@@ -133,9 +179,30 @@ class Session:
 
             if not isinstance(exc, UvextraError):
                 logging.getLogger("uvextra").debug("%%uvextra failed: %s", exc, exc_info=True)
-            outcome = Outcome(error=_one_line(exc))
+            line = _one_line(exc)
+            offer = None
+            if READ_ONLY in line:  # the one-step way out instead of a recipe of three commands
+                line = line.split(READ_ONLY, 1)[0] + READ_ONLY + USER_ENV_HINT.format(command=action.user_env_command)
+                offer = action.user_env
+            outcome = Outcome(error=line, offer_user_env=offer)
         self.last = outcome
         return outcome
+
+    def _note_throwaway(self, report: Report) -> None:
+        if self._throwaway_said or report.command != "switch" or not report.environment:
+            return
+        try:
+            from pathlib import Path
+
+            from .environment import Environment
+            from .userenv import throwaway_line
+
+            line = throwaway_line(Environment(Path(report.environment), Path(report.python or report.environment)))
+        except Exception:  # noqa: BLE001 - a hint: an unreadable folder says nothing
+            return
+        if line:
+            report.warnings.append(line)
+            self._throwaway_said = True
 
     def _interrupted(self, action: Action) -> Outcome:
         message = "interrupted before uvextra finished"
@@ -188,6 +255,35 @@ def _note_hub_server(report: Report) -> None:
         return
     if line and line not in report.warnings:
         report.warnings.append(line)
+
+
+def _in_user_env() -> bool:
+    return _user_env_project() is not None
+
+
+def _user_env_project() -> str | None:
+    """In a kernel of a user env (``--user-env``): the project it was made for, the default for every action."""
+    import sys
+
+    try:
+        from .userenv import read_user_env
+
+        own = read_user_env(sys.prefix)
+    except Exception:  # noqa: BLE001 - an unreadable record: an ordinary venv
+        return None
+    return None if own is None else own.project
+
+
+def _follow_user_env(report: Report) -> None:
+    """A switch of a user env from its own kernel: the kernelspec's display name follows the backend."""
+    if report.command != "switch" or report.failure or not report.environment:
+        return
+    try:
+        from .userenv import refresh_kernelspec
+
+        refresh_kernelspec(report.environment, report.extras)
+    except Exception:  # noqa: BLE001 - a display name: never worth a failed switch
+        return
 
 
 def _default_groups_of(action: Action, report: Report) -> bool:

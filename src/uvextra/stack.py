@@ -483,6 +483,10 @@ class Misroute:
 
     @property
     def why(self) -> str:
+        if self.kind == "marker":  # ``extra`` holds the marker (empty: an unconditional route)
+            how = f"by marker `{self.extra}`" if self.extra else "to one index"
+            return (f"[tool.uv.sources] routes torch {how} but not {self.package}: here the lock takes "
+                    f"{self.package} from {self.package_index or 'the default index'}, torch from {self.torch_index}")
         return (f"[tool.uv.sources] routes torch per {self.kind} but not {self.package}: for {self.kind} "
                 f"{self.extra} the lock takes {self.package} from {self.package_index or 'the default index'}, "
                 f"torch from {self.torch_index}")
@@ -556,15 +560,15 @@ def lint_routing(pyproject: Path, extras: Sequence[str], lock_index: Mapping[str
     theirs = lock_index.get("torch")
     candidates = sorted(n for n in {canonicalize_name(n) for n in (*KNOWN, *names)} & set(lock_index) - {"torch"}
                         if lock_index.get(n) != theirs)
-    if not candidates or not extras:  # no companion the lock takes from elsewhere: pyproject.toml is not even read
+    if not candidates:  # no companion the lock takes from elsewhere: pyproject.toml is not even read
         return []
     sources = _sources(pyproject)
     if not sources:
         return []
     torch_entries = _entries(sources.get("torch"))
-    if not any(k in e for e in torch_entries for k in _KEYS):
-        return []
-    out = []
+    out = _marker_misroutes(sources, torch_entries, candidates, lock_index)
+    if not extras or not any(k in e for e in torch_entries for k in _KEYS):
+        return out
     for extra in extras:
         kind, name = _kind(extra, torch_entries), canonicalize_name(extra)
         torch_route = _route(torch_entries, name, kind)
@@ -576,4 +580,25 @@ def lint_routing(pyproject: Path, extras: Sequence[str], lock_index: Mapping[str
                 continue
             fix = ("[tool.uv.sources]", f"{pkg} = [", *(f"  {_toml_inline(e)}," for e in torch_entries), "]")
             out.append(Misroute(pkg, name, lock_index.get(pkg), theirs, fix, kind))
+    return out
+
+
+def _marker_misroutes(sources: Mapping[str, Any], torch_entries: Sequence[Mapping[str, Any]],
+                      candidates: Sequence[str], lock_index: Mapping[str, str | None]) -> list[Misroute]:
+    """Companions left out of torch's routes by marker (``torch = [{ index = "pytorch-cu128", marker =
+    "sys_platform == 'linux'" }]``, no backend at all) or unconditional (``torch = { index = "pytorch-cpu" }``):
+    the lock takes them from another index than torch here, and no entry of theirs routes them like torch's."""
+    routes = [e for e in torch_entries if e.get("index") and not any(k in e for k in _KEYS)]
+    if not routes:
+        return []
+    out = []
+    for pkg in candidates:
+        mine = _entries(sources.get(pkg) or sources.get(pkg.replace("-", "_")))
+        missing = [e for e in routes if not any(m.get("index") == e.get("index") and m.get("marker") == e.get("marker")
+                                                for m in mine)]
+        if not missing:
+            continue  # routed like torch, yet the lock differs: not a routing matter
+        fix = ("[tool.uv.sources]", f"{pkg} = [", *(f"  {_toml_inline(e)}," for e in torch_entries), "]")
+        marker = " or ".join(str(e["marker"]) for e in missing if isinstance(e.get("marker"), str))
+        out.append(Misroute(pkg, marker, lock_index.get(pkg), lock_index.get("torch"), fix, "marker"))
     return out

@@ -117,8 +117,10 @@ def _where_rows(report: Report) -> list[Row]:
     if report.project:
         groups = report.available_groups
         plain = [e for e in report.available_extras if getattr(e, "kind", None) != "group"]
+        features = [f"{f} (group)" if getattr(f, "kind", None) == "group" else str(f) for f in report.features]
         listed = "; ".join(part for part in (f"extras: {', '.join(plain)}" if plain else "",
-                                              f"groups: {', '.join(groups)}" if groups else "") if part)
+                                              f"groups: {', '.join(groups)}" if groups else "",
+                                              f"features: {', '.join(features)}" if features else "") if part)
         rows.append(Row("project", report.project + (f" ({listed})" if listed else ""), part="where"))
         if report.workspace:
             rows.append(Row("workspace", f"{report.workspace} (member {report.project_name}; uv.lock is there)",
@@ -147,6 +149,9 @@ def _change_rows(report: Report) -> list[Row]:
 
 def _drift_row(report: Report) -> Row:
     errors = report.errors
+    if report.lock_unread is not None and not errors:
+        return Row("drift", "not checked: the lock could not be read for these extras (see above)", tone="warn",
+                   part="drift")
     if errors:
         return Row("drift", f"{plural(len(errors), 'package differs', 'packages differ')} from the lock:",
                    tone="bad", part="drift")
@@ -267,10 +272,13 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
                   if (str(x), kind) not in kinds]
         rows.append(Row("extras", chosen or "(none)", names=tuple(others), items=kinds,
                         lines=(report.extras_source,) if report.extras_source else ()))
+    for backend, why in report.unreadable.items():
+        rows.append(Row("unread", f"{backend} could not be read here, so it was not compared: {why}", tone="warn"))
     if report.command in ("switch", "repair"):
         rows += _change_rows(report)
     if report.repaired:
-        rows.append(Row("repaired", ", ".join(report.repaired)))
+        rows.append(Row("repaired", "; ".join([*report.repaired_notes, *(
+            n for n in report.repaired if not any(note.startswith(f"{n}: ") for note in report.repaired_notes))])))
     rows += [Row("warning", w, tone="warn") for w in report.warnings]
     if report.failure:
         part = "headline" if headline.state == "failed" else "body"
@@ -290,6 +298,9 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
         if extraneous:
             rows.append(Row("extraneous", "not in the lock; not an error", badge="extraneous",
                             names=tuple(f"{d.package} {d.installed}" for d in extraneous)))
+        if report.verified is not None:
+            rows.append(Row("verified", f"sha256 of {int(report.verified['files']):,} files compared with their "
+                                        f"RECORD in {report.verified['seconds']:.1f} s"))
     rows += _probe_rows(report)
     rows += _kernel_rows(kernel, live=live)
     if report.kernel_protected:
@@ -344,18 +355,27 @@ def render_view_text(view: View, *, verbose: bool = False, brief: bool = False) 
         elif row.key == "kernel":
             out += [f"{'':<{width}}    {name}: {why}" for name, why in row.items]
         elif row.part == "drift":
-            out += _drift_lines(view, width)
+            out += _drift_lines(view, width, verbose)
     return redact("\n".join(out))
 
 
-def _drift_lines(view: View, width: int) -> list[str]:
+SHOWN_MISSING = 8  # a fresh venv of a large lock: the first missing packages in full, the rest counted (-v: all)
+
+
+def _drift_lines(view: View, width: int, verbose: bool = False) -> list[str]:
     out = []
-    if view.drift:
-        nw = max(len(d.package) for d in view.drift)
-        kw = max(len(d.kind) for d in view.drift)
-        for d in view.drift:
+    missing = [d for d in view.drift if d.kind == "missing"]
+    hidden = {id(d) for d in missing[SHOWN_MISSING:]} if len(missing) > SHOWN_MISSING + 2 and not verbose else set()
+    shown = [d for d in view.drift if id(d) not in hidden]
+    if shown:
+        nw = max(len(d.package) for d in shown)
+        kw = max(len(d.kind) for d in shown)
+        for d in shown:
             out.append(f"  {d.package:<{nw}}  {d.kind:<{kw}}  {d.installed or '—'} → {d.wanted or '—'}")
             out.append(f"  {'':<{nw}}  {'':<{kw}}  {d.detail}")
+    if hidden:
+        rest = [d.package for d in missing[SHOWN_MISSING:]]
+        out.append(f"  … and {len(rest)} more missing: {collapsed(rest)} (-v lists each)")
     out += [f"{'unverified':<{width}}  {u.package} {u.version}: {u.reason}" for u in view.unverified]
     return out
 

@@ -138,6 +138,12 @@ class Card:
                                tooltip="switch to the extras this notebook last ran on",
                                layout=w.Layout(display=_HIDDEN, width="auto"))
         self.follow.add_class("uvextra-notebook-switch")
+        self.own = w.Button(description="Make my own environment", icon="user", button_style="primary",
+                            tooltip="make your own environment for this project, layered on this one, switch it and "
+                                    "move this notebook to its kernel (%uvextra … --user-env)",
+                            layout=w.Layout(display=_HIDDEN, width="auto"))
+        self.own.add_class("uvextra-user-env")
+        self._offer: Any = None  # the refused switch, as the user's own environment (uvextra.session.Outcome)
         self.refresh = w.Button(description="Check again", icon="search", button_style="info",
                                 tooltip="check this kernel's environment now and show it on this card",
                                 layout=w.Layout(display=_HIDDEN, width="auto"))
@@ -146,7 +152,7 @@ class Card:
         self.stale.add_class("uvextra-stale")
         self.superseded: str | None = None  # why this card no longer shows the present
         self._restarted_others: list[Card] = []  # superseded by this card's restart, live again if it fails
-        self.buttons = w.HBox([self.toggle, self.reinstall, self.restart, self.follow, self.refresh],
+        self.buttons = w.HBox([self.toggle, self.reinstall, self.restart, self.follow, self.own, self.refresh],
                               layout=w.Layout(flex_flow="row wrap", align_items="center"))
         # The border is the box's, so that the toggle and the buttons sit inside the card (html: _BOX).
         self.box = w.VBox([self.progress, self.stale, self.body, self.buttons],
@@ -154,13 +160,14 @@ class Card:
                                           max_width="980px"))
         self.box.add_class("uvextra-card")
         _on_main_shell([self.progress, self.stale, self.body, self.toggle, self.reinstall, self.restart,
-                        self.follow, self.refresh, self.buttons, self.box])
+                        self.follow, self.own, self.refresh, self.buttons, self.box])
         _CARDS.append(weakref.ref(self))
 
         self.reinstall.on_click(self._on_reinstall)
         self.restart.on_click(self._on_restart)
         self.follow.on_click(self._on_follow)
         self.refresh.on_click(self._on_refresh)
+        self.own.on_click(self._on_own)
         self.toggle.observe(self._on_toggle, names="value")
 
     # -- display ------------------------------------------------------------------------------------------------
@@ -290,7 +297,7 @@ class Card:
         self.superseded = why
         self.stale.value = render_stale(why)
         self.stale.layout.display = _SHOWN
-        for control in (self.toggle, self.reinstall, self.restart, self.follow):
+        for control in (self.toggle, self.reinstall, self.restart, self.follow, self.own):
             control.disabled = True
             control.layout.display = _HIDDEN
         self.refresh.disabled = not refresh
@@ -312,6 +319,9 @@ class Card:
     def show(self, outcome: Outcome, *, final: bool = False) -> None:
         """Draw ``outcome``: the card when there is a report, else one error line (in the card if it has one)."""
         if outcome.report is None:
+            if self.outcome is None and outcome.offer_user_env is not None:  # read-only: offer the user's own env
+                self._show_offer(outcome)
+                return
             if self.outcome is None:  # nothing to show but the error: the output becomes that one line
                 if self.handle is not None:
                     message = outcome.error or "failed"
@@ -412,6 +422,30 @@ class Card:
         self.run(self.session.check(None, project=report.project, probe=self.probe, command="status",
                                     no_default_groups=self._no_default_groups), final=True)
 
+    def _show_offer(self, outcome: Outcome) -> None:
+        message = outcome.error or "this environment is read-only"
+        self._offer = outcome.offer_user_env
+        self.body.value = render_error(message)
+        for control in (self.toggle, self.reinstall, self.restart, self.follow):
+            control.layout.display = _HIDDEN
+        self.own.layout.display, self.own.disabled = _SHOWN, False
+        if self.handle is not None:  # the static output: the live card beside it shows the button
+            self.handle.update({"text/html": render_static(render_error(message)),
+                                "text/plain": f"uvextra: {message}"}, raw=True)
+
+    def _on_own(self, _button: object = None) -> None:
+        offer = self._offer
+        if self.busy or offer is None or self._beside_a_cell():
+            return
+        self._offer = None
+        self.own.layout.display, self.own.disabled = _HIDDEN, True
+        outcome = self.run(offer(), final=True)
+        moved = self.session.hand_over() if outcome.report is not None else None
+        if moved:
+            self.note = moved
+            self._draw()
+            self._refresh_display()
+
     def _on_restart(self, _button: object = None) -> None:
         outcome = self.outcome
         if self.busy or self.superseded or outcome is None or outcome.kernel is None or self._beside_a_cell():
@@ -447,7 +481,7 @@ class Card:
         return {"body": self.body.model_id, "probe": self.probe,
                 "display": getattr(self.handle, "display_id", None),
                 "hide": [c.layout.model_id for c in (self.toggle, self.reinstall, self.restart, self.follow,
-                                                     self.refresh)],
+                                                     self.own, self.refresh)],
                 "project": report.project if report else None,
                 "extras": [str(e) for e in report.extras] if report else []}
 
