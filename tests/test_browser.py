@@ -7,8 +7,9 @@ and ``%uvextra`` is still there). A screenshot of each step goes to ``artifacts/
 ``UVEXTRA_UPDATE_SCREENSHOT=1``) also copies the drift cell (the card with the build drift and its Reinstall button)
 to ``docs/screenshot.png``, the README's picture, and the card while the toggle's switch runs (its progress phase) to
 ``docs/progress.png``. That switch is made to take a few seconds: the kernel's uv (``UVEXTRA_UV``, a small wrapper
-around the real one) holds back uv's output after ``Resolved`` for :data:`STALL_S` seconds on a sync to ``cu128``, as
-a slow multi-GB download would, while uv itself runs at full speed.
+around the real one) starts :data:`STALL_S` seconds late on a sync to ``cu128`` (nothing changes on disk meanwhile:
+code sent to the kernel then must wait for the switch), and then holds back uv's output after ``Resolved`` as long,
+as a slow multi-GB download would.
 
 Needs ``/usr/bin/chromium`` (Debian: ``apt-get install chromium fonts-dejavu-core``), the ``playwright`` Python
 package (no ``playwright install``: the system browser is used) and JupyterLab; skips with the reason otherwise.
@@ -51,6 +52,7 @@ _STALLING_UV = """import subprocess, sys, time
 args = sys.argv[1:]
 if "sync" not in args or "cu128" not in args:
     sys.exit(subprocess.call([{uv!r}, *args]))
+time.sleep({stall!r})  # a slow start: nothing changes on disk meanwhile
 proc = subprocess.Popen([{uv!r}, *args], stderr=subprocess.PIPE)
 held = False
 for line in proc.stderr:
@@ -145,7 +147,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: s
                 pytest.fail(f"JupyterLab did not start (exit {proc.poll()}):\n{log.read()[-3000:]}")
             time.sleep(0.25)
         yield {"url": url, "token": token, "root": root, "log": log, "base": base,
-               "kernels": jupyter_path / "kernels"}
+               "kernels": jupyter_path / "kernels", "env": env}
     finally:
         stop_process(proc)
         log.close()
@@ -155,6 +157,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: s
 _PANEL = """() => {
   const app = window.jupyterapp;
   if (!app) return null;
+  const current = app.shell.currentWidget;  // Notebook 7: the one notebook of the page
+  if (current && current.context && current.context.path === 'quickstart.ipynb') return current;
   for (const w of app.shell.widgets('main')) {
     if (w.context && w.context.path === 'quickstart.ipynb') return w;
   }
@@ -180,6 +184,35 @@ _ALL_RUN = f"""() => {{
   const cells = panel.content.widgets.filter(c => c.model.type === 'code');
   return !!kernel && kernel.status === 'idle' && cells.every(c => c.model.executionCount !== null);
 }}"""
+
+
+# The card's one bordered box (the card, or a box drawn inside it) holds the toggle and the Reinstall button.
+_CONTROLS_INSIDE_THE_BORDER = """(card) => {
+  const boxes = [card, ...card.querySelectorAll('*')]
+    .filter(e => parseFloat(getComputedStyle(e).borderTopWidth) > 0 && e.getBoundingClientRect().height > 40);
+  if (boxes.length !== 1) return false;
+  const b = boxes[0].getBoundingClientRect();
+  return ['.uvextra-toggle', '.uvextra-reinstall'].every(sel => {
+    const c = card.querySelector(sel).getBoundingClientRect();
+    return c.width > 0 && c.left >= b.left && c.right <= b.right && c.top >= b.top && c.bottom <= b.bottom;
+  });
+}"""
+
+
+# One bordered box in the card, not a box in a box.
+_ONE_BORDER = """(card) => [card, ...card.querySelectorAll('*')]
+  .filter(e => parseFloat(getComputedStyle(e).borderTopWidth) > 0 && e.getBoundingClientRect().height > 40)
+  .length === 1"""
+
+
+_KERNEL_STATUS = f"""() => ({_PANEL})().sessionContext.session.kernel.status"""
+# Code sent to the kernel as a cell's would be; resolves with what it printed.
+_RUN_CODE = f"""(code) => new Promise(resolve => {{
+  const future = ({_PANEL})().sessionContext.session.kernel.requestExecute({{code, store_history: false}});
+  let out = '';
+  future.onIOPub = msg => {{ if (msg.header.msg_type === 'stream') out += msg.content.text; }};
+  future.done.then(() => resolve(out));
+}})"""
 
 
 def _shot(page: Any, folder: Path, name: str, target: Any = None) -> Path:
@@ -211,12 +244,19 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             page.wait_for_function(_ALL_RUN, polling=500)
             cards = page.locator(".uvextra-card")
             expect(cards).to_have_count(5)  # auto, pypi, internal (drift), --check, the after-restart cell
+            # each cell's static card (for viewers without widgets) stays out of sight beside its live card
+            statics = page.locator(".uvextra-static")
+            expect(statics).to_have_count(5)
+            for index in range(5):
+                expect(statics.nth(index)).to_be_hidden()
             drift_card = cards.nth(2)
             expect(drift_card.locator(".uvextra-status-drift")).to_contain_text("1 package differs from the lock")
             expect(drift_card.locator(".uvextra-kind-build")).to_be_visible()
             reinstall = drift_card.locator("button.uvextra-reinstall")
             expect(reinstall).to_be_visible()
             expect(reinstall).to_have_text("Reinstall")
+            # One border around the card, the toggle and the buttons inside it.
+            assert drift_card.evaluate(_CONTROLS_INSIDE_THE_BORDER), "the card's controls sit outside its border"
             _shot(page, artifacts, "01-drift.png", drift_card)
             page.locator(".jp-CodeCell").nth(4).screenshot(path=str(artifacts / "drift-cell.png"))  # for the README
 
@@ -236,13 +276,23 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             phase = drift_card.locator(".uvextra-phase")
             expect(phase).to_have_text(re.compile(r"^(resolving the lock for cu128|downloading \d+ of \d+ packages)"),
                                        timeout=30_000)
+            # The switch is cell work: the kernel reads Busy, and code sent now runs after it, on the new torch.
+            assert page.evaluate(_KERNEL_STATUS) == "busy", "the kernel reads Idle while the card switches"
             phase_seen = phase.inner_text()
             drift_card.screenshot(path=str(artifacts / "progress-cell.png"))
+            after = page.evaluate(_RUN_CODE, "import importlib.metadata as m; print(m.version('torch'))")
+            assert after.strip() == "2.9.0+cu128", after
             expect(drift_card).to_contain_text("switched to cu128")
             expect(drift_card.locator(".uvextra-status-ok")).to_be_visible()
             expect(drift_card).to_contain_text("CUDA 12.8 build but no NVIDIA driver")
             expect(toggle.locator("button.mod-active")).to_have_text("cu128")
             _shot(page, artifacts, "03-toggle-cu128.png", drift_card)
+            # The cards before it show an environment that is gone: each says so, its controls off.
+            for index in (1, 2):  # auto, pypi
+                old = page.locator(".jp-CodeCell").nth(index)
+                expect(old).to_contain_text("out of date: a later card switched this kernel")
+                expect(old.locator(".uvextra-toggle button:visible")).to_have_count(0)
+                expect(old.locator("button.uvextra-refresh")).to_be_visible()
 
             # 4. Restart kernel: the server restarts it (as the toolbar does); the last cell runs in a new process.
             last = page.locator(".jp-CodeCell").last
@@ -262,17 +312,30 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
                 assert time.monotonic() < deadline, f"kernel process {old_pid} did not end: {_statuses(page)}"
                 time.sleep(0.2)
             # Like the toolbar's restart: the same card says what happened (written by the new kernel, with its
-            # torch build; its buttons gone), and JupyterLab is back at Idle on its own — no cell run.
-            expect(drift_card).to_contain_text("restarted at", timeout=30_000)
-            expect(drift_card).to_contain_text("torch 2.9.0+cu128 (cu128 build)")
-            expect(drift_card.locator(".uvextra-status-ok")).to_contain_text("matches the lock")
-            expect(restart).to_be_hidden()
+            # torch build; its controls gone, its output rewritten), JupyterLab is back at Idle on its own — no
+            # cell run, no "kernel died" dialog — and the other cards say that they are out of date.
+            drift_cell = page.locator(".jp-CodeCell").nth(4)
+            expect(drift_cell).to_contain_text("restarted at", timeout=30_000)
+            expect(drift_cell).to_contain_text("torch 2.9.0+cu128 (cu128 build)")
+            expect(drift_cell.locator(".uvextra-card .uvextra-status-ok")).to_contain_text("matches the lock")
+            expect(drift_cell.locator("button.jupyter-button:visible")).to_have_count(0)
+            expect(drift_cell.locator(".uvextra-static")).to_be_hidden()  # saved, not shown twice
+            assert drift_cell.locator(".uvextra-card").evaluate(_ONE_BORDER)
             page.wait_for_function(_IDLE_AFTER_RESTART, arg=clicked_at, polling=100, timeout=15_000)
             idle_after = time.monotonic() - clicked
             # "on its own within a few seconds": measured 5-7 s from the click on 2 busy cores (the old kernel's
             # shutdown, the new one's start, the card's redraw); the toolbar's own restart takes about as long
             assert idle_after < IDLE_WITHIN_S, f"Idle {idle_after:.1f} s after the click: {_statuses(page)}"
-            _shot(page, artifacts, "04-restarted.png", drift_card)
+            for index in (1, 2, 5):  # auto, pypi, --check
+                old = page.locator(".jp-CodeCell").nth(index)
+                expect(old).to_contain_text("out of date: the kernel restarted at")
+                expect(old.locator(".uvextra-toggle button:visible")).to_have_count(0)
+            expect(page.locator(".jp-Dialog")).to_have_count(0)
+            # What is saved is the present: the restarted card's output says so, for the next reader too.
+            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+            saved = _saved_text(lab["root"] / "quickstart.ipynb", 4, "restarted at")
+            assert "torch 2.9.0+cu128 (cu128 build)" in saved and "restart needed" not in saved, saved
+            _shot(page, artifacts, "04-restarted.png", drift_cell)
             new_pid = old_pid
             for _attempt in range(4):  # an execute request sent while the server swaps kernels can be lost
                 page.evaluate(_RUN_AFTER_RESTART_CELL)
@@ -285,8 +348,12 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
                     break
             assert new_pid != old_pid, f"the cell did not run in a new kernel: {_statuses(page)}"
             expect(last).to_contain_text("torch 2.9.0+cu128 cu128")
-            expect(last.locator(".uvextra-status-ok")).to_contain_text("matches the lock")  # %uvextra, autoloaded
+            expect(last.locator(".uvextra-card .uvextra-status-ok")).to_contain_text("matches the lock")  # %uvextra, autoloaded
             _shot(page, artifacts, "05-after-restart.png", last)
+            statuses = _statuses(page)
+
+            # 5. The new kernel's card works, click after click (the page kept no subshell of the old kernel).
+            _clicks_after_restart(page, last, lab, artifacts, "06-clicks-after-restart.png")
             statuses = _statuses(page)
         except BaseException:
             page.screenshot(path=str(artifacts / "99-failure.png"))
@@ -303,6 +370,114 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             shutil.copyfile(artifacts / "progress-cell.png", ROOT / "docs" / "progress.png")
 
 
+
+NB7_FILE = "quickstart-nb7.ipynb"
+
+
+@pytest.fixture(scope="module")
+def notebook7(lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Notebook 7 on 127.0.0.1 beside the JupyterLab of ``lab``: the same kernel venv, kernelspec and folder."""
+    if importlib.util.find_spec("notebook") is None:
+        pytest.skip("the Python package notebook (7) is missing (pip install notebook)")
+    nb = nbformat.read(lab["root"] / "quickstart.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(nb, lab["root"] / NB7_FILE)
+    token, port = secrets.token_hex(16), _free_port()
+    log = open(lab["base"] / "notebook7.log", "w+")  # noqa: SIM115 - closed below
+    cmd = [sys.executable, "-m", "notebook", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
+           "--ServerApp.allow_root=True", f"--ServerApp.root_dir={lab['root']}",
+           "--JupyterNotebookApp.expose_app_in_browser=True",
+           # nothing but 127.0.0.1 (the server loads JupyterLab's extension too)
+           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+           "--LabApp.extension_manager=readonly"]
+    proc = subprocess.Popen(cmd, cwd=lab["root"], env=lab["env"], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"Notebook 7 did not start (exit {proc.poll()}):\n{log.read()[-3000:]}")
+            time.sleep(0.25)
+        yield dict(lab, url=url, token=token, log=log)
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+def test_restart_and_controls_in_notebook7(notebook7: dict[str, Any], artifacts: Path) -> None:
+    """Notebook 7 (the same services as JupyterLab, comms over subshells too): after the card's Restart, the page
+    says so without a "kernel died" dialog, the old cards say they are out of date, and the new kernel's card
+    works click after click."""
+    from playwright.sync_api import expect, sync_playwright
+
+    panel_idle = _KERNEL_IDLE.replace("quickstart.ipynb", NB7_FILE)
+    all_run = _ALL_RUN.replace("quickstart.ipynb", NB7_FILE)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1360, "height": 1000})
+            page.set_default_timeout(STEP_TIMEOUT_MS)
+            page.goto(f"{notebook7['url']}notebooks/{NB7_FILE}?token={notebook7['token']}")
+            try:
+                page.wait_for_function(panel_idle, polling=250, timeout=60_000)
+            except Exception:
+                print("the page:", page.evaluate("""() => { const app = window.jupyterapp; return app ? [
+                  String(app.shell.currentWidget && app.shell.currentWidget.context && app.shell.currentWidget.context.path),
+                  Array.from(app.shell.widgets('main')).map(w => w.id)] : 'no window.jupyterapp'; }"""))
+                raise
+            page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            page.wait_for_timeout(1000)
+            page.wait_for_function(all_run, polling=500)
+            cards = page.locator(".uvextra-card")
+            expect(cards).to_have_count(5)
+            drift_cell = page.locator(".jp-CodeCell").nth(4)
+            drift_card = drift_cell.locator(".uvextra-card")
+            drift_card.locator("button.uvextra-reinstall").click()
+            expect(drift_card).to_contain_text("repaired torch")
+            old_pid = _pid(page.locator(".jp-CodeCell").nth(6).inner_text())
+            drift_card.locator("button.uvextra-restart").click()
+            deadline = time.monotonic() + 90
+            while _alive(old_pid):
+                assert time.monotonic() < deadline, f"kernel process {old_pid} did not end"
+                time.sleep(0.2)
+            expect(drift_cell).to_contain_text("restarted at", timeout=30_000)
+            expect(drift_cell.locator("button.jupyter-button:visible")).to_have_count(0)
+            page.wait_for_function(panel_idle, polling=250, timeout=30_000)
+            expect(page.locator(".jp-Dialog")).to_have_count(0)
+            expect(page.locator(".jp-CodeCell").nth(1)).to_contain_text("out of date: the kernel restarted at")
+            assert drift_cell.locator(".uvextra-card").evaluate(_ONE_BORDER)
+            _shot(page, artifacts, "nb7-restarted.png", drift_cell)
+            last = page.locator(".jp-CodeCell").last
+            run_last = _RUN_AFTER_RESTART_CELL.replace("quickstart.ipynb", NB7_FILE)
+            new_pid = old_pid
+            for _attempt in range(4):  # an execute request sent while the server swaps kernels can be lost
+                page.evaluate(run_last)
+                try:
+                    last.locator(".uvextra-card").wait_for(timeout=20_000)
+                except Exception:  # noqa: BLE001 - Playwright's timeout: send it again
+                    continue
+                new_pid = _pid(last.inner_text())
+                if new_pid != old_pid:
+                    break
+            assert new_pid != old_pid, "the cell did not run in a new kernel"
+            _clicks_after_restart(page, last, notebook7, artifacts, "nb7-clicks-after-restart.png")
+        except BaseException:
+            page.screenshot(path=str(artifacts / "99-nb7-failure.png"))
+            raise
+        finally:
+            browser.close()
+
 # Clear the after-restart cell (the second to last) and run it, without waiting: a restart may swallow the reply.
 _RUN_AFTER_RESTART_CELL = f"""() => {{
   const panel = ({_PANEL})();
@@ -311,6 +486,47 @@ _RUN_AFTER_RESTART_CELL = f"""() => {{
   panel.content.activeCellIndex = index;
   window.jupyterapp.commands.execute('notebook:run-cell');
 }}"""
+
+
+def _clicks_after_restart(page: Any, cell: Any, server: dict[str, Any], artifacts: Path, shot: str) -> None:
+    """On the card a cell made in the new kernel: three backends from the toggle, then Reinstall; each time the card,
+    its toggle and the venv on disk agree, and the server never logged a refused subshell."""
+    from playwright.sync_api import expect
+
+    card = cell.locator(".uvextra-card")
+    toggle = card.locator(".uvextra-toggle")
+    for extra, dist in (("cpu", "torch-2.9.0+cpu"), ("pypi", "torch-2.9.0"), ("internal", "torch-2.9.0")):
+        toggle.get_by_role("button", name=extra, exact=True).click()
+        expect(card).to_contain_text(f"switched to {extra}")
+        expect(toggle.locator("button.mod-active")).to_have_text(extra)
+        assert _torch_on_disk(server["base"]) == [f"{dist}.dist-info"], extra
+        assert json.loads((server["base"] / "venv" / ".uvextra" / "state.json").read_text())["extras"] == [extra]
+    # internal after pypi: uv keeps PyPI's build of torch 2.9.0 (the mirror's has the same version)
+    expect(card.locator(".uvextra-status-drift")).to_contain_text("1 package differs from the lock")
+    card.locator("button.uvextra-reinstall").click()
+    expect(card).to_contain_text("repaired torch")
+    expect(card.locator(".uvextra-status-ok")).to_contain_text("matches the lock")
+    _shot(page, artifacts, shot, card)
+    server["log"].flush()
+    server["log"].seek(0)
+    server_log = server["log"].read()
+    assert "Unknown subshell_id" not in server_log, server_log[-3000:]
+
+
+def _saved_text(path: Path, code_cell: int, words: str) -> str:
+    """The plain text of the outputs of the ``code_cell``-th code cell of the saved notebook, once it has ``words``."""
+    deadline = time.monotonic() + 60
+    while True:
+        cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        text = "\n".join(o.get("data", {}).get("text/plain", "") for o in cells[code_cell].outputs)
+        if words in text or time.monotonic() > deadline:
+            assert words in text, text
+            return text
+        time.sleep(0.5)
+
+
+def _torch_on_disk(base: Path) -> list[str]:
+    return sorted(p.name for p in (base / "venv").glob("lib/python*/site-packages/torch-*.dist-info"))
 
 
 def _alive(pid: int) -> bool:

@@ -90,7 +90,8 @@ def test_drift_table_has_one_badge_per_kind_and_words_for_the_extraneous() -> No
     assert "leftover 0.1 (not in the lock; not an error)" in text
     assert "click Reinstall to reinstall exactly these packages" in text  # the live card's wording
     static = _text(render_html(report))
-    assert "run `uvextra repair` to reinstall numpy torch" in static  # no button in a saved notebook
+    # no button in a saved notebook: the cell run again gives one
+    assert "click Reinstall on the card to reinstall numpy torch (run this cell again for a live card)" in static
 
 
 @pytest.mark.parametrize(
@@ -251,13 +252,36 @@ def test_the_card_of_a_switch_whose_index_is_down_shows_uvs_words_and_offers_no_
     assert report.uv_error and f"127.0.0.1:{server.port}" in report.uv_error
     markup = render_html(report, live=True)
     text = _text(markup)
-    for line in report.uv_error.splitlines():  # uv's own error text, every line of it, on the card
+    shown = _text(re.sub(r"<details.*?</details>", "", markup, flags=re.S))  # uv's whole output stays folded
+    for line in report.uv_error.splitlines():  # uv's own error text, every line of it, on the card — once
         assert " ".join(line.split()) in text, (line, text)
+        assert shown.count(" ".join(line.split())) == 1, (line, shown)
     assert f"127.0.0.1:{server.port}" in text
     assert "✗ failed:" in text
     assert "nothing changed; retry when the index is reachable" in text
     assert "Reinstall" not in text and "uvextra repair" not in text  # no repair that can only fail again
+    # what the failed switch never installed is one line, not a "missing" row per package
+    missing = [d for d in report.errors if d.kind == "missing"]
+    assert missing and f"{len(missing)} package{'s' if len(missing) > 1 else ''} of the lock not installed" in text
+    assert "missing" not in text, text
     # the same report with the index reachable would be offered one: the card's wording is what changes
     offered = _text(render_html(dataclasses.replace(report, failure=None, failure_kind=None, uv_error=None),
                                 live=True))
     assert "click Reinstall" in offered
+
+
+def test_a_notebook_says_what_to_do_in_a_notebooks_words() -> None:
+    """The card, its Markdown and its text (all shown in a notebook) name ``%uvextra`` and Reinstall; the CLI's
+    own text keeps the CLI's commands."""
+    from uvextra.view import render_text
+
+    drifted = _switch_report(drift=[LOCAL])
+    unknown = _switch_report(extras=["cuda"], extras_unknown=["cuda"])
+    for render in (lambda r: _text(render_html(r)), render_markdown, render_plain):
+        said = render(drifted)
+        assert "click Reinstall on the card to reinstall torch (run this cell again for a live card)" in said, said
+        assert "uvextra repair" not in said
+        said = render(unknown)
+        assert "run `%uvextra cpu " in said and "uvextra switch" not in said, said
+    assert "run `uvextra repair` to reinstall torch" in render_text(drifted)
+    assert "`uvextra switch cpu | cu128 | pypi`" in render_text(unknown)

@@ -55,8 +55,16 @@ class Frontend:
         fe.kc = AsyncKernelClient(connection_file=str(connection_file))
         fe.kc.load_connection_file()
         fe.kc.start_channels()
-        await fe.kc.wait_for_ready(timeout=TIMEOUT)
-        return fe
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TIMEOUT
+        while True:  # without a KernelManager, jupyter_client calls a kernel still starting "died" (busy machines)
+            try:
+                await fe.kc.wait_for_ready(timeout=max(1.0, deadline - loop.time()))
+                return fe
+            except RuntimeError:
+                if loop.time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
 
     async def start(self) -> Frontend:
         from jupyter_client.ioloop import AsyncIOLoopKernelManager
@@ -113,11 +121,24 @@ class Frontend:
         return "".join(m["content"]["text"] for m in await self.run(code)
                        if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
 
-    async def send_comm(self, comm_id: str, data: dict[str, Any]) -> list[dict[str, Any]]:
-        """What a browser sends when the user clicks a button or picks a toggle."""
+    async def send_comm(self, comm_id: str, data: dict[str, Any], *, subshell_id: str | None = None,
+                        wait: bool = True) -> list[dict[str, Any]]:
+        """What a browser sends when the user clicks a button or picks a toggle (JupyterLab 4.6: over the subshell
+        ``subshell_id``); ``wait=False`` returns at once, with no messages."""
         msg = self.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+        if subshell_id is not None:
+            msg["header"]["subshell_id"] = subshell_id
         self.kc.shell_channel.send(msg)
-        return await self._until_idle(msg["header"]["msg_id"])
+        return await self._until_idle(msg["header"]["msg_id"]) if wait else []
+
+    async def create_subshell(self) -> str:
+        """A kernel subshell, as JupyterLab 4.6 makes one per comm target (JEP 91, control channel)."""
+        msg = self.kc.session.msg("create_subshell_request", {})
+        self.kc.control_channel.send(msg)
+        while True:
+            reply = await self.kc.get_control_msg(timeout=TIMEOUT)
+            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
+                return str(reply["content"]["subshell_id"])
 
     # -- the card as a user sees it ---------------------------------------------------------------------------
     def widget(self, css_class: str) -> str:

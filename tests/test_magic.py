@@ -104,6 +104,16 @@ def test_unknown_flag_is_one_usage_line(ip, capsys: pytest.CaptureFixture[str]) 
     assert lines == ["UsageError: unrecognized arguments: --frobnicate"]
 
 
+def test_a_variable_the_kernel_lost_is_one_usage_line(ip, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    # IPython fills {project} from the user's namespace and leaves it as it is when there is no such variable,
+    # as after a restart: say that, not "no pyproject.toml found in …/{project}".
+    ip.user_ns.pop("project", None)
+    out, err = run(ip, capsys, "%uvextra pypi --project {project}")
+    assert (out + err).strip().splitlines() == [
+        "UsageError: {project} was not filled in: this kernel has no variable `project` "
+        "(after a restart, run the cell that sets it first)"]
+
+
 # ---------------------------------------------------------------------------------------------------- arguments
 
 @pytest.fixture

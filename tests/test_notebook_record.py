@@ -89,8 +89,10 @@ def test_every_output_carries_the_record_and_the_saved_notebook_keeps_it(setup: 
     nb = nbformat.read(setup["notebook"], as_version=4)
     nbformat.validate(nb)
     outputs = [o for o in nb.cells[0].outputs if o.output_type == "display_data"]
-    assert len(outputs) == 1 and {"text/html", "text/plain", WIDGET_VIEW, MIME} <= set(outputs[0].data)
-    record = outputs[0].data[MIME]
+    # the live card, and beside it the static one (what viewers without a widget manager show) with the record
+    assert len(outputs) == 2 and WIDGET_VIEW in outputs[0].data and MIME not in outputs[0].data, outputs
+    assert {"text/html", "text/plain", "text/markdown", MIME} <= set(outputs[1].data) and WIDGET_VIEW not in outputs[1].data
+    record = outputs[1].data[MIME]
     lock = "sha256:" + hashlib.sha256((setup["project"] / "uv.lock").read_bytes()).hexdigest()
     assert record["project"] == "moo" and record["extras"] == ["cpu"] and record["lock"] == lock
     assert record["torch"] == {"version": "2.9.0+cpu", "build": "cpu"}
@@ -102,7 +104,7 @@ def test_every_output_carries_the_record_and_the_saved_notebook_keeps_it(setup: 
 def test_check_notebook_says_which_backend_the_notebook_needs(setup: dict[str, Any], uv_new: str,
                                                                 tmp_path: Path) -> None:
     env, project, nb = setup["env"], setup["project"], setup["notebook"]
-    day = nbformat.read(nb, as_version=4).cells[0].outputs[0].data[MIME]["time"][:10]
+    day = nbformat.read(nb, as_version=4).cells[0].outputs[-1].data[MIME]["time"][:10]
     agreed = cli("check", "--notebook", nb, "--project", project, "--python", setup["kernel_python"], env=env)
     assert agreed.returncode == 0, agreed.stdout + agreed.stderr
     assert agreed.stdout.splitlines()[-1] == (
@@ -233,7 +235,7 @@ def test_button_clicks_rewrite_the_record_so_the_saved_notebook_names_the_last_a
             await fe.stop()
 
     output = asyncio.run(scenario())
-    assert {"text/html", "text/plain", WIDGET_VIEW, MIME} <= set(output)
+    assert {"text/html", "text/plain", MIME} <= set(output) and WIDGET_VIEW not in output  # the static output
     _saved_with(notebook, [output])  # the user saves the notebook
     nbformat.validate(nbformat.read(notebook, as_version=4))
     checked = cli("check", "--notebook", notebook, "--project", project, "--python", python, env=env)

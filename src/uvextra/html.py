@@ -43,8 +43,10 @@ BADGE_COLORS = {
     "unverified": "#b54708",
 }
 _GREEN, _RED, _GREY, _AMBER = "#067647", "#b42318", "#667085", "#b54708"
-_BOX = ("font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;line-height:1.45;"
-        "border:1px solid #d0d7de;border-radius:6px;padding:8px 12px;margin:2px 0;max-width:980px")
+_FONT = "font-family:system-ui,-apple-system,'Segoe UI',sans-serif;font-size:13px;line-height:1.45"
+_BOX = f"{_FONT};border:1px solid #d0d7de;border-radius:6px;padding:8px 12px;margin:2px 0;max-width:980px"
+# Inside the live card the widget box draws the border, around the controls too (uvextra.widgets).
+_IN_CARD = f"{_FONT};margin:0"
 _TABLE = "border-collapse:collapse;margin:0;font-size:inherit;line-height:inherit"
 _KEY = "text-align:left;vertical-align:top;padding:2px 14px 2px 0;color:#57606a;font-weight:600;white-space:nowrap"
 _VAL = "text-align:left;vertical-align:top;padding:2px 0"
@@ -206,13 +208,14 @@ def _card_rows(view: View) -> list[tuple[str, str]]:
 
 
 def render_html(report: Report, kernel: KernelState | None = None, *, live: bool = False,
-                note: str | None = None, notebook: str | None = None) -> str:
+                note: str | None = None, notebook: str | None = None, in_card: bool | None = None) -> str:
     """The card: headline, extras, changes, drift table with badges, CUDA verdict, kernel state, uv log.
 
     ``live`` words the next step for a card with buttons; ``note`` is one extra line (e.g. a restart failure);
-    ``notebook`` one line about the backend this kernel's notebook last ran on.
+    ``notebook`` one line about the backend this kernel's notebook last ran on; ``in_card`` (default: ``live``)
+    leaves the border to the widget box around it.
     """
-    view = build_view(report, kernel, live=live, note=note, notebook=notebook)
+    view = build_view(report, kernel, live=live, note=note, notebook=notebook, magic=True)
     head = view.headline
     colors = {"ok": _GREEN, "drift": _RED, "failed": _RED, "interrupted": _AMBER}
     marks = {"ok": "✓", "drift": "✗", "failed": "✗", "interrupted": "■"}
@@ -221,7 +224,8 @@ def render_html(report: Report, kernel: KernelState | None = None, *, live: bool
     name = f" · <code>{_e(view.project_name)}</code>" if view.project_name else ""
     title = f"<b>uvextra</b>{name} · {_e(view.title)} — {status}"
     body = "".join(f'<tr><th style="{_KEY}">{k}</th><td style="{_VAL}">{v}</td></tr>' for k, v in _card_rows(view))
-    return (f'<div class="uvextra-report" style="{_BOX}"><div style="margin-bottom:4px">{title}</div>'
+    box = _IN_CARD if (live if in_card is None else in_card) else _BOX
+    return (f'<div class="uvextra-report" style="{box}"><div style="margin-bottom:4px">{title}</div>'
             f'<table style="{_TABLE}">{body}</table>{_log_details(view.log)}</div>')
 
 
@@ -236,14 +240,14 @@ def _log_details(log: Sequence[str], label: str = "uv output") -> str:
 
 
 def render_progress(title: str, elapsed_s: float, log: Sequence[str], *, waiting: str | None = None,
-                    phase: str | None = None) -> str:
+                    phase: str | None = None, live: bool = False) -> str:
     """Live progress: what runs, for how long, the phase (downloads counted), uv's latest line, the whole output."""
     latest = next((ln for ln in reversed(log) if ln.strip()), None)
     line = f"<code>{_e(latest.strip())}</code>" if latest else f'<span style="{_SMALL}">waiting for uv…</span>'
     wait = f'<div style="color:{_AMBER}">{_e(waiting)}</div>' if waiting else ""
     if phase:
         wait += f'<div class="uvextra-phase" style="font-weight:600">{_e(phase)}</div>'
-    return (f'<div class="uvextra-progress" style="{_BOX}"><div>▶ <b>{_e(title)}</b> '
+    return (f'<div class="uvextra-progress" style="{_IN_CARD if live else _BOX}"><div>▶ <b>{_e(title)}</b> '
             f'<span style="{_SMALL}">· {elapsed_s:.1f} s · interrupt the kernel to stop uv</span></div>'
             f"{wait}<div>{line}</div>{_log_details(log)}</div>")
 
@@ -251,6 +255,21 @@ def render_progress(title: str, elapsed_s: float, log: Sequence[str], *, waiting
 def render_error(message: str) -> str:
     """One line, in red: what went wrong and what to do."""
     return f'<div class="uvextra-error" style="color:{_RED}">uvextra: {_e(message)}</div>'
+
+
+# Hides a static card where the live card is drawn in the same output area (JupyterLab, Notebook 7: ``.jp-OutputArea``);
+# everywhere else (nbconvert's HTML offline, static viewers that keep styles) the static card is what shows.
+_HIDE_WHEN_LIVE = "<style>.jp-OutputArea:has(.uvextra-card) .uvextra-static{display:none}</style>"
+
+
+def render_static(markup: str) -> str:
+    """``markup`` as the static output beside a live card (see :mod:`uvextra.widgets`)."""
+    return f'{_HIDE_WHEN_LIVE}<div class="uvextra-static">{markup}</div>'
+
+
+def render_stale(line: str) -> str:
+    """One line, in amber, over a card that no longer shows the present (a later switch, a restart)."""
+    return f'<div class="uvextra-stale-line" style="color:{_AMBER};font-weight:600">{_e(line)}</div>'
 
 
 # ---------------------------------------------------------------------------------------------------- text
@@ -261,7 +280,7 @@ def _md(text: object) -> str:
 
 def render_markdown(report: Report, kernel: KernelState | None = None) -> str:
     """The card as Markdown (``nbconvert --to markdown``, ``_repr_markdown_``): the same rows as the card."""
-    view = build_view(report, kernel)
+    view = build_view(report, kernel, magic=True)
     head = view.headline
     mark = {"ok": "✅", "drift": "❌", "failed": "❌", "interrupted": "⏹"}[head.state]
     name = f" · `{_md(view.project_name)}`" if view.project_name else ""
@@ -296,9 +315,10 @@ def render_markdown(report: Report, kernel: KernelState | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_plain(report: Report, kernel: KernelState | None = None) -> str:
-    """The report and the kernel's state as aligned text (the view's own text rendering)."""
-    return render_text(report, kernel=kernel)
+def render_plain(report: Report, kernel: KernelState | None = None, *, card: bool = True) -> str:
+    """The report and the kernel's state as aligned text (the view's own text rendering), in ``%uvextra``'s words
+    (``card=False``: no card, as in a terminal IPython)."""
+    return render_text(report, kernel=kernel, magic=True, card=card)
 
 
 class ReportView:

@@ -72,6 +72,7 @@ class UvextraMagics(Magics):
         already imported here are stale (with a Restart kernel button). Interrupt the kernel to stop uv.
         """
         args = parse_argstring(self.uvextra, line)
+        _refuse_unfilled(args)
         session = self.session
         project = args.project
         if project:
@@ -103,6 +104,19 @@ class UvextraMagics(Magics):
         _present(session, action, probe=probe, keep_extraneous=args.keep_extraneous)
 
 
+def _refuse_unfilled(args: Any) -> None:
+    """A ``{name}`` that IPython left as it was: the variable is not set in this kernel (a restart cleared it)."""
+    import re
+
+    from IPython.core.error import UsageError
+
+    for value in [args.project or "", *args.extras, *args.extra, *args.group]:
+        unfilled = re.search(r"\{([A-Za-z_]\w*)\}", value)
+        if unfilled:
+            raise UsageError(f"{unfilled.group(0)} was not filled in: this kernel has no variable "
+                             f"`{unfilled.group(1)}` (after a restart, run the cell that sets it first)")
+
+
 def _present(session: Session, action: Action, *, probe: bool, keep_extraneous: bool) -> None:
     if not _frontend(session.shell):
         _present_text(session, action)
@@ -129,7 +143,7 @@ def _present_text(session: Session, action: Action) -> None:
     if outcome.report is not None:
         from .html import render_plain
 
-        print(render_plain(outcome.report, outcome.kernel))
+        print(render_plain(outcome.report, outcome.kernel, card=False))
         if outcome.notebook is not None:
             print(f"uvextra: {outcome.notebook.line}")
 
@@ -142,6 +156,12 @@ def last_outcome() -> Outcome | None:
 def _watch_imports(result: object = None) -> None:
     if _current is not None:
         _current.watch.update()
+        _current.cells_running = max(0, _current.cells_running - 1)
+
+
+def _cell_starts(info: object = None) -> None:
+    if _current is not None:
+        _current.cells_running += 1
 
 
 def load(ipython: Any) -> None:  # IPython's InteractiveShell
@@ -152,6 +172,8 @@ def load(ipython: Any) -> None:  # IPython's InteractiveShell
     _current = magics.session
     if _watch_imports not in ipython.events.callbacks.get("post_run_cell", []):
         ipython.events.register("post_run_cell", _watch_imports)
+    if _cell_starts not in ipython.events.callbacks.get("pre_run_cell", []):
+        ipython.events.register("pre_run_cell", _cell_starts)
 
 
 def unload(ipython: Any) -> None:
@@ -163,4 +185,6 @@ def unload(ipython: Any) -> None:
     ipython.magics_manager.registry.pop(UvextraMagics.__name__, None)
     with contextlib.suppress(ValueError):  # not registered (loaded by an older uvextra)
         ipython.events.unregister("post_run_cell", _watch_imports)
+    with contextlib.suppress(ValueError):
+        ipython.events.unregister("pre_run_cell", _cell_starts)
     _current = None

@@ -78,6 +78,9 @@ class Session:
         self.shell = shell
         self.watch = ImportWatch()
         self.last: Outcome | None = None
+        # Cells running now (IPython's pre/post_run_cell, counted by the magic): a button's click that arrives
+        # while one runs (an async cell awaiting; ipykernel then handles comm messages beside it) changes nothing.
+        self.cells_running = 0
         self._restart_plan: RestartPlan | None = None
         self.made: Made | None = None  # the last --user-env's environment and kernelspec
         self._throwaway_said = False  # "a switch here lasts until the server restarts" is said once per kernel

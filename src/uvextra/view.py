@@ -7,6 +7,7 @@ Everything user-visible passes through :func:`uvextra.redact.redact` once, here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -78,7 +79,7 @@ def _headline(report: Report) -> Headline:
     if report.interrupted:
         return Headline("interrupted", "interrupted — uv was stopped; below is the environment as it is now")
     if report.failure:
-        return Headline("failed", f"failed: {report.failure}")
+        return Headline("failed", f"failed: {_failure(report)}")
     if errors:
         return Headline("drift", f"{plural(len(errors), 'package differs', 'packages differ')} from the lock")
     if report.unverified:
@@ -87,6 +88,17 @@ def _headline(report: Report) -> Headline:
         names = ", ".join(e.package for e in report.stack_failed)
         return Headline("drift", f"matches the lock, but {names} does not fit the installed torch")
     return Headline("ok", "matches the lock")
+
+
+def _failure(report: Report) -> str:
+    """The failure without the summary of uv's words that it ends with, when the "uv said" rows show them whole:
+    uv's error once."""
+    failure = report.failure or ""
+    if report.uv_error:
+        summary = " ".join(ln.strip() for ln in report.uv_error.splitlines()[:4])
+        if summary and failure.endswith(f": {summary}"):
+            return f"{failure[:-len(summary) - 2]} (uv's words below)"
+    return failure
 
 
 def _title(report: Report) -> str:
@@ -150,6 +162,15 @@ def _drift_row(report: Report) -> Row:
     return Row("drift", "none found" if not report.interrupted else "none", part="drift")
 
 
+def _unreached(report: Report) -> list[Drift]:
+    """The "missing" rows of a switch whose uv failed before it changed anything."""
+    if report.command != "switch" or report.failure_kind not in ("network", "uv"):
+        return []
+    if report.changes.installed or report.changes.removed:
+        return []
+    return [d for d in report.errors if d.kind == "missing"]
+
+
 def _probe_rows(report: Report) -> list[Row]:
     rows = []
     if report.probe is not None:
@@ -205,14 +226,35 @@ def _kernel_rows(kernel: KernelState | None, *, live: bool) -> list[Row]:
     return [Row("kernel", f"restart needed — {how}", tone="warn", items=stale)]
 
 
-def _next_step(report: Report, live: bool) -> str | None:
+def _next_step(report: Report, live: bool, magic: bool, card: bool) -> str | None:
     if live and report.can_repair:
         return "click Reinstall to reinstall exactly these packages from the lock"
-    return report.next_step()
+    step = report.next_step()
+    return notebook_words(step, card=card) if magic and step else step
+
+
+# The CLI's words as a notebook says them: the magic, and on a card its Reinstall button (where it fits: the lock
+# can be followed). A saved or headless card has no live button: the cell run again brings one. The magic's text in
+# a terminal IPython has no card: repairing is the CLI's there.
+_IN_A_NOTEBOOK = (
+    (re.compile(r"`uvextra (?:switch|check|status) ?([^`]*)`"), lambda m: f"`%uvextra {m.group(1)}`".replace(" `", "`")),
+)
+_ON_A_CARD = (
+    (re.compile(r"`uvextra repair` cannot fix this"), "Reinstall cannot fix this"),
+    (re.compile(r"run `uvextra repair` to reinstall (.+)$"),
+     r"click Reinstall on the card to reinstall \1 (run this cell again for a live card)"),
+)
+
+
+def notebook_words(step: str, *, card: bool = True) -> str:
+    """``step`` (a :meth:`Report.next_step`) in a notebook's words: ``%uvextra cpu``; on a ``card``, Reinstall."""
+    for pattern, words in (*_ON_A_CARD, *_IN_A_NOTEBOOK) if card else _IN_A_NOTEBOOK:
+        step = pattern.sub(words, step)
+    return step
 
 
 def build_view(report: Report, kernel: KernelState | None = None, *, live: bool = False, note: str | None = None,
-               notebook: str | None = None) -> View:
+               notebook: str | None = None, magic: bool = False, card: bool = True) -> View:
     """Every row a surface shows for ``report`` (and the kernel's state), in order; nothing rendered yet."""
     headline = _headline(report)
     view = View(title=_title(report), headline=headline, project_name=report.project_name,
@@ -240,11 +282,18 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
     rows += [Row("warning", w, tone="warn") for w in report.warnings]
     if report.failure:
         part = "headline" if headline.state == "failed" else "body"
-        rows.append(Row("FAILED", report.failure, tone="bad", part=part))
-    if report.uv_error and report.uv_error not in (report.failure or ""):
+        rows.append(Row("FAILED", _failure(report), tone="bad", part=part))
+    if report.uv_error and report.uv_error not in _failure(report):
         rows.append(Row("uv said", "", lines=tuple(report.uv_error.splitlines()), tone="bad"))
     if report.command != "probe":
-        rows.append(_drift_row(report))
+        unreached = _unreached(report) if magic or live else []
+        if unreached:  # in a notebook, not drift: what a switch that never got to run would have installed, in one line
+            view.drift = [d for d in view.drift if d not in unreached]
+            rows.append(Row("drift", f"{plural(len(unreached), 'package')} of the lock not installed: uv stopped "
+                                     "before it changed anything" + ("; these differ too:" if view.drift else ""),
+                            tone="warn", part="drift"))
+        else:
+            rows.append(_drift_row(report))
         extraneous = report.extraneous
         if extraneous:
             rows.append(Row("extraneous", "not in the lock; not an error", badge="extraneous",
@@ -261,7 +310,7 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
         rows.append(Row("notebook", notebook, tone="warn"))
     if note:
         rows.append(Row("note", note))
-    step = _next_step(report, live)
+    step = _next_step(report, live, magic or live, card)
     if step:
         rows.append(Row("next", step))
     return view
@@ -332,6 +381,7 @@ def _drift_lines(view: View, width: int, verbose: bool = False) -> list[str]:
 
 
 def render_text(report: Report, *, verbose: bool = False, brief: bool = False,
-                kernel: KernelState | None = None) -> str:
-    """A report (and the kernel's state, in a notebook) as aligned text."""
-    return render_view_text(build_view(report, kernel), verbose=verbose, brief=brief)
+                kernel: KernelState | None = None, magic: bool = False, card: bool = True) -> str:
+    """A report (and the kernel's state, in a notebook) as aligned text; ``magic``: in ``%uvextra``'s words (``card``:
+    a card's, with its Reinstall button)."""
+    return render_view_text(build_view(report, kernel, magic=magic, card=card), verbose=verbose, brief=brief)
