@@ -8,6 +8,7 @@ comm message (``{"method": "custom", "content": {"event": "click"}}``) over the 
 
 from __future__ import annotations
 
+import copy
 import html
 import os
 import re
@@ -204,6 +205,16 @@ def test_quickstart_runs_top_to_bottom(quickstart_kernel: dict[str, Any], tmp_pa
     widgets = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     assert any("uvextra-card" in m["state"].get("_dom_classes", []) for m in widgets.values())
     _every_card_reads_in_html_offline(executed, nb)
+    # every cell runs again as it is in a fresh kernel (what a restart leaves), the setup cell not run again: no
+    # variable of the old kernel is needed
+    rerun = copy.deepcopy(nb)
+    rerun.cells = [c for c in rerun.cells if "setup" not in c.metadata.get("tags", [])]
+    NotebookClient(rerun, km=AsyncKernelManager(kernel_name="quickstart", kernel_spec_manager=KernelSpecManager(
+        kernel_dirs=[str(quickstart_kernel["kernels"])])), timeout=300, allow_errors=False,
+        resources={"metadata": {"path": str(tmp_path)}}).execute()
+    again = _text(_by_tag(rerun, "after-restart"))
+    assert "extras       internal" in again and str(quickstart_kernel["base"] / "demo" / "moo") in again, again
+    assert "torch  build  2.9.0 → 2.9.0" in again, again  # nobody clicked Reinstall this time: the drift is back
 
 
 def _every_card_reads_in_html_offline(executed: Path, nb: Any) -> None:

@@ -70,6 +70,14 @@ def create_demo(folder: Path, server: Served | None = None, python: str | None =
     return project, env.python
 
 
+def quickstart_project() -> Path:
+    """Where ``notebooks/quickstart.ipynb`` puts its demo project: ``$UVEXTRA_QUICKSTART_DIR/moo``, else a folder of
+    the temporary directory (the same in every kernel, so a cell run again after a restart finds it)."""
+    import os
+
+    return Path(os.environ.get("UVEXTRA_QUICKSTART_DIR") or Path(tempfile.gettempdir(), "uvextra-quickstart"), "moo")
+
+
 def _cut_short(python: Path) -> Path:
     """What a kill -9 of uv mid-install leaves: half of torch's files (RECORD's order) gone, no INSTALLER; returns
     ``python``."""
