@@ -210,7 +210,9 @@ def test_the_card_has_its_own_stack_row_and_the_fix(make_project, kernel_venv, u
     assert "matches the lock, but torchvision does not fit the installed torch" in card
     assert 'class="uvextra-stack-bad"' in card and "operator torchvision::nms does not exist" in card
     assert "torchvision = [\n  { index = &quot;pytorch-cpu&quot;, extra = &quot;cpu&quot; }," in card
-    assert "Reinstall" not in card and "`uvextra repair` cannot fix this" in card
+    # no Reinstall offered, and the card says why in a notebook's words (the CLI says `uvextra repair`)
+    assert "uvextra-reinstall" not in card and "Reinstall cannot fix this" in card
+    assert "`uvextra repair` cannot fix this" in report.next_step()
     assert "| stack | ❌ torchvision 0.24.0 is a CUDA 12.8 build (+cu128)" in render_markdown(report)
 
 

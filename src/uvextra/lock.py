@@ -256,7 +256,10 @@ def export_pylock(project: Project, env: Environment, uv: Uv, extras: Sequence[s
 def _file_location(url_or_path: str | None, root: Path) -> str | None:
     if not url_or_path:
         return None
-    parts = urlsplit(url_or_path)
+    try:
+        parts = urlsplit(url_or_path)
+    except ValueError:  # e.g. "http://[bad": not a path, and no URL uvextra could read either
+        return redact(url_or_path)
     if parts.scheme == "file":
         return str(Path(unquote(parts.path)).absolute())
     if parts.scheme:
