@@ -203,7 +203,9 @@ def test_ctrl_c_in_the_removal_phase_is_an_interrupt(make_project, pyvenv, tmp_p
     wrapper, armed = tmp_path / "uv-slow-uninstall", tmp_path / "removing"
     wrapper.write_text(_SLOW_UNINSTALL.format(armed=shlex.quote(str(armed)), uv=shlex.quote(uv_new)))
     wrapper.chmod(0o755)
-    proc = subprocess.Popen([sys.executable, "-m", "uvextra", "switch", "cpu", "--no-probe", "--json", *s.target()],
+    # started as a script's background job is: SIGINT ignored, inherited (`trap "" INT`) — uvextra answers it anyway
+    proc = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$0" "$@"', sys.executable, "-m", "uvextra", "switch",
+                             "cpu", "--no-probe", "--json", *s.target()],
                             env=dict(s.env, UVEXTRA_UV=str(wrapper)), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

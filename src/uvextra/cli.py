@@ -345,8 +345,19 @@ def _tolerant_streams() -> None:
                 pass
 
 
+def _answer_interrupts() -> None:
+    """A job started in the background (``cmd &`` in a script, CI runners) inherits SIGINT ignored, and Python then
+    leaves it ignored: a ``kill -INT`` would not stop uv, and the venv would not be re-checked. uvextra always
+    answers SIGINT (exit 130): it stops uv and says where the environment stands."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     _tolerant_streams()
+    _answer_interrupts()
     try:
         code = run(argv)
     except KeyboardInterrupt:
