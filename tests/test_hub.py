@@ -85,7 +85,7 @@ def _notebook() -> nbformat.NotebookNode:
     demo_cell = next(c.source for c in quickstart.cells if "create_demo(demo)" in c.source)  # the quickstart's setup
     sources = [
         demo_cell,
-        "%load_ext uvextra\nprint('kernel process', os.getpid())",
+        "import os\n%load_ext uvextra\nprint('kernel process', os.getpid())",
         "%uvextra cpu --project {project}",
         "import torch\nprint(torch.__version__, torch._build)",
         "%uvextra cu128 --project {project}",  # torch, imported above, is stale now: the card offers a restart
