@@ -99,9 +99,7 @@ def cached(cache_dir: Path, want: Wanted) -> bool:
 
 def mount_of(path: Path) -> Path:
     """The mount point of the filesystem that holds ``path`` (its nearest existing folder's)."""
-    path = Path(path).absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
+    path = _existing(path)
     try:
         dev = path.stat().st_dev
         while path != path.parent and path.parent.stat().st_dev == dev:
@@ -112,6 +110,7 @@ def mount_of(path: Path) -> Path:
 
 
 def _existing(path: Path) -> Path:
+    """``path``, or its nearest folder that exists (what a venv or cache not made yet will be written into)."""
     path = Path(path).absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
