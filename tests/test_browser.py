@@ -31,7 +31,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import nbformat
 import pytest
@@ -81,6 +81,24 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_server(proc: subprocess.Popen[bytes], url: str, token: str, log: IO[str], what: str,
+                    timeout: float = 90) -> None:
+    """Until the Jupyter server at ``url`` answers ``GET api/status`` (not its jpserver file: jupyter_server 2.21
+    writes that before the port is bound); fails the test with the server's log if it exits or never answers."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            pytest.fail(f"{what} did not start (exit {proc.poll()}):\n{log.read()[-3000:]}")
+        time.sleep(0.25)
 
 
 @pytest.fixture(scope="module")
@@ -134,18 +152,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: s
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"JupyterLab did not start (exit {proc.poll()}):\n{log.read()[-3000:]}")
-            time.sleep(0.25)
+        wait_for_server(proc, url, token, log, "JupyterLab")
         yield {"url": url, "token": token, "root": root, "log": log, "base": base,
                "kernels": jupyter_path / "kernels", "env": env}
     finally:
@@ -397,18 +404,7 @@ def notebook7(lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
                             stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"Notebook 7 did not start (exit {proc.poll()}):\n{log.read()[-3000:]}")
-            time.sleep(0.25)
+        wait_for_server(proc, url, token, log, "Notebook 7")
         yield dict(lab, url=url, token=token, log=log)
     finally:
         stop_process(proc)

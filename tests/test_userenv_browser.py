@@ -15,7 +15,6 @@ import secrets
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ import nbformat
 import pytest
 
 from _kernel_venv import kernel_env, make_kernel_venv, stop_process, uvextra_wheel, write_kernelspec  # noqa: F401
-from test_browser import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, _free_port
+from test_browser import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, _free_port, wait_for_server
 from test_browser import _missing as _browser_missing
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))]
@@ -93,18 +92,7 @@ def lab(tmp_path: Path, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"JupyterLab did not start (exit {proc.poll()}):\n{log.read()[-3000:]}")
-            time.sleep(0.25)
+        wait_for_server(proc, url, token, log, "JupyterLab")
         yield {"url": url, "token": token, "base": base, "log": log}
     finally:
         stop_process(proc)
