@@ -44,7 +44,7 @@ from packaging.utils import canonicalize_name  # noqa: E402
 import _pip_indexes as pi  # noqa: E402
 from stack import interleaved, ms, real_torch_environ, say  # noqa: E402 - this folder's other benchmark
 
-STUBBED = ("import sys; import uvextra.core as c; from uvextra.installed import FileCheck; "
+STUBBED = ("import sys; import uvextra.core.verbs as c; from uvextra.core.installed import FileCheck; "
            "c.check_files = lambda dist, verify=False: FileCheck(0, 0, 0, ()); "
            "from uvextra.cli import main; sys.exit(main(sys.argv[1:]))")
 
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         say("needs PyPI's CUDA torch in a file:// simple index of pip's configuration")
         return 2
     uv = real_torch_environ()
-    from uvextra import core
-    from uvextra.installed import record_entries, scan
+    from uvextra.core import verbs as core
+    from uvextra.core.installed import record_entries, scan
 
     work = Path(tempfile.mkdtemp(prefix="uvextra-files-bench-"))
     try:

@@ -194,7 +194,7 @@ class Bench:
         for key in set(os.environ) - set(clean):
             del os.environ[key]
         os.environ.update(clean)
-        from uvextra.uv import find_uv
+        from uvextra.core.uv import find_uv
 
         self.uv = find_uv()
         self.python = sys.executable
@@ -276,7 +276,7 @@ def require(condition: bool, message: str) -> None:
 
 def case_b1(b: Bench, res: Results) -> None:
     """The drift check on an already-synced seed env, in-process, against a no-op `uv sync --dry-run`."""
-    from uvextra import core
+    from uvextra.core import verbs as core
 
     project = b.seed_project("b1")
     venv = b.venv("b1")
@@ -303,7 +303,7 @@ def case_b1(b: Bench, res: Results) -> None:
 
 def case_b2(b: Bench, res: Results) -> None:
     """A whole switch without the probe against bare `uv sync --extra X` doing the same switch, wheels cached."""
-    from uvextra import core
+    from uvextra.core import verbs as core
 
     project = b.seed_project("b2")
     ours_venv, uv_venv = b.venv("b2-uvextra"), b.venv("b2-uv")
@@ -457,13 +457,13 @@ def make_synthetic(root: Path, n: int, seed: int = 5) -> Synthetic:
 def synthetic_check(s: Synthetic, *, recorded: bool, prepare: bool = True
                     ) -> tuple[Callable[[], object], dict[str, list[float]]]:
     """``core._check_into`` minus the `uv export` call (which uvextra caches on disk by the lock's content)."""
-    from uvextra.drift import classify
-    from uvextra.environment import Environment, interpreter_info
-    from uvextra.installed import scan
-    from uvextra.lock import read_uv_lock, wanted_from_pylock
-    from uvextra.project import load_project
-    from uvextra.protect import kernel_closure
-    from uvextra.state import Provenance, State, load_state, save_state
+    from uvextra.core.drift import classify
+    from uvextra.core.environment import Environment, interpreter_info
+    from uvextra.core.installed import scan
+    from uvextra.core.lock import read_uv_lock, wanted_from_pylock
+    from uvextra.core.project import load_project
+    from uvextra.core.protect import kernel_closure
+    from uvextra.core.state import Provenance, State, load_state, save_state
 
     env = Environment(prefix=s.env_prefix, python=Path(sys.executable))
     project = load_project(s.project_root)
@@ -811,7 +811,7 @@ def build_b5_indexes(cfg: Config, cache_root: Path, say: Callable[[str], None]) 
 
 def case_b5(b: Bench, res: Results) -> None:
     """Repairing a stale torch build vs what users do today: rebuild the venv, or reinstall everything."""
-    from uvextra import core
+    from uvextra.core import verbs as core
 
     root, _shape = build_b5_indexes(b.cfg, b.cache_root, b.say)
     server = b._stack.enter_context(li.IndexServer(root))
@@ -896,8 +896,8 @@ _IMPORT_SCRIPT = (f"{_PROBE_IMPORTS}; import time; t = time.perf_counter(); impo
 
 def case_b6(b: Bench, res: Results) -> None:
     """The CUDA probe started in parallel with the check, against the check alone and the probe alone."""
-    from uvextra import core
-    from uvextra.probe import start_probe
+    from uvextra.core import verbs as core
+    from uvextra.core.cuda_probe import start_probe
 
     project = b.seed_project("b6")
     venv = b.venv("b6")
@@ -948,7 +948,7 @@ def case_b7(b: Bench, res: Results) -> None:
 
     project = b.seed_project("b7")
     venv = b.venv("b7")
-    from uvextra import core
+    from uvextra.core import verbs as core
 
     report = core.switch(["pypi"], project, py(venv), probe=False)
     require(report.failure is None and report.clean, f"B7 setup switch failed: {report.failure} {report.drift}")

@@ -164,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
 
     uv = real_torch_environ()
 
-    from uvextra import core, stack
-    from uvextra.installed import scan
-    from uvextra.probe import start_probe
+    from uvextra.core import stack
+    from uvextra.core import verbs as core
+    from uvextra.core.cuda_probe import start_probe
+    from uvextra.core.installed import scan
 
     real_check, real_lint = stack.check_stack, stack.lint_routing
 

@@ -41,8 +41,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from _pip_indexes import cpu_torch_wheel, local_simple_indexes  # noqa: E402
 from test_real_torch import write_real_project  # noqa: E402
-from uvextra import userenv  # noqa: E402
-from uvextra.environment import Environment  # noqa: E402
+from uvextra.core import userenv  # noqa: E402
+from uvextra.core.environment import Environment  # noqa: E402
 
 
 def du(*roots: Path) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from uvextra.accelerators import (
+from uvextra.core.accelerators import (
     CUDA_DRIVER_TABLE,
     Accel,
     choose_extra,

@@ -62,7 +62,7 @@ def test_kernel_has_the_magic_without_load_ext(tmp_path: Path, kernel_venv: Path
             "print('loaded' if 'uvextra' in get_ipython().extension_manager.loaded else 'missing')\n"
             "print(sorted(n for n in globals() if 'uvextra' in n.lower()))\n"
             # loading stays cheap: nothing heavy is imported until %uvextra runs
-            "print(sorted(m for m in ('ipywidgets', 'nbformat', 'uvextra.core') if m in sys.modules))\n"
+            "print(sorted(m for m in ('ipywidgets', 'nbformat', 'uvextra.core.verbs') if m in sys.modules))\n"
         )
     prefix, loaded, leaked, heavy = state["stdout"].splitlines()
     assert Path(prefix) == kernel_venv.parents[1]

@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from packaging.utils import canonicalize_name as packaging_canonicalize_name
 
-from uvextra import cache, environment
-from uvextra.environment import interpreter_info
-from uvextra.installed import name_and_version, read_dist_info, read_headers
-from uvextra.names import canonicalize_name
+from uvextra.core import cache, environment
+from uvextra.core.environment import interpreter_info
+from uvextra.core.installed import name_and_version, read_dist_info, read_headers
+from uvextra.core.names import canonicalize_name
 
 # ------------------------------------------------------------------------------------------------ the cache module
 
@@ -191,7 +191,7 @@ def test_the_kernel_and_the_scan_read_a_dist_info_alike(tmp_path):
 
 def test_check_path_imports_stay_light():
     """What a cached check does not need is not imported by the modules it uses (a CLI call pays every import)."""
-    code = ("import sys, uvextra.cli, uvextra.core, uvextra.installed, uvextra.lock, uvextra.environment;"
+    code = ("import sys, uvextra.cli, uvextra.core.verbs, uvextra.core.installed, uvextra.core.lock, uvextra.core.environment;"
             "print(sorted(m for m in ('email.parser', 'packaging.pylock', 'packaging.tags', 'packaging.requirements',"
             " 'packaging.utils', 'subprocess', 'importlib.metadata', 'hashlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

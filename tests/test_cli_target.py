@@ -107,7 +107,7 @@ def test_no_colour_codes_anywhere_even_with_force_color(index_root, make_venv, t
         assert "+ torch==2.9.0+cpu" in proc.stderr  # uv's own lines, streamed
         outputs.update(switch_out=proc.stdout, switch_err=proc.stderr)
         # the report's log (what the card shows as "uv output"), in this process, with the kernel's variables
-        from uvextra import core
+        from uvextra.core import verbs as core
 
         for key, value in env.items():
             monkeypatch.setenv(key, value)
@@ -243,7 +243,7 @@ def test_probe_without_a_project_targets_virtual_env_else_the_running_venv(make_
 
 def test_the_magic_keeps_the_kernels_own_environment():
     """``python=None`` (what the magic passes) still means the running interpreter, and says so."""
-    from uvextra import core
+    from uvextra.core import verbs as core
 
     report = core.probe(None)
     assert report.environment == str(Path(sys.prefix).absolute())

@@ -132,8 +132,8 @@ def test_switching_away_from_the_default_backend_drops_it_and_keeps_dev(persiste
 
 
 def test_a_lock_that_could_not_be_read_is_never_drift_none():
-    from uvextra.report import Report
-    from uvextra.view import render_text
+    from uvextra.core.report import Report
+    from uvextra.render.text import render_text
 
     report = Report(command="switch", extras=["cpu"], failure="uv sync failed (exit 2): error: …", failure_kind="uv",
                     lock_unread="uv could not export the lock for extras ['cpu']: error: …")
@@ -143,7 +143,7 @@ def test_a_lock_that_could_not_be_read_is_never_drift_none():
 
 
 def test_uvs_default_group_conflict_points_to_no_default_groups():
-    from uvextra.report import Report
+    from uvextra.core.report import Report
 
     report = Report(command="switch", extras=["cu128"], failure="uv sync failed (exit 2): …", failure_kind="uv",
                     uv_error="error: Groups `cu128` and `gpu` (enabled by default) are incompatible with the conflicts")
@@ -154,7 +154,7 @@ def test_uvs_default_group_conflict_points_to_no_default_groups():
 def test_the_default_backend_stays_a_backend_under_no_default_groups(tmp_path):
     from dataclasses import replace
 
-    from uvextra.project import load_project
+    from uvextra.core.project import load_project
 
     (tmp_path / "pyproject.toml").write_text('''
 [project]

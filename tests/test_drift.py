@@ -6,10 +6,10 @@ import hashlib
 import json
 from pathlib import Path
 
-from uvextra.drift import classify
-from uvextra.installed import read_dist_info
-from uvextra.lock import LockInfo, Wanted
-from uvextra.state import Provenance
+from uvextra.core.drift import classify
+from uvextra.core.installed import read_dist_info
+from uvextra.core.lock import LockInfo, Wanted
+from uvextra.core.state import Provenance
 
 PYPI = "http://127.0.0.1:1/pypi/simple"
 MIRROR = "http://127.0.0.1:1/mirror/simple"

@@ -13,11 +13,13 @@ import pytest
 
 from _localindex import IndexServer
 from test_hardening import project_on
-from uvextra.drift import Drift, Unverified
-from uvextra.html import ReportView, render_error, render_html, render_markdown, render_plain, render_progress
-from uvextra.kernel import KernelState, RestartPlan, StaleModule
-from uvextra.probe import ProbeResult
-from uvextra.report import Change, Report
+from uvextra.core.cuda_probe import ProbeResult
+from uvextra.core.drift import Drift, Unverified
+from uvextra.core.report import Change, Report
+from uvextra.core.vocabulary import KernelState, RestartPlan, StaleModule
+from uvextra.render.card import ReportView, render_error, render_html, render_progress
+from uvextra.render.markdown import render_markdown
+from uvextra.render.text import render_plain
 
 
 def _text(markup: str) -> str:
@@ -216,7 +218,7 @@ def _details(markup: str, css: str) -> tuple[str, str]:
 
 def test_the_card_of_a_real_switch_names_every_removal_and_keeps_the_foreign_behind_a_disclosure(
         real_switch: tuple[IndexServer, Path, Path]) -> None:
-    from uvextra import core
+    from uvextra.core import verbs as core
 
     _server, project, python = real_switch
     assert core.switch(["cu128"], project, python, probe=False).clean
@@ -242,7 +244,7 @@ def test_the_card_of_a_real_switch_names_every_removal_and_keeps_the_foreign_beh
 
 def test_the_card_of_a_switch_whose_index_is_down_shows_uvs_words_and_offers_no_reinstall(
         real_switch: tuple[IndexServer, Path, Path]) -> None:
-    from uvextra import core
+    from uvextra.core import verbs as core
 
     server, project, python = real_switch
     server.stop()
@@ -273,7 +275,7 @@ def test_the_card_of_a_switch_whose_index_is_down_shows_uvs_words_and_offers_no_
 def test_a_notebook_says_what_to_do_in_a_notebooks_words() -> None:
     """The card, its Markdown and its text (all shown in a notebook) name ``%uvextra`` and Reinstall; the CLI's
     own text keeps the CLI's commands."""
-    from uvextra.view import render_text
+    from uvextra.render.text import render_text
 
     drifted = _switch_report(drift=[LOCAL])
     unknown = _switch_report(extras=["cuda"], extras_unknown=["cuda"])

@@ -305,4 +305,4 @@ def _timeline(page: Any) -> list[tuple[str, int]]:
 def _helpers() -> str:
     """The restart helpers still running (their pids and ages), for a failure's message."""
     out = subprocess.run(["ps", "-eo", "pid,etimes,args"], capture_output=True, text=True, check=False).stdout
-    return "; ".join(line.strip() for line in out.splitlines() if "uvextra._restart_helper" in line) or "none"
+    return "; ".join(line.strip() for line in out.splitlines() if "uvextra.kernel.restart_helper" in line) or "none"

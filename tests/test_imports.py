@@ -18,8 +18,25 @@ from pathlib import Path
 import uvextra
 
 PACKAGE = Path(uvextra.__file__).parent
-MODULES = sorted(p.stem for p in PACKAGE.glob("*.py"))
-SURFACES_IN_IPYTHON = {"magic", "widgets"}  # the notebook surfaces: only they (and the kernel-side glue) use them
+
+
+def _dotted(path: Path) -> str:
+    """``core/verbs.py`` → ``core.verbs``; ``core/__init__.py`` → ``core``; the package's own face → ``__init__``."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+MODULES = sorted(_dotted(p) for p in PACKAGE.rglob("*.py"))
+WINGS = ("core", "render", "kernel")  # the engine, the renderers, the kernel side; everything else is a surface
+SURFACES_IN_IPYTHON = {"magic", "widgets"}  # the notebook surfaces: only they (and the after-restart glue) use them
+IPYTHON_AND_WIDGETS = {"IPython", "ipywidgets"}  # ipykernel: the kernel side asks it for its connection file
+
+
+def wing(module: str) -> str:
+    head = module.split(".")[0]
+    return head if head in WINGS else "surface"
 
 
 def _is_type_checking(test: ast.expr) -> bool:
@@ -52,28 +69,47 @@ def _statements(body: list[ast.stmt], *, functions: bool, type_checking: bool) -
             yield from _statements(block, functions=functions, type_checking=type_checking)
 
 
-def _targets(node: ast.stmt) -> set[str]:
-    """The package's own modules that an import statement names."""
+def _package_of(module: str) -> list[str]:
+    """The package a module's relative imports start from (``core.verbs`` → ``core``; ``core`` → ``core``)."""
+    is_package = (PACKAGE / module.replace(".", "/") / "__init__.py").exists() or module == "__init__"
+    parts = [] if module == "__init__" else module.split(".")
+    return parts if is_package else parts[:-1]
+
+
+def _targets(module: str, node: ast.stmt) -> set[str]:
+    """The package's own modules that an import statement in ``module`` names."""
     found: set[str] = set()
     if isinstance(node, ast.ImportFrom):
-        parts = (node.module or "").split(".") if node.module else []
-        if node.level == 1:
-            found |= {parts[0]} if parts else {a.name for a in node.names}
-        elif node.level == 0 and parts and parts[0] == "uvextra":
-            found |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+        parts = node.module.split(".") if node.module else []
+        if node.level:
+            base = _package_of(module)[: len(_package_of(module)) - (node.level - 1)]
+        elif parts and parts[0] == "uvextra":
+            base, parts = [], parts[1:]
+        else:
+            return found
+        where = [*base, *parts]
+        # `from . import verbs` names a module; `from .verbs import switch` a name in one
+        found = {".".join([*where, alias.name]) for alias in node.names} & set(MODULES)
+        if not found:
+            found = {".".join(where) or "__init__"}
     elif isinstance(node, ast.Import):
-        found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("uvextra.")}
+        found |= {a.name.removeprefix("uvextra.") for a in node.names if a.name.startswith("uvextra.")}
     return found & set(MODULES)
 
 
 @cache
 def _tree(module: str) -> ast.Module:
-    return ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"), filename=f"{module}.py")
+    path = PACKAGE / (module.replace(".", "/") + ".py")
+    if not path.exists():
+        path = PACKAGE / module.replace(".", "/") / "__init__.py"
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
 def graph(*, functions: bool = False, type_checking: bool = False) -> dict[str, set[str]]:
+    """Which of the package's modules each one imports. Importing ``core.verbs`` runs ``core/__init__`` too, but
+    the package faces are lazy (tested below), so an edge goes to the module named, not to its package."""
     return {m: {t for node in _statements(_tree(m).body, functions=functions, type_checking=type_checking)
-                for t in _targets(node)} - {m} for m in MODULES}
+                for t in _targets(m, node)} - {m} for m in MODULES}
 
 
 def external(module: str, *, functions: bool = False) -> set[str]:
@@ -154,14 +190,15 @@ def test_the_cycle_finder_finds_cycles() -> None:
 
 def test_the_graph_reads_every_module() -> None:
     edges = graph()
-    assert {"core", "session", "magic", "widgets", "cli"} <= set(edges)
-    assert "session" in edges["magic"] and edges["__main__"] == {"cli"}
-    assert "core" not in edges["cli"] and "core" in graph(functions=True)["cli"]  # the CLI imports it on use
+    assert {"core.verbs", "kernel.session", "magic", "widgets", "cli", "render.card"} <= set(edges)
+    assert "kernel.session" in edges["magic"] and edges["__main__"] == {"cli"}
+    assert "core.verbs" not in edges["cli"] and "core.verbs" in graph(functions=True)["cli"]  # imported on use
+    assert "core.drift" in edges["core.verbs"] and "render.view" in edges["render.card"]
 
 
 # Cycles made only by ``if TYPE_CHECKING:`` imports (an annotation names a type of a module that imports this
-# one); they never run. Listed so that a new one fails here: progress annotates with core.Context.
-KNOWN_TYPE_ONLY_CYCLES = [{"core", "progress"}]
+# one); they never run. Listed so that a new one fails here.
+KNOWN_TYPE_ONLY_CYCLES = [{"core.verbs", "core.progress"}]
 
 
 def test_no_import_cycle_at_module_level() -> None:
@@ -175,21 +212,50 @@ def test_no_import_cycle_with_the_imports_inside_functions() -> None:
 
 def test_no_new_type_only_cycle_and_none_through_the_surfaces() -> None:
     for cycle in cycles(graph(functions=True, type_checking=True)):
-        assert not set(cycle) & {"session", "magic", "widgets"}, cycle
+        assert not set(cycle) & {"kernel.session", "magic", "widgets"}, cycle
         assert set(cycle) in KNOWN_TYPE_ONLY_CYCLES, f"a new cycle through type-only imports: {cycle}"
+
+
+def test_the_wings_point_one_way() -> None:
+    """The engine imports no renderer, no kernel side and no surface; the renderers import only the engine; the
+    kernel side imports no surface — at any level, type-only imports included."""
+    for module, targets in graph(functions=True, type_checking=True).items():
+        wings = {wing(t) for t in targets}
+        if wing(module) == "core":
+            assert wings <= {"core"}, f"{module} (engine) imports {sorted(t for t in targets if wing(t) != 'core')}"
+        elif wing(module) == "render":
+            assert wings <= {"core", "render"}, f"{module} (renderer) imports {sorted(targets)}"
+        elif wing(module) == "kernel":
+            assert wings <= {"core", "render", "kernel"}, f"{module} (kernel side) imports {sorted(targets)}"
+
+
+def test_only_the_notebook_surfaces_import_ipython() -> None:
+    allowed = {*SURFACES_IN_IPYTHON, "after_restart"}
+    for module in MODULES:
+        if module not in allowed:
+            assert not external(module, functions=True) & IPYTHON_AND_WIDGETS, module
+
+
+def test_the_package_faces_are_lazy() -> None:
+    """``uvextra``, ``uvextra.core``, ``uvextra.render`` and ``uvextra.kernel`` import nothing at load: a CLI call
+    or ``%load_ext`` pays only for what it uses."""
+    edges = graph()
+    assert edges["__init__"] == {"core"}  # for __version__: core's face itself imports nothing
+    for face in WINGS:
+        assert edges[face] == set(), f"{face} imports {edges[face]} at load"
 
 
 def test_the_controller_is_imported_by_the_surfaces_and_imports_none() -> None:
     every = graph(functions=True, type_checking=True)
-    assert "session" in graph()["magic"]  # the magic builds a Session when it loads
-    assert "session" in every["widgets"] and "magic" not in every["widgets"]
-    assert not every["session"] & (SURFACES_IN_IPYTHON | {"cli", "_after_restart"}), every["session"]
-    assert not external("session", functions=False) & {"IPython", "ipywidgets", "ipykernel"}
+    assert "kernel.session" in graph()["magic"]  # the magic builds a Session when it loads
+    assert "kernel.session" in every["widgets"] and "magic" not in every["widgets"]
+    assert not every["kernel.session"] & (SURFACES_IN_IPYTHON | {"cli", "after_restart"}), every["kernel.session"]
+    assert not external("kernel.session", functions=False) & {*IPYTHON_AND_WIDGETS, "ipykernel"}
 
 
 def test_nothing_core_side_imports_a_notebook_surface() -> None:
-    """Only the package's IPython entry points and the kernel-side glue reach the magic or the widgets."""
-    allowed = {"__init__", "_after_restart", *SURFACES_IN_IPYTHON}
+    """Only the package's IPython entry points and the after-restart glue reach the magic or the widgets."""
+    allowed = {"__init__", "after_restart", *SURFACES_IN_IPYTHON}
     for module, targets in graph(functions=True, type_checking=True).items():
         if module not in allowed:
             assert not targets & SURFACES_IN_IPYTHON, f"{module} imports {targets & SURFACES_IN_IPYTHON}"
@@ -200,7 +266,7 @@ def test_the_controller_is_usable_without_ipython(tmp_path: Path) -> None:
     ipywidgets (and no surface of uvextra)."""
     script = (
         "import json, sys\n"
-        "from uvextra.session import Action, Outcome, Session\n"
+        "from uvextra.kernel.session import Action, Outcome, Session\n"
         "after_import = sorted(sys.modules)\n"
         "s = Session(object())\n"
         "def call(on_line, on_wait):\n"
@@ -217,5 +283,5 @@ def test_the_controller_is_usable_without_ipython(tmp_path: Path) -> None:
         loaded = set(got[when])
         assert not {m for m in loaded if m.split(".")[0] in ("IPython", "ipywidgets", "ipykernel")}, when
         assert not loaded & {"uvextra.magic", "uvextra.widgets", "uvextra.cli"}, when
-    assert "uvextra.core" not in got["import"]  # the core comes with the first action, not with the import
+    assert "uvextra.core.verbs" not in got["import"]  # the core comes with the first action, not with the import
     assert got["error"].startswith("unexpected RuntimeError: no project here") and got["last"] and got["outcome"]

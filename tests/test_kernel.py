@@ -13,8 +13,9 @@ from typing import ClassVar
 
 import pytest
 
-from uvextra.errors import UvextraError
-from uvextra.kernel import RESTARTER_ENV_VAR, ImportWatch, find_restart, request_restart
+from uvextra.core.errors import UvextraError
+from uvextra.kernel.restart import RESTARTER_ENV_VAR, find_restart, request_restart
+from uvextra.kernel.stale_imports import ImportWatch
 
 # ---------------------------------------------------------------------------------------------------- stale modules
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from uvextra import core
-from uvextra.environment import Environment
+from uvextra.core import verbs as core
+from uvextra.core.environment import Environment
+from uvextra.core.report import Report
 from uvextra.magic import UvextraMagics, last_outcome
-from uvextra.report import Report
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +80,10 @@ def test_load_and_unload(ip) -> None:  # noqa: ANN001
 
 
 def test_the_magic_drives_the_shared_controller(ip) -> None:  # noqa: ANN001
-    """The magic holds a :class:`uvextra.session.Session` (the card gets the same one); the controller is not
+    """The magic holds a :class:`uvextra.kernel.session.Session` (the card gets the same one); the controller is not
     the magic's: it lives in its own module."""
     from uvextra import magic
-    from uvextra.session import Session
+    from uvextra.kernel.session import Session
 
     magics = ip.magics_manager.registry["UvextraMagics"]
     assert isinstance(magics.session, Session) and magic._current is magics.session
@@ -185,7 +185,7 @@ def test_no_uv(ip, capsys, project: Path, monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setenv("UVEXTRA_UV", str(tmp_path / "no-such-uv"))
     line = one_line(ip, capsys, f"%uvextra --project {project} cpu")
     assert line.startswith(f"uvextra: UVEXTRA_UV={tmp_path / 'no-such-uv'} does not exist; point it at a uv binary")
-    from uvextra import uv
+    from uvextra.core import uv
 
     monkeypatch.delenv("UVEXTRA_UV")
     monkeypatch.setattr(uv, "_bundled_uv", lambda: None)
@@ -196,7 +196,7 @@ def test_no_uv(ip, capsys, project: Path, monkeypatch: pytest.MonkeyPatch, tmp_p
 
 def test_not_in_a_virtual_environment(ip, capsys, project: Path,  # noqa: ANN001
                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from uvextra import environment
+    from uvextra.core import environment
 
     monkeypatch.setattr(core, "resolve_environment", environment.resolve_environment)
     monkeypatch.setattr(sys, "base_prefix", sys.prefix)
@@ -269,7 +269,7 @@ def test_user_env_makes_registers_and_says_which_kernel_to_pick(
     registers its kernel and names it; the kernel's environment is not changed."""
     import json
 
-    from uvextra import userenv
+    from uvextra.core import userenv
 
     monkeypatch.setattr(userenv, "resolve_environment", lambda python=None: kernel_env)
     monkeypatch.setenv("UVEXTRA_ENVS_DIR", str(tmp_path / "envs"))
@@ -303,7 +303,7 @@ def test_user_env_without_a_backend_is_one_line(ip, capsys: pytest.CaptureFixtur
 def test_a_switch_in_a_throwaway_container_env_says_so_once(
         ip, capsys: pytest.CaptureFixture[str], make_project, kernel_env: Environment, tmp_path: Path,  # noqa: ANN001
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from uvextra import userenv
+    from uvextra.core import userenv
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the kernel's venv is outside it
     monkeypatch.setattr(userenv, "in_container", lambda environ=None: True)

@@ -84,7 +84,7 @@ def test_pytorch_backends_project_mirrors_uvs_pytorch_guide() -> None:
         assert data["tool"]["uv"]["sources"][package] == [
             {"index": "pytorch-cpu", "extra": "cpu"}, {"index": "pytorch-cu128", "extra": "cu128"},
         ]
-    from uvextra.project import load_project
+    from uvextra.core.project import load_project
 
     project = load_project(BACKENDS)
     assert set(project.extras) == {"cpu", "cu128", "pypi"}

@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 from conftest import dist_infos
-from uvextra.drift import classify
-from uvextra.environment import Environment
-from uvextra.installed import read_dist_info
-from uvextra.lock import LockInfo, wanted_from_pylock
-from uvextra.project import Project
-from uvextra.state import Provenance
+from uvextra.core.drift import classify
+from uvextra.core.environment import Environment
+from uvextra.core.installed import read_dist_info
+from uvextra.core.lock import LockInfo, wanted_from_pylock
+from uvextra.core.project import Project
+from uvextra.core.state import Provenance
 
 # As ipykernel sets them in every kernel; uvextra must not let them colour what it reports.
 COLOUR = {"FORCE_COLOR": "1", "CLICOLOR_FORCE": "1"}

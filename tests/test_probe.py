@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from uvextra.accelerators import read_driver_version
-from uvextra.probe import ProbeResult, make_verdict, probe, start_probe
+from uvextra.core.accelerators import read_driver_version
+from uvextra.core.cuda_probe import ProbeResult, make_verdict, probe, start_probe
 
 H100 = {"name": "NVIDIA H100 80GB HBM3", "capability": "sm_90"}
 MI250 = {"name": "AMD Instinct MI250X/MI250", "capability": "gfx90a"}
@@ -188,7 +188,7 @@ def write_fake_torch(
             print('{{"torch_version": "fake"}}')
             {on_import}
             __version__ = {version!r}
-            from . import version, cuda
+            from uvextra import version, cuda
             """
         )
     )

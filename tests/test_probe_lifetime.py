@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 
 from test_hardening import processes_mentioning
-from uvextra import core, probe
-from uvextra.errors import UvextraError
-from uvextra.probe import ProbeHandle, start_probe
+from uvextra.core import cuda_probe as probe
+from uvextra.core import verbs as core
+from uvextra.core.cuda_probe import ProbeHandle, start_probe
+from uvextra.core.errors import UvextraError
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="/proc, signals and process groups")
 

@@ -17,7 +17,7 @@ import pytest
 
 from _localindex import IndexServer, write_project
 from conftest import run_uv
-from uvextra.progress import StreamProgress
+from uvextra.core.progress import StreamProgress
 
 STALL_S = 2.5
 
@@ -151,7 +151,7 @@ def test_stream_progress_redraws_in_place_on_a_tty_and_writes_lines_in_a_pipe():
 def test_nobody_listening_costs_no_thread(tmp_path):
     import threading
 
-    from uvextra.progress import watch_sync
+    from uvextra.core.progress import watch_sync
 
     with watch_sync(None, (), {}, print) as line:  # type: ignore[arg-type]
         assert line is print and not [t for t in threading.enumerate() if t.name == "uvextra-sync-watch"]
@@ -159,7 +159,7 @@ def test_nobody_listening_costs_no_thread(tmp_path):
 
 
 def test_the_card_shows_the_phase_while_it_runs():
-    from uvextra.html import render_progress
+    from uvextra.render.card import render_progress
 
     markup = render_progress("switching to cu128", 12.5, ["Resolved 6 packages in 3ms"],
                              phase="downloading 5 of 6 packages, 412 of 3,120 MB")

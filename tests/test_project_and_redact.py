@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from uvextra.errors import UvextraError
-from uvextra.project import find_project, load_project
-from uvextra.redact import redact
+from uvextra.core.errors import UvextraError
+from uvextra.core.project import find_project, load_project
+from uvextra.core.redact import redact
 
 SEED = """
 [project]

@@ -19,7 +19,7 @@ import pytest
 from _localindex import write_project
 from conftest import dist_infos, run_uv
 from test_hardening import Setup, cli, error_line, report_of
-from uvextra.project import load_project
+from uvextra.core.project import load_project
 
 BACKENDS = {"cpu": "cpu", "cu128": "cu128", "pypi": "pypi"}
 

@@ -165,7 +165,7 @@ def test_features_are_not_offered_as_backends(make_project, kernel_venv, uv_env,
 
 
 def test_the_backend_rule_reads_the_project(tmp_path):
-    from uvextra.project import load_project
+    from uvextra.core.project import load_project
 
     # Shape: conflicting extras that pin torch versions without any index route (a torch-version matrix, as in
     # projects that test against two torch releases), beside a conflict set of frameworks that list no torch.
@@ -246,14 +246,14 @@ def test_a_python_too_new_for_the_lock_says_which_and_how(make_project, kernel_v
 
 
 def test_advice_for_a_lock_worth_of_missing_packages_is_a_count():
-    from uvextra.drift import Drift
-    from uvextra.report import Report
+    from uvextra.core.drift import Drift
+    from uvextra.core.report import Report
 
     missing = [Drift(f"pkg{i:02}", "missing", None, "1.0", "not installed") for i in range(40)]
     report = Report(command="check", drift=missing)
     assert report.next_step() == "run `uvextra repair` to install 40 packages (pkg00, pkg01, pkg02, pkg03, pkg04 " \
                                  "and 35 more)"
-    from uvextra.view import render_text
+    from uvextra.render.text import render_text
 
     text = render_text(report)
     assert text.count("not installed") == 8 and "  … and 32 more missing: pkg08, pkg09," in text, text
@@ -392,8 +392,8 @@ def test_a_lock_over_a_megabyte_is_read_and_agrees_with_uv(make_project, kernel_
 def test_the_set_of_backends_comes_first_for_the_toggle(tmp_path):
     from types import SimpleNamespace
 
-    from uvextra.core import Context
-    from uvextra.project import load_project
+    from uvextra.core.project import load_project
+    from uvextra.core.verbs import Context
 
     (tmp_path / "pyproject.toml").write_text('''
 [project]

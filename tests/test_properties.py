@@ -20,11 +20,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from uvextra.environment import Environment
-from uvextra.errors import UvextraError
-from uvextra.installed import Installed, read_dist_info
-from uvextra.lock import LockInfo, Wanted, read_uv_lock, wanted_from_pylock
-from uvextra.project import Project, load_project
+from uvextra.core.environment import Environment
+from uvextra.core.errors import UvextraError
+from uvextra.core.installed import Installed, read_dist_info
+from uvextra.core.lock import LockInfo, Wanted, read_uv_lock, wanted_from_pylock
+from uvextra.core.project import Project, load_project
 
 SETTINGS = settings(max_examples=int(__import__("os").environ.get("UVEXTRA_PROP_EXAMPLES", "150")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from uvextra.server import hub_server_line, server_runs_from
+from uvextra.kernel.hub import hub_server_line, server_runs_from
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads /proc (Linux)")
 

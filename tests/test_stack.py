@@ -19,8 +19,8 @@ import pytest
 from _localindex import build_wheel
 from conftest import run_uv
 from test_hardening import Setup, report_of
-from uvextra.installed import read_dist_info
-from uvextra.stack import check_stack, companions, elf_needed, flavour_of_tag
+from uvextra.core.installed import read_dist_info
+from uvextra.core.stack import check_stack, companions, elf_needed, flavour_of_tag
 
 
 @pytest.fixture
@@ -198,8 +198,9 @@ def test_elf_reader_agrees_with_readelf():
 
 
 def test_the_card_has_its_own_stack_row_and_the_fix(make_project, kernel_venv, uv_env, uv_new, monkeypatch):
-    from uvextra import core
-    from uvextra.html import render_html, render_markdown
+    from uvextra.core import verbs as core
+    from uvextra.render.card import render_html
+    from uvextra.render.markdown import render_markdown
 
     s = _setup(make_project, kernel_venv, uv_env, uv_new)
     for key, value in s.env.items():
@@ -219,8 +220,8 @@ def test_the_card_has_its_own_stack_row_and_the_fix(make_project, kernel_venv, u
 def test_routing_lint_follows_the_backend_kind_when_a_name_is_both_an_extra_and_a_group(tmp_path):
     # `cpu` is an extra (torch from pytorch-cpu) and a group (torch from mirror-cpu); torchvision is routed for the
     # extra only. The lint reads the route of the kind the user chose, and keys its fix lines as torch's are.
-    from uvextra.project import Backend
-    from uvextra.stack import lint_routing
+    from uvextra.core.project import Backend
+    from uvextra.core.stack import lint_routing
 
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text(
@@ -242,7 +243,7 @@ def test_routing_lint_follows_the_backend_kind_when_a_name_is_both_an_extra_and_
 def test_a_kernels_repeated_checks_see_a_reinstalled_companion_and_not_the_last_probe(tmp_path):
     # What the files said is kept per .dist-info folder and RECORD digest: a second check in the same process must
     # still see another build installed in the same folder, and what the probe added to one report stays there.
-    from uvextra.stack import merge_dynamic
+    from uvextra.core.stack import merge_dynamic
 
     wheels, site = tmp_path / "w", tmp_path / "site"
     torch = read_dist_info(_install(build_wheel(wheels, "torch", "2.9.0+cpu", {"torch/__init__.py": ""}), site))

@@ -372,8 +372,8 @@ def test_kill_9_while_uv_copies_the_real_cpu_torch(tmp_path, uv_env, uv_new):
 def test_the_offline_read_agrees_with_uvs_pylock_export(make_project, index_root, tmp_path, uv_env, uv_new, shape):
     """Where uv's pylock export needs no download, what uvextra reads without it (the requirements export and
     uv.lock) is the same selection: names, exact versions, sources, indexes, wheels and their hashes."""
-    from uvextra import core
-    from uvextra.lock import wanted_offline
+    from uvextra.core import verbs as core
+    from uvextra.core.lock import wanted_offline
 
     if shape == "flat-folder":
         project = tmp_path / "flat"

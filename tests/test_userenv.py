@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from uvextra import userenv
-from uvextra.environment import Environment
-from uvextra.errors import UvextraError
+from uvextra.core import userenv
+from uvextra.core.environment import Environment
+from uvextra.core.errors import UvextraError
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -43,7 +43,7 @@ from _localindex import build_wheel
 from _pip_indexes import cpu_torch_wheel, indexes_with, local_simple_indexes
 from conftest import run_uv
 from test_real_torch import TORCH_DEPS, write_real_project
-from uvextra import userenv
+from uvextra.core import userenv
 
 STACK = ("ipykernel", "jupyter-server", "jupyter-client", "ipython", "ipywidgets", "nbformat")
 DRIVER = Path(__file__).with_name("_userenv_driver.py")

@@ -1,14 +1,16 @@
 """uvextra: switch a Jupyter kernel between PyTorch backends (uv extras) safely and visibly.
 
 ``%load_ext uvextra`` registers the ``%uvextra`` magic; the command line is ``uvextra`` / ``python -m uvextra``.
-The core (``uvextra.core``) imports neither IPython nor ipywidgets.
+The engine (``uvextra.core``) imports neither IPython nor ipywidgets; see docs/architecture.md for the wings.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from .core import __version__
+
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython: Any) -> None:  # IPython's InteractiveShell

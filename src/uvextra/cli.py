@@ -15,15 +15,15 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from .errors import UvextraError
-from .redact import redact
+from .core.errors import UvextraError
+from .core.redact import redact
 
 if TYPE_CHECKING:  # the CLI imports the core only when a command runs
     from pathlib import Path
 
-    from .environment import Environment
-    from .notebook import NotebookRecord
-    from .report import Report
+    from .core.environment import Environment
+    from .core.report import Report
+    from .kernel.record import NotebookRecord
 
 _PYTHON_HELP = ("interpreter (or folder) of the target venv (default: $VIRTUAL_ENV, else the project's environment: "
                 "UV_PROJECT_ENVIRONMENT, else <project>/.venv)")
@@ -128,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _kind_flags(sp: argparse.ArgumentParser, what: str) -> None:
     """``--extra NAME`` / ``--group NAME``: say which one a name is (needed when the project has both)."""
-    from .project import Backend
+    from .core.project import Backend
 
     sp.add_argument("--extra", action="append", dest="named", metavar="EXTRA", default=[],
                     type=lambda raw: Backend.asked(raw, "extra"), help=f"an extra {what}")
@@ -155,8 +155,8 @@ def _note(line: str) -> None:
 
 def _target(args: argparse.Namespace) -> tuple[Path | None, Environment]:
     """The project and the venv the command acts on, chosen like uv chooses them (see the module docstring)."""
-    from .environment import cli_target
-    from .project import explicit_project_root, find_project
+    from .core.environment import cli_target
+    from .core.project import explicit_project_root, find_project
 
     if args.command == "probe":
         root = None
@@ -167,13 +167,13 @@ def _target(args: argparse.Namespace) -> tuple[Path | None, Environment]:
                 root = None
         return None, cli_target(args.python, root, project_required=False)
     root = explicit_project_root(args.project) if args.project else find_project()
-    from .project import find_workspace_root
+    from .core.project import find_workspace_root
 
     # a workspace member's environment is the workspace's (<root>/.venv), as uv's own
     try:
         return root, cli_target(args.python, find_workspace_root(root) or root)
     except UvextraError:
-        from .project import name_unreadable
+        from .core.project import name_unreadable
 
         name_unreadable(root)  # a malformed pyproject.toml is the cause to name first: `uv sync` would fail on it too
         raise
@@ -208,10 +208,10 @@ def run(argv: Sequence[str] | None = None) -> int:
         return run_demo(args.dir, keep=args.keep, python=args.python)
     if args.command == "envs":
         return _envs(args)
-    from . import core
+    from .core import verbs as core
 
     as_json = args.json
-    from .progress import StreamProgress, listen
+    from .core.progress import StreamProgress, listen
 
     live = StreamProgress(sys.stderr)
     listen(live)  # phases on stderr: redrawn in place on a TTY, one line each in a pipe and under --json
@@ -254,7 +254,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if as_json:
         _print_json(report.to_json())
     else:
-        from .view import render_text  # the text view only: --json needs none
+        from .render.text import render_text  # the text view only: --json needs none
 
         print(render_text(report, verbose=args.verbose))
     return report.exit_code
@@ -264,7 +264,7 @@ def _envs(args: argparse.Namespace) -> int:
     """``uvextra envs [--json]`` lists the user envs; ``uvextra envs remove NAME`` deletes one with its kernelspec."""
     import time
 
-    from . import userenv
+    from .core import userenv
 
     try:
         if args.action == "remove":
@@ -304,7 +304,7 @@ def _notebook_record(args: argparse.Namespace) -> NotebookRecord | None:
         return None
     import os
 
-    from .notebook import read_record
+    from .kernel.record import read_record
 
     if args.command == "switch" and args.extras:
         raise _UsageError("name the extras or give --notebook, not both (see `uvextra switch --help`)")
@@ -318,8 +318,8 @@ def _notebook_record(args: argparse.Namespace) -> NotebookRecord | None:
 
 def _print_with_notebook(report: Report, record: NotebookRecord, *, as_json: bool, verbose: bool) -> int:
     """The report, then one line: does this environment run what the notebook last ran on? (exit 1 when not)."""
-    from .notebook import compare
-    from .view import render_text
+    from .kernel.record import compare
+    from .render.text import render_text
 
     result = compare(record, report)
     code: int = report.exit_code if result.agrees else max(1, report.exit_code)

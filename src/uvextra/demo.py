@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ._demo_wheels import build_indexes, write_project
-from .environment import Environment
-from .errors import UvextraError
-from .report import Report
-from .uv import Uv, find_uv, run_uv
-from .view import render_text
+from .core.environment import Environment
+from .core.errors import UvextraError
+from .core.report import Report
+from .core.uv import Uv, find_uv, run_uv
+from .render.text import render_text
 
 # extra -> demo index: the three real-world backends, plus an internal mirror that publishes its own CPU build
 # under PyPI's exact version string (`torch 2.9.0`): the drift even the newest uv does not see.
@@ -81,7 +81,7 @@ def quickstart_project() -> Path:
 def _cut_short(python: Path) -> Path:
     """What a kill -9 of uv mid-install leaves: half of torch's files (RECORD's order) gone, no INSTALLER; returns
     ``python``."""
-    from .installed import record_entries
+    from .core.installed import record_entries
 
     (dist_info,) = Path(python).parent.parent.glob("lib/python3*/site-packages/torch-*.dist-info")
     rows = [p for p, _, _ in record_entries(dist_info) or [] if p.startswith("torch/")]
@@ -100,7 +100,7 @@ def run_demo(where: str | None = None, *, keep: bool = False, python: str | None
              say: Callable[[str], None] = print) -> int:
     """Run the demo (its venvs on ``python``, default this one); 0 when the story ends as it should: the misrouted
     companion caught, the drift caught and repaired."""
-    from . import core
+    from .core import verbs as core
 
     folder = Path(where).absolute() if where else Path(tempfile.mkdtemp(prefix="uvextra-demo-"))
     folder.mkdir(parents=True, exist_ok=True)

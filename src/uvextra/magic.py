@@ -1,7 +1,7 @@
 """The ``%uvextra`` magic: switch this kernel's environment between a uv project's extras, and see what happened.
 
 Only the surface lives here: the arguments, and where the outcome goes. The controller — per-shell state, the
-actions, one-line errors, restarts — is :class:`uvextra.session.Session`, shared with the card. Loading stays
+actions, one-line errors, restarts — is :class:`uvextra.kernel.session.Session`, shared with the card. Loading stays
 cheap: this module imports IPython's magic machinery and the controller (standard library only) at import time;
 the core, the renderers and ipywidgets are imported on the first ``%uvextra``. Inside a kernel with a frontend the
 result is a live card (:mod:`uvextra.widgets`); in a terminal IPython it is text. No input ever produces a
@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from .session import Session
+from .kernel.session import Session
 
 if TYPE_CHECKING:
-    from .session import Action, Outcome
+    from .kernel.session import Action, Outcome
 
 __all__ = ["UvextraMagics", "last_outcome", "load", "unload"]
 
@@ -80,7 +80,7 @@ class UvextraMagics(Magics):
 
             project = os.path.expanduser(project)
         probe = not args.no_probe
-        from .project import Backend
+        from .core.project import Backend
 
         args.extras = [*args.extras, *(Backend.asked(e, "extra") for e in args.extra),
                        *(Backend.asked(g, "group") for g in args.group)]
@@ -141,7 +141,7 @@ def _present_text(session: Session, action: Action) -> None:
     if outcome.error:
         print(f"uvextra: {outcome.error}", file=sys.stderr, flush=True)
     if outcome.report is not None:
-        from .html import render_plain
+        from .render.text import render_plain
 
         print(render_plain(outcome.report, outcome.kernel, card=False))
         if outcome.notebook is not None:

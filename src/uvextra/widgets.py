@@ -2,7 +2,7 @@
 
 The card is one ipywidgets ``VBox`` (CSS class ``uvextra-card``) displayed once; every later change — progress,
 the result, a button's work — redraws it in place. Beside it, a second output holds the static card
-(:mod:`uvextra.html`: HTML, Markdown, plain text) and the notebook's record (:mod:`uvextra.notebook`), so that a
+(:mod:`uvextra.render.card`: HTML, Markdown, plain text) and the notebook's record (:mod:`uvextra.kernel.record`), so that a
 saved notebook reads well without a live kernel. Two outputs because viewers pick one MIME type per output and
 prefer the widget's: ``nbconvert --to html`` of a notebook executed headless (nbclient stores the widget state)
 emits only the widget, whose manager comes from a CDN — offline, and in static ``.ipynb`` viewers, the card was
@@ -27,21 +27,15 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as w
 from IPython.display import display
 
-from .errors import UvextraError
-from .html import (
-    render_error,
-    render_html,
-    render_markdown,
-    render_plain,
-    render_progress,
-    render_stale,
-    render_static,
-)
-from .kernel import EXITING, RESTARTING
+from .core.errors import UvextraError
+from .core.vocabulary import EXITING, RESTARTING
+from .render.card import render_error, render_html, render_progress, render_stale, render_static
+from .render.markdown import render_markdown
+from .render.text import render_plain
 
 if TYPE_CHECKING:
-    from .report import Report
-    from .session import Action, Outcome, Session
+    from .core.report import Report
+    from .kernel.session import Action, Outcome, Session
 
 __all__ = ["Card"]
 
@@ -143,7 +137,7 @@ class Card:
                                     "move this notebook to its kernel (%uvextra … --user-env)",
                             layout=w.Layout(display=_HIDDEN, width="auto"))
         self.own.add_class("uvextra-user-env")
-        self._offer: Any = None  # the refused switch, as the user's own environment (uvextra.session.Outcome)
+        self._offer: Any = None  # the refused switch, as the user's own environment (uvextra.kernel.session.Outcome)
         self.refresh = w.Button(description="Check again", icon="search", button_style="info",
                                 tooltip="check this kernel's environment now and show it on this card",
                                 layout=w.Layout(display=_HIDDEN, width="auto"))
@@ -183,14 +177,14 @@ class Card:
             data["text/html"] = render_progress(self._title, time.monotonic() - self._started, self._log)
             data["text/plain"] = f"uvextra: {self._title}…"
         else:
-            from .notebook import MIME, make_record
+            from .kernel.record import MIME, make_record
 
             kernel = self.outcome.kernel if self.outcome else None
             hint = self._hint_line()
             data["text/html"] = render_html(report, kernel, note=self.note, notebook=hint)
             data["text/markdown"] = render_markdown(report, kernel)
             data["text/plain"] = render_plain(report, kernel) + (f"\nnotebook  {hint}" if hint else "")
-            data[MIME] = make_record(report)  # the notebook remembers its backend (uvextra.notebook)
+            data[MIME] = make_record(report)  # the notebook remembers its backend (uvextra.kernel.record)
             if self.superseded:
                 data["text/html"] = render_stale(self.superseded) + data["text/html"]
                 data["text/markdown"] = f"> {self.superseded}\n\n" + data["text/markdown"]
@@ -261,7 +255,7 @@ class Card:
         ticker = threading.Thread(target=self._tick, args=(stop,), name="uvextra-progress", daemon=True)
         ticker.start()
         try:
-            from .progress import listening
+            from .core.progress import listening
 
             self._phase = None
             with listening(self._on_progress):
@@ -375,7 +369,7 @@ class Card:
     # -- buttons ------------------------------------------------------------------------------------------------
     @property
     def _no_default_groups(self) -> bool:
-        """The --no-default-groups of what the card shows: a button's action keeps it (uvextra.session.Outcome)."""
+        """The --no-default-groups of what the card shows: a button's action keeps it (uvextra.kernel.session.Outcome)."""
         return bool(self.outcome is not None and self.outcome.no_default_groups)
 
     def _beside_a_cell(self) -> bool:
@@ -475,7 +469,7 @@ class Card:
         self._restarted_others = []
 
     def _after_restart(self) -> dict[str, object]:
-        """What the new kernel needs to say on this card what happened (uvextra._after_restart): the widgets to
+        """What the new kernel needs to say on this card what happened (uvextra.after_restart): the widgets to
         update, the output to rewrite (so that the saved notebook holds the present), the check to run."""
         report = self.report
         return {"body": self.body.model_id, "probe": self.probe,

@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from itertools import groupby
 from typing import TYPE_CHECKING
 
-from .redact import redact
-from .report import Report
-from .view import Row, View, build_view, collapsed, plural, render_text, verdict_state
+from ..core.redact import redact
+from ..core.report import Report
+from .markdown import render_markdown
+from .text import collapsed, render_plain
+from .view import Row, View, build_view, plural, verdict_state
 
 if TYPE_CHECKING:
-    from .kernel import KernelState
+    from ..core.vocabulary import KernelState
 
 __all__ = [
     "BADGE_COLORS",
@@ -26,8 +28,6 @@ __all__ = [
     "drift_badge",
     "render_error",
     "render_html",
-    "render_markdown",
-    "render_plain",
     "render_progress",
     "verdict_state",
 ]
@@ -270,55 +270,6 @@ def render_static(markup: str) -> str:
 def render_stale(line: str) -> str:
     """One line, in amber, over a card that no longer shows the present (a later switch, a restart)."""
     return f'<div class="uvextra-stale-line" style="color:{_AMBER};font-weight:600">{_e(line)}</div>'
-
-
-# ---------------------------------------------------------------------------------------------------- text
-
-def _md(text: object) -> str:
-    return redact(str(text)).replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(report: Report, kernel: KernelState | None = None) -> str:
-    """The card as Markdown (``nbconvert --to markdown``, ``_repr_markdown_``): the same rows as the card."""
-    view = build_view(report, kernel, magic=True)
-    head = view.headline
-    mark = {"ok": "✅", "drift": "❌", "failed": "❌", "interrupted": "⏹"}[head.state]
-    name = f" · `{_md(view.project_name)}`" if view.project_name else ""
-    icons = {"ok": "✅", "bad": "❌"}
-    out = [f"**uvextra**{name} · {_md(view.title)} — {mark} {_md(head.text)}", "", "| | |", "|---|---|"]
-    for row in view.rows:
-        if row.part in ("where", "headline"):
-            continue
-        if row.key == "extras":
-            value = " ".join(f"`{_md(x)}`" for x, _kind in row.items) or "(none)"
-            value += f" — {_md(row.lines[0])}" if row.lines else ""
-        elif row.key in ("routing", "uv said", "kernel"):
-            value = _md(" ".join((row.text, *row.lines, *(f"{m}: {r};" for m, r in row.items))).strip())
-        elif row.names:
-            value = _md(f"{row.text}: {collapsed(row.names)}")
-        else:
-            value = _md(row.text)
-        icon = ""
-        if row.key == "CUDA":
-            icon = {"ok": "🟢 ", "bad": "🔴 "}.get(row.tone, "⚪ ")
-        elif row.key == "stack":
-            icon = icons.get(row.tone, "") + " "
-        elif row.key == "kernel" and row.tone == "warn":
-            icon = "⟳ "
-        out.append(f"| {'failure' if row.key == 'FAILED' else row.key} | {icon}{value} |")
-    if view.drift or view.unverified:
-        out += ["", "| package | drift | installed | lock wants | why |", "|---|---|---|---|---|"]
-        out += [f"| `{_md(d.package)}` | **{_md(d.kind)}** | {_md(d.installed or '—')} | {_md(d.wanted or '—')} "
-                f"| {_md(d.detail)} |" for d in view.drift]
-        out += [f"| `{_md(u.package)}` | **unverified** | {_md(u.version)} | | {_md(u.reason)} |"
-                for u in view.unverified]
-    return "\n".join(out) + "\n"
-
-
-def render_plain(report: Report, kernel: KernelState | None = None, *, card: bool = True) -> str:
-    """The report and the kernel's state as aligned text (the view's own text rendering), in ``%uvextra``'s words
-    (``card=False``: no card, as in a terminal IPython)."""
-    return render_text(report, kernel=kernel, magic=True, card=card)
 
 
 class ReportView:

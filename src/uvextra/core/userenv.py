@@ -11,7 +11,7 @@ switch switches that env):
   image's site-packages *after* the user's own (``site.addsitedir``, so the image's own ``.pth`` files work too).
   The Jupyter stack, ipykernel and uvextra come from the image and are not copied; what the user's env installs
   comes first. The image is never written to;
-* synced to the backend through :func:`uvextra.core.switch`, so every safety rule holds. The image's packages are
+* synced to the backend through :func:`uvextra.core.verbs.switch`, so every safety rule holds. The image's packages are
   outside the user's site-packages: uv and uvextra never see them as installed, never remove them and never count
   them as the project's;
 * registered as a Jupyter kernelspec in the user's Jupyter data dir, whose display name says project and backend.
@@ -389,7 +389,7 @@ def ensure_user_env(
     The image is only read. A failed switch leaves the env in place (the next call switches it again) and registers
     no kernel.
     """
-    from . import core
+    from . import verbs as core
 
     if not extras:
         raise UvextraError("name the backend for your environment: `%uvextra EXTRA --project DIR --user-env`")
@@ -562,7 +562,7 @@ def seed_from_layers(env: UserEnv, project_root: Path, extras: Sequence[str],
     layers = layer_envs(environ)
     if not layers:
         return []
-    from . import core
+    from . import verbs as core
     from .installed import read_dist_info
     from .lock import export_pylock, wanted_from_pylock
 

@@ -1,4 +1,4 @@
-"""A kernel's restart through its Jupyter server, run from a process of its own (``python -m uvextra._restart_helper``).
+"""A kernel's restart through its Jupyter server, run from a process of its own (``python -m uvextra.kernel.restart_helper``).
 
 Why a process of its own. The server shuts the old kernel down before it answers the restart, so a request made
 from inside the kernel cannot see the end of it. And when a restart comes from anyone but the frontend, JupyterLab
@@ -8,7 +8,7 @@ first status is ``starting`` (no parent), and the only other statuses it sends a
 the server puts in the page config). So the status bar stays at "Starting" until the user runs a cell. This
 helper waits for the restart to finish, then sends the new kernel one silent ``execute_request``: its busy/idle
 statuses are tracked, so JupyterLab is back at Idle at once, and the code it runs
-(:func:`uvextra._after_restart.announce`) redraws the card in the page with what happened.
+(:func:`uvextra.after_restart.announce`) redraws the card in the page with what happened.
 
 Reads one JSON line on stdin (the token travels there, never on the command line); prints ``error: …`` and exits 1
 when the server refused or could not be reached (the old kernel is still alive then and says so on its card).
@@ -52,7 +52,8 @@ def _nudge(connection_file: str, code: str) -> None:
 
 
 def main() -> int:
-    from .kernel import RestartPlan, _describe_http_error, _post
+    from ..core.vocabulary import RestartPlan
+    from .restart import _describe_http_error, _post
 
     job = json.loads(sys.stdin.readline())
     plan = RestartPlan("server", "", url=job["url"], _token=job.get("token", ""))
@@ -65,7 +66,7 @@ def main() -> int:
     connection_file = job.get("connection_file")
     if connection_file:
         after = json.dumps(job.get("after") or {})
-        code = f"__import__('uvextra._after_restart', fromlist=['announce']).announce({after!r})"
+        code = f"__import__('uvextra.after_restart', fromlist=['announce']).announce({after!r})"
         try:
             _nudge(connection_file, code)
         except Exception:  # noqa: BLE001 - the restart itself worked; only the status nudge is lost

@@ -4,9 +4,9 @@ After ``%uvextra X --user-env`` made the user's own environment and its kernelsp
 JupyterLab's Kernel › Change Kernel is one ``PATCH /api/sessions/{id}`` with ``{"kernel": {"name": SPEC}}``: the
 server starts a kernel from that spec, points the session (the notebook) at it and shuts the old kernel down.
 The server that owns this kernel, its address and its token are found as for a restart
-(:func:`uvextra.kernel.find_restart`: ``jpserver-{JPY_PARENT_PID}.json``, or ``JUPYTERHUB_API_TOKEN`` on a hub).
+(:func:`uvextra.kernel.restart.find_restart`: ``jpserver-{JPY_PARENT_PID}.json``, or ``JUPYTERHUB_API_TOKEN`` on a hub).
 
-The request is made by a process of its own (``python -m uvextra.handover``, the token on its stdin, never on a
+The request is made by a process of its own (``python -m uvextra.kernel.handover``, the token on its stdin, never on a
 command line): the server shuts this kernel down before it answers, and the cell that asked must first finish and
 its output reach the page. Without a server (nbclient, a terminal IPython) nothing is moved; the caller says which
 kernel to pick. No IPython here.
@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from .redact import redact
+from ..core.redact import redact
 
 DELAY_S = 0.5  # the cell's last output leaves before the server shuts its kernel down
 TIMEOUT_S = 120.0  # starting the new kernel is part of the PATCH
@@ -41,7 +41,7 @@ class Server:
 
 def find_server(connection_file: str | None, environ: Mapping[str, str] | None = None) -> Server | None:
     """The server this kernel runs under, or None (no server, or not reachable over TCP)."""
-    from .kernel import find_restart
+    from .restart import find_restart
 
     plan = find_restart(connection_file, environ)
     if plan.how != "server" or not plan.url or "/api/kernels/" not in plan.url:
@@ -79,7 +79,7 @@ def start_move(server: Server, kernelspec: str) -> bool:
     job = {"base": server.base, "kernel_id": server.kernel_id, "token": server._token, "kernelspec": kernelspec,
            "delay": DELAY_S}
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "uvextra.handover"], stdin=subprocess.PIPE,
+        proc = subprocess.Popen([sys.executable, "-m", "uvextra.kernel.handover"], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, text=True,
                                 encoding="utf-8", env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert proc.stdin is not None

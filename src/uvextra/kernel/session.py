@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .kernel import KernelState, RestartPlan
-    from .notebook import KernelHint
-    from .report import Report
-    from .userenv import Made
+    from ..core.report import Report
+    from ..core.userenv import Made
+    from ..core.vocabulary import KernelState, RestartPlan
+    from .record import KernelHint
 
 LineCallback = Callable[[str], None]
 
@@ -60,8 +60,8 @@ class Outcome:
 
 
 def _one_line(exc: BaseException) -> str:
-    from .errors import UvextraError
-    from .redact import redact
+    from ..core.errors import UvextraError
+    from ..core.redact import redact
 
     first = (str(exc).strip().splitlines() or [""])[0]
     if isinstance(exc, UvextraError):
@@ -73,7 +73,7 @@ class Session:
     """Per-shell state: the imports to watch, how to restart, the last outcome. Surfaces share it."""
 
     def __init__(self, shell: Any) -> None:  # an IPython InteractiveShell, in practice; duck-typed
-        from .kernel import ImportWatch
+        from .stale_imports import ImportWatch
 
         self.shell = shell
         self.watch = ImportWatch()
@@ -88,7 +88,7 @@ class Session:
     # -- actions ------------------------------------------------------------------------------------------------
     def switch(self, extras: list[str], *, project: str | None = None, probe: bool = True,
                keep_extraneous: bool = False, exact: bool = False, no_default_groups: bool = False) -> Action:
-        from . import core
+        from ..core import verbs as core
 
         project = project or _user_env_project()
         if _in_user_env():  # the user's own env: switched as it was made (layers linked again, kernelspec renamed)
@@ -111,7 +111,7 @@ class Session:
 
     def check(self, extras: list[str] | None, *, project: str | None = None, probe: bool = True,
               command: str = "check", no_default_groups: bool | None = None) -> Action:
-        from . import core
+        from ..core import verbs as core
 
         project = project or _user_env_project()
         what = f"checking against the lock for {' '.join(extras)}" if extras else "checking the environment"
@@ -121,7 +121,7 @@ class Session:
 
     def repair(self, report: Report, *, probe: bool = True, no_default_groups: bool | None = None) -> Action:
         """Reinstall what ``report`` found drifted, for its extras (their kinds kept) and ``no_default_groups``."""
-        from . import core
+        from ..core import verbs as core
 
         names = sorted({d.package for d in report.errors} | {u.package for u in report.unverified})
         extras = list(report.extras)
@@ -137,7 +137,7 @@ class Session:
                  keep_extraneous: bool = False, no_default_groups: bool = False) -> Action:
         """The user's own environment for the project (made if new), switched to ``extras`` and registered."""
         def call(on_line: LineCallback | None, on_wait: LineCallback | None) -> Report:
-            from .userenv import ensure_user_env
+            from ..core.userenv import ensure_user_env
 
             self.made = None
             made = ensure_user_env(extras, project, probe=probe, keep_extraneous=keep_extraneous, on_line=on_line,
@@ -175,7 +175,7 @@ class Session:
         except KeyboardInterrupt:
             outcome = self._interrupted(action)
         except Exception as exc:  # the promise: one line, never a traceback
-            from .errors import UvextraError
+            from ..core.errors import UvextraError
 
             if not isinstance(exc, UvextraError):
                 logging.getLogger("uvextra").debug("%%uvextra failed: %s", exc, exc_info=True)
@@ -194,8 +194,8 @@ class Session:
         try:
             from pathlib import Path
 
-            from .environment import Environment
-            from .userenv import throwaway_line
+            from ..core.environment import Environment
+            from ..core.userenv import throwaway_line
 
             line = throwaway_line(Environment(Path(report.environment), Path(report.python or report.environment)))
         except Exception:  # noqa: BLE001 - a hint: an unreadable folder says nothing
@@ -217,7 +217,7 @@ class Session:
         return Outcome(report, self.kernel_state(), error=None, no_default_groups=_default_groups_of(action, report))
 
     def kernel_state(self) -> KernelState:
-        from .kernel import KernelState
+        from ..core.vocabulary import KernelState
 
         try:
             stale = self.watch.stale()
@@ -227,7 +227,7 @@ class Session:
 
     def restart_plan(self) -> RestartPlan:
         if self._restart_plan is None:
-            from .kernel import find_restart
+            from .restart import find_restart
 
             self._restart_plan = find_restart(_connection_file(self.shell))
         return self._restart_plan
@@ -235,9 +235,9 @@ class Session:
     def restart(self, on_error: LineCallback | None = None, after: dict[str, object] | None = None) -> str:
         """Restart this kernel as the plan says; one line about what happens next (raises UvextraError).
 
-        ``after``: what the new kernel needs to redraw the card that asked (see :mod:`uvextra._after_restart`).
+        ``after``: what the new kernel needs to redraw the card that asked (see :mod:`uvextra.after_restart`).
         """
-        from .kernel import request_restart
+        from .restart import request_restart
 
         kernel = getattr(self.shell, "kernel", None)
         shutdown = None if kernel is None else lambda: _exit_kernel(self.shell, kernel)
@@ -248,7 +248,7 @@ class Session:
 def _note_hub_server(report: Report) -> None:
     """On a hub whose server runs from the venv this kernel changes: one warning line on the card."""
     try:
-        from .server import hub_server_line
+        from .hub import hub_server_line
 
         line = hub_server_line(report.environment)
     except Exception:  # noqa: BLE001 - unreadable /proc: say nothing
@@ -266,7 +266,7 @@ def _user_env_project() -> str | None:
     import sys
 
     try:
-        from .userenv import read_user_env
+        from ..core.userenv import read_user_env
 
         own = read_user_env(sys.prefix)
     except Exception:  # noqa: BLE001 - an unreadable record: an ordinary venv
@@ -279,7 +279,7 @@ def _follow_user_env(report: Report) -> None:
     if report.command != "switch" or report.failure or not report.environment:
         return
     try:
-        from .userenv import refresh_kernelspec
+        from ..core.userenv import refresh_kernelspec
 
         refresh_kernelspec(report.environment, report.extras)
     except Exception:  # noqa: BLE001 - a display name: never worth a failed switch
@@ -295,8 +295,8 @@ def _default_groups_of(action: Action, report: Report) -> bool:
     try:
         from pathlib import Path
 
-        from .environment import Environment
-        from .state import load_state
+        from ..core.environment import Environment
+        from ..core.state import load_state
 
         prefix = Path(report.environment)
         return load_state(Environment(prefix, Path(report.python or prefix / "bin" / "python"))).no_default_groups
@@ -309,7 +309,7 @@ def _notebook_hint(report: Report) -> KernelHint | None:
     if report.command != "status":
         return None
     try:
-        from .notebook import kernel_hint
+        from .record import kernel_hint
 
         return kernel_hint(report)
     except Exception:  # noqa: BLE001 - a hint: an odd notebook file must not cost the user the report

@@ -20,9 +20,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import UvextraError
-from .redact import redact
-from .report import Report
+from ..core.errors import UvextraError
+from ..core.redact import redact
+from ..core.report import Report
 
 __all__ = ["MIME", "Comparison", "NotebookRecord", "compare", "kernel_hint", "make_record", "read_record"]
 
@@ -62,7 +62,7 @@ def torch_build(torch_version: str | None, cuda_version: str | None = None, hip_
 
 def make_record(report: Report, *, now: datetime | None = None) -> dict[str, Any]:
     """The record of ``report`` for an output's :data:`MIME` entry (JSON-ready, redacted, no paths or tokens)."""
-    from . import __version__
+    from ..core import __version__
 
     probe = report.probe
     torch = None
@@ -108,7 +108,7 @@ class NotebookRecord:
         both an extra and a group of the project, switched to as both, is in ``extras`` twice (extra first). A
         record without ``groups`` (an older uvextra's) gives plain names, which the project resolves.
         """
-        from .project import EXTRA, GROUP, Backend
+        from ..core.project import EXTRA, GROUP, Backend
 
         names = self.extras
         if not isinstance(self.record.get("groups"), list):

@@ -38,7 +38,7 @@ from .state import Provenance, State, load_state, save_state, switch_lock
 from .uv import MIN_EXPORT, Uv, UvResult, find_uv, run_uv
 
 if TYPE_CHECKING:  # imported when a probe starts: most calls never need it
-    from .probe import ProbeHandle
+    from .cuda_probe import ProbeHandle
 
 LineCallback = Callable[[str], None]
 AUTO = "auto"
@@ -312,7 +312,7 @@ def _diff(before: Mapping[str, Installed], after: Mapping[str, Installed]) -> tu
 
 
 def _start_probe(ctx: Context, extras: Sequence[str]) -> ProbeHandle:
-    from .probe import probe_timeout, start_probe
+    from .cuda_probe import probe_timeout, start_probe
     from .stack import import_names
 
     return start_probe(str(ctx.env.python), selected_extras=list(extras), timeout=probe_timeout(),
@@ -915,7 +915,7 @@ def probe(python: str | os.PathLike[str] | None = None, extras: Sequence[str] = 
                     python=str(env.python), extras=list(extras))
     if not extras:
         report.extras = load_state(env).extras
-    from .probe import probe_timeout, start_probe
+    from .cuda_probe import probe_timeout, start_probe
     from .stack import check_stack, import_names, merge_dynamic
 
     installed = scan(env)

@@ -1,4 +1,4 @@
-"""Runs in the new kernel after the card's Restart (sent by :mod:`uvextra._restart_helper`): redraw that card,
+"""Runs in the new kernel after the card's Restart (sent by :mod:`uvextra.kernel.restart_helper`): redraw that card,
 then tell the page that the kernel restarted.
 
 The old card's widgets still live in the page: the frontend was not told about the restart, so it kept their comm
@@ -8,7 +8,7 @@ here) the environment as this kernel sees it, its torch build included — and i
 to widgets that no longer exist in this process). The card's output itself is rewritten too
 (``update_display_data`` on its display id), with the static card only: what the notebook saves is the present.
 
-The page was not told about the restart (see :mod:`uvextra._restart_helper`), so it goes on sending comm
+The page was not told about the restart (see :mod:`uvextra.kernel.restart_helper`), so it goes on sending comm
 messages over the subshell it made in the old kernel, which this one refuses (``Unknown subshell_id``): a widget's
 first click would work, every later one be dropped. A ``status: restarting`` would make JupyterLab forget those
 ids, but it answers that status as a crash ("The kernel … appears to have died"), so this kernel does it itself:
@@ -33,15 +33,17 @@ def _send(kernel: Any, comm_id: str, state: dict[str, Any]) -> None:
 def _card(payload: dict[str, Any], said: str) -> tuple[str, dict[str, Any]]:
     """The card's HTML as this kernel sees the environment, and the output bundle that says the same."""
     from . import magic
-    from .html import render_error, render_html, render_markdown, render_plain, render_static
+    from .render.card import render_error, render_html, render_static
+    from .render.markdown import render_markdown
+    from .render.text import render_plain
 
     session = magic._current
     if session is None:
         line = f"{said}; %uvextra is not loaded in the new kernel (`%load_ext uvextra`)"
         return render_error(line), {"text/html": render_static(render_error(line)), "text/plain": f"uvextra: {line}"}
-    from . import core
-    from .kernel import KernelState
-    from .notebook import MIME, make_record
+    from .core import verbs as core
+    from .core.vocabulary import KernelState
+    from .kernel.record import MIME, make_record
 
     try:
         report = core.check(payload.get("project"), None, payload.get("extras") or None,
@@ -51,7 +53,7 @@ def _card(payload: dict[str, Any], said: str) -> tuple[str, dict[str, Any]]:
         return render_error(line), {"text/html": render_static(render_error(line)), "text/plain": f"uvextra: {line}"}
     probe = report.probe
     if probe is not None and probe.torch_version:
-        from .notebook import torch_build
+        from .kernel.record import torch_build
 
         said += f"; torch {probe.torch_version} ({torch_build(probe.torch_version, probe.cuda_version, probe.hip_version)} build)"
     state = KernelState(stale=[], restart=session.restart_plan())

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .core import Context
     from .installed import Installed
+    from .verbs import Context
 
 Listener = Callable[[str], None]
 _LISTENER: ContextVar[Listener | None] = ContextVar("uvextra_progress", default=None)
