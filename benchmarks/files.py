@@ -44,9 +44,11 @@ from packaging.utils import canonicalize_name  # noqa: E402
 import _pip_indexes as pi  # noqa: E402
 from stack import interleaved, ms, real_torch_environ, say  # noqa: E402 - this folder's other benchmark
 
-STUBBED = ("import sys; import uvextra.core.verbs as c; from uvextra.core.installed import FileCheck; "
-           "c.check_files = lambda dist, verify=False: FileCheck(0, 0, 0, ()); "
-           "from uvextra.cli import main; sys.exit(main(sys.argv[1:]))")
+STUBBED = (
+    "import sys; import uvextra.core.verbs as c; from uvextra.core.installed import FileCheck; "
+    "c.check_files = lambda dist, verify=False: FileCheck(0, 0, 0, ()); "
+    "from uvextra.cli import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 def write_project(path: Path, cuda: pi.CudaTorch) -> None:
@@ -57,11 +59,20 @@ def write_project(path: Path, cuda: pi.CudaTorch) -> None:
             drop.append(canonicalize_name(req.name))
     indexes = pi.local_simple_indexes()
     q = json.dumps
-    lines = ["[project]", 'name = "filesbench"', 'version = "0.1.0"',
-             f'requires-python = ">={sys.version_info[0]}.{sys.version_info[1]}"', "dependencies = []", "",
-             "[project.optional-dependencies]", f"{cuda.extra} = [{q('torch==' + cuda.version)}]", "", "[tool.uv]",
-             'index-strategy = "unsafe-best-match"',
-             "override-dependencies = [" + ", ".join(q(f"{d}; python_version < '3'") for d in drop) + "]"]
+    lines = [
+        "[project]",
+        'name = "filesbench"',
+        'version = "0.1.0"',
+        f'requires-python = ">={sys.version_info[0]}.{sys.version_info[1]}"',
+        "dependencies = []",
+        "",
+        "[project.optional-dependencies]",
+        f"{cuda.extra} = [{q('torch==' + cuda.version)}]",
+        "",
+        "[tool.uv]",
+        'index-strategy = "unsafe-best-match"',
+        "override-dependencies = [" + ", ".join(q(f"{d}; python_version < '3'") for d in drop) + "]",
+    ]
     for n, url in enumerate(indexes, 1):
         lines += ["", "[[tool.uv.index]]", f"name = {q(f'local-{n}')}", f"url = {q(url)}"]
         if n == len(indexes):
@@ -113,43 +124,67 @@ def main(argv: list[str] | None = None) -> int:
                 proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
                 if proc.returncode != 0:
                     raise SystemExit(f"{cmd[:4]} exited {proc.returncode}: {proc.stdout[-400:]} {proc.stderr[-400:]}")
+
             return run
 
         uv_env = dict(env, UV_PROJECT_ENVIRONMENT=str(venv))
 
         def uv_check() -> None:
-            proc = subprocess.run([uv, "sync", "--check", "--inexact", "--extra", cuda.extra], cwd=project,
-                                  env=uv_env, capture_output=True, text=True)
+            proc = subprocess.run(
+                [uv, "sync", "--check", "--inexact", "--extra", cuda.extra],
+                cwd=project,
+                env=uv_env,
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 raise SystemExit(f"uv sync --check exited {proc.returncode}: {proc.stderr[-400:]}")
 
-        f1 = interleaved({
-            "check": whole([sys.executable, "-m", "uvextra", "check", "--json", *where]),
-            "check, files stubbed": whole([sys.executable, "-c", STUBBED, "check", "--json", *where]),
-            "uv sync --check": uv_check,
-        }, args.repeats, args.warmup)
+        f1 = interleaved(
+            {
+                "check": whole([sys.executable, "-m", "uvextra", "check", "--json", *where]),
+                "check, files stubbed": whole([sys.executable, "-c", STUBBED, "check", "--json", *where]),
+                "uv sync --check": uv_check,
+            },
+            args.repeats,
+            args.warmup,
+        )
         f2 = interleaved({"in-process check": lambda: core.check(project, python)}, args.repeats, args.warmup)
         started = time.perf_counter()
         verified = core.check(project, python, verify=True)
         f3 = time.perf_counter() - started
 
-        check, stub, uvc, inproc = (ms(f1["check"]), ms(f1["check, files stubbed"]), ms(f1["uv sync --check"]),
-                                    ms(f2["in-process check"]))
+        check, stub, uvc, inproc = (
+            ms(f1["check"]),
+            ms(f1["check, files stubbed"]),
+            ms(f1["uv sync --check"]),
+            ms(f2["in-process check"]),
+        )
         added = check - stub
-        print(f"PyPI's CUDA torch {cuda.version} env: {len(installed)} packages, {files:,} RECORD entries, "
-              f"{gb:.1f} GB; {args.repeats} interleaved rounds after {args.warmup} warm-up(s), medians\n")
+        print(
+            f"PyPI's CUDA torch {cuda.version} env: {len(installed)} packages, {files:,} RECORD entries, "
+            f"{gb:.1f} GB; {args.repeats} interleaved rounds after {args.warmup} warm-up(s), medians\n"
+        )
         print("| # | what | uvextra (ms) | compared with | that (ms) | figure | target | met |")
         print("|---|---|---:|---|---:|---|---|---|")
-        print(f"| F1 | `python -m uvextra check --json`, whole process, file check included | {check:,.0f} | the same "
-              f"process, `check_files` stubbed out | {stub:,.0f} | +{added:,.0f} ms | ≤ +150 ms | "
-              f"{'yes' if added <= 150 else '**no**'} |")
-        print(f"| F1 | the same check | {check:,.0f} | no-op `uv sync --check --inexact`, whole process | {uvc:,.0f} | "
-              f"{check / uvc:.2f}× (uv checks no file) | — | n/a |")
-        print(f"| F2 | check in-process, repeated (a kernel's `%uvextra --check`) | {inproc:,.0f} | — | — | — | < 1 s | "
-              f"{'yes' if inproc < 1000 else '**no**'} |")
+        print(
+            f"| F1 | `python -m uvextra check --json`, whole process, file check included | {check:,.0f} | the same "
+            f"process, `check_files` stubbed out | {stub:,.0f} | +{added:,.0f} ms | ≤ +150 ms | "
+            f"{'yes' if added <= 150 else '**no**'} |"
+        )
+        print(
+            f"| F1 | the same check | {check:,.0f} | no-op `uv sync --check --inexact`, whole process | {uvc:,.0f} | "
+            f"{check / uvc:.2f}× (uv checks no file) | — | n/a |"
+        )
+        print(
+            f"| F2 | check in-process, repeated (a kernel's `%uvextra --check`) | {inproc:,.0f} | — | — | — | < 1 s | "
+            f"{'yes' if inproc < 1000 else '**no**'} |"
+        )
         hashed = verified.verified or {"files": 0}
-        print(f"| F3 | `check --verify` (sha256 of {int(hashed['files']):,} files) | {f3 * 1000:,.0f} | the plain "
-              f"check | {inproc:,.0f} | {f3 * 1000 / inproc:.0f}× | opt-in | n/a |")
+        print(
+            f"| F3 | `check --verify` (sha256 of {int(hashed['files']):,} files) | {f3 * 1000:,.0f} | the plain "
+            f"check | {inproc:,.0f} | {f3 * 1000 / inproc:.0f}× | opt-in | n/a |"
+        )
         return 0
     finally:
         if not args.keep:

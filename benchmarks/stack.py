@@ -90,16 +90,30 @@ def write_project(path: Path, cpu: Path, cuda: pi.CudaTorch, tv_cpu: str, tv_cud
     names = {url: f"local-{n}" for n, url in enumerate(indexes, 1)}
     q = json.dumps
     lines = [
-        "[project]", 'name = "stackbench"', 'version = "0.1.0"', f'requires-python = ">={sys.version_info[0]}.'
-        f'{sys.version_info[1]}"', "dependencies = []", "", "[project.optional-dependencies]",
+        "[project]",
+        'name = "stackbench"',
+        'version = "0.1.0"',
+        f'requires-python = ">={sys.version_info[0]}.{sys.version_info[1]}"',
+        "dependencies = []",
+        "",
+        "[project.optional-dependencies]",
         f"cpu = [{q('torch==' + parse_wheel_filename(cpu.name)[1].public)}, {q('torchvision==' + tv_cpu)}]",
-        f"{cuda.extra} = [{q('torch==' + cuda.version)}, {q('torchvision==' + tv_cuda)}]", "", "[tool.uv]",
-        f'conflicts = [[{{ extra = "cpu" }}, {{ extra = {q(cuda.extra)} }}]]', 'index-strategy = "unsafe-best-match"',
-        "override-dependencies = [" + ", ".join(q(f"{d}; python_version < '3'") for d in drop) + "]", "",
+        f"{cuda.extra} = [{q('torch==' + cuda.version)}, {q('torchvision==' + tv_cuda)}]",
+        "",
+        "[tool.uv]",
+        f'conflicts = [[{{ extra = "cpu" }}, {{ extra = {q(cuda.extra)} }}]]',
+        'index-strategy = "unsafe-best-match"',
+        "override-dependencies = [" + ", ".join(q(f"{d}; python_version < '3'") for d in drop) + "]",
+        "",
         "[tool.uv.sources]",
         f'torch = [{{ index = "torch-cpu", extra = "cpu" }}, {{ index = {q(names[cuda.index])}, '
-        f"extra = {q(cuda.extra)} }}]", "", "[[tool.uv.index]]", 'name = "torch-cpu"', f"url = {q(str(cpu.parent))}",
-        'format = "flat"', "explicit = true",
+        f"extra = {q(cuda.extra)} }}]",
+        "",
+        "[[tool.uv.index]]",
+        'name = "torch-cpu"',
+        f"url = {q(str(cpu.parent))}",
+        'format = "flat"',
+        "explicit = true",
     ]
     for n, url in enumerate(indexes, 1):
         lines += ["", "[[tool.uv.index]]", f"name = {q(names[url])}", f"url = {q(url)}"]
@@ -117,18 +131,23 @@ def real_torch_environ() -> str:
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "uvextra-tests" / "uv-cache-realtorch"
     cache.mkdir(parents=True, exist_ok=True)
-    for key in [k for k in os.environ if k.startswith(("UV_INDEX", "PIP_")) or k in (
-            "VIRTUAL_ENV", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT", "UV_CACHE_DIR")]:
+    for key in [
+        k
+        for k in os.environ
+        if k.startswith(("UV_INDEX", "PIP_"))
+        or k in ("VIRTUAL_ENV", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT", "UV_CACHE_DIR")
+    ]:
         del os.environ[key]
-    os.environ.update(UVEXTRA_UV=os.fspath(find_uv_bin()), UV_CACHE_DIR=str(cache), UV_NO_PROGRESS="1",
-                      UV_PYTHON_DOWNLOADS="never")
+    os.environ.update(
+        UVEXTRA_UV=os.fspath(find_uv_bin()), UV_CACHE_DIR=str(cache), UV_NO_PROGRESS="1", UV_PYTHON_DOWNLOADS="never"
+    )
     return os.environ["UVEXTRA_UV"]
 
 
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {k: [] for k in fns}
     for n in range(warmup + repeats):
-        for name in (list(fns) if n % 2 == 0 else list(reversed(fns))):
+        for name in list(fns) if n % 2 == 0 else list(reversed(fns)):
             start = time.perf_counter()
             fns[name]()
             if n >= warmup:
@@ -152,14 +171,17 @@ def main(argv: list[str] | None = None) -> int:
 
     cpu, cuda = pi.cpu_torch_wheel(), pi.cuda_torch()
     if cpu is None or cuda is None:
-        say(f"needs a torch-*+cpu wheel in pip's find-links and PyPI's CUDA torch in a file:// index of pip's "
-            f"configuration (found: cpu {cpu}, cuda {cuda and cuda.wheel})")
+        say(
+            f"needs a torch-*+cpu wheel in pip's find-links and PyPI's CUDA torch in a file:// index of pip's "
+            f"configuration (found: cpu {cpu}, cuda {cuda and cuda.wheel})"
+        )
         return 2
     cpu_version = str(parse_wheel_filename(cpu.name)[1])
     tv_cpu, tv_cuda = torchvision_for(cpu_version), torchvision_for(cuda.version)
     if tv_cpu is None or tv_cuda is None:
-        say(f"no torchvision on pip's file:// indexes for torch {cpu_version} ({tv_cpu}) and {cuda.version} "
-            f"({tv_cuda})")
+        say(
+            f"no torchvision on pip's file:// indexes for torch {cpu_version} ({tv_cpu}) and {cuda.version} ({tv_cuda})"
+        )
         return 2
 
     uv = real_torch_environ()
@@ -177,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         project = work / "project"
         write_project(project, cpu, cuda, tv_cpu, tv_cuda)
         subprocess.run([uv, "lock", "--quiet"], cwd=project, check=True, timeout=600)
-        for extra, label in (("cpu", f"torch {cpu_version} + PyPI's torchvision {tv_cpu} (CUDA build: fails)"),
-                             (cuda.extra, f"torch {cuda.version} + torchvision {tv_cuda} (both CUDA: ops.nms runs)")):
+        for extra, label in (
+            ("cpu", f"torch {cpu_version} + PyPI's torchvision {tv_cpu} (CUDA build: fails)"),
+            (cuda.extra, f"torch {cuda.version} + torchvision {tv_cuda} (both CUDA: ops.nms runs)"),
+        ):
             venv = work / f"venv-{extra}"
             subprocess.run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
             python = str(venv / "bin" / "python")
@@ -194,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             inside: list[float] = []
             verdicts: list[str] = []
 
-            def probe_with(python: str = python, pairs: list = pairs, verdicts: list = verdicts,
-                           extra: str = extra) -> None:
+            def probe_with(
+                python: str = python, pairs: list = pairs, verdicts: list = verdicts, extra: str = extra
+            ) -> None:
                 got = start_probe(python, selected_extras=[extra], companions=pairs).result()
                 verdicts.append(json.dumps(got.companions.get("torchvision")))
 
@@ -203,18 +228,20 @@ def main(argv: list[str] | None = None) -> int:
                 start_probe(python, selected_extras=[extra]).result()
 
             def companion_import(python: str = python, inside: list = inside) -> None:
-                out = subprocess.run([python, "-I", "-c", COMPANION_SCRIPT], capture_output=True, text=True,
-                                     check=True)
+                out = subprocess.run([python, "-I", "-c", COMPANION_SCRIPT], capture_output=True, text=True, check=True)
                 inside.append(float(out.stdout.split()[-1]))
 
             say(f"  S1 probe with/without the companions, {args.repeats} rounds …")
-            t = interleaved({"with": probe_with, "alone": probe_alone, "import": companion_import},
-                            args.repeats, args.warmup)
-            own = statistics.median(inside[-args.repeats:]) * 1000
+            t = interleaved(
+                {"with": probe_with, "alone": probe_alone, "import": companion_import}, args.repeats, args.warmup
+            )
+            own = statistics.median(inside[-args.repeats :]) * 1000
             w, a = ms(t["with"]), ms(t["alone"])
-            rows.append(f"| S1 | the probe with the stack check, {label} | {w:,.0f} | the probe alone (torch only) | "
-                        f"{a:,.0f} | {w - a:+,.0f} ms ({w / a:.2f}×); the companions' own import: {own:,.0f} ms | "
-                        f"{'yes' if w - a <= own else '**no**'} |")
+            rows.append(
+                f"| S1 | the probe with the stack check, {label} | {w:,.0f} | the probe alone (torch only) | "
+                f"{a:,.0f} | {w - a:+,.0f} ms ({w / a:.2f}×); the companions' own import: {own:,.0f} ms | "
+                f"{'yes' if w - a <= own else '**no**'} |"
+            )
             say(f"  companion in the probe: {verdicts[-1]}")
 
             def check_full(python: str = python) -> None:
@@ -232,14 +259,20 @@ def main(argv: list[str] | None = None) -> int:
                 core.check(project, python, probe=False)
 
             say("  S2 check without the probe, with/without the stack check …")
-            t = interleaved({"full": check_full, "first": check_first, "stubbed": check_stubbed}, args.repeats * 4,
-                            args.warmup)
+            t = interleaved(
+                {"full": check_full, "first": check_first, "stubbed": check_stubbed}, args.repeats * 4, args.warmup
+            )
             f, c, s = ms(t["full"]), ms(t["first"]), ms(t["stubbed"])
             static = core.check(project, python, probe=False).stack[0]
-            for what, v in (("repeated, as a kernel's later checks", f), ("first in a process, stack memos cleared", c)):
-                rows.append(f"| S2 | `check` without the probe (static stack check + routing lint; {what}), {label} | "
-                            f"{v:.1f} | the same check, both stubbed out | {s:.1f} | {v - s:+.1f} ms ({v / s:.2f}×) | "
-                            f"{'yes' if v - s <= max(2.0, 0.1 * s) else '**no**'} |")
+            for what, v in (
+                ("repeated, as a kernel's later checks", f),
+                ("first in a process, stack memos cleared", c),
+            ):
+                rows.append(
+                    f"| S2 | `check` without the probe (static stack check + routing lint; {what}), {label} | "
+                    f"{v:.1f} | the same check, both stubbed out | {s:.1f} | {v - s:+.1f} ms ({v / s:.2f}×) | "
+                    f"{'yes' if v - s <= max(2.0, 0.1 * s) else '**no**'} |"
+                )
             say(f"  static verdict: {static.why}")
             if extra != "cpu":
                 shutil.rmtree(venv, ignore_errors=True)  # 5 GB of links
@@ -247,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"Stack check on real wheels (uv {subprocess.run([uv, '--version'], capture_output=True, text=True).stdout.split()[1]}"
-          f", Python {sys.version.split()[0]}, {os.cpu_count()} cores; median of {args.repeats}+ interleaved rounds):")
+    print(
+        f"Stack check on real wheels (uv {subprocess.run([uv, '--version'], capture_output=True, text=True).stdout.split()[1]}"
+        f", Python {sys.version.split()[0]}, {os.cpu_count()} cores; median of {args.repeats}+ interleaved rounds):"
+    )
     print()
     print("| # | what | uvextra (ms) | compared with | that (ms) | figure | target met |")
     print("|---|---|---:|---|---:|---|---|")

@@ -85,8 +85,13 @@ def main() -> int:
     rows: list[tuple[str, int, int, float]] = []
     try:
         project = write_real_project(work / "moo", cpu=wheel, cuda=None, indexes=indexes)
-        subprocess.run([uv, "lock"], cwd=project, check=True, capture_output=True,
-                       env={**base_env, "UV_CACHE_DIR": str(work / "lock-cache")})
+        subprocess.run(
+            [uv, "lock"],
+            cwd=project,
+            check=True,
+            capture_output=True,
+            env={**base_env, "UV_CACHE_DIR": str(work / "lock-cache")},
+        )
         image_dir = work / "image"
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(image_dir)], check=True)
         image = Environment(image_dir, image_dir / "bin" / "python")
@@ -94,8 +99,12 @@ def main() -> int:
 
         def make(setup: str, user: str, **extra: str) -> float:
             started = time.perf_counter()
-            with environ(**common, UVEXTRA_ENVS_DIR=str(work / setup / user / "envs"),
-                         JUPYTER_DATA_DIR=str(work / setup / user / "jupyter"), **extra):
+            with environ(
+                **common,
+                UVEXTRA_ENVS_DIR=str(work / setup / user / "envs"),
+                JUPYTER_DATA_DIR=str(work / setup / user / "jupyter"),
+                **extra,
+            ):
                 made = userenv.ensure_user_env(["cpu"], project, image=image, probe=False)
             assert made.report.failure is None and not made.report.errors, made.report.to_dict()
             return time.perf_counter() - started
@@ -103,22 +112,45 @@ def main() -> int:
         # 1. the old docs: one shared cache, files copied into each env
         shared = work / "copy" / "shared-cache"
         times = [make("copy", u, UV_CACHE_DIR=str(shared), UV_LINK_MODE="copy") for u in ("a", "b")]
-        rows.append(("shared cache, `UV_LINK_MODE=copy` (the old docs)", du(work / "copy" / "b"), du(shared),
-                     times[1]))
+        rows.append(("shared cache, `UV_LINK_MODE=copy` (the old docs)", du(work / "copy" / "b"), du(shared), times[1]))
         # 2. each user's own cache in their home, hard links from it
-        times = [make("own", u, UV_CACHE_DIR=str(work / "own" / u / "cache"), UV_LINK_MODE="hardlink")
-                 for u in ("a", "b")]
+        times = [
+            make("own", u, UV_CACHE_DIR=str(work / "own" / u / "cache"), UV_LINK_MODE="hardlink") for u in ("a", "b")
+        ]
         rows.append(("own uv cache per user, hard links (no write path)", du(work / "own" / "b"), 0, times[1]))
         # 3. an admin layer: synced once, linked read-only by every user's env
         layer = work / "layers" / "moo-cpu"
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(layer)], check=True)
-        subprocess.run([sys.executable, "-m", "uvextra", "switch", "cpu", "--project", str(project), "--python",
-                        str(layer / "bin" / "python"), "--no-probe", "--json"], check=True, capture_output=True,
-                       env={**base_env, **common, "UV_CACHE_DIR": str(work / "admin-cache")})
-        times = [make("layer", u, UV_CACHE_DIR=str(work / "layer" / u / "cache"),
-                      UVEXTRA_LAYERS=str(work / "layers")) for u in ("a", "b")]
-        rows.append(("admin layer (`UVEXTRA_LAYERS`), own cache for the rest (no write path)",
-                     du(work / "layer" / "b"), du(layer), times[1]))
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "uvextra",
+                "switch",
+                "cpu",
+                "--project",
+                str(project),
+                "--python",
+                str(layer / "bin" / "python"),
+                "--no-probe",
+                "--json",
+            ],
+            check=True,
+            capture_output=True,
+            env={**base_env, **common, "UV_CACHE_DIR": str(work / "admin-cache")},
+        )
+        times = [
+            make("layer", u, UV_CACHE_DIR=str(work / "layer" / u / "cache"), UVEXTRA_LAYERS=str(work / "layers"))
+            for u in ("a", "b")
+        ]
+        rows.append(
+            (
+                "admin layer (`UVEXTRA_LAYERS`), own cache for the rest (no write path)",
+                du(work / "layer" / "b"),
+                du(layer),
+                times[1],
+            )
+        )
         torch_dir = next(layer.glob("lib/python3*/site-packages/torch"))
         torch_bytes = du(torch_dir)
     finally:
@@ -128,8 +160,10 @@ def main() -> int:
     print("| setup | per user (the second user's env + own cache) | shared, once per hub | second user's env made in |")
     print("|---|---|---|---|")
     for name, per_user, once, took in rows:
-        print(f"| {name} | {per_user / 1e6:,.1f} MB ({100 * per_user / torch_bytes:.1f}% of torch) | "
-              f"{once / 1e6:,.0f} MB | {took:.1f} s |")
+        print(
+            f"| {name} | {per_user / 1e6:,.1f} MB ({100 * per_user / torch_bytes:.1f}% of torch) | "
+            f"{once / 1e6:,.0f} MB | {took:.1f} s |"
+        )
     return 0
 
 

@@ -32,8 +32,9 @@ LINK_PTH = "_uvextra_test_link.pth"
 
 
 def _run(cmd: list[str], env: Mapping[str, str], cwd: Path | None = None, timeout: float = 300) -> str:
-    proc = subprocess.run(cmd, env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        cmd, env=dict(env), cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout + proc.stderr
@@ -42,8 +43,22 @@ def _run(cmd: list[str], env: Mapping[str, str], cwd: Path | None = None, timeou
 def build_wheel(uv: str, out_dir: Path, env: Mapping[str, str]) -> Path:
     """The uvextra wheel of this checkout, built offline with the running interpreter's hatchling."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _run([uv, "build", "--wheel", "--no-build-isolation", "--offline", "--python", sys.executable,
-          "--out-dir", str(out_dir), str(ROOT)], env, cwd=ROOT)
+    _run(
+        [
+            uv,
+            "build",
+            "--wheel",
+            "--no-build-isolation",
+            "--offline",
+            "--python",
+            sys.executable,
+            "--out-dir",
+            str(out_dir),
+            str(ROOT),
+        ],
+        env,
+        cwd=ROOT,
+    )
     wheels = sorted(out_dir.glob("uvextra-*.whl"))
     if len(wheels) != 1:
         raise RuntimeError(f"expected one uvextra wheel in {out_dir}, found {wheels}")
@@ -98,9 +113,21 @@ def uninstall(python: Path, uv: str, env: Mapping[str, str], name: str = "uvextr
 def kernel_env(venv_python: Path, base: Mapping[str, str], home: Path, **extra: str) -> dict[str, str]:
     """Environment of a kernel process: no inherited venv, a private IPython dir (no user startup files), and
     ``FORCE_COLOR=1`` ``CLICOLOR_FORCE=1`` as ipykernel sets them (``extra`` may override)."""
-    env = {k: v for k, v in base.items()
-           if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "UV_PYTHON", "PYTHONPATH", "PYTHONSTARTUP",
-                        "UVEXTRA_NO_AUTOLOAD", "JPY_PARENT_PID", "JPY_SESSION_NAME")}
+    env = {
+        k: v
+        for k, v in base.items()
+        if k
+        not in (
+            "VIRTUAL_ENV",
+            "UV_PROJECT_ENVIRONMENT",
+            "UV_PYTHON",
+            "PYTHONPATH",
+            "PYTHONSTARTUP",
+            "UVEXTRA_NO_AUTOLOAD",
+            "JPY_PARENT_PID",
+            "JPY_SESSION_NAME",
+        )
+    }
     env["PATH"] = f"{Path(venv_python).parent}{os.pathsep}{env.get('PATH', '')}"
     env["IPYTHONDIR"] = str(home / "ipython")
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # silences debugpy's frozen-modules warning on stderr
@@ -109,8 +136,9 @@ def kernel_env(venv_python: Path, base: Mapping[str, str], home: Path, **extra: 
     return env
 
 
-def write_kernelspec(kernels_dir: Path, name: str, python: Path, env: Mapping[str, str] | None = None,
-                     display_name: str | None = None) -> Path:
+def write_kernelspec(
+    kernels_dir: Path, name: str, python: Path, env: Mapping[str, str] | None = None, display_name: str | None = None
+) -> Path:
     """``kernels_dir/name/kernel.json`` starting ipykernel with ``python`` (``env`` is merged by the launcher)."""
     folder = Path(kernels_dir) / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -133,8 +161,9 @@ class Kernel:
         from jupyter_client.kernelspec import KernelSpecManager
         from jupyter_client.manager import KernelManager
 
-        self.manager = KernelManager(kernel_name=name,
-                                     kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]))
+        self.manager = KernelManager(
+            kernel_name=name, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)])
+        )
         self.client = None
         self._log = None
 
@@ -177,12 +206,20 @@ class Kernel:
                 error.append(content["ename"] + ": " + content["evalue"])
 
         reply = self.client.execute_interactive(code, output_hook=hook, timeout=timeout)
-        page = "".join(p.get("data", {}).get("text/plain", "") for p in reply["content"].get("payload", [])
-                       if p.get("source") == "page")
+        page = "".join(
+            p.get("data", {}).get("text/plain", "")
+            for p in reply["content"].get("payload", [])
+            if p.get("source") == "page"
+        )
         if reply["content"]["status"] == "error" and not error:
             error.append(reply["content"].get("ename", "error") + ": " + reply["content"].get("evalue", ""))
-        return {"stdout": "".join(out["stdout"]), "stderr": "".join(out["stderr"]),
-                "error": error[0] if error else None, "page": page, "data": "\n".join(out["data"])}
+        return {
+            "stdout": "".join(out["stdout"]),
+            "stderr": "".join(out["stderr"]),
+            "error": error[0] if error else None,
+            "page": page,
+            "data": "\n".join(out["data"]),
+        }
 
     def stop(self) -> None:
         if self.client is not None:

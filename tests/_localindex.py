@@ -155,7 +155,8 @@ def build_demo_indexes(root: Path, *, kernelish: bool = False) -> dict[str, Path
     files.
     """
     out = _demo_wheels.build_indexes(
-        root, TEST_TORCH_BUILDS, lambda b: torch_files(b.version, b.cuda, b.hip, b.build_label))
+        root, TEST_TORCH_BUILDS, lambda b: torch_files(b.version, b.cuda, b.hip, b.build_label)
+    )
     if kernelish:
         folder = Path(root) / KERNELISH_INDEX
         for dist in _KERNELISH:
@@ -273,30 +274,44 @@ def _wants_json(accept: str) -> bool:
     for part in accept.split(","):
         kind, *params = (p.strip() for p in part.split(";"))
         q = next((float(v) for k, _, v in (p.partition("=") for p in params) if k.strip() == "q"), 1.0)
-        if kind in (SIMPLE_JSON, "application/vnd.pypi.simple.latest+json", "application/vnd.pypi.simple.v1+html",
-                    "text/html") and q > best[0]:
+        if (
+            kind
+            in (
+                SIMPLE_JSON,
+                "application/vnd.pypi.simple.latest+json",
+                "application/vnd.pypi.simple.v1+html",
+                "text/html",
+            )
+            and q > best[0]
+        ):
             best = (q, kind)
     return best[1].endswith("+json")
 
 
-def _json_page(project: str, entries: list[_FileEntry], href_prefix: str,
-               sizes: Mapping[str, int] | None) -> bytes:
+def _json_page(project: str, entries: list[_FileEntry], href_prefix: str, sizes: Mapping[str, int] | None) -> bytes:
     """A PEP 691/700 project page: every file with its ``size`` (``sizes`` overrides it per file-name substring)."""
     files = []
     for e in entries:
         size = max((n for key, n in (sizes or {}).items() if key in e.filename), default=e.size)
-        files.append({
-            "filename": e.filename, "url": f"{href_prefix}{quote(e.filename)}", "hashes": {"sha256": e.sha256},
-            "requires-python": e.requires_python, "size": size, "upload-time": "2025-10-15T00:00:00.000000Z",
-            **({"core-metadata": {"sha256": e.metadata_sha256}} if e.metadata else {}),
-        })
+        files.append(
+            {
+                "filename": e.filename,
+                "url": f"{href_prefix}{quote(e.filename)}",
+                "hashes": {"sha256": e.sha256},
+                "requires-python": e.requires_python,
+                "size": size,
+                "upload-time": "2025-10-15T00:00:00.000000Z",
+                **({"core-metadata": {"sha256": e.metadata_sha256}} if e.metadata else {}),
+            }
+        )
     versions = sorted({parse_wheel_filename(e.filename)[1] for e in entries})
     page = {"meta": {"api-version": "1.1"}, "name": project, "files": files, "versions": [str(v) for v in versions]}
     return json.dumps(page).encode()
 
 
-def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None,
-                  server: IndexServer | None = None) -> type[BaseHTTPRequestHandler]:
+def _make_handler(
+    catalog: _Catalog, auth: tuple[str, str] | None, server: IndexServer | None = None
+) -> type[BaseHTTPRequestHandler]:
     expected = None
     if auth is not None:
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
@@ -305,18 +320,24 @@ def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None,
     class Handler(BaseHTTPRequestHandler):
         server_version = "uvextra-localindex/1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return  # quiet
 
-        def do_HEAD(self) -> None:  # noqa: N802
+        def do_HEAD(self) -> None:
             self._handle(head=True)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._handle(head=False)
 
         # -- helpers
-        def _send(self, status: int, body: bytes, content_type: str = "text/html",
-                  headers: Mapping[str, str] | None = None, head: bool = False) -> None:
+        def _send(
+            self,
+            status: int,
+            body: bytes,
+            content_type: str = "text/html",
+            headers: Mapping[str, str] | None = None,
+            head: bool = False,
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -327,8 +348,7 @@ def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None,
                 self.wfile.write(body)
 
         def _redirect(self, location: str, head: bool) -> None:
-            self._send(HTTPStatus.MOVED_PERMANENTLY, b"", headers={"Location": location},
-                       head=head)
+            self._send(HTTPStatus.MOVED_PERMANENTLY, b"", headers={"Location": location}, head=head)
 
         def _not_found(self, head: bool) -> None:
             self._send(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain", head=head)
@@ -338,8 +358,13 @@ def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None,
                 self.close_connection = True  # stopped while stalling: the client is gone or refused
                 return
             if expected is not None and self.headers.get("Authorization") != expected:
-                self._send(HTTPStatus.UNAUTHORIZED, b"unauthorized\n", "text/plain",
-                           {"WWW-Authenticate": 'Basic realm="uvextra-localindex"'}, head)
+                self._send(
+                    HTTPStatus.UNAUTHORIZED,
+                    b"unauthorized\n",
+                    "text/plain",
+                    {"WWW-Authenticate": 'Basic realm="uvextra-localindex"'},
+                    head,
+                )
                 return
             path = urlsplit(self.path).path
             parts = [unquote(p) for p in path.split("/")]
@@ -347,8 +372,7 @@ def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None,
             trailing = path.endswith("/")
             segs = [p for p in parts if p]
             if not segs:
-                links = [f'<a href="{html.escape(quote(i))}/simple/">{html.escape(i)}</a>'
-                         for i in catalog.indexes()]
+                links = [f'<a href="{html.escape(quote(i))}/simple/">{html.escape(i)}</a>' for i in catalog.indexes()]
                 self._send(HTTPStatus.OK, _page("Indexes", links), head=head)
                 return
             index = segs[0]
@@ -424,8 +448,9 @@ def _make_handler(catalog: _Catalog, auth: tuple[str, str] | None,
                 if etag in [t.strip() for t in (self.headers.get("If-None-Match") or "").split(",")]:
                     self._send(HTTPStatus.NOT_MODIFIED, b"", headers={"ETag": etag}, head=True)
                     return
-                self._send(HTTPStatus.OK, path.read_bytes(), "application/octet-stream",
-                           headers={"ETag": etag}, head=head)
+                self._send(
+                    HTTPStatus.OK, path.read_bytes(), "application/octet-stream", headers={"ETag": etag}, head=head
+                )
 
     return Handler
 
@@ -456,8 +481,14 @@ class IndexServer:
     :meth:`stop` serves again on the same port.  The listing follows the folders live.
     """
 
-    def __init__(self, root: Path, auth: tuple[str, str] | None = None, port: int = 0,
-                 delay: Mapping[str, float] | None = None, sizes: bool | Mapping[str, int] = False) -> None:
+    def __init__(
+        self,
+        root: Path,
+        auth: tuple[str, str] | None = None,
+        port: int = 0,
+        delay: Mapping[str, float] | None = None,
+        sizes: bool | Mapping[str, int] = False,
+    ) -> None:
         self.root = Path(root)
         self.auth = auth
         #: None: HTML only; otherwise the JSON pages publish sizes, these overriding the real ones by name.
@@ -481,8 +512,10 @@ class IndexServer:
         server.daemon_threads = True
         self._port = server.server_address[1]
         thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"uvextra-index-{self._port}", daemon=True,
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"uvextra-index-{self._port}",
+            daemon=True,
         )
         thread.start()
         self._server, self._thread = server, thread
@@ -514,8 +547,9 @@ class IndexServer:
     def __enter__(self) -> IndexServer:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # -- addresses
@@ -677,8 +711,9 @@ def build_sdist(sdist_directory, config_settings=None):
 '''
 
 
-def write_project(path: Path, indexes: Mapping[str, str | os.PathLike[str]], *, package: bool = False,
-                  **options: Any) -> Path:
+def write_project(
+    path: Path, indexes: Mapping[str, str | os.PathLike[str]], *, package: bool = False, **options: Any
+) -> Path:
     """:func:`uvextra._demo_wheels.write_project` (its ``options``), and with ``package=True`` a package project.
 
     ``package=False`` (default) writes no ``[build-system]``, exactly like the seed: uv then treats the project as
@@ -690,8 +725,11 @@ def write_project(path: Path, indexes: Mapping[str, str | os.PathLike[str]], *, 
     if package:
         pyproject = path / "pyproject.toml"
         text = pyproject.read_text(encoding="utf-8")
-        pyproject.write_text(text + "\n[build-system]\nrequires = []\n"
-                             f'build-backend = "{_BACKEND_MODULE}"\nbackend-path = ["_backend"]\n', encoding="utf-8")
+        pyproject.write_text(
+            text + "\n[build-system]\nrequires = []\n"
+            f'build-backend = "{_BACKEND_MODULE}"\nbackend-path = ["_backend"]\n',
+            encoding="utf-8",
+        )
         written = tomllib.loads(text)["project"]  # what the backend reads where tomllib is missing
         backend = path / "_backend"
         backend.mkdir(exist_ok=True)

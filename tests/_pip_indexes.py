@@ -40,8 +40,14 @@ def pip_config() -> dict[str, str]:
     values: dict[str, str] = {}
     for python in _pythons():
         try:
-            done = subprocess.run([python, "-m", "pip", "config", "list"], capture_output=True, text=True,
-                                  timeout=60, stdin=subprocess.DEVNULL, check=False)
+            done = subprocess.run(
+                [python, "-m", "pip", "config", "list"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
         except (OSError, subprocess.TimeoutExpired):
             continue
         if done.returncode != 0:
@@ -95,8 +101,10 @@ def _links(index: str, project: str) -> dict[str, Path]:
         text = page.read_text(encoding="utf-8") if page else ""
     except OSError:
         return {}
-    return {unquote(href).rsplit("/", 1)[-1]: (page.parent / unquote(href)).resolve()  # type: ignore[union-attr]
-            for href in re.findall(r'href="([^"#]+)', text)}
+    return {
+        unquote(href).rsplit("/", 1)[-1]: (page.parent / unquote(href)).resolve()  # type: ignore[union-attr]
+        for href in re.findall(r'href="([^"#]+)', text)
+    }
 
 
 def indexes_with(project: str) -> list[str]:
@@ -140,8 +148,7 @@ def cuda_torch() -> CudaTorch | None:
                     found.append((version, index, wheel))
     for version, index, wheel in sorted(found, reverse=True):
         requires = _requires(wheel)
-        cuda = next((m.group(1) for r in requires
-                     if (m := re.match(r"cuda-toolkit\b[^;]*==\s*(\d+\.\d+)", r))), None)
+        cuda = next((m.group(1) for r in requires if (m := re.match(r"cuda-toolkit\b[^;]*==\s*(\d+\.\d+)", r))), None)
         if cuda:
             return CudaTorch(index, str(version), wheel, cuda, requires)
     return None

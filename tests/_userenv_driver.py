@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 MOO = str(Path.home() / "moo")
-OUTCOME = ("import json as _j; from uvextra.magic import last_outcome as _lo; _o = _lo(); _r = _o.report\n"
-           "print(_j.dumps({'error': _o.error, 'extras': _r and _r.extras, 'environment': _r and _r.environment,\n"
-           "  'drift': [d.to_dict() for d in (_r.errors if _r else [])],\n"
-           "  'verdict': _r and _r.probe and _r.probe.verdict}))")
+OUTCOME = (
+    "import json as _j; from uvextra.magic import last_outcome as _lo; _o = _lo(); _r = _o.report\n"
+    "print(_j.dumps({'error': _o.error, 'extras': _r and _r.extras, 'environment': _r and _r.environment,\n"
+    "  'drift': [d.to_dict() for d in (_r.errors if _r else [])],\n"
+    "  'verdict': _r and _r.probe and _r.probe.verdict}))"
+)
 
 
 def start(name: str | None = None, connection_file: str | None = None) -> Any:
@@ -91,10 +93,17 @@ def first() -> dict[str, Any]:
         stop(manager, client)
     specs = uvextra_specs()
     name = next(iter(specs), "")
-    result: dict[str, Any] = {"said": said(text), "switch_error": outcome["error"], "extras": outcome["extras"],
-                              "environment": outcome["environment"], "drift": outcome["drift"],
-                              "verdict": outcome["verdict"], "kernelspecs": sorted(specs), "kernelspec": name,
-                              "display_name": specs.get(name, {}).get("spec", {}).get("display_name")}
+    result: dict[str, Any] = {
+        "said": said(text),
+        "switch_error": outcome["error"],
+        "extras": outcome["extras"],
+        "environment": outcome["environment"],
+        "drift": outcome["drift"],
+        "verdict": outcome["verdict"],
+        "kernelspecs": sorted(specs),
+        "kernelspec": name,
+        "display_name": specs.get(name, {}).get("spec", {}).get("display_name"),
+    }
     result["new_kernel"] = new_kernel(name)
     return result
 
@@ -119,8 +128,9 @@ def click() -> dict[str, Any]:
         client.execute_interactive(f"%uvextra cpu --project {MOO} --no-probe", output_hook=hook, timeout=300)
         refused = last_json(run(client, OUTCOME))["error"]
         button = next(cid for cid, state in opened.items() if "uvextra-user-env" in state.get("_dom_classes", []))
-        msg = client.session.msg("comm_msg", {"comm_id": button, "data": {"method": "custom",
-                                                                            "content": {"event": "click"}}})
+        msg = client.session.msg(
+            "comm_msg", {"comm_id": button, "data": {"method": "custom", "content": {"event": "click"}}}
+        )
         client.shell_channel.send(msg)
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
@@ -135,18 +145,31 @@ def click() -> dict[str, Any]:
         stop(manager, client)
     specs = uvextra_specs()
     name = next(iter(specs), "")
-    return {"refused": refused, "card": values[-1] if values else "", "switch_error":
-            outcome["error"], "extras": outcome["extras"], "environment": outcome["environment"],
-            "drift": outcome["drift"], "kernelspec": name, "new_kernel": new_kernel(name)}
+    return {
+        "refused": refused,
+        "card": values[-1] if values else "",
+        "switch_error": outcome["error"],
+        "extras": outcome["extras"],
+        "environment": outcome["environment"],
+        "drift": outcome["drift"],
+        "kernelspec": name,
+        "new_kernel": new_kernel(name),
+    }
 
 
 def new_kernel(name: str) -> dict[str, Any]:
     """A kernel of the user env's kernelspec: its torch, its prefix, %uvextra there (status, then a switch)."""
     manager, client = start(name)
     try:
-        seen = last_json(run(client, "import json, sys, torch\nprint(json.dumps({'torch': torch.__version__, "
-                                     "'torch_file': torch.__file__, 'prefix': sys.prefix, "
-                                     "'magic': get_ipython().find_line_magic('uvextra') is not None}))", timeout=300))
+        seen = last_json(
+            run(
+                client,
+                "import json, sys, torch\nprint(json.dumps({'torch': torch.__version__, "
+                "'torch_file': torch.__file__, 'prefix': sys.prefix, "
+                "'magic': get_ipython().find_line_magic('uvextra') is not None}))",
+                timeout=300,
+            )
+        )
         run(client, "%uvextra --no-probe")  # no --project: the env's own project
         after = last_json(run(client, OUTCOME))
         seen.update(error=after["error"], drift=after["drift"], status_environment=after["environment"])
@@ -180,8 +203,15 @@ def second(targets_file: str) -> dict[str, Any]:
                 opened.append(path)
         except OSError:
             pass
-    return {"image_torch": image_torch, "refusal": refusal, "list_env": listed, "writable": writable,
-            "opened_for_writing": opened, "checked": len(targets["files"]), "kernelspecs": sorted(uvextra_specs())}
+    return {
+        "image_torch": image_torch,
+        "refusal": refusal,
+        "list_env": listed,
+        "writable": writable,
+        "opened_for_writing": opened,
+        "checked": len(targets["files"]),
+        "kernelspecs": sorted(uvextra_specs()),
+    }
 
 
 def _free_port() -> int:
@@ -196,13 +226,29 @@ def server() -> dict[str, Any]:
 
     token, port = secrets.token_hex(16), _free_port()
     base = f"http://127.0.0.1:{port}/"
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}",
-                             "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--root_dir={Path.home()}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--root_dir={Path.home()}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
 
     def call(method: str, path: str, body: object | None = None) -> Any:
-        req = urllib.request.Request(base + path, method=method, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            base + path,
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+        )
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         with opener.open(req, timeout=120) as response:
             return json.loads(response.read() or b"null")
@@ -217,8 +263,11 @@ def server() -> dict[str, Any]:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.3)
-        session = call("POST", "api/sessions", {"path": "moo.ipynb", "type": "notebook", "name": "moo.ipynb",
-                                                "kernel": {"name": "python3"}})
+        session = call(
+            "POST",
+            "api/sessions",
+            {"path": "moo.ipynb", "type": "notebook", "name": "moo.ipynb", "kernel": {"name": "python3"}},
+        )
         old = session["kernel"]["id"]
         connection = str(Path(jupyter_runtime_dir()) / f"kernel-{old}.json")
         _, client = start(connection_file=connection)
@@ -241,12 +290,23 @@ def server() -> dict[str, Any]:
         new = after["kernel"]["id"]
         _, client = start(connection_file=str(Path(jupyter_runtime_dir()) / f"kernel-{new}.json"))
         try:
-            seen = last_json(run(client, "import json, sys\nprint(json.dumps({'prefix': sys.prefix, "
-                                         "'magic': get_ipython().find_line_magic('uvextra') is not None}))"))
+            seen = last_json(
+                run(
+                    client,
+                    "import json, sys\nprint(json.dumps({'prefix': sys.prefix, "
+                    "'magic': get_ipython().find_line_magic('uvextra') is not None}))",
+                )
+            )
         finally:
             client.stop_channels()
-        return {"said": said(text), "before": session["kernel"]["name"], "after": after["kernel"]["name"],
-                "old_kernel_gone": old not in kernels, "new_prefix": seen["prefix"], "magic": seen["magic"]}
+        return {
+            "said": said(text),
+            "before": session["kernel"]["name"],
+            "after": after["kernel"]["name"],
+            "old_kernel_gone": old not in kernels,
+            "new_prefix": seen["prefix"],
+            "magic": seen["magic"],
+        }
     finally:
         proc.terminate()
         try:

@@ -52,7 +52,7 @@ import pytest
 if importlib.util.find_spec("uvextra") is None:  # not installed (yet): use the source tree
     sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
 
-from _localindex import (  # noqa: E402 - after the source tree is on sys.path: it imports uvextra._demo_wheels
+from _localindex import (
     IndexServer,
     build_demo_indexes,
     write_project,
@@ -136,8 +136,9 @@ def uv_new() -> str:
 
 def _uv_version(binary: Path) -> str | None:
     try:
-        out = subprocess.run([os.fspath(binary), "--version"], capture_output=True, text=True,
-                             timeout=30, stdin=subprocess.DEVNULL)
+        out = subprocess.run(
+            [os.fspath(binary), "--version"], capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL
+        )
     except OSError:
         return None
     parts = out.stdout.split()
@@ -164,13 +165,27 @@ def uv_old(uv_new: str) -> str:
         staging = base / f"uv-{UV_OLD_VERSION}.tmp{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         # The machine's own package registry configuration applies here (not the test env).
-        env = {k: v for k, v in os.environ.items()
-               if k not in {"VIRTUAL_ENV", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT", "UV_OFFLINE"}}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"VIRTUAL_ENV", "UV_PYTHON", "UV_PROJECT_ENVIRONMENT", "UV_OFFLINE"}
+        }
         try:
             proc = subprocess.run(
-                [uv_new, "pip", "install", "--python", sys.executable, "--target",
-                 os.fspath(staging), f"uv=={UV_OLD_VERSION}"],
-                capture_output=True, text=True, env=env, timeout=300,
+                [
+                    uv_new,
+                    "pip",
+                    "install",
+                    "--python",
+                    sys.executable,
+                    "--target",
+                    os.fspath(staging),
+                    f"uv=={UV_OLD_VERSION}",
+                ],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=300,
                 stdin=subprocess.DEVNULL,
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
@@ -205,9 +220,7 @@ MakeProject = Callable[..., Path]
 
 
 @pytest.fixture
-def make_project(
-    tmp_path: Path, index_server: IndexServer, uv_new: str, uv_env: dict[str, str]
-) -> MakeProject:
+def make_project(tmp_path: Path, index_server: IndexServer, uv_new: str, uv_env: dict[str, str]) -> MakeProject:
     """Factory for seed-shaped projects (see the module docstring)."""
     counter = iter(range(1, 10_000))
 
@@ -263,10 +276,8 @@ def make_venv(index_server: IndexServer, uv_new: str, uv_env: dict[str, str]) ->
         if packages:
             index_args: list[str] = []
             for n, name in enumerate(indexes):
-                index_args += ["--index-url" if n == 0 else "--extra-index-url",
-                               index_server.simple_url(name)]
-            run_uv(uv_new, "pip", "install", "--python", path / "bin" / "python",
-                   *index_args, *packages, env=uv_env)
+                index_args += ["--index-url" if n == 0 else "--extra-index-url", index_server.simple_url(name)]
+            run_uv(uv_new, "pip", "install", "--python", path / "bin" / "python", *index_args, *packages, env=uv_env)
         return path
 
     return factory
@@ -284,6 +295,5 @@ def dist_infos(venv: Path, name: str | None = None) -> list[str]:
     """Names of the ``.dist-info`` folders in ``venv`` (only ``name``'s when given)."""
     prefix = None if name is None else name.replace("-", "_").lower() + "-"
     return sorted(
-        p.name for p in site_packages(venv).glob("*.dist-info")
-        if prefix is None or p.name.lower().startswith(prefix)
+        p.name for p in site_packages(venv).glob("*.dist-info") if prefix is None or p.name.lower().startswith(prefix)
     )

@@ -24,9 +24,19 @@ def pyvenv(tmp_path, uv_new, uv_env, index_server) -> Path:
     """A kernel venv as users make one: ``python -m venv`` (pip, setuptools), then the stand-in ipykernel."""
     venv = tmp_path / "kernel-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python", "--index-url",
-           index_server.simple_url("kernelish"), "--extra-index-url", index_server.simple_url("pypi"), "ipykernel",
-           env=uv_env)
+    run_uv(
+        uv_new,
+        "pip",
+        "install",
+        "--python",
+        venv / "bin" / "python",
+        "--index-url",
+        index_server.simple_url("kernelish"),
+        "--extra-index-url",
+        index_server.simple_url("pypi"),
+        "ipykernel",
+        env=uv_env,
+    )
     return venv
 
 
@@ -38,8 +48,10 @@ def own_server(index_root):
 
 
 def pip_works(venv: Path) -> bool:
-    return subprocess.run([venv / "bin" / "python", "-m", "pip", "--version"], capture_output=True,
-                          timeout=60).returncode == 0
+    return (
+        subprocess.run([venv / "bin" / "python", "-m", "pip", "--version"], capture_output=True, timeout=60).returncode
+        == 0
+    )
 
 
 def test_switch_names_every_removal_and_keeps_what_is_not_the_projects(make_project, pyvenv, uv_env, uv_new):
@@ -90,8 +102,10 @@ def test_failed_first_switch_then_repair_aims_at_what_was_asked(own_server, pyve
     step = next(ln for ln in proc.stdout.splitlines() if ln.startswith("next"))
     assert "nothing changed; retry when the index is reachable" in step and "repair" not in step
     report = report_of(s.run("check", "--json"))
-    assert report["extras"] == ["cu128"] and "asked for by the last switch, which did not finish" in \
-        report["extras_source"]
+    assert (
+        report["extras"] == ["cu128"]
+        and "asked for by the last switch, which did not finish" in report["extras_source"]
+    )
     report = report_of(s.run("repair", "--json"))
     assert (report["extras"], report["exit_code"], report["failure_kind"]) == (["cu128"], 1, "network")
     assert dist_infos(pyvenv, "torch") == []  # no backend nobody chose
@@ -99,7 +113,8 @@ def test_failed_first_switch_then_repair_aims_at_what_was_asked(own_server, pyve
 
 
 def test_failed_switch_that_changed_nothing_keeps_checking_the_last_good_one(
-        own_server, pyvenv, tmp_path, uv_new, uv_env):
+    own_server, pyvenv, tmp_path, uv_new, uv_env
+):
     env = dict(uv_env, UVEXTRA_UV=uv_new, UV_CACHE_DIR=str(tmp_path / "cache"), UV_HTTP_RETRIES="0")
     s = Setup(project_on(own_server, tmp_path / "project", uv_new, env), pyvenv, env)
     assert s.run("switch", "cpu", "--no-probe").returncode == 0
@@ -116,8 +131,9 @@ def test_nothing_of_the_project_installed_is_no_match(make_project, pyvenv, uv_e
     proc = s.run("check", "--json")
     report = report_of(proc)
     assert (proc.returncode, report["extras"], report["extras_unknown"]) == (1, [], "none")
-    assert "matches" not in report["extras_source"] and "none of cpu, cu128, pypi is installed" in \
-        report["extras_source"]
+    assert (
+        "matches" not in report["extras_source"] and "none of cpu, cu128, pypi is installed" in report["extras_source"]
+    )
     text = s.run("check").stdout
     assert "run `uvextra switch cpu | cu128 | pypi`" in text
     message = error_line(s.run("repair"))
@@ -135,14 +151,21 @@ def test_two_extras_that_match_equally_are_a_tie(make_project, make_venv, tmp_pa
     assert error_line(s.run("repair")).startswith("cannot tell which extras to repair")
 
 
-@pytest.mark.parametrize("requirement, uv_says", [
-    ("torch==99.0.0", "No solution found"),  # unresolvable
-])
+@pytest.mark.parametrize(
+    "requirement, uv_says",
+    [
+        ("torch==99.0.0", "No solution found"),  # unresolvable
+    ],
+)
 def test_sync_failing_before_a_lock_exists_shows_uvs_words(
-        index_server, pyvenv, tmp_path, uv_env, uv_new, requirement, uv_says):
-    project = write_project(tmp_path / "project", {"cpu": index_server.simple_url("cpu"),
-                                                   "pypi": index_server.simple_url("pypi")},
-                            extras=("cpu", "pypi"), torch_requirement=requirement)
+    index_server, pyvenv, tmp_path, uv_env, uv_new, requirement, uv_says
+):
+    project = write_project(
+        tmp_path / "project",
+        {"cpu": index_server.simple_url("cpu"), "pypi": index_server.simple_url("pypi")},
+        extras=("cpu", "pypi"),
+        torch_requirement=requirement,
+    )
     s = Setup(project, pyvenv, dict(uv_env, UVEXTRA_UV=uv_new))
     proc = s.run("switch", "cpu", "--json")
     report = report_of(proc)
@@ -155,8 +178,13 @@ def test_sync_failing_before_a_lock_exists_shows_uvs_words(
 
 
 def test_python_mismatch_before_a_lock_exists_shows_uvs_words(index_server, pyvenv, tmp_path, uv_env, uv_new):
-    project = write_project(tmp_path / "project", {"cpu": index_server.simple_url("cpu")}, extras=("cpu",),
-                            requires_python=">=3.99", default_index=index_server.simple_url("pypi"))
+    project = write_project(
+        tmp_path / "project",
+        {"cpu": index_server.simple_url("cpu")},
+        extras=("cpu",),
+        requires_python=">=3.99",
+        default_index=index_server.simple_url("pypi"),
+    )
     s = Setup(project, pyvenv, dict(uv_env, UVEXTRA_UV=uv_new))
     report = report_of(s.run("switch", "cpu", "--json"))
     assert (report["exit_code"], report["failure_kind"]) == (1, "uv")
@@ -207,12 +235,14 @@ def test_sync_ran_then_a_follow_up_step_failed(make_project, pyvenv, tmp_path, u
     pyproject = s.project / "pyproject.toml"
     text = pyproject.read_text(encoding="utf-8")
     assert 'dependencies = ["numpy"]' in text
-    pyproject.write_text(text.replace('dependencies = ["numpy"]', 'dependencies = ["numpy", "filelock"]'),
-                         encoding="utf-8")  # as a user edits it: the next sync relocks, the lock's text changes
+    pyproject.write_text(
+        text.replace('dependencies = ["numpy"]', 'dependencies = ["numpy", "filelock"]'), encoding="utf-8"
+    )  # as a user edits it: the next sync relocks, the lock's text changes
     wrapper = tmp_path / "uv-export-fails-after-sync"
     armed = tmp_path / "sync-succeeded"
-    wrapper.write_text(_EXPORT_FAILS_AFTER_SYNC.format(armed=shlex.quote(str(armed)), uv=shlex.quote(uv_new)),
-                       encoding="utf-8")
+    wrapper.write_text(
+        _EXPORT_FAILS_AFTER_SYNC.format(armed=shlex.quote(str(armed)), uv=shlex.quote(uv_new)), encoding="utf-8"
+    )
     wrapper.chmod(0o755)
     lock_before = (s.project / "uv.lock").read_bytes()
     proc = s.run("switch", "cu128", "--no-probe", "--json", env=dict(s.env, UVEXTRA_UV=str(wrapper)))
@@ -234,15 +264,17 @@ def test_sync_ran_then_a_follow_up_step_failed(make_project, pyvenv, tmp_path, u
     assert "what came after it failed" in state["requested_failure"]
     check = report_of(s.run("check", "--json"))
     assert (check["extras"], check["exit_code"]) == (["cu128"], 0), check
-    assert check["extras_source"].startswith("asked for by the last switch, which did not finish (uv's sync ran"), \
+    assert check["extras_source"].startswith("asked for by the last switch, which did not finish (uv's sync ran"), (
         check["extras_source"]
+    )
     assert "the last successful switch was to cpu" in check["extras_source"]
     # repair aims at cu128 (aimed at cpu, it would put +cpu back): at most the unverified cu128 torch is reinstalled
     # as the same build — and since files are checked (issue 16), a reinstall of the same wheel is said, not hidden
     repaired = report_of(s.run("repair", "--json"))
     assert (repaired["extras"], repaired["exit_code"]) == (["cu128"], 0), repaired
-    assert all(c == {"name": "torch", "old": "2.9.0+cu128", "new": "2.9.0+cu128"}
-               for c in repaired["changes"]["installed"]), repaired["changes"]
+    assert all(
+        c == {"name": "torch", "old": "2.9.0+cu128", "new": "2.9.0+cu128"} for c in repaired["changes"]["installed"]
+    ), repaired["changes"]
     assert s.torch() == ["torch-2.9.0+cu128.dist-info"] and pip_works(pyvenv)
     # …and, the venv being what cu128 wants, the unfinished switch is finished: check no longer says otherwise
     state = json.loads((s.venv / ".uvextra" / "state.json").read_text(encoding="utf-8"))
@@ -254,15 +286,31 @@ def test_sync_ran_then_a_follow_up_step_failed(make_project, pyvenv, tmp_path, u
 
 # ------------------------------------------------------------------------------- what uvextra's records own
 
-def test_a_package_the_lock_dropped_is_removed_because_uvextra_installed_it(make_project, pyvenv, tmp_path,
-                                                                            uv_env, uv_new):
+
+def test_a_package_the_lock_dropped_is_removed_because_uvextra_installed_it(
+    make_project, pyvenv, tmp_path, uv_env, uv_new
+):
     """numpy came with a switch (the lock had it); the user drops it from pyproject.toml and relocks: no lock names
     it any more, but uvextra's records say its switch installed it, so the next switch removes it. A package
     installed by hand with pip (in no lock, never recorded) stays, and so do pip and setuptools."""
     wheels = tmp_path / "hand-wheels"
     build_wheel(wheels, "hand-tool", "1.0", {"hand_tool/__init__.py": '"""Installed by hand."""\n'})
-    subprocess.run([pyvenv / "bin" / "python", "-m", "pip", "install", "--quiet", "--no-index", "--find-links",
-                    wheels, "hand-tool"], check=True, timeout=120, capture_output=True)
+    subprocess.run(
+        [
+            pyvenv / "bin" / "python",
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-index",
+            "--find-links",
+            wheels,
+            "hand-tool",
+        ],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
     s = Setup(make_project(), pyvenv, dict(uv_env, UVEXTRA_UV=uv_new))
     first = report_of(s.run("switch", "cpu", "--no-probe", "--json"))
     assert first["exit_code"] == 0 and "numpy" in {c["name"] for c in first["changes"]["installed"]}
@@ -290,7 +338,10 @@ def test_a_package_the_lock_dropped_is_removed_because_uvextra_installed_it(make
 
 # ------------------------------------------------------------------------------ inference needs evidence
 
-@pytest.mark.parametrize("stray", ["triton==3.5.0", "nvidia-cublas-cu12", "nvidia-cublas-cu12 nvidia-cuda-runtime-cu12"])
+
+@pytest.mark.parametrize(
+    "stray", ["triton==3.5.0", "nvidia-cublas-cu12", "nvidia-cublas-cu12 nvidia-cuda-runtime-cu12"]
+)
 def test_a_stray_package_of_an_extra_is_no_match(make_project, make_venv, tmp_path, uv_env, uv_new, stray):
     """Only cu128's triton or nvidia-* (installed by something else), no torch at all: nothing says the venv is on
     cu128, so inference says none — and repair installs nothing."""
@@ -305,16 +356,33 @@ def test_a_stray_package_of_an_extra_is_no_match(make_project, make_venv, tmp_pa
     assert s.torch() == []
 
 
-@pytest.mark.parametrize("packages, evidence", [
-    ("torch==2.9.0+cu128", "torch alone: what the extra asks for"),
-    ("nvidia-cublas-cu12 nvidia-cuda-runtime-cu12 triton==3.5.0", "3 of its 4 own packages"),
-])
-def test_torch_or_most_of_an_extras_packages_is_a_match(make_project, make_venv, tmp_path, uv_env, uv_new,
-                                                        index_server, packages, evidence):
+@pytest.mark.parametrize(
+    "packages, evidence",
+    [
+        ("torch==2.9.0+cu128", "torch alone: what the extra asks for"),
+        ("nvidia-cublas-cu12 nvidia-cuda-runtime-cu12 triton==3.5.0", "3 of its 4 own packages"),
+    ],
+)
+def test_torch_or_most_of_an_extras_packages_is_a_match(
+    make_project, make_venv, tmp_path, uv_env, uv_new, index_server, packages, evidence
+):
     venv = make_venv(tmp_path / "venv", packages=["ipykernel"])
-    run_uv(uv_new, "pip", "install", "--no-deps", "--python", venv / "bin" / "python", "--index-url",
-           index_server.simple_url("cu128"), "--extra-index-url", index_server.simple_url("pypi"),
-           "--index-strategy", "unsafe-best-match", *packages.split(), env=uv_env)
+    run_uv(
+        uv_new,
+        "pip",
+        "install",
+        "--no-deps",
+        "--python",
+        venv / "bin" / "python",
+        "--index-url",
+        index_server.simple_url("cu128"),
+        "--extra-index-url",
+        index_server.simple_url("pypi"),
+        "--index-strategy",
+        "unsafe-best-match",
+        *packages.split(),
+        env=uv_env,
+    )
     s = Setup(make_project({"cpu": "cpu", "cu128": "cu128"}), venv, dict(uv_env, UVEXTRA_UV=uv_new))
     report = report_of(s.run("check", "--json"))
     assert (report["extras"], report["extras_unknown"]) == (["cu128"], None), (evidence, report["extras_source"])

@@ -31,8 +31,9 @@ HAS_MAGIC = "print('uvextra' in get_ipython().magics_manager.magics['line'])"
 
 
 @pytest.fixture(scope="module")
-def kernel_venv(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: str,
-                uv_env: dict[str, str]) -> Path:
+def kernel_venv(
+    tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]
+) -> Path:
     """A fresh venv with the uvextra wheel installed (its python)."""
     return make_kernel_venv(tmp_path_factory.mktemp("autoload") / "venv", uvextra_wheel, uv_new, uv_env)
 
@@ -102,16 +103,27 @@ def test_a_failing_load_is_one_warning_line_and_the_kernel_lives(tmp_path: Path,
 def test_terminal_ipython_loads_it_too(tmp_path: Path, kernel_venv: Path) -> None:
     env = kernel_env(kernel_venv, os.environ, tmp_path)
     code = HAS_MAGIC
-    on = subprocess.run([str(kernel_venv), "-m", "IPython", "--no-banner", "-c", code],
-                        capture_output=True, text=True, env=env, timeout=60)
-    off = subprocess.run([str(kernel_venv), "-m", "IPython", "--no-banner", "-c", code],
-                         capture_output=True, text=True, env={**env, "UVEXTRA_NO_AUTOLOAD": "1"}, timeout=60)
+    on = subprocess.run(
+        [str(kernel_venv), "-m", "IPython", "--no-banner", "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    off = subprocess.run(
+        [str(kernel_venv), "-m", "IPython", "--no-banner", "-c", code],
+        capture_output=True,
+        text=True,
+        env={**env, "UVEXTRA_NO_AUTOLOAD": "1"},
+        timeout=60,
+    )
     assert (on.stdout.strip(), on.stderr) == ("True", "")
     assert (off.stdout.strip(), off.stderr) == ("False", "")
 
 
-def test_uninstall_removes_the_startup_file(tmp_path: Path, uvextra_wheel: Path, uv_new: str,
-                                            uv_env: dict[str, str]) -> None:
+def test_uninstall_removes_the_startup_file(
+    tmp_path: Path, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]
+) -> None:
     python = make_kernel_venv(tmp_path / "venv", uvextra_wheel, uv_new, uv_env)
     startup = tmp_path / "venv" / "etc" / "ipython" / "startup" / STARTUP_FILE
     assert startup.is_file()

@@ -40,8 +40,13 @@ from _kernel_venv import ROOT, kernel_env, make_kernel_venv, stop_process, uvext
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-dev-shm-usage",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 KERNEL_NAME = "uvextra-quickstart"
 STEP_TIMEOUT_MS = 180_000  # a switch on a 2-core CI machine with a cold uv cache
@@ -83,8 +88,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_server(proc: subprocess.Popen[bytes], url: str, token: str, log: IO[str], what: str,
-                    timeout: float = 90) -> None:
+def wait_for_server(
+    proc: subprocess.Popen[bytes], url: str, token: str, log: IO[str], what: str, timeout: float = 90
+) -> None:
     """Until the Jupyter server at ``url`` answers ``GET api/status`` (not its jpserver file: jupyter_server 2.21
     writes that before the port is bound); fails the test with the server's log if it exits or never answers."""
     deadline = time.monotonic() + timeout
@@ -111,14 +117,20 @@ def artifacts() -> Path:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: str,
-        uv_env: dict[str, str]) -> Iterator[dict[str, Any]]:
+def lab(
+    tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]
+) -> Iterator[dict[str, Any]]:
     """JupyterLab on 127.0.0.1 with a token, a kernelspec for a throwaway kernel venv, and the quickstart."""
     base = tmp_path_factory.mktemp("lab")
     python = make_kernel_venv(base / "venv", uvextra_wheel, uv_new, uv_env)
     jupyter_path = base / "share-jupyter"
-    write_kernelspec(jupyter_path / "kernels", KERNEL_NAME, python,
-                     {"UVEXTRA_QUICKSTART_DIR": str(base / "demo")}, display_name="uvextra quickstart")
+    write_kernelspec(
+        jupyter_path / "kernels",
+        KERNEL_NAME,
+        python,
+        {"UVEXTRA_QUICKSTART_DIR": str(base / "demo")},
+        display_name="uvextra quickstart",
+    )
     root = base / "root"
     root.mkdir()
     nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
@@ -129,32 +141,57 @@ def lab(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: s
     labconfig = base / "config" / "labconfig"
     labconfig.mkdir(parents=True)
     (labconfig / "page_config.json").write_text(
-        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}', encoding="utf-8")
+        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}', encoding="utf-8"
+    )
 
     token = secrets.token_hex(16)
     port = _free_port()
     # The server's environment is every kernel's too (kernel.json's "env" is merged into it).
-    env = kernel_env(python, uv_env, base, JUPYTER_PATH=str(jupyter_path), JUPYTER_DATA_DIR=str(base / "data"),
-                     JUPYTER_CONFIG_DIR=str(base / "config"), JUPYTER_RUNTIME_DIR=str(base / "runtime"))
+    env = kernel_env(
+        python,
+        uv_env,
+        base,
+        JUPYTER_PATH=str(jupyter_path),
+        JUPYTER_DATA_DIR=str(base / "data"),
+        JUPYTER_CONFIG_DIR=str(base / "config"),
+        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+    )
     env["PATH"] = os.environ.get("PATH", "")  # the server runs from the test environment, not the kernel venv
     stalling = base / "stalling-uv"
     stalling.write_text(f"#!{sys.executable}\n" + _STALLING_UV.format(uv=uv_new, stall=STALL_S), encoding="utf-8")
     stalling.chmod(0o755)
     env["UVEXTRA_UV"] = str(stalling)
-    log = open(base / "jupyterlab.log", "w+")  # noqa: SIM115 - closed below
-    cmd = [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
-           "--ServerApp.allow_root=True",  # CI runs as root
-           f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-           # nothing but 127.0.0.1: no news feed, no update check, no extension listing from a registry
-           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.extension_manager=readonly"]
+    log = open(base / "jupyterlab.log", "w+")
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.allow_root=True",  # CI runs as root
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True",
+        # nothing but 127.0.0.1: no news feed, no update check, no extension listing from a registry
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_server(proc, url, token, log, "JupyterLab")
-        yield {"url": url, "token": token, "root": root, "log": log, "base": base,
-               "kernels": jupyter_path / "kernels", "env": env}
+        yield {
+            "url": url,
+            "token": token,
+            "root": root,
+            "log": log,
+            "base": base,
+            "kernels": jupyter_path / "kernels",
+            "env": env,
+        }
     finally:
         stop_process(proc)
         log.close()
@@ -281,8 +318,9 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             toggle.get_by_role("button", name="cu128", exact=True).click()
             # While it runs, the card names the phase (uv is silent meanwhile): the picture for the README.
             phase = drift_card.locator(".uvextra-phase")
-            expect(phase).to_have_text(re.compile(r"^(resolving the lock for cu128|downloading \d+ of \d+ packages)"),
-                                       timeout=30_000)
+            expect(phase).to_have_text(
+                re.compile(r"^(resolving the lock for cu128|downloading \d+ of \d+ packages)"), timeout=30_000
+            )
             # The switch is cell work: the kernel reads Busy, and code sent now runs after it, on the new torch.
             assert page.evaluate(_KERNEL_STATUS) == "busy", "the kernel reads Idle while the card switches"
             phase_seen = phase.inner_text()
@@ -355,7 +393,9 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
                     break
             assert new_pid != old_pid, f"the cell did not run in a new kernel: {_statuses(page)}"
             expect(last).to_contain_text("torch 2.9.0+cu128 cu128")
-            expect(last.locator(".uvextra-card .uvextra-status-ok")).to_contain_text("matches the lock")  # %uvextra, autoloaded
+            expect(last.locator(".uvextra-card .uvextra-status-ok")).to_contain_text(
+                "matches the lock"
+            )  # %uvextra, autoloaded
             _shot(page, artifacts, "05-after-restart.png", last)
             statuses = _statuses(page)
 
@@ -368,14 +408,15 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             raise
         finally:
             browser.close()
-    print(f"browser flow: {time.monotonic() - started:.1f} s; kernel pid {old_pid} -> {new_pid}; "
-          f"Idle {idle_after:.1f} s after the click on Restart; kernel statuses seen during the restart: {statuses}; "
-          f"the card during the switch to cu128: {phase_seen!r}")
+    print(
+        f"browser flow: {time.monotonic() - started:.1f} s; kernel pid {old_pid} -> {new_pid}; "
+        f"Idle {idle_after:.1f} s after the click on Restart; kernel statuses seen during the restart: {statuses}; "
+        f"the card during the switch to cu128: {phase_seen!r}"
+    )
     if "1" in (os.environ.get("UVEXTRA_SCREENSHOTS"), os.environ.get("UVEXTRA_UPDATE_SCREENSHOT")):
         shutil.copyfile(artifacts / "drift-cell.png", ROOT / "docs" / "screenshot.png")
         if os.environ.get(REAL_TORCH_ENV) != "1":  # else the real multi-GB switch's card is the picture
             shutil.copyfile(artifacts / "progress-cell.png", ROOT / "docs" / "progress.png")
-
 
 
 NB7_FILE = "quickstart-nb7.ipynb"
@@ -392,16 +433,27 @@ def notebook7(lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
             cell.outputs, cell.execution_count = [], None
     nbformat.write(nb, lab["root"] / NB7_FILE)
     token, port = secrets.token_hex(16), _free_port()
-    log = open(lab["base"] / "notebook7.log", "w+")  # noqa: SIM115 - closed below
-    cmd = [sys.executable, "-m", "notebook", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
-           "--ServerApp.allow_root=True", f"--ServerApp.root_dir={lab['root']}",
-           "--JupyterNotebookApp.expose_app_in_browser=True",
-           # nothing but 127.0.0.1 (the server loads JupyterLab's extension too)
-           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.extension_manager=readonly"]
-    proc = subprocess.Popen(cmd, cwd=lab["root"], env=lab["env"], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+    log = open(lab["base"] / "notebook7.log", "w+")
+    cmd = [
+        sys.executable,
+        "-m",
+        "notebook",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.allow_root=True",
+        f"--ServerApp.root_dir={lab['root']}",
+        "--JupyterNotebookApp.expose_app_in_browser=True",
+        # nothing but 127.0.0.1 (the server loads JupyterLab's extension too)
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=lab["root"], env=lab["env"], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_server(proc, url, token, log, "Notebook 7")
@@ -428,9 +480,12 @@ def test_restart_and_controls_in_notebook7(notebook7: dict[str, Any], artifacts:
             try:
                 page.wait_for_function(panel_idle, polling=250, timeout=60_000)
             except Exception:
-                print("the page:", page.evaluate("""() => { const app = window.jupyterapp; return app ? [
+                print(
+                    "the page:",
+                    page.evaluate("""() => { const app = window.jupyterapp; return app ? [
                   String(app.shell.currentWidget && app.shell.currentWidget.context && app.shell.currentWidget.context.path),
-                  Array.from(app.shell.widgets('main')).map(w => w.id)] : 'no window.jupyterapp'; }"""))
+                  Array.from(app.shell.widgets('main')).map(w => w.id)] : 'no window.jupyterapp'; }"""),
+                )
                 raise
             page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
             page.wait_for_timeout(1000)
@@ -473,6 +528,7 @@ def test_restart_and_controls_in_notebook7(notebook7: dict[str, Any], artifacts:
             raise
         finally:
             browser.close()
+
 
 # Clear the after-restart cell (the second to last) and run it, without waiting: a restart may swallow the reply.
 _RUN_AFTER_RESTART_CELL = f"""() => {{
@@ -544,7 +600,6 @@ def _pid(text: str) -> int:
     raise AssertionError(f"no 'kernel process N' line in the cell:\n{text[:2000]}")
 
 
-
 # --- opt-in: the card during a real multi-GB switch (PyPI's CUDA torch, found through pip's configuration) --------
 
 REAL_TORCH_ENV = "UVEXTRA_BROWSER_REAL_TORCH"
@@ -583,8 +638,12 @@ with IndexServer(Path(sys.argv[2]), sizes=True, delay=json.loads(sys.argv[3])) a
 def _index_in_a_process(root: Path, delay: dict[str, float]) -> Iterator[str]:
     """An :class:`IndexServer` for ``root`` in a process of its own (its URL for ``real``): serving 3 GB from the
     test's own process held Playwright's thread back until the downloads were over."""
-    proc = subprocess.Popen([sys.executable, "-c", _SERVE_IN_A_PROCESS, str(ROOT / "tests"), str(root),
-                             json.dumps(delay)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SERVE_IN_A_PROCESS, str(ROOT / "tests"), str(root), json.dumps(delay)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None and proc.stdin is not None
         url = proc.stdout.readline().strip()
@@ -633,10 +692,13 @@ def _served_real_torch(base: Path, uv: str, env: dict[str, str]) -> tuple[Path, 
     return folder.parent, cuda, drop
 
 
-@pytest.mark.skipif(os.environ.get(REAL_TORCH_ENV) != "1",
-                    reason=f"{REAL_TORCH_ENV}=1 runs it: a real ~3 GB CUDA torch switch (minutes, cold uv cache)")
-def test_the_card_counts_a_real_multi_gb_switch(lab: dict[str, Any], artifacts: Path, uvextra_wheel: Path,
-                                                uv_new: str, uv_env: dict[str, str]) -> None:
+@pytest.mark.skipif(
+    os.environ.get(REAL_TORCH_ENV) != "1",
+    reason=f"{REAL_TORCH_ENV}=1 runs it: a real ~3 GB CUDA torch switch (minutes, cold uv cache)",
+)
+def test_the_card_counts_a_real_multi_gb_switch(
+    lab: dict[str, Any], artifacts: Path, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]
+) -> None:
     """The card while a kernel switches to PyPI's CUDA torch (~3 GB of wheels, nothing in uv's cache): it counts
     packages and megabytes of the lock's total. ``UVEXTRA_SCREENSHOTS=1`` copies it to ``docs/progress.png``."""
     import dataclasses
@@ -652,13 +714,17 @@ def test_the_card_counts_a_real_multi_gb_switch(lab: dict[str, Any], artifacts: 
     root, cuda, drop = _served_real_torch(base, uv_new, resolve_env)
     with _index_in_a_process(root, {"nvidia_cudnn": REAL_STALL_S}) as url:
         served = dataclasses.replace(cuda, index=url)
-        project = write_real_project(base / "project", cpu=None, cuda=served, indexes=[served.index],
-                                     drop=drop)
+        project = write_real_project(base / "project", cpu=None, cuda=served, indexes=[served.index], drop=drop)
         run_uv(uv_new, "lock", env=resolve_env, cwd=project, timeout=600)
         python = make_kernel_venv(base / "venv", uvextra_wheel, uv_new, uv_env)
         # a cache of its own: every wheel is really downloaded; the server's UVEXTRA_UV passes cu130 straight on
-        write_kernelspec(lab["kernels"], REAL_KERNEL, python, {"UV_CACHE_DIR": str(base / "cache")},
-                         display_name="uvextra real torch")
+        write_kernelspec(
+            lab["kernels"],
+            REAL_KERNEL,
+            python,
+            {"UV_CACHE_DIR": str(base / "cache")},
+            display_name="uvextra real torch",
+        )
         nb = nbformat.v4.new_notebook()
         nb.cells = [nbformat.v4.new_code_cell(f"%uvextra {served.extra} --no-probe --project {project}")]
         nb.metadata["kernelspec"] = {"name": REAL_KERNEL, "display_name": "uvextra real torch", "language": "python"}

@@ -149,8 +149,30 @@ def _email_headers(text: str) -> dict[str, list[str]]:
     return out
 
 
-_PIECES = ["Name", "Version", "Requires-Dist", "Tag", ":", ": ", " ", "\t", "\n", "\r", "\r\n", "From ", "x", "é",
-           "1.0", "\x0c", "\x1c", "\u2028", ";", "a b", "é:", "\n\n"]
+_PIECES = [
+    "Name",
+    "Version",
+    "Requires-Dist",
+    "Tag",
+    ":",
+    ": ",
+    " ",
+    "\t",
+    "\n",
+    "\r",
+    "\r\n",
+    "From ",
+    "x",
+    "é",
+    "1.0",
+    "\x0c",
+    "\x1c",
+    "\u2028",
+    ";",
+    "a b",
+    "é:",
+    "\n\n",
+]
 
 
 @settings(max_examples=int(os.environ.get("UVEXTRA_PROP_EXAMPLES", "300")), deadline=None)
@@ -159,13 +181,24 @@ def test_headers_are_read_as_email_reads_them(text):
     assert read_headers(text) == _email_headers(text)
 
 
-@pytest.mark.parametrize("text", [
-    "Metadata-Version: 2.4\nName: Torch\nVersion: 2.9.0+cpu \nRequires-Dist: a\nRequires-Dist: b; extra == 'x'\n\n"
-    "Name: the body\n",
-    "Name: a\r\nVersion:  1\r\n  continued\r\n\r\n", "From someone\nName: a\n", ":no name\nName: b\n",
-    " leading continuation\nName: c\n", "Name: a\nnot a header line\nVersion: 2\n", "Wheel-Version: 1.0\nTag: a\nTag: b",
-    "", "\n", "Name: a\rVersion: b\r", "Name: a\nFrom b\nVersion: c\n", "Name: a\nFrom b",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Metadata-Version: 2.4\nName: Torch\nVersion: 2.9.0+cpu \nRequires-Dist: a\nRequires-Dist: b; extra == 'x'\n\n"
+        "Name: the body\n",
+        "Name: a\r\nVersion:  1\r\n  continued\r\n\r\n",
+        "From someone\nName: a\n",
+        ":no name\nName: b\n",
+        " leading continuation\nName: c\n",
+        "Name: a\nnot a header line\nVersion: 2\n",
+        "Wheel-Version: 1.0\nTag: a\nTag: b",
+        "",
+        "\n",
+        "Name: a\rVersion: b\r",
+        "Name: a\nFrom b\nVersion: c\n",
+        "Name: a\nFrom b",
+    ],
+)
 def test_headers_of_real_shapes(text):
     assert read_headers(text) == _email_headers(text)
 
@@ -183,7 +216,11 @@ def test_the_kernel_and_the_scan_read_a_dist_info_alike(tmp_path):
     (info / "RECORD").write_text("foo_bar/__init__.py,,\n")
     dist = read_dist_info(info)
     assert dist is not None and (dist.name, dist.version, dist.wheel_tags, dist.requires) == (
-        "foo-bar", "1.0", ("py3-none-any",), ("x>=1",))
+        "foo-bar",
+        "1.0",
+        ("py3-none-any",),
+        ("x>=1",),
+    )
     assert name_and_version(info) == ("foo-bar", "1.0")
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: Foo_Bar\n")
     assert read_dist_info(info) is None and name_and_version(info) is None
@@ -191,8 +228,10 @@ def test_the_kernel_and_the_scan_read_a_dist_info_alike(tmp_path):
 
 def test_check_path_imports_stay_light():
     """What a cached check does not need is not imported by the modules it uses (a CLI call pays every import)."""
-    code = ("import sys, uvextra.cli, uvextra.core.verbs, uvextra.core.installed, uvextra.core.lock, uvextra.core.environment;"
-            "print(sorted(m for m in ('email.parser', 'packaging.pylock', 'packaging.tags', 'packaging.requirements',"
-            " 'packaging.utils', 'subprocess', 'importlib.metadata', 'hashlib') if m in sys.modules))")
+    code = (
+        "import sys, uvextra.cli, uvextra.core.verbs, uvextra.core.installed, uvextra.core.lock, uvextra.core.environment;"
+        "print(sorted(m for m in ('email.parser', 'packaging.pylock', 'packaging.tags', 'packaging.requirements',"
+        " 'packaging.utils', 'subprocess', 'importlib.metadata', 'hashlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

@@ -34,10 +34,23 @@ ESC = "\x1b"
 
 # ------------------------------------------------------------------------------------------------ helpers
 
-def cli(python: str | os.PathLike[str], *args: str | os.PathLike[str], env: dict[str, str], cwd: Path | None = None,
-        timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([os.fspath(python), "-m", "uvextra", *map(os.fspath, args)], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+def cli(
+    python: str | os.PathLike[str],
+    *args: str | os.PathLike[str],
+    env: dict[str, str],
+    cwd: Path | None = None,
+    timeout: float = 180,
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [os.fspath(python), "-m", "uvextra", *map(os.fspath, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def json_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -86,20 +99,29 @@ def tool(tool_venv) -> Iterator[Path]:
 
 # ------------------------------------------------------------------------------------------------ 1. colour
 
+
 def test_no_colour_codes_anywhere_even_with_force_color(index_root, make_venv, tmp_path, env, uv_new, monkeypatch):
     server = IndexServer(index_root).start()
     try:
         env = dict(env, UV_CACHE_DIR=str(tmp_path / "cache"), UV_HTTP_RETRIES="0")
         project = tmp_path / "project"
-        write_project(project, {e: server.simple_url(e) for e in ("cpu", "cu128", "pypi")},
-                      default_index=server.simple_url("pypi"))
+        write_project(
+            project,
+            {e: server.simple_url(e) for e in ("cpu", "cu128", "pypi")},
+            default_index=server.simple_url("pypi"),
+        )
         run_uv(uv_new, "lock", env=env, cwd=project)
         venv = make_venv(tmp_path / "kernel-venv", packages=["ipykernel"])
         python = venv / "bin" / "python"
         target = ["--project", project, "--python", python]
         # the premise: with these variables uv colours its output into a pipe unless told `--color never`
-        forced = subprocess.run([uv_new, "pip", "install", "--python", str(tmp_path / "nowhere"), "x"], env=env,
-                                capture_output=True, text=True, timeout=60)
+        forced = subprocess.run(
+            [uv_new, "pip", "install", "--python", str(tmp_path / "nowhere"), "x"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert ESC in forced.stderr, forced.stderr
         outputs: dict[str, str] = {}
         proc = cli(sys.executable, "switch", "cpu", "-v", *target, env=env)
@@ -122,12 +144,19 @@ def test_no_colour_codes_anywhere_even_with_force_color(index_root, make_venv, t
         proc = cli(sys.executable, "switch", "cu128", "--json", *target, env=env)
         data = report_of(proc)
         assert proc.returncode == 1 and data["failure"], proc.stdout
-        outputs.update(fail_json=proc.stdout, failure=data["failure"], fail_json_err=proc.stderr,
-                       everything=json.dumps(data, ensure_ascii=False))
+        outputs.update(
+            fail_json=proc.stdout,
+            failure=data["failure"],
+            fail_json_err=proc.stderr,
+            everything=json.dumps(data, ensure_ascii=False),
+        )
         report = core.switch(["cu128"], project, python, probe=False)
         assert report.failure and report.log
-        outputs.update(failure_in_process=report.failure, fail_log="\n".join(report.log),
-                       fail_report=json.dumps(report.to_dict(), ensure_ascii=False))
+        outputs.update(
+            failure_in_process=report.failure,
+            fail_log="\n".join(report.log),
+            fail_report=json.dumps(report.to_dict(), ensure_ascii=False),
+        )
         for name, text in outputs.items():
             assert ESC not in text and "\\u001b" not in text, f"{name} has colour codes: {text!r}"
     finally:
@@ -143,10 +172,12 @@ def test_colour_codes_a_uv_prints_anyway_are_stripped(setup_project, tmp_path, e
     """A uv (or a wrapper around it) that writes escapes whatever it is told: CSI colours and OSC hyperlinks."""
     project, venv = setup_project
     loud = tmp_path / "loud-uv"
-    loud.write_text("#!/bin/sh\n"
-                    "printf '\\033[1m\\033[31mwarning\\033[39m\\033[0m: \\033]8;;https://example.invalid\\033\\\\"
-                    "a link\\033]8;;\\033\\\\ from the wrapper\\n' >&2\n"
-                    f'exec {uv_new} "$@"\n')
+    loud.write_text(
+        "#!/bin/sh\n"
+        "printf '\\033[1m\\033[31mwarning\\033[39m\\033[0m: \\033]8;;https://example.invalid\\033\\\\"
+        "a link\\033]8;;\\033\\\\ from the wrapper\\n' >&2\n"
+        f'exec {uv_new} "$@"\n'
+    )
     loud.chmod(0o755)
     env = dict(env, UVEXTRA_UV=str(loud))
     target = ["--project", project, "--python", venv / "bin" / "python"]
@@ -160,6 +191,7 @@ def test_colour_codes_a_uv_prints_anyway_are_stripped(setup_project, tmp_path, e
 
 
 # ------------------------------------------------------------------------------------------------ 2. the target
+
 
 def test_switch_without_python_lands_in_the_projects_venv_not_the_tool_venv(make_project, make_venv, tool, env):
     project = make_project()
@@ -182,12 +214,16 @@ def test_switch_without_python_lands_in_the_projects_venv_not_the_tool_venv(make
     proc = cli(tool, "probe", "--json", env=env, cwd=sub)
     report = report_of(proc)
     assert (proc.returncode, report["environment"], report["environment_source"]) == (
-        0, str(dot_venv), "the project's .venv"), proc.stderr
+        0,
+        str(dot_venv),
+        "the project's .venv",
+    ), proc.stderr
     assert report["probe"]["torch_version"] == "2.9.0+cpu"
 
 
-def test_virtual_env_wins_then_uv_project_environment_relative_to_the_project(make_project, make_venv, tool, env,
-                                                                              tmp_path):
+def test_virtual_env_wins_then_uv_project_environment_relative_to_the_project(
+    make_project, make_venv, tool, env, tmp_path
+):
     project = make_project()
     make_venv(project / ".venv")
     active = make_venv(tmp_path / "activated")
@@ -204,21 +240,25 @@ def test_virtual_env_wins_then_uv_project_environment_relative_to_the_project(ma
     assert target_of({"UV_PROJECT_ENVIRONMENT": str(active)}) == (str(active), "UV_PROJECT_ENVIRONMENT")
     assert target_of({"UV_PROJECT_ENVIRONMENT": ""}) == (str(project / ".venv"), "the project's .venv")
     # --python still wins over everything
-    assert target_of({"VIRTUAL_ENV": str(active)}, "--python", elsewhere / "bin" / "python") == (str(elsewhere),
-                                                                                               "--python")
+    assert target_of({"VIRTUAL_ENV": str(active)}, "--python", elsewhere / "bin" / "python") == (
+        str(elsewhere),
+        "--python",
+    )
     proc = cli(tool, "check", "--extra", "cpu", "--python", elsewhere, env=env, cwd=sub)
     assert f"environment  {elsewhere} (--python)" in proc.stdout.splitlines(), proc.stdout
 
 
-def test_missing_target_environment_is_one_line_saying_how_to_create_it(make_project, make_venv, tool, env,
-                                                                         tmp_path):
+def test_missing_target_environment_is_one_line_saying_how_to_create_it(make_project, make_venv, tool, env, tmp_path):
     project = make_project()
     for args in (("switch", "cpu"), ("check",), ("status",), ("repair",), ("probe",)):
         message = error_line(cli(tool, *args, env=env, cwd=project))
-        assert message == (f"the project's .venv {project / '.venv'} does not exist: create it (`uv sync` or "
-                           f"`uv venv` in {project}), or pass --python PY"), message
-    message = json_error(cli(tool, "switch", "cpu", "--json", env=dict(env, UV_PROJECT_ENVIRONMENT="nope"),
-                             cwd=project))
+        assert message == (
+            f"the project's .venv {project / '.venv'} does not exist: create it (`uv sync` or "
+            f"`uv venv` in {project}), or pass --python PY"
+        ), message
+    message = json_error(
+        cli(tool, "switch", "cpu", "--json", env=dict(env, UV_PROJECT_ENVIRONMENT="nope"), cwd=project)
+    )
     assert message.startswith(f"UV_PROJECT_ENVIRONMENT ({project / 'nope'}) does not exist: create it (`uv sync`")
     gone = tmp_path / "deactivated"
     message = error_line(cli(tool, "switch", "cpu", env=dict(env, VIRTUAL_ENV=str(gone)), cwd=project))
@@ -253,20 +293,35 @@ def test_the_magic_keeps_the_kernels_own_environment():
 
 # ------------------------------------------------------------------------------------------------ 3. small items
 
+
 def test_project_naming_a_missing_folder_or_one_without_pyproject_is_refused(make_project, make_venv, env, tmp_path):
     project = make_project()
     venv = make_venv(tmp_path / "venv")
     (project / "sub").mkdir()
-    for given, why in ((project / "missing", "no such folder"),
-                       (project / "sub", f"no pyproject.toml in {project / 'sub'}")):
+    for given, why in (
+        (project / "missing", "no such folder"),
+        (project / "sub", f"no pyproject.toml in {project / 'sub'}"),
+    ):
         for args in (("switch", "cpu"), ("check",), ("status", "--json"), ("repair",)):
             proc = cli(sys.executable, *args, "--project", given, "--python", venv / "bin" / "python", env=env)
             message = json_error(proc) if "--json" in args else error_line(proc)
             assert message.startswith(f"--project {given}: {why}"), message
     assert dist_infos(venv, "torch") == [] and not (venv / ".uvextra").exists()
     # the pyproject.toml itself is accepted, as the folder
-    report = report_of(cli(sys.executable, "check", "--extra", "cpu", "--json", "--project",
-                           project / "pyproject.toml", "--python", venv / "bin" / "python", env=env))
+    report = report_of(
+        cli(
+            sys.executable,
+            "check",
+            "--extra",
+            "cpu",
+            "--json",
+            "--project",
+            project / "pyproject.toml",
+            "--python",
+            venv / "bin" / "python",
+            env=env,
+        )
+    )
     assert report["project"] == str(project)
 
 
@@ -314,9 +369,11 @@ def test_version(env):
 
 
 def test_usage_errors_are_one_line(env, tmp_path):
-    for args, starts in ((("switch",), "the following arguments are required: EXTRA"),
-                         (("switch", "cpu", "--no-such-flag"), "unrecognized arguments: --no-such-flag"),
-                         ((), "the following arguments are required: COMMAND")):
+    for args, starts in (
+        (("switch",), "the following arguments are required: EXTRA"),
+        (("switch", "cpu", "--no-such-flag"), "unrecognized arguments: --no-such-flag"),
+        ((), "the following arguments are required: COMMAND"),
+    ):
         message = error_line(cli(sys.executable, *args, env=env, cwd=tmp_path))
         assert message.startswith(starts), message
     message = json_error(cli(sys.executable, "switch", "--json", env=env, cwd=tmp_path))
@@ -334,17 +391,28 @@ def test_a_uvextra_uv_that_is_not_uv_is_named_as_such(setup_project, env, tmp_pa
     project, venv = setup_project
     calls = tmp_path / "calls"
     fakes = {
-        _fake(tmp_path, "py-uv", f"#!{sys.executable}\nimport sys\n"
-              f"open({str(calls)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
-              "print('Python ' + sys.version.split()[0])\n"): "'Python ",
-        _fake(tmp_path, "silent-uv", f"#!/bin/sh\necho \"$@\" >> {calls}\n"): "nothing)",
-        _fake(tmp_path, "failing-uv", f"#!/bin/sh\necho \"$@\" >> {calls}\nexit 3\n"): "nothing and exited 3)",
-        _fake(tmp_path, "echo-uv", f"#!/bin/sh\necho \"$@\" >> {calls}\necho \"$@\"\n"): "'--version')",
+        _fake(
+            tmp_path,
+            "py-uv",
+            f"#!{sys.executable}\nimport sys\n"
+            f"open({str(calls)!r}, 'a').write(' '.join(sys.argv[1:]) + '\\n')\n"
+            "print('Python ' + sys.version.split()[0])\n",
+        ): "'Python ",
+        _fake(tmp_path, "silent-uv", f'#!/bin/sh\necho "$@" >> {calls}\n'): "nothing)",
+        _fake(tmp_path, "failing-uv", f'#!/bin/sh\necho "$@" >> {calls}\nexit 3\n'): "nothing and exited 3)",
+        _fake(tmp_path, "echo-uv", f'#!/bin/sh\necho "$@" >> {calls}\necho "$@"\n'): "'--version')",
     }
     for fake, printed in fakes.items():
         for args in (("switch", "cpu"), ("check", "--json"), ("status",)):
-            proc = cli(sys.executable, *args, "--project", project, "--python", venv / "bin" / "python",
-                       env=dict(env, UVEXTRA_UV=str(fake)))
+            proc = cli(
+                sys.executable,
+                *args,
+                "--project",
+                project,
+                "--python",
+                venv / "bin" / "python",
+                env=dict(env, UVEXTRA_UV=str(fake)),
+            )
             message = json_error(proc) if "--json" in args else error_line(proc)
             assert message.startswith(f"UVEXTRA_UV={fake} is not uv (`{fake} --version` printed {printed}"), message
             assert "too old" not in message and "point UVEXTRA_UV at a uv binary or unset it" in message

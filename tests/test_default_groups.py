@@ -18,8 +18,9 @@ BACKENDS = {"cpu": "cpu", "cu128": "cu128", "pypi": "pypi"}
 DEV = "nvidia_cublas_cu12"
 
 
-def test_no_default_groups_leaves_dev_out_and_check_and_repair_remember(make_project, make_venv, tmp_path, uv_env,
-                                                                        uv_new):
+def test_no_default_groups_leaves_dev_out_and_check_and_repair_remember(
+    make_project, make_venv, tmp_path, uv_env, uv_new
+):
     project = make_project(BACKENDS, more_groups={"dev": ["nvidia-cublas-cu12"]})
     s = Setup(project, make_venv(tmp_path / "kernel-venv", packages=["ipykernel"]), dict(uv_env, UVEXTRA_UV=uv_new))
 
@@ -61,8 +62,19 @@ PERSISTED = ['default-groups = ["dev", "pypi"]']
 
 def uv_plan(s: Setup, uv: str, *flags: str) -> dict[str, str]:
     """What `uv sync --dry-run --frozen --inexact` would install into the venv (name -> version), as uv says it."""
-    proc = run_uv(uv, "sync", "--color", "never", "--dry-run", "--frozen", "--inexact", "--project", s.project, *flags,
-                  env=dict(s.env, UV_PROJECT_ENVIRONMENT=str(s.venv)))
+    proc = run_uv(
+        uv,
+        "sync",
+        "--color",
+        "never",
+        "--dry-run",
+        "--frozen",
+        "--inexact",
+        "--project",
+        s.project,
+        *flags,
+        env=dict(s.env, UV_PROJECT_ENVIRONMENT=str(s.venv)),
+    )
     plan = {}
     for line in (proc.stdout + proc.stderr).splitlines():
         if line.startswith(" + ") and "==" in line:
@@ -135,8 +147,13 @@ def test_a_lock_that_could_not_be_read_is_never_drift_none():
     from uvextra.core.report import Report
     from uvextra.render.text import render_text
 
-    report = Report(command="switch", extras=["cpu"], failure="uv sync failed (exit 2): error: …", failure_kind="uv",
-                    lock_unread="uv could not export the lock for extras ['cpu']: error: …")
+    report = Report(
+        command="switch",
+        extras=["cpu"],
+        failure="uv sync failed (exit 2): error: …",
+        failure_kind="uv",
+        lock_unread="uv could not export the lock for extras ['cpu']: error: …",
+    )
     text = render_text(report)
     assert "none found" not in text and "drift  not checked: the lock could not be read" in text.replace("   ", " ")
     assert report.to_dict()["lock_unread"] and report.exit_code == 1
@@ -145,10 +162,16 @@ def test_a_lock_that_could_not_be_read_is_never_drift_none():
 def test_uvs_default_group_conflict_points_to_no_default_groups():
     from uvextra.core.report import Report
 
-    report = Report(command="switch", extras=["cu128"], failure="uv sync failed (exit 2): …", failure_kind="uv",
-                    uv_error="error: Groups `cu128` and `gpu` (enabled by default) are incompatible with the conflicts")
-    assert report.next_step() == ("a group uv syncs by default conflicts with what was asked: run "
-                                  "`uvextra switch cu128 --no-default-groups`")
+    report = Report(
+        command="switch",
+        extras=["cu128"],
+        failure="uv sync failed (exit 2): …",
+        failure_kind="uv",
+        uv_error="error: Groups `cu128` and `gpu` (enabled by default) are incompatible with the conflicts",
+    )
+    assert report.next_step() == (
+        "a group uv syncs by default conflicts with what was asked: run `uvextra switch cu128 --no-default-groups`"
+    )
 
 
 def test_the_default_backend_stays_a_backend_under_no_default_groups(tmp_path):
@@ -156,7 +179,7 @@ def test_the_default_backend_stays_a_backend_under_no_default_groups(tmp_path):
 
     from uvextra.core.project import load_project
 
-    (tmp_path / "pyproject.toml").write_text('''
+    (tmp_path / "pyproject.toml").write_text("""
 [project]
 name = "persisted"
 version = "0"
@@ -169,7 +192,7 @@ default-groups = ["dev", "pypi"]
 conflicts = [[{ group = "pypi" }, { group = "cpu" }]]
 [tool.uv.sources]
 torch = [{ index = "pytorch-cpu", group = "cpu" }]
-''')
+""")
     project = load_project(tmp_path)
     assert (project.offered, project.features) == (("pypi", "cpu"), ("dev",))
     assert project.selection_args(["cpu"]) == ["--group", "cpu", "--no-group", "pypi"]

@@ -15,8 +15,9 @@ PYPI = "http://127.0.0.1:1/pypi/simple"
 MIRROR = "http://127.0.0.1:1/mirror/simple"
 
 
-def dist_info(site: Path, name: str, version: str, *, requires=(), tag="py3-none-any", direct_url=None,
-              installer="uv", files="a") -> Path:
+def dist_info(
+    site: Path, name: str, version: str, *, requires=(), tag="py3-none-any", direct_url=None, installer="uv", files="a"
+) -> Path:
     folder = site / f"{name.replace('-', '_')}-{version}.dist-info"
     folder.mkdir(parents=True)
     meta = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
@@ -34,10 +35,19 @@ def inst(site: Path, *args, **kw):
     return read_dist_info(dist_info(site, *args, **kw))
 
 
-def want(name="torch", version="2.9.0", index=PYPI, wheel_hash="aa", tags=("py3-none-any",), kind="index",
-         location=None):
-    return Wanted(name, version, kind, index=index if kind == "index" else None, location=location,
-                  wheel=f"{name}-{version}-py3-none-any.whl", wheel_hash=wheel_hash, wheel_tags=tags)
+def want(
+    name="torch", version="2.9.0", index=PYPI, wheel_hash="aa", tags=("py3-none-any",), kind="index", location=None
+):
+    return Wanted(
+        name,
+        version,
+        kind,
+        index=index if kind == "index" else None,
+        location=location,
+        wheel=f"{name}-{version}-py3-none-any.whl",
+        wheel_hash=wheel_hash,
+        wheel_tags=tags,
+    )
 
 
 def kinds(drift):
@@ -53,8 +63,9 @@ def test_local_version_is_caught_even_though_pep440_equal_matches(tmp_path):
 
 
 def test_other_public_version_and_missing(tmp_path):
-    drift, _ = classify({"torch": want(version="2.9.0"), "numpy": want("numpy", "2.3.4")},
-                        {"torch": inst(tmp_path, "torch", "2.8.0")})
+    drift, _ = classify(
+        {"torch": want(version="2.9.0"), "numpy": want("numpy", "2.3.4")}, {"torch": inst(tmp_path, "torch", "2.8.0")}
+    )
     assert kinds(drift) == [("numpy", "missing"), ("torch", "version")]
 
 
@@ -75,16 +86,24 @@ def test_build_drift_from_the_provenance_record(tmp_path):
 
 
 def test_build_drift_from_dependency_evidence_without_a_record(tmp_path):
-    torch = inst(tmp_path, "torch", "2.9.0", requires=["nvidia-cublas-cu12==12.8.4.1; platform_system == 'Linux'",
-                                                      "filelock", "sympy; extra == 'opt'"])
-    lock = LockInfo(sources={("torch", "2.9.0"): [f"registry:{MIRROR}"]},
-                    dependencies={("torch", "2.9.0", f"registry:{MIRROR}"): frozenset({"filelock"})})
+    torch = inst(
+        tmp_path,
+        "torch",
+        "2.9.0",
+        requires=["nvidia-cublas-cu12==12.8.4.1; platform_system == 'Linux'", "filelock", "sympy; extra == 'opt'"],
+    )
+    lock = LockInfo(
+        sources={("torch", "2.9.0"): [f"registry:{MIRROR}"]},
+        dependencies={("torch", "2.9.0", f"registry:{MIRROR}"): frozenset({"filelock"})},
+    )
     drift, _ = classify({"torch": want(index=MIRROR)}, {"torch": torch}, lock=lock)
     assert kinds(drift) == [("torch", "build")]
     assert "requires nvidia-cublas-cu12" in drift[0].detail
     # the same dependencies (extras ignored): no evidence of another build
-    lock_same = LockInfo(sources=lock.sources, dependencies={
-        ("torch", "2.9.0", f"registry:{MIRROR}"): frozenset({"filelock", "nvidia-cublas-cu12"})})
+    lock_same = LockInfo(
+        sources=lock.sources,
+        dependencies={("torch", "2.9.0", f"registry:{MIRROR}"): frozenset({"filelock", "nvidia-cublas-cu12"})},
+    )
     assert classify({"torch": want(index=MIRROR)}, {"torch": torch}, lock=lock_same) == ([], [])
 
 
@@ -114,8 +133,9 @@ def test_files_changed_since_the_record_is_unverified_not_clean(tmp_path):
 
 
 def test_source_drift_editable_vs_index_and_other_path(tmp_path):
-    editable = inst(tmp_path / "a", "torch", "2.9.0",
-                    direct_url={"url": "file:///src/torch", "dir_info": {"editable": True}})
+    editable = inst(
+        tmp_path / "a", "torch", "2.9.0", direct_url={"url": "file:///src/torch", "dir_info": {"editable": True}}
+    )
     assert editable.source == "editable" and editable.location == "/src/torch"
     drift, _ = classify({"torch": want()}, {"torch": editable})
     assert kinds(drift) == [("torch", "source")]
@@ -131,8 +151,11 @@ def test_source_drift_editable_vs_index_and_other_path(tmp_path):
 
 
 def test_extraneous_is_reported_but_not_an_error_and_protected_is_not_extraneous(tmp_path):
-    installed = {"torch": inst(tmp_path, "torch", "2.9.0"), "six": inst(tmp_path, "six", "1.16.0"),
-                 "ipykernel": inst(tmp_path, "ipykernel", "7.0.0")}
+    installed = {
+        "torch": inst(tmp_path, "torch", "2.9.0"),
+        "six": inst(tmp_path, "six", "1.16.0"),
+        "ipykernel": inst(tmp_path, "ipykernel", "7.0.0"),
+    }
     drift, _ = classify({"torch": want()}, installed, protected={"ipykernel"})
     assert kinds(drift) == [("six", "extraneous")]
     assert not drift[0].is_error

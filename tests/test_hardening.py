@@ -42,10 +42,23 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # ------------------------------------------------------------------------------------------------ helpers
 
-def cli(*args: str | os.PathLike[str], env: dict[str, str], cwd: Path | None = None, timeout: float = 120,
-        prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*prefix, sys.executable, "-m", "uvextra", *map(os.fspath, args)], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+def cli(
+    *args: str | os.PathLike[str],
+    env: dict[str, str],
+    cwd: Path | None = None,
+    timeout: float = 120,
+    prefix: Sequence[str] = (),
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "uvextra", *map(os.fspath, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def error_line(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
@@ -150,13 +163,16 @@ def project_on(server: IndexServer, path: Path, uv: str, env: dict[str, str], *,
 
 # ------------------------------------------------------------------------------------------------ bad input
 
+
 def test_unknown_extra_lists_the_projects_extras(setup):
     for args in (("switch", "rocm"), ("check", "--extra", "rocm"), ("repair", "--extra", "rocm")):
         message = error_line(setup.run(*args))
         assert message == "unknown extra 'rocm'; this project's extras are: cpu, cu128, pypi"
     proc = setup.run("switch", "rocm", "--json")
-    assert report_of(proc) == {"error": "unknown extra 'rocm'; this project's extras are: cpu, cu128, pypi",
-                               "exit_code": 2}
+    assert report_of(proc) == {
+        "error": "unknown extra 'rocm'; this project's extras are: cpu, cu128, pypi",
+        "exit_code": 2,
+    }
     setup.assert_nothing_lost()
     assert setup.torch() == [] and not (setup.venv / ".uvextra").exists()
 
@@ -170,8 +186,9 @@ def test_two_conflicting_extras_name_the_conflict_set(setup):
     assert setup.torch() == []
 
 
-@pytest.mark.parametrize("name", ["cpu; rm -rf /", "$(touch pwned)", "`touch pwned`", "ünï", "c p u", "cpu\nx",
-                                  "../../etc", "--help-me"])
+@pytest.mark.parametrize(
+    "name", ["cpu; rm -rf /", "$(touch pwned)", "`touch pwned`", "ünï", "c p u", "cpu\nx", "../../etc", "--help-me"]
+)
 def test_extra_names_with_shell_metacharacters_are_refused_literally(setup, tmp_path, name):
     cwd = tmp_path / "cwd"
     cwd.mkdir()
@@ -179,8 +196,7 @@ def test_extra_names_with_shell_metacharacters_are_refused_literally(setup, tmp_
     proc = cli("switch", "--project", setup.project, "--python", setup.python, "--", name, env=setup.env, cwd=cwd)
     message = error_line(proc)
     assert message == f"unknown extra {name!r}; this project's extras are: cpu, cu128, pypi"
-    proc = cli("check", "--project", setup.project, "--python", setup.python, f"--extra={name}", env=setup.env,
-               cwd=cwd)
+    proc = cli("check", "--project", setup.project, "--python", setup.python, f"--extra={name}", env=setup.env, cwd=cwd)
     assert error_line(proc).startswith(f"unknown extra {name!r}")
     assert sorted(p.name for p in tmp_path.rglob("*")) == before, "a file was created"
     assert not list(Path.cwd().glob("pwned")) and not (cwd / "pwned").exists()
@@ -202,8 +218,10 @@ def test_no_pyproject_anywhere_up(tmp_path, kernel_venv, uv_env, uv_new):
 def test_no_extras_declared(make_project, kernel_venv, uv_env, uv_new):
     s = Setup(make_project({}), kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
     message = error_line(s.run("switch", "cpu"))
-    assert message == (f"{s.project / 'pyproject.toml'} declares no extras or dependency groups: add "
-                       "[project.optional-dependencies] or [dependency-groups] (e.g. cpu, cu128)")
+    assert message == (
+        f"{s.project / 'pyproject.toml'} declares no extras or dependency groups: add "
+        "[project.optional-dependencies] or [dependency-groups] (e.g. cpu, cu128)"
+    )
     s.assert_nothing_lost()
 
 
@@ -231,8 +249,9 @@ def test_missing_lock_is_refused_under_frozen_or_locked(make_project, kernel_ven
 def test_stale_lock_is_refused_under_locked_and_the_env_reported(setup):
     lock_bytes = (setup.project / "uv.lock").read_bytes()
     pyproject = setup.project / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('dependencies = ["numpy"]',
-                                                       'dependencies = ["numpy", "filelock"]'))
+    pyproject.write_text(
+        pyproject.read_text().replace('dependencies = ["numpy"]', 'dependencies = ["numpy", "filelock"]')
+    )
     setup.pyproject_bytes = pyproject.read_bytes()
     proc = setup.run("switch", "cpu", "--locked", "--no-probe")
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -275,9 +294,12 @@ def test_malformed_uv_lock_names_file_and_line(setup):
 
 # ------------------------------------------------------------------------------------------------ uv and python
 
+
 def test_no_uv_found_says_what_to_install(setup, tmp_path):
     message = error_line(setup.run("switch", "cpu", env=dict(setup.env, UVEXTRA_UV=str(tmp_path / "no-uv"))))
-    assert message.startswith(f"UVEXTRA_UV={tmp_path / 'no-uv'} does not exist") and "pip install 'uv>=0.9.24'" in message
+    assert (
+        message.startswith(f"UVEXTRA_UV={tmp_path / 'no-uv'} does not exist") and "pip install 'uv>=0.9.24'" in message
+    )
     # no UVEXTRA_UV, no bundled uv wheel (shadowed by one whose binary is gone), no uv on PATH
     shadow = tmp_path / "shadow" / "uv"
     shadow.mkdir(parents=True)
@@ -315,18 +337,32 @@ def test_python_not_in_a_virtual_environment_is_refused(setup, tmp_path):
     message = error_line(cli("switch", "cpu", "--project", setup.project, "--python", base, env=setup.env))
     assert message.startswith(f"{base} is not in a virtual environment (no pyvenv.cfg next to it)")
     assert "uvextra only changes venvs" in message
-    message = error_line(cli("check", "--project", setup.project, "--python", tmp_path / "nope" / "python",
-                             env=setup.env))
+    message = error_line(
+        cli("check", "--project", setup.project, "--python", tmp_path / "nope" / "python", env=setup.env)
+    )
     assert "no such interpreter" in message
     # run by the base interpreter (outside any venv) with no --python: the CLI targets the project's .venv (issue 9),
     # which does not exist here; `probe` with no project upward targets the running interpreter, which is no venv
     env = dict(setup.env, PYTHONPATH=os.pathsep.join([str(SRC), sysconfig.get_paths()["purelib"]]))
-    proc = subprocess.run([str(base), "-m", "uvextra", "switch", "cpu", "--project", str(setup.project)], env=env,
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [str(base), "-m", "uvextra", "switch", "cpu", "--project", str(setup.project)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     message = error_line(proc)
     assert message.startswith(f"the project's .venv {setup.project / '.venv'} does not exist: create it"), message
-    proc = subprocess.run([str(base), "-m", "uvextra", "probe"], env=env, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [str(base), "-m", "uvextra", "probe"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     message = error_line(proc)
     assert "is not in a virtual environment; uvextra only changes venvs" in message
     setup.assert_nothing_lost()
@@ -334,8 +370,10 @@ def test_python_not_in_a_virtual_environment_is_refused(setup, tmp_path):
 
 # ------------------------------------------------------------------------------------------------ failures
 
+
 def test_index_unreachable_during_a_switch_shows_uvs_error_and_reports_the_env(
-        own_server, kernel_venv, tmp_path, uv_new, uv_env):
+    own_server, kernel_venv, tmp_path, uv_new, uv_env
+):
     env = dict(uv_env, UVEXTRA_UV=uv_new, UV_CACHE_DIR=str(tmp_path / "cache"), UV_HTTP_RETRIES="0")
     s = Setup(project_on(own_server, tmp_path / "project", uv_new, env), kernel_venv, env)
     proc = s.run("switch", "cpu", "--no-probe")
@@ -361,9 +399,15 @@ def test_ctrl_c_in_the_middle_of_a_switch(own_server, kernel_venv, tmp_path, uv_
     s = Setup(project_on(own_server, tmp_path / "project", uv_new, env), kernel_venv, env)
     assert s.run("switch", "cpu", "--no-probe").returncode == 0
     own_server.delay["torch-2.9.0+cu128"] = 60.0  # uv hangs in the download of the cu128 build
-    proc = subprocess.Popen([sys.executable, "-m", "uvextra", "switch", "cu128", *s.target()], env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # its own process group, like a shell job
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvextra", "switch", "cu128", *s.target()],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # its own process group, like a shell job
     try:
         assert own_server.stalled.wait(60), "uv never reached the torch download"
         uv_running = [p for p, cmd in processes_mentioning(str(s.venv)) if "sync" in cmd]
@@ -396,8 +440,9 @@ def test_two_switches_at_once_never_interleave(own_server, kernel_venv, tmp_path
     first = subprocess.Popen([sys.executable, "-m", "uvextra", "switch", "cu128", "--no-probe", *s.target()], **popen)
     try:
         assert own_server.stalled.wait(60), "the first switch never reached the download"
-        second = subprocess.Popen([sys.executable, "-m", "uvextra", "switch", "cpu", "--no-probe", "--json",
-                                   *s.target()], **popen)
+        second = subprocess.Popen(
+            [sys.executable, "-m", "uvextra", "switch", "cpu", "--no-probe", "--json", *s.target()], **popen
+        )
         out2, err2 = second.communicate(timeout=120)
         out1, err1 = first.communicate(timeout=120)
     finally:
@@ -407,8 +452,9 @@ def test_two_switches_at_once_never_interleave(own_server, kernel_venv, tmp_path
     assert first.returncode == 0, out1 + err1
     assert second.returncode == 0, out2 + err2
     waited = [ln for ln in err2.splitlines() if "waiting for it to finish" in ln]
-    assert waited == [f"uvextra: another uvextra is changing {s.venv} (process {first.pid}); "
-                      "waiting for it to finish…"], err2
+    assert waited == [
+        f"uvextra: another uvextra is changing {s.venv} (process {first.pid}); waiting for it to finish…"
+    ], err2
     assert "+ torch==2.9.0+cu128" in err1
     # never interleaved: the second switch looked at the venv only once the first had finished with it
     changes = report_of(subprocess.CompletedProcess([], 0, out2, err2))["changes"]
@@ -425,8 +471,9 @@ AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 def _as_nobody(*cmd: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*AS_NOBODY, *cmd], env=env, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [*AS_NOBODY, *cmd], env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
 
 
 def _nobody_setup(env: dict[str, str]) -> tuple[str | None, str]:
@@ -439,15 +486,26 @@ def _nobody_setup(env: dict[str, str]) -> tuple[str | None, str]:
     base = getattr(sys, "_base_executable", sys.executable)
     for candidate in (os.path.realpath(base), shutil.which("python3.11"), "/usr/bin/python3", "/usr/local/bin/python3"):
         # os.stat too: some sandboxes let `nobody` execute a file in a folder it may not look into
-        if candidate and _as_nobody(candidate, "-c", "import os, sys; os.stat(sys.argv[1]); "
-                                    "assert sys.version_info >= (3, 11)", candidate, env=env).returncode == 0:
+        if (
+            candidate
+            and _as_nobody(
+                candidate,
+                "-c",
+                "import os, sys; os.stat(sys.argv[1]); assert sys.version_info >= (3, 11)",
+                candidate,
+                env=env,
+            ).returncode
+            == 0
+        ):
             return candidate, ""
     return None, "no Python >= 3.11 that `nobody` may run, to make the venv with"
 
 
 def _tree(root: Path) -> list[tuple[str, int, int, int]]:
-    return sorted((str(p.relative_to(root)), p.lstat().st_mode, p.lstat().st_size, p.lstat().st_mtime_ns)
-                  for p in [root, *root.rglob("*")])
+    return sorted(
+        (str(p.relative_to(root)), p.lstat().st_mode, p.lstat().st_size, p.lstat().st_mtime_ns)
+        for p in [root, *root.rglob("*")]
+    )
 
 
 def test_read_only_venv_refuses_cleanly(index_server, uv_new, uv_env, make_venv):
@@ -467,8 +525,11 @@ def test_read_only_venv_refuses_cleanly(index_server, uv_new, uv_env, make_venv)
             prefix = AS_NOBODY
         else:
             prefix = []
-        s = Setup(project_on(index_server, base / "project", uv_new, env),
-                  make_venv(base / "venv", python=python, packages=["ipykernel"]), env)
+        s = Setup(
+            project_on(index_server, base / "project", uv_new, env),
+            make_venv(base / "venv", python=python, packages=["ipykernel"]),
+            env,
+        )
         assert s.run("switch", "cpu", "--no-probe").returncode == 0
         if not prefix:
             for p in [s.venv, *s.venv.rglob("*")]:
@@ -487,8 +548,18 @@ def test_read_only_venv_refuses_cleanly(index_server, uv_new, uv_env, make_venv)
         assert s.torch() == ["torch-2.9.0+cpu.dist-info"]
         s.assert_nothing_lost()
         if prefix:  # drift in a shared image's venv: the report says what to do instead of a repair that must fail
-            run_uv(uv_new, "pip", "install", "--python", s.venv / "bin" / "python", "--no-deps", "--index-url",
-                   index_server.simple_url("cu128"), "torch==2.9.0+cu128", env=env)
+            run_uv(
+                uv_new,
+                "pip",
+                "install",
+                "--python",
+                s.venv / "bin" / "python",
+                "--no-deps",
+                "--index-url",
+                index_server.simple_url("cu128"),
+                "torch==2.9.0+cu128",
+                env=env,
+            )
             proc = cli("check", *s.target(), env=user_env, prefix=prefix)
             assert proc.returncode == 1, proc.stderr
             assert "this venv is read-only, so uvextra cannot repair it" in proc.stdout
@@ -517,17 +588,25 @@ def test_credentials_never_appear_anywhere(index_root, kernel_venv, tmp_path, uv
             for name in ("PYTORCH_CPU", "PYTORCH_CU128", "PYTORCH_PYPI", "DEFAULT"):
                 env[f"UV_INDEX_{name}_USERNAME"] = "alice"
                 env[f"UV_INDEX_{name}_PASSWORD"] = SECRET
-        s = Setup(project_on(server, tmp_path / "project", uv_new, env, credentials=where != "env"),
-                  kernel_venv, env)
+        s = Setup(project_on(server, tmp_path / "project", uv_new, env, credentials=where != "env"), kernel_venv, env)
         if where == "loud-uv":
             loud = tmp_path / "loud-uv"
-            loud.write_text(f'#!/bin/sh\necho "debug: GET {server.simple_url("cpu")} as alice:$UV_INDEX_DEFAULT_PASSWORD" >&2\n'
-                            f'exec {uv_new} "$@"\n')
+            loud.write_text(
+                f'#!/bin/sh\necho "debug: GET {server.simple_url("cpu")} as alice:$UV_INDEX_DEFAULT_PASSWORD" >&2\n'
+                f'exec {uv_new} "$@"\n'
+            )
             loud.chmod(0o755)
             env["UVEXTRA_UV"] = str(loud)
         outputs = []
-        for args in (("switch", "cpu"), ("switch", "pypi", "--json", "-v"), ("check", "--json"), ("status",),
-                     ("status", "--json"), ("repair", "--json", "--probe"), ("switch", "cpu", "-v")):
+        for args in (
+            ("switch", "cpu"),
+            ("switch", "pypi", "--json", "-v"),
+            ("check", "--json"),
+            ("status",),
+            ("status", "--json"),
+            ("repair", "--json", "--probe"),
+            ("switch", "cpu", "-v"),
+        ):
             proc = s.run(*args)
             assert proc.returncode == 0, proc.stdout + proc.stderr
             outputs += [proc.stdout, proc.stderr]
@@ -557,6 +636,7 @@ def test_credentials_never_appear_anywhere(index_root, kernel_venv, tmp_path, uv
 
 # ------------------------------------------------------------------------------------------------ the probe
 
+
 def test_probe_says_when_torch_crashes_or_hangs_on_import(setup):
     assert setup.run("switch", "cpu", "--no-probe").returncode == 0
     proc = cli("probe", "--python", setup.python, "--json", env=dict(setup.env, UVEXTRA_FAKE_TORCH_CRASH="1"))
@@ -573,8 +653,9 @@ def test_probe_says_when_torch_crashes_or_hangs_on_import(setup):
     assert proc.returncode == 0  # the env itself matches the lock: the probe's verdict is information
     assert_no_process_left(setup.venv)
     # the same through switch, in JSON
-    proc = setup.run("switch", "cpu", "--json", env=dict(setup.env, UVEXTRA_FAKE_TORCH_HANG="1",
-                                                         UVEXTRA_PROBE_TIMEOUT="1.5"))
+    proc = setup.run(
+        "switch", "cpu", "--json", env=dict(setup.env, UVEXTRA_FAKE_TORCH_HANG="1", UVEXTRA_PROBE_TIMEOUT="1.5")
+    )
     assert report_of(proc)["probe"]["verdict"] == "torch import did not finish within 1.5 s (probe killed)"
     assert_no_process_left(setup.venv)
     setup.assert_nothing_lost()

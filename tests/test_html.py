@@ -30,12 +30,22 @@ def _text(markup: str) -> str:
 
 def _switch_report(**kw: object) -> Report:
     report = Report(
-        command="switch", project="/p/moo", project_name="moo", environment="/p/moo/.venv",
-        python="/p/moo/.venv/bin/python", uv={"path": "/usr/bin/uv", "version": "0.13.9"}, extras=["cu128"],
-        extras_source="given", available_extras=["cpu", "cu128", "pypi"], conflict_sets=[["cpu", "cu128", "pypi"]],
+        command="switch",
+        project="/p/moo",
+        project_name="moo",
+        environment="/p/moo/.venv",
+        python="/p/moo/.venv/bin/python",
+        uv={"path": "/usr/bin/uv", "version": "0.13.9"},
+        extras=["cu128"],
+        extras_source="given",
+        available_extras=["cpu", "cu128", "pypi"],
+        conflict_sets=[["cpu", "cu128", "pypi"]],
     )
-    report.changes.installed = [Change("torch", "2.9.0+cpu", "2.9.0+cu128"), Change("triton", None, "3.5.0"),
-                                Change("nvidia-cublas-cu12", None, "12.8.4.1")]
+    report.changes.installed = [
+        Change("torch", "2.9.0+cpu", "2.9.0+cu128"),
+        Change("triton", None, "3.5.0"),
+        Change("nvidia-cublas-cu12", None, "12.8.4.1"),
+    ]
     report.changes.removed = [Change("old-thing", "1.0", None)]
     report.log = ["Resolved 10 packages in 3ms", " - torch==2.9.0+cpu", " + torch==2.9.0+cu128"]
     report.elapsed_s = 1.25
@@ -44,17 +54,32 @@ def _switch_report(**kw: object) -> Report:
     return report
 
 
-LOCAL = Drift("torch", "local-version", "2.9.0+cpu", "2.9.0",
-              "installed 2.9.0+cpu, the lock wants 2.9.0 from pytorch-pypi; PEP 440 `==` lets the local part slip")
+LOCAL = Drift(
+    "torch",
+    "local-version",
+    "2.9.0+cpu",
+    "2.9.0",
+    "installed 2.9.0+cpu, the lock wants 2.9.0 from pytorch-pypi; PEP 440 `==` lets the local part slip",
+)
 BUILD = Drift("numpy", "build", "2.3.4", "2.3.4", "installed wheel is tagged py3-none-any, the locked wheel is …")
 EXTRA = Drift("leftover", "extraneous", "0.1", None, "installed, but not in the lock for these extras")
-NO_GPU = ProbeResult(torch_version="2.9.0+cu128", cuda_version="12.8", cuda_available=False,
-                     verdict="not available: CUDA 12.8 build but no NVIDIA driver on this machine")
-GPU_OK = ProbeResult(torch_version="2.9.0+cu128", cuda_version="12.8", cuda_available=True, ok=True,
-                     devices=[{"name": "NVIDIA H100", "capability": "sm_90"}],
-                     verdict="CUDA available: 1× NVIDIA H100 (sm_90), driver 580.65.06")
-CPU = ProbeResult(torch_version="2.9.0+cpu", cuda_available=False,
-                  verdict="CPU build of torch (2.9.0+cpu); CUDA not expected")
+NO_GPU = ProbeResult(
+    torch_version="2.9.0+cu128",
+    cuda_version="12.8",
+    cuda_available=False,
+    verdict="not available: CUDA 12.8 build but no NVIDIA driver on this machine",
+)
+GPU_OK = ProbeResult(
+    torch_version="2.9.0+cu128",
+    cuda_version="12.8",
+    cuda_available=True,
+    ok=True,
+    devices=[{"name": "NVIDIA H100", "capability": "sm_90"}],
+    verdict="CUDA available: 1× NVIDIA H100 (sm_90), driver 580.65.06",
+)
+CPU = ProbeResult(
+    torch_version="2.9.0+cpu", cuda_available=False, verdict="CPU build of torch (2.9.0+cpu); CUDA not expected"
+)
 
 
 def test_card_shows_extras_changes_and_a_clean_drift_line() -> None:
@@ -72,15 +97,20 @@ def test_card_shows_extras_changes_and_a_clean_drift_line() -> None:
     assert "protected 1 package the kernel needs, kept uvextra" in text  # a count; the names behind <details>
     hub = _switch_report(kernel_protected=[f"pkg{i}" for i in range(120)])
     markup = render_html(hub)
-    assert re.search(r'<details class="uvextra-protected"><summary[^>]*>120 packages the kernel needs, kept</summary>'
-                     r'<div[^>]*>pkg0, pkg1, .*pkg119</div></details>', markup)
+    assert re.search(
+        r'<details class="uvextra-protected"><summary[^>]*>120 packages the kernel needs, kept</summary>'
+        r"<div[^>]*>pkg0, pkg1, .*pkg119</div></details>",
+        markup,
+    )
     assert "protected    120 packages the kernel needs, kept: pkg0, pkg1, pkg2, pkg3, pkg4, pkg5, … (114 more)" in (
-        render_plain(hub))
+        render_plain(hub)
+    )
 
 
 def test_drift_table_has_one_badge_per_kind_and_words_for_the_extraneous() -> None:
-    report = _switch_report(drift=[LOCAL, BUILD, EXTRA],
-                            unverified=[Unverified("filelock", "3.20.0", "locked from more than one index")])
+    report = _switch_report(
+        drift=[LOCAL, BUILD, EXTRA], unverified=[Unverified("filelock", "3.20.0", "locked from more than one index")]
+    )
     markup = render_html(report, live=True)
     assert re.search(r'class="uvextra-badge uvextra-kind-local-version"[^>]*>local-version</span>', markup)
     assert re.search(r'class="uvextra-badge uvextra-kind-build"[^>]*>build</span>', markup)
@@ -98,14 +128,20 @@ def test_drift_table_has_one_badge_per_kind_and_words_for_the_extraneous() -> No
 
 @pytest.mark.parametrize(
     ("probe", "extras", "state", "label"),
-    [(GPU_OK, ["cu128"], "ok", "CUDA ✓"), (NO_GPU, ["cu128"], "bad", "CUDA ✗"), (CPU, ["cpu"], "neutral", "CPU"),
-     (CPU, ["cu128"], "bad", "CUDA ✗")],
+    [
+        (GPU_OK, ["cu128"], "ok", "CUDA ✓"),
+        (NO_GPU, ["cu128"], "bad", "CUDA ✗"),
+        (CPU, ["cpu"], "neutral", "CPU"),
+        (CPU, ["cu128"], "bad", "CUDA ✗"),
+    ],
 )
-def test_cuda_verdict_badge_is_green_red_or_grey_with_its_why(probe: ProbeResult, extras: list[str], state: str,
-                                                              label: str) -> None:
+def test_cuda_verdict_badge_is_green_red_or_grey_with_its_why(
+    probe: ProbeResult, extras: list[str], state: str, label: str
+) -> None:
     markup = render_html(_switch_report(probe=probe, extras=extras))
-    badge = re.search(r'<span class="uvextra-badge uvextra-verdict uvextra-verdict-(\w+)" style="([^"]*)">([^<]*)<',
-                      markup)
+    badge = re.search(
+        r'<span class="uvextra-badge uvextra-verdict uvextra-verdict-(\w+)" style="([^"]*)">([^<]*)<', markup
+    )
     assert badge is not None
     assert (badge.group(1), html_lib.unescape(badge.group(3))) == (state, label)
     colour = {"ok": "#067647", "bad": "#b42318", "neutral": "#667085"}[state]
@@ -114,10 +150,12 @@ def test_cuda_verdict_badge_is_green_red_or_grey_with_its_why(probe: ProbeResult
 
 
 def test_kernel_state_says_restart_needed_and_how() -> None:
-    stale = [StaleModule("torch", "torch", "2.9.0+cpu", "2.9.0+cu128",
-                         "imported as 2.9.0+cpu, the disk now has 2.9.0+cu128")]
-    server = KernelState(stale, RestartPlan("server", "restart through the Jupyter server", url="http://x/",
-                                            _token="s3cr3t-token"))
+    stale = [
+        StaleModule("torch", "torch", "2.9.0+cpu", "2.9.0+cu128", "imported as 2.9.0+cpu, the disk now has 2.9.0+cu128")
+    ]
+    server = KernelState(
+        stale, RestartPlan("server", "restart through the Jupyter server", url="http://x/", _token="s3cr3t-token")
+    )
     live = _text(render_html(_switch_report(), server, live=True))
     assert "⟳ restart needed — restart the kernel (the Restart kernel button) to use what is on disk" in live
     assert "torch: imported as 2.9.0+cpu, the disk now has 2.9.0+cu128" in live
@@ -125,15 +163,21 @@ def test_kernel_state_says_restart_needed_and_how() -> None:
     assert "nothing would start it again: restart it yourself" in _text(render_html(_switch_report(), manual))
     fresh = KernelState([], server.restart)
     assert "✓ no imported module is stale" in _text(render_html(_switch_report(), fresh))
-    for rendering in (render_html(_switch_report(), server), render_markdown(_switch_report(), server),
-                      render_plain(_switch_report(), server), repr(server.restart)):
+    for rendering in (
+        render_html(_switch_report(), server),
+        render_markdown(_switch_report(), server),
+        render_plain(_switch_report(), server),
+        repr(server.restart),
+    ):
         assert "s3cr3t-token" not in rendering
 
 
 def test_interrupted_and_failed_reports_say_what_state_the_environment_is_in() -> None:
-    interrupted = _switch_report(interrupted=True, drift=[LOCAL],
-                                 failure="interrupted: uv was stopped before it finished; the environment was "
-                                         "checked again")
+    interrupted = _switch_report(
+        interrupted=True,
+        drift=[LOCAL],
+        failure="interrupted: uv was stopped before it finished; the environment was checked again",
+    )
     text = _text(render_html(interrupted))
     assert "■ interrupted — uv was stopped; below is the environment as it is now" in text
     assert "torch local-version" in text
@@ -153,8 +197,10 @@ def test_everything_is_escaped_and_redacted(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_markdown_and_plain_text_carry_the_same_facts() -> None:
-    stale = KernelState([StaleModule("torch", "torch", "2.9.0+cpu", "2.9.0", "imported as 2.9.0+cpu, the disk "
-                                     "now has 2.9.0")], RestartPlan("exit", "its restarter starts it again"))
+    stale = KernelState(
+        [StaleModule("torch", "torch", "2.9.0+cpu", "2.9.0", "imported as 2.9.0+cpu, the disk now has 2.9.0")],
+        RestartPlan("exit", "its restarter starts it again"),
+    )
     report = _switch_report(drift=[LOCAL], probe=NO_GPU)
     md = render_markdown(report, stale)
     assert "| `torch` | **local-version** | 2.9.0+cpu | 2.9.0 |" in md
@@ -164,8 +210,9 @@ def test_markdown_and_plain_text_carry_the_same_facts() -> None:
     assert re.search(r"^drift +1 package differs from the lock:$", plain, re.M)
     assert re.search(r"^kernel +restart needed — restart the kernel to use what is on disk$", plain, re.M)
     assert "torch: imported as 2.9.0+cpu, the disk now has 2.9.0" in plain
-    key_column = {line.index(line.split()[1]) for line in plain.splitlines()
-                  if line.startswith(("project", "drift", "kernel"))}
+    key_column = {
+        line.index(line.split()[1]) for line in plain.splitlines() if line.startswith(("project", "drift", "kernel"))
+    }
     assert len(key_column) == 1  # the kernel line is aligned with render_text's rows
     view = ReportView(report, stale)
     assert view._repr_markdown_() == md and repr(view) == plain and "uvextra-report" in view._repr_html_()
@@ -178,7 +225,8 @@ def test_progress_and_error_lines() -> None:
     assert "line 999" in text and "uv output (1000 lines)" in text and "(last 400 of 1000 lines)" in text
     assert "another uvextra is changing /v" in text
     assert _text(render_error("unknown extra 'x'; this project's extras are: cpu")) == (
-        "uvextra: unknown extra 'x'; this project's extras are: cpu")
+        "uvextra: unknown extra 'x'; this project's extras are: cpu"
+    )
 
 
 def test_card_reads_without_styles(tmp_path: Path) -> None:
@@ -192,9 +240,16 @@ def test_card_reads_without_styles(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------ real switches, their cards
 
+
 @pytest.fixture
-def real_switch(index_root: Path, tmp_path: Path, uv_new: str, uv_env: dict[str, str], make_venv: Any,
-                monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[IndexServer, Path, Path]]:
+def real_switch(
+    index_root: Path,
+    tmp_path: Path,
+    uv_new: str,
+    uv_env: dict[str, str],
+    make_venv: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[IndexServer, Path, Path]]:
     """(server, project, python): a project on its own index server, and a venv holding two packages that are not
     the project's (``tornado``, ``comm``, installed by hand), uv and its cache set for core.switch."""
     server = IndexServer(index_root).start()
@@ -217,7 +272,8 @@ def _details(markup: str, css: str) -> tuple[str, str]:
 
 
 def test_the_card_of_a_real_switch_names_every_removal_and_keeps_the_foreign_behind_a_disclosure(
-        real_switch: tuple[IndexServer, Path, Path]) -> None:
+    real_switch: tuple[IndexServer, Path, Path],
+) -> None:
     from uvextra.core import verbs as core
 
     _server, project, python = real_switch
@@ -243,7 +299,8 @@ def test_the_card_of_a_real_switch_names_every_removal_and_keeps_the_foreign_beh
 
 
 def test_the_card_of_a_switch_whose_index_is_down_shows_uvs_words_and_offers_no_reinstall(
-        real_switch: tuple[IndexServer, Path, Path]) -> None:
+    real_switch: tuple[IndexServer, Path, Path],
+) -> None:
     from uvextra.core import verbs as core
 
     server, project, python = real_switch
@@ -267,8 +324,7 @@ def test_the_card_of_a_switch_whose_index_is_down_shows_uvs_words_and_offers_no_
     assert missing and f"{len(missing)} package{'s' if len(missing) > 1 else ''} of the lock not installed" in text
     assert "missing" not in text, text
     # the same report with the index reachable would be offered one: the card's wording is what changes
-    offered = _text(render_html(dataclasses.replace(report, failure=None, failure_kind=None, uv_error=None),
-                                live=True))
+    offered = _text(render_html(dataclasses.replace(report, failure=None, failure_kind=None, uv_error=None), live=True))
     assert "click Reinstall" in offered
 
 

@@ -67,8 +67,10 @@ def _missing() -> str | None:
     if importlib.util.find_spec("jupyterhub") is None:
         return "the Python package jupyterhub is missing (pip install jupyterhub)"
     if not _proxy():
-        return ("configurable-http-proxy is not on PATH and $UVEXTRA_CHP is not set "
-                "(npm install -g configurable-http-proxy)")
+        return (
+            "configurable-http-proxy is not on PATH and $UVEXTRA_CHP is not set "
+            "(npm install -g configurable-http-proxy)"
+        )
     return None
 
 
@@ -124,35 +126,60 @@ c.Spawner.http_timeout = job["timeout"]
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: str,
-        uv_env: dict[str, str]) -> Iterator[dict[str, Any]]:
+def hub(
+    tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]
+) -> Iterator[dict[str, Any]]:
     """A JupyterHub on 127.0.0.1 whose user's single-user server has a kernelspec for a throwaway kernel venv."""
     base = tmp_path_factory.mktemp("hub")
     python = make_kernel_venv(base / "venv", uvextra_wheel, uv_new, uv_env)
     jupyter_path = base / "share-jupyter"
-    write_kernelspec(jupyter_path / "kernels", KERNEL_NAME, python,
-                     {"UVEXTRA_QUICKSTART_DIR": str(base / "demo")}, display_name="uvextra hub")
+    write_kernelspec(
+        jupyter_path / "kernels",
+        KERNEL_NAME,
+        python,
+        {"UVEXTRA_QUICKSTART_DIR": str(base / "demo")},
+        display_name="uvextra hub",
+    )
     root = base / "root"
     root.mkdir()
     nbformat.write(_notebook(), root / NOTEBOOK)
     labconfig = base / "config" / "labconfig"
     labconfig.mkdir(parents=True)
     (labconfig / "page_config.json").write_text(
-        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}', encoding="utf-8")
+        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}', encoding="utf-8"
+    )
 
     # The single-user server's environment is every kernel's too (as in test_browser's JupyterLab).
-    env = kernel_env(python, uv_env, base, JUPYTER_PATH=str(jupyter_path), JUPYTER_DATA_DIR=str(base / "data"),
-                     JUPYTER_CONFIG_DIR=str(base / "config"), JUPYTER_RUNTIME_DIR=str(base / "runtime"))
+    env = kernel_env(
+        python,
+        uv_env,
+        base,
+        JUPYTER_PATH=str(jupyter_path),
+        JUPYTER_DATA_DIR=str(base / "data"),
+        JUPYTER_CONFIG_DIR=str(base / "config"),
+        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+    )
     env["PATH"] = os.environ.get("PATH", "")
     env = {k: v for k, v in env.items() if not k.startswith("JUPYTERHUB_") and k not in ("HOME", "USER", "SHELL")}
     port, hub_port, proxy_api_port = _free_port(), _free_port(), _free_port()
     job = {
-        "port": port, "hub_port": hub_port, "proxy_api_port": proxy_api_port, "base": str(base), "user": USER,
-        "proxy": _proxy(), "python": sys.executable, "root": str(root), "env": env, "timeout": HUB_START_S,
-        "args": ["--ServerApp.allow_root=True",  # CI runs as root
-                 "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-                 "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                 "--LabApp.extension_manager=readonly"],
+        "port": port,
+        "hub_port": hub_port,
+        "proxy_api_port": proxy_api_port,
+        "base": str(base),
+        "user": USER,
+        "proxy": _proxy(),
+        "python": sys.executable,
+        "root": str(root),
+        "env": env,
+        "timeout": HUB_START_S,
+        "args": [
+            "--ServerApp.allow_root=True",  # CI runs as root
+            "--LabApp.expose_app_in_browser=True",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            "--LabApp.extension_manager=readonly",
+        ],
     }
     (base / "job.json").write_text(json.dumps(job), encoding="utf-8")
     config = base / "jupyterhub_config.py"
@@ -160,9 +187,15 @@ def hub(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: s
 
     hub_env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "JPY_"))}
     hub_env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)
-    log = open(base / "jupyterhub.log", "w+")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=base, env=hub_env,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log = open(base / "jupyterhub.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(config)],
+        cwd=base,
+        env=hub_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + HUB_START_S
@@ -261,7 +294,8 @@ def test_card_restart_through_jupyterhub(hub: dict[str, Any], artifacts: Path) -
                     f"30 s after the click on Restart the card still does not say 'restarted at' and the status bar "
                     f"says {page.locator('#jp-main-statusbar').inner_text()!r}: the new kernel was not nudged (old "
                     f"kernel gone after {ended:.1f} s; statuses, ms after the click: {_timeline(page)}; restart "
-                    f"helpers still running: {_helpers()})") from None
+                    f"helpers still running: {_helpers()})"
+                ) from None
             redrawn = time.monotonic() - clicked
             # Back at Idle on its own, as after the toolbar's restart: no cell is run. (Waited for after the redraw:
             # until the new kernel speaks, the page may still show the old kernel's last "idle".)
@@ -272,7 +306,8 @@ def test_card_restart_through_jupyterhub(hub: dict[str, Any], artifacts: Path) -
             assert idle_after <= IDLE_WITHIN_S, (
                 f"JupyterLab was back at Idle only {idle_after:.1f} s after the click on Restart (wanted "
                 f"{IDLE_WITHIN_S} s; old kernel gone after {ended:.1f} s, card redrawn after {redrawn:.1f} s); "
-                f"statuses (ms after the click): {_timeline(page)}")
+                f"statuses (ms after the click): {_timeline(page)}"
+            )
             page.wait_for_timeout(1000)
             expect(statusbar).to_contain_text("Idle")  # and it stays there
             expect(statusbar).not_to_contain_text("Starting")
@@ -286,20 +321,26 @@ def test_card_restart_through_jupyterhub(hub: dict[str, Any], artifacts: Path) -
             statuses = _timeline(page)
         except BaseException:
             page.screenshot(path=str(artifacts / "99-failure.png"))
-            print(f"failure screenshot: {artifacts / '99-failure.png'}; kernel statuses: {_timeline(page)}\n"
-                  f"restart helpers: {_helpers()}\n"
-                  f"hub log (tail):\n{_hub_log(hub)}", flush=True)
+            print(
+                f"failure screenshot: {artifacts / '99-failure.png'}; kernel statuses: {_timeline(page)}\n"
+                f"restart helpers: {_helpers()}\n"
+                f"hub log (tail):\n{_hub_log(hub)}",
+                flush=True,
+            )
             raise
         finally:
             browser.close()
-    print(f"hub flow: {time.monotonic() - started:.1f} s; kernel pid {old_pid} -> {new_pid}; old kernel gone "
-          f"{ended:.1f} s, card redrawn {redrawn:.1f} s, Idle {idle_after:.1f} s after the click on Restart; "
-          f"kernel statuses (ms after the click): {statuses}")
+    print(
+        f"hub flow: {time.monotonic() - started:.1f} s; kernel pid {old_pid} -> {new_pid}; old kernel gone "
+        f"{ended:.1f} s, card redrawn {redrawn:.1f} s, Idle {idle_after:.1f} s after the click on Restart; "
+        f"kernel statuses (ms after the click): {statuses}"
+    )
 
 
 def _timeline(page: Any) -> list[tuple[str, int]]:
-    return page.evaluate("() => (window.__uvextraStatuses || []).map("
-                         "(s, i) => [s, (window.__uvextraStatusTimes || [])[i]])")
+    return page.evaluate(
+        "() => (window.__uvextraStatuses || []).map((s, i) => [s, (window.__uvextraStatusTimes || [])[i]])"
+    )
 
 
 def _helpers() -> str:

@@ -106,14 +106,23 @@ _RUN = f"""async (code) => {{
 
 
 def _runnable_by(user: str, python: str) -> bool:
-    done = subprocess.run(["runuser", "-u", user, "--", python, "-c", "import venv"], capture_output=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        ["runuser", "-u", user, "--", python, "-c", "import venv"],
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     return done.returncode == 0
 
 
 @pytest.fixture(scope="module")
-def hub(uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str], index_server: Any,  # noqa: F811
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def hub(
+    uvextra_wheel: Path,
+    uv_new: str,
+    uv_env: dict[str, str],
+    index_server: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Any]]:
     from _localindex import write_project
     from conftest import run_uv
 
@@ -126,34 +135,63 @@ def hub(uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str], index_server: 
     proc = None
     log = None
     try:
-        subprocess.run(["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/sh", "--user-group",
-                        user], check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["useradd", "--create-home", "--home-dir", str(home), "--shell", "/bin/sh", "--user-group", user],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
         made = True
         linked = _linked_paths()
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        python = next((p for p in dict.fromkeys([os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
-                                                 f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"])
-                       if Path(p).exists() and _runnable_by(user, p)), None)
+        python = next(
+            (
+                p
+                for p in dict.fromkeys(
+                    [
+                        os.path.realpath(getattr(sys, "_base_executable", sys.executable)),
+                        f"/usr/bin/python{version}",
+                        f"/usr/local/bin/python{version}",
+                    ]
+                )
+                if Path(p).exists() and _runnable_by(user, p)
+            ),
+            None,
+        )
         if python is None:
             pytest.skip(f"no Python {version} with venv that another user may run")
-        probe = subprocess.run(["runuser", "-u", user, "--", python, "-c",
-                                "import os, sys; sys.exit(not all(os.access(p, os.R_OK | os.X_OK) for p in sys.argv[1:]))",
-                                *linked], capture_output=True, timeout=60)
+        probe = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                user,
+                "--",
+                python,
+                "-c",
+                "import os, sys; sys.exit(not all(os.access(p, os.R_OK | os.X_OK) for p in sys.argv[1:]))",
+                *linked,
+            ],
+            capture_output=True,
+            timeout=60,
+        )
         if probe.returncode != 0:
             pytest.skip(f"the test environment's site-packages ({', '.join(linked)}) are not readable by other users")
         image = base / "image"
-        subprocess.run([python, "-m", "venv", "--without-pip", str(image)], check=True, capture_output=True,
-                       timeout=300)
+        subprocess.run(
+            [python, "-m", "venv", "--without-pip", str(image)], check=True, capture_output=True, timeout=300
+        )
         site = next(image.glob("lib/python3*/site-packages"))
-        (site / LINK_PTH).write_text(f"import sys; i = sys.path.index({str(site)!r}); sys.path[i:i] = {linked!r}\n",
-                                     encoding="utf-8")
+        (site / LINK_PTH).write_text(
+            f"import sys; i = sys.path.index({str(site)!r}); sys.path[i:i] = {linked!r}\n", encoding="utf-8"
+        )
         install_wheel(image / "bin" / "python", uvextra_wheel, uv_new, uv_env)
         shutil.copy2(uv_new, image / "bin" / "uv")
 
         # The user's project (stand-in torch builds on the local index server) and a notebook on the image's kernel.
         indexes = {e: index_server.simple_url(e) for e in ("cpu", "cu128", "pypi")}
-        project = write_project(home / "moo", indexes, extras=tuple(indexes),
-                                default_index=index_server.simple_url("pypi"))
+        project = write_project(
+            home / "moo", indexes, extras=tuple(indexes), default_index=index_server.simple_url("pypi")
+        )
         run_uv(uv_new, "lock", env=uv_env, cwd=project)
         nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("%uvextra cpu --project ~/moo --no-probe")])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -161,32 +199,56 @@ def hub(uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str], index_server: 
         subprocess.run(["chown", "-R", f"{user}:{user}", str(home)], check=True, timeout=60)
 
         share = Path(sys.prefix) / "share" / "jupyter"  # JupyterLab's built app and the widgets' labextension
-        env = {"JUPYTER_PATH": str(share), "JUPYTERLAB_DIR": str(share / "lab"),
-               "JUPYTER_CONFIG_PATH": str(Path(sys.prefix) / "etc" / "jupyter"),  # JupyterLab's server extension
-               "UVEXTRA_UV": str(image / "bin" / "uv"),
-               "UV_NO_PROGRESS": "1", "UV_PYTHON_DOWNLOADS": "never", "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-               "PATH": f"{image / 'bin'}:/usr/local/bin:/usr/bin:/bin"}
+        env = {
+            "JUPYTER_PATH": str(share),
+            "JUPYTERLAB_DIR": str(share / "lab"),
+            "JUPYTER_CONFIG_PATH": str(Path(sys.prefix) / "etc" / "jupyter"),  # JupyterLab's server extension
+            "UVEXTRA_UV": str(image / "bin" / "uv"),
+            "UV_NO_PROGRESS": "1",
+            "UV_PYTHON_DOWNLOADS": "never",
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "PATH": f"{image / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        }
         labconfig = home / ".jupyter" / "labconfig"
         labconfig.mkdir(parents=True)
         (labconfig / "page_config.json").write_text(
-            '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}', encoding="utf-8")
+            '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}', encoding="utf-8"
+        )
         subprocess.run(["chown", "-R", f"{user}:{user}", str(home / ".jupyter")], check=True, timeout=60)
         port, hub_port, proxy_api_port = _free_port(), _free_port(), _free_port()
         hubdir = base / "hub"  # the hub's own files: root's alone
         hubdir.mkdir(mode=0o700)
-        job = {"port": port, "hub_port": hub_port, "proxy_api_port": proxy_api_port, "base": str(hubdir), "user": user,
-               "proxy": _proxy(), "python": str(image / "bin" / "python"), "env": env, "timeout": HUB_START_S,
-               "args": ["--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-                        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-                        "--LabApp.extension_manager=readonly"]}
+        job = {
+            "port": port,
+            "hub_port": hub_port,
+            "proxy_api_port": proxy_api_port,
+            "base": str(hubdir),
+            "user": user,
+            "proxy": _proxy(),
+            "python": str(image / "bin" / "python"),
+            "env": env,
+            "timeout": HUB_START_S,
+            "args": [
+                "--LabApp.expose_app_in_browser=True",
+                "--LabApp.news_url=None",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                "--LabApp.extension_manager=readonly",
+            ],
+        }
         (hubdir / "job.json").write_text(json.dumps(job), encoding="utf-8")
         config = hubdir / "jupyterhub_config.py"
         config.write_text(_HUB_CONFIG.format(job=str(hubdir / "job.json")), encoding="utf-8")
         hub_env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "JPY_", "UV_"))}
         hub_env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)
-        log = open(hubdir / "jupyterhub.log", "w+")  # noqa: SIM115 - closed below
-        proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(config)], cwd=hubdir, env=hub_env,
-                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log = open(hubdir / "jupyterhub.log", "w+")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(config)],
+            cwd=hubdir,
+            env=hub_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         url = f"http://127.0.0.1:{port}/"
         deadline = time.monotonic() + HUB_START_S
         while True:
@@ -215,8 +277,9 @@ def hub(uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str], index_server: 
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_a_real_user_on_a_read_only_image_gets_their_own_kernel_from_the_card(hub: dict[str, Any],
-                                                                              tmp_path: Path) -> None:
+def test_a_real_user_on_a_read_only_image_gets_their_own_kernel_from_the_card(
+    hub: dict[str, Any], tmp_path: Path
+) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     before = tree_digest(hub["image"])
@@ -257,8 +320,10 @@ def test_a_real_user_on_a_read_only_image_gets_their_own_kernel_from_the_card(hu
         except BaseException:
             page.screenshot(path=str(tmp_path / "99-failure.png"))
             hub["log"].flush()
-            print(f"screenshots: {tmp_path}\nhub log (tail):\n"
-                  f"{(hub['hubdir'] / 'jupyterhub.log').read_text(errors='replace')[-5000:]}")
+            print(
+                f"screenshots: {tmp_path}\nhub log (tail):\n"
+                f"{(hub['hubdir'] / 'jupyterhub.log').read_text(errors='replace')[-5000:]}"
+            )
             raise
         finally:
             browser.close()

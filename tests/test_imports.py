@@ -35,13 +35,14 @@ IPYTHON_AND_WIDGETS = {"IPython", "ipywidgets"}  # ipykernel: the kernel side as
 
 
 def wing(module: str) -> str:
-    head = module.split(".")[0]
+    head = module.split(".", maxsplit=1)[0]
     return head if head in WINGS else "surface"
 
 
 def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _statements(body: list[ast.stmt], *, functions: bool, type_checking: bool) -> Iterator[ast.stmt]:
@@ -108,8 +109,15 @@ def _tree(module: str) -> ast.Module:
 def graph(*, functions: bool = False, type_checking: bool = False) -> dict[str, set[str]]:
     """Which of the package's modules each one imports. Importing ``core.verbs`` runs ``core/__init__`` too, but
     the package faces are lazy (tested below), so an edge goes to the module named, not to its package."""
-    return {m: {t for node in _statements(_tree(m).body, functions=functions, type_checking=type_checking)
-                for t in _targets(m, node)} - {m} for m in MODULES}
+    return {
+        m: {
+            t
+            for node in _statements(_tree(m).body, functions=functions, type_checking=type_checking)
+            for t in _targets(m, node)
+        }
+        - {m}
+        for m in MODULES
+    }
 
 
 def external(module: str, *, functions: bool = False) -> set[str]:
@@ -175,11 +183,14 @@ def _path_in(component: list[str], edges: dict[str, set[str]]) -> list[str]:
 
 # --------------------------------------------------------------------------------------------------- the tests
 
+
 def test_the_cycle_finder_finds_cycles() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
-    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .x import A\n"
-                     "def f():\n    from . import y\ntry:\n    from .z import B\nexcept ImportError:\n    pass\n")
+    tree = ast.parse(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .x import A\n"
+        "def f():\n    from . import y\ntry:\n    from .z import B\nexcept ImportError:\n    pass\n"
+    )
 
     def names(**kw: bool) -> list[str]:
         return [n.module or n.names[0].name for n in _statements(tree.body, **kw) if isinstance(n, ast.ImportFrom)]
@@ -275,8 +286,9 @@ def test_the_controller_is_usable_without_ipython(tmp_path: Path) -> None:
         "print(json.dumps({'import': after_import, 'run': sorted(sys.modules), 'error': o.error,\n"
         "                  'last': s.last is o, 'outcome': isinstance(o, Outcome)}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout)
     for when in ("import", "run"):

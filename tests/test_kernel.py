@@ -19,6 +19,7 @@ from uvextra.kernel.stale_imports import ImportWatch
 
 # ---------------------------------------------------------------------------------------------------- stale modules
 
+
 def _install(site: Path, name: str, version: str, body: str | None = None, *, package: bool = True) -> Path:
     """A dist in ``site`` the way an installer leaves it: files replaced (new inode), dist-info with RECORD."""
     for old in site.glob(f"{name}-*.dist-info"):
@@ -55,8 +56,12 @@ def test_a_switch_under_an_imported_module_is_seen(tmp_path: Path) -> None:
     assert watch.stale() == []
     _install(site, "torch", "2.9.0+cu128")
     [stale] = watch.stale()
-    assert (stale.module, stale.distribution, stale.imported, stale.on_disk) == ("torch", "torch", "2.9.0+cpu",
-                                                                                 "2.9.0+cu128")
+    assert (stale.module, stale.distribution, stale.imported, stale.on_disk) == (
+        "torch",
+        "torch",
+        "2.9.0+cpu",
+        "2.9.0+cu128",
+    )
     assert str(stale) == "torch: imported as 2.9.0+cpu, the disk now has 2.9.0+cu128"
 
 
@@ -98,8 +103,11 @@ def test_uninstalled_and_namespace_children(tmp_path: Path) -> None:
     cublas = _install(site / "nvidia", "cublas", "12.8")
     namespace = types.ModuleType("nvidia")
     namespace.__path__ = [str(site / "nvidia")]  # type: ignore[attr-defined]
-    modules = {"gone": _module("gone", gone, None), "nvidia": namespace,
-               "nvidia.cublas": _module("nvidia.cublas", cublas, None)}
+    modules = {
+        "gone": _module("gone", gone, None),
+        "nvidia": namespace,
+        "nvidia.cublas": _module("nvidia.cublas", cublas, None),
+    }
     watch = ImportWatch([site], modules)
     assert watch.watched == ["gone", "nvidia.cublas"]
     gone.unlink()  # uninstalled: files and dist-info gone
@@ -170,19 +178,32 @@ def test_modules_a_pth_file_imported_at_startup_are_not_the_users(tmp_path: Path
     hack.parent.mkdir()
     hack.write_text("def add_shim(): pass\n")
     pth = site / "distutils-precedence.pth"  # as setuptools 80 ships it
-    pth.write_text("import os; var = 'SETUPTOOLS_USE_DISTUTILS'; enabled = os.environ.get(var, 'local') == 'local'; "
-                   "enabled and __import__('_distutils_hack').add_shim(); \n")
+    pth.write_text(
+        "import os; var = 'SETUPTOOLS_USE_DISTUTILS'; enabled = os.environ.get(var, 'local') == 'local'; "
+        "enabled and __import__('_distutils_hack').add_shim(); \n"
+    )
     finder = site / "__editable___mylib_0_1_finder.py"
     finder.write_text("def install(): pass\n")
     (site / "__editable__.mylib-0.1.pth").write_text(
-        "import __editable___mylib_0_1_finder; __editable___mylib_0_1_finder.install()\n")
+        "import __editable___mylib_0_1_finder; __editable___mylib_0_1_finder.install()\n"
+    )
     torch = _install(site, "torch", "2.9.0+cpu")
-    modules = {"_distutils_hack": _module("_distutils_hack", hack, None), "torch": _module("torch", torch, "2.9.0+cpu"),
-               "__editable___mylib_0_1_finder": _module("__editable___mylib_0_1_finder", finder, None)}
+    modules = {
+        "_distutils_hack": _module("_distutils_hack", hack, None),
+        "torch": _module("torch", torch, "2.9.0+cpu"),
+        "__editable___mylib_0_1_finder": _module("__editable___mylib_0_1_finder", finder, None),
+    }
     watch = ImportWatch([site], modules)
     assert watch.watched == ["torch"]
-    for gone in (hack, hack.parent, pth, finder, *site.glob("__editable__*.pth"), site / "setuptools" / "__init__.py",
-                 site / "setuptools"):  # uninstalled
+    for gone in (
+        hack,
+        hack.parent,
+        pth,
+        finder,
+        *site.glob("__editable__*.pth"),
+        site / "setuptools" / "__init__.py",
+        site / "setuptools",
+    ):  # uninstalled
         gone.rmdir() if gone.is_dir() else gone.unlink()
     for f in (site / "setuptools-80.9.0.dist-info").iterdir():
         f.unlink()
@@ -194,10 +215,19 @@ def test_modules_a_pth_file_imported_at_startup_are_not_the_users(tmp_path: Path
 
 # ---------------------------------------------------------------------------------------------------- restart plan
 
+
 def _server_file(runtime: Path, pid: int, **info: object) -> None:
     runtime.mkdir(parents=True, exist_ok=True)
-    data = {"base_url": "/", "hostname": "127.0.0.1", "port": 8888, "secure": False, "sock": "",
-            "token": "t0k3n-secret", "url": "http://127.0.0.1:8888/", "pid": pid}
+    data = {
+        "base_url": "/",
+        "hostname": "127.0.0.1",
+        "port": 8888,
+        "secure": False,
+        "sock": "",
+        "token": "t0k3n-secret",
+        "url": "http://127.0.0.1:8888/",
+        "pid": pid,
+    }
     data.update(info)
     (runtime / f"jpserver-{pid}.json").write_text(json.dumps(data))
 
@@ -242,7 +272,7 @@ class _Restarts(BaseHTTPRequestHandler):
     seen: ClassVar[list[tuple[str, str | None]]] = []
     status = 200
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
         type(self).seen.append((self.path, self.headers.get("Authorization")))
@@ -271,8 +301,9 @@ def restart_server() -> Iterator[Served]:
         server.server_close()
 
 
-def test_rest_restart_carries_the_token_and_ignores_proxies(tmp_path: Path, restart_server: Served,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rest_restart_carries_the_token_and_ignores_proxies(
+    tmp_path: Path, restart_server: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
     port, handler = restart_server
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # a proxy would swallow the request (and the token)
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")

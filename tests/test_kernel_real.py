@@ -74,8 +74,10 @@ class Frontend:
         # An IOLoop manager runs jupyter_client's auto-restarter (as a notebook server does for its kernels).
         config = Config({"KernelRestarter": {"time_to_dead": self.time_to_dead, "stable_start_time": 1.0}})
         self.km = AsyncIOLoopKernelManager(
-            kernel_name=self.name, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(self.kernels_dir)]),
-            config=config)
+            kernel_name=self.name,
+            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(self.kernels_dir)]),
+            config=config,
+        )
         await self.km.start_kernel(cwd=str(self.cwd))
         self.kc = self.km.client()
         self.kc.start_channels()
@@ -118,11 +120,15 @@ class Frontend:
         return messages
 
     async def stdout(self, code: str) -> str:
-        return "".join(m["content"]["text"] for m in await self.run(code)
-                       if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+        return "".join(
+            m["content"]["text"]
+            for m in await self.run(code)
+            if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+        )
 
-    async def send_comm(self, comm_id: str, data: dict[str, Any], *, subshell_id: str | None = None,
-                        wait: bool = True) -> list[dict[str, Any]]:
+    async def send_comm(
+        self, comm_id: str, data: dict[str, Any], *, subshell_id: str | None = None, wait: bool = True
+    ) -> list[dict[str, Any]]:
         """What a browser sends when the user clicks a button or picks a toggle (JupyterLab 4.6: over the subshell
         ``subshell_id``); ``wait=False`` returns at once, with no messages."""
         msg = self.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
@@ -160,8 +166,9 @@ class Frontend:
 
     def output(self, messages: list[dict[str, Any]]) -> dict[str, str]:
         """The mime bundle of the output the cell displayed (the card), as it stands now."""
-        ids = [(m["content"].get("transient") or {}).get("display_id") for m in messages
-               if m["msg_type"] == "display_data"]
+        ids = [
+            (m["content"].get("transient") or {}).get("display_id") for m in messages if m["msg_type"] == "display_data"
+        ]
         assert ids and ids[-1], "the cell displayed no card"
         return self.displays[ids[-1]]
 
@@ -170,11 +177,19 @@ class Frontend:
         return self.output(messages)["text/plain"]
 
 
-def _kernel(tmp_path: Path, python: Path, uv_env: dict[str, str], *, argv: tuple[str, ...] = (),
-            kernels_dir: Path | None = None, **env: str) -> tuple[Path, str]:
+def _kernel(
+    tmp_path: Path,
+    python: Path,
+    uv_env: dict[str, str],
+    *,
+    argv: tuple[str, ...] = (),
+    kernels_dir: Path | None = None,
+    **env: str,
+) -> tuple[Path, str]:
     kernels = kernels_dir or tmp_path / "kernels"
-    folder = write_kernelspec(kernels, "uvx", python,
-                              kernel_env(python, uv_env, tmp_path, UVEXTRA_NO_AUTOLOAD="1", **env))
+    folder = write_kernelspec(
+        kernels, "uvx", python, kernel_env(python, uv_env, tmp_path, UVEXTRA_NO_AUTOLOAD="1", **env)
+    )
     spec = json.loads((folder / "kernel.json").read_text())
     spec["argv"] += list(argv)
     (folder / "kernel.json").write_text(json.dumps(spec))
@@ -182,12 +197,13 @@ def _kernel(tmp_path: Path, python: Path, uv_env: dict[str, str], *, argv: tuple
 
 
 @pytest.fixture
-def kernel_venv(tmp_path: Path, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]) -> Path:  # noqa: F811
+def kernel_venv(tmp_path: Path, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]) -> Path:
     return make_kernel_venv(tmp_path / "venv", uvextra_wheel, uv_new, uv_env)
 
 
-def test_switch_drift_reinstall_and_stale_module(tmp_path: Path, make_project: MakeProject, kernel_venv: Path,
-                                                 uv_old: str, uv_env: dict[str, str]) -> None:
+def test_switch_drift_reinstall_and_stale_module(
+    tmp_path: Path, make_project: MakeProject, kernel_venv: Path, uv_old: str, uv_env: dict[str, str]
+) -> None:
     project = make_project()
     kernels, name = _kernel(tmp_path, kernel_venv, uv_env)
     venv = kernel_venv.parents[1]
@@ -228,8 +244,11 @@ def test_switch_drift_reinstall_and_stale_module(tmp_path: Path, make_project: M
             # name the repair, not the drift the cell itself found.
             saved = fe.output(cell)
             assert "drift        none" in saved["text/plain"] and "uv#16368" in saved["text/plain"], saved["text/plain"]
-            assert (saved[RECORD]["command"], saved[RECORD]["extras"], saved[RECORD]["clean"]) == ("repair", ["pypi"],
-                                                                                                 True)
+            assert (saved[RECORD]["command"], saved[RECORD]["extras"], saved[RECORD]["clean"]) == (
+                "repair",
+                ["pypi"],
+                True,
+            )
 
             # The backend toggle: pick cu128 as a browser would; same progress, same card.
             toggle = fe.widget("uvextra-toggle")
@@ -245,10 +264,13 @@ def test_switch_drift_reinstall_and_stale_module(tmp_path: Path, make_project: M
             assert (saved[RECORD]["command"], saved[RECORD]["extras"]) == ("switch", ["cu128"]), saved[RECORD]
             assert "extras       cu128 — given" in saved["text/plain"], saved["text/plain"]
 
-            report = json.loads(await fe.stdout(
-                "from uvextra.magic import last_outcome; import json; o = last_outcome()\n"
-                "print(json.dumps({'extras': o.report.extras, 'stale': [s.module for s in o.kernel.stale], "
-                "'how': o.kernel.restart.how}))"))
+            report = json.loads(
+                await fe.stdout(
+                    "from uvextra.magic import last_outcome; import json; o = last_outcome()\n"
+                    "print(json.dumps({'extras': o.report.extras, 'stale': [s.module for s in o.kernel.stale], "
+                    "'how': o.kernel.restart.how}))"
+                )
+            )
             assert report == {"extras": ["cu128"], "stale": ["torch"], "how": "manual"}
         finally:
             await fe.stop()
@@ -256,11 +278,13 @@ def test_switch_drift_reinstall_and_stale_module(tmp_path: Path, make_project: M
     asyncio.run(scenario())
 
 
-def test_restart_button_restarts_the_kernel_under_its_restarter(tmp_path: Path, make_project: MakeProject,
-                                                                kernel_venv: Path, uv_env: dict[str, str]) -> None:
+def test_restart_button_restarts_the_kernel_under_its_restarter(
+    tmp_path: Path, make_project: MakeProject, kernel_venv: Path, uv_env: dict[str, str]
+) -> None:
     project = make_project()
-    kernels, name = _kernel(tmp_path, kernel_venv, uv_env, argv=("--InteractiveShellApp.extensions=uvextra",),
-                            UVEXTRA_KERNEL_RESTARTER="1")
+    kernels, name = _kernel(
+        tmp_path, kernel_venv, uv_env, argv=("--InteractiveShellApp.extensions=uvextra",), UVEXTRA_KERNEL_RESTARTER="1"
+    )
 
     async def scenario() -> None:
         fe = await Frontend(kernels, name, tmp_path, time_to_dead=0.5).start()
@@ -278,8 +302,11 @@ def test_restart_button_restarts_the_kernel_under_its_restarter(tmp_path: Path, 
             # jupyter_client's restarter notices the exit and starts the kernel again, on the same ports.
             for _ in range(int(TIMEOUT / 0.2)):
                 await asyncio.sleep(0.2)
-                if fe.km.provisioner is not None and fe.km.provisioner.pid not in (None, pid) \
-                        and await fe.km.is_alive():
+                if (
+                    fe.km.provisioner is not None
+                    and fe.km.provisioner.pid not in (None, pid)
+                    and await fe.km.is_alive()
+                ):
                     break
             await fe.kc.wait_for_ready(timeout=TIMEOUT)
             assert int(await fe.stdout("import os; print(os.getpid())")) != pid
@@ -295,14 +322,17 @@ def test_restart_button_restarts_the_kernel_under_its_restarter(tmp_path: Path, 
 
 
 def test_interrupt_stops_uv_and_the_card_says_where_the_environment_is(
-        tmp_path: Path, make_project: MakeProject, kernel_venv: Path, uv_new: str, uv_env: dict[str, str]) -> None:
+    tmp_path: Path, make_project: MakeProject, kernel_venv: Path, uv_new: str, uv_env: dict[str, str]
+) -> None:
     project = make_project()
     # A uv whose `sync` hangs after its first line, like a slow download: the kernel's stop button must end it.
     slow = tmp_path / "slow-uv"
     pid_file = tmp_path / "slow-uv.pid"
     # (uvextra puts global flags such as `--color never` before the command: look for `sync` among the arguments)
-    slow.write_text(f'#!/bin/sh\ncase " $* " in *" sync "*) echo $$ > {pid_file}; echo "Downloading torch (pretend)"; '
-                    f'exec sleep 120;; esac\nexec {uv_new} "$@"\n')
+    slow.write_text(
+        f'#!/bin/sh\ncase " $* " in *" sync "*) echo $$ > {pid_file}; echo "Downloading torch (pretend)"; '
+        f'exec sleep 120;; esac\nexec {uv_new} "$@"\n'
+    )
     slow.chmod(0o755)
     kernels, name = _kernel(tmp_path, kernel_venv, uv_env)
 
@@ -346,32 +376,70 @@ def _free_port() -> int:
 
 
 def test_restart_button_goes_through_the_owning_jupyter_server(
-        tmp_path: Path, make_project: MakeProject, kernel_venv: Path, uv_env: dict[str, str]) -> None:
+    tmp_path: Path, make_project: MakeProject, kernel_venv: Path, uv_env: dict[str, str]
+) -> None:
     pytest.importorskip("jupyter_server")
     project = make_project()
     share, runtime = tmp_path / "share", tmp_path / "runtime"
     _kernel(tmp_path, kernel_venv, uv_env, kernels_dir=share / "kernels")
     token, port = "uvx-" + secrets.token_hex(16), _free_port()
-    env = dict(uv_env, JUPYTER_RUNTIME_DIR=str(runtime), JUPYTER_PATH=str(share), JUPYTER_DATA_DIR=str(share),
-               JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_PLATFORM_DIRS="1")
+    env = dict(
+        uv_env,
+        JUPYTER_RUNTIME_DIR=str(runtime),
+        JUPYTER_PATH=str(share),
+        JUPYTER_DATA_DIR=str(share),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTER_PLATFORM_DIRS="1",
+    )
     # A bare server: the extensions installed beside it (JupyterLab, LSP, terminals) only slow its start.
     (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {
-        "jpserver_extensions": {name: False for name in ("jupyterlab", "jupyter_lsp", "jupyter_server_terminals",
-                                                         "notebook_shim", "nbclassic", "notebook")}}}))
+    (tmp_path / "config" / "jupyter_server_config.json").write_text(
+        json.dumps(
+            {
+                "ServerApp": {
+                    "jpserver_extensions": {
+                        name: False
+                        for name in (
+                            "jupyterlab",
+                            "jupyter_lsp",
+                            "jupyter_server_terminals",
+                            "notebook_shim",
+                            "nbclassic",
+                            "notebook",
+                        )
+                    }
+                }
+            }
+        )
+    )
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
-         "--ServerApp.allow_root=True",
-         f"--ServerApp.root_dir={tmp_path}"],
-        env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            "--ServerApp.open_browser=False",
+            "--ServerApp.allow_root=True",
+            f"--ServerApp.root_dir={tmp_path}",
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def api(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                     data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": f"token {token}"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"token {token}"},
+        )
         with opener.open(req, timeout=30) as response:
             return json.loads(response.read() or b"null")
 
@@ -391,7 +459,9 @@ def test_restart_button_goes_through_the_owning_jupyter_server(
             except (urllib.error.URLError, ConnectionError):  # not listening yet
                 await asyncio.sleep(0.1)
         else:
-            pytest.fail(f"the Jupyter server did not answer within {TIMEOUT} s:\n{(tmp_path / 'server.log').read_text()}")
+            pytest.fail(
+                f"the Jupyter server did not answer within {TIMEOUT} s:\n{(tmp_path / 'server.log').read_text()}"
+            )
         kernel_id = api("POST", "/api/kernels", {"name": "uvx"})["id"]
         fe = await Frontend.connect(runtime / f"kernel-{kernel_id}.json")
         try:
@@ -401,9 +471,12 @@ def test_restart_button_goes_through_the_owning_jupyter_server(
             pid = int(await fe.stdout("import os; print(os.getpid())"))
             await fe.run(f"%uvextra --project {project} cu128 --no-probe")
             assert fe.visible("uvextra-restart")
-            plan = json.loads(await fe.stdout(
-                "from uvextra.magic import last_outcome; import json\n"
-                "print(json.dumps(last_outcome().kernel.restart.to_dict()))"))
+            plan = json.loads(
+                await fe.stdout(
+                    "from uvextra.magic import last_outcome; import json\n"
+                    "print(json.dumps(last_outcome().kernel.restart.to_dict()))"
+                )
+            )
             assert plan["how"] == "server"
             assert plan["url"] == f"http://127.0.0.1:{port}/api/kernels/{kernel_id}/restart"
 

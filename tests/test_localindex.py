@@ -49,10 +49,12 @@ def _torch_build(venv: Path) -> str:
 
 def test_build_wheel_is_valid_and_deterministic(tmp_path: Path) -> None:
     files = {"odd_pkg/__init__.py": "X = 1\n", "odd_pkg/data.txt": "hello\n"}
-    first = build_wheel(tmp_path / "a", "Odd.Pkg_Name", "1.0+Local.Build", files,
-                        requires=["filelock>=3"], tag="py2.py3-none-any")
-    second = build_wheel(tmp_path / "b", "Odd.Pkg_Name", "1.0+Local.Build", files,
-                         requires=["filelock>=3"], tag="py2.py3-none-any")
+    first = build_wheel(
+        tmp_path / "a", "Odd.Pkg_Name", "1.0+Local.Build", files, requires=["filelock>=3"], tag="py2.py3-none-any"
+    )
+    second = build_wheel(
+        tmp_path / "b", "Odd.Pkg_Name", "1.0+Local.Build", files, requires=["filelock>=3"], tag="py2.py3-none-any"
+    )
     assert first.name == "odd_pkg_name-1.0+local.build-py2.py3-none-any.whl"
     assert first.read_bytes() == second.read_bytes()
 
@@ -91,16 +93,15 @@ def test_demo_indexes_are_deterministic(tmp_path: Path, index_root: Path) -> Non
 # --------------------------------------------------------------------------- server
 
 
-def test_simple_index_lists_and_serves_torch_builds(index_server: IndexServer,
-                                                    index_root: Path) -> None:
+def test_simple_index_lists_and_serves_torch_builds(index_server: IndexServer, index_root: Path) -> None:
     status, root_page = _get(index_server.simple_url("cpu"))
     assert status == 200 and b'href="torch/"' in root_page
 
-    for index, expected in [("pypi", {"torch-2.8.0-py3-none-any.whl",
-                                      "torch-2.9.0-py3-none-any.whl"}),
-                            ("cpu", {"torch-2.8.0+cpu-py3-none-any.whl",
-                                     "torch-2.9.0+cpu-py3-none-any.whl"}),
-                            ("cu128", {"torch-2.9.0+cu128-py3-none-any.whl"})]:
+    for index, expected in [
+        ("pypi", {"torch-2.8.0-py3-none-any.whl", "torch-2.9.0-py3-none-any.whl"}),
+        ("cpu", {"torch-2.8.0+cpu-py3-none-any.whl", "torch-2.9.0+cpu-py3-none-any.whl"}),
+        ("cu128", {"torch-2.9.0+cu128-py3-none-any.whl"}),
+    ]:
         status, page = _get(index_server.simple_url(index) + "torch/")
         assert status == 200
         links = dict(re.findall(r'href="([^"#]+)#sha256=([0-9a-f]{64})"', page.decode()))
@@ -121,8 +122,9 @@ def test_simple_index_lists_and_serves_torch_builds(index_server: IndexServer,
     assert _get(index_server.url + "/no-such-index/simple/")[0] == 404
 
 
-def test_basic_auth_and_restart_on_same_port(index_root: Path, make_venv, uv_new: str,
-                                             uv_env: dict[str, str], tmp_path: Path) -> None:
+def test_basic_auth_and_restart_on_same_port(
+    index_root: Path, make_venv, uv_new: str, uv_env: dict[str, str], tmp_path: Path
+) -> None:
     with IndexServer(index_root, auth=("user", "s3cret")) as server:
         bare = server.simple_url("cpu", credentials=False)
         assert "s3cret" not in bare and "user:s3cret@" in server.simple_url("cpu")
@@ -131,13 +133,32 @@ def test_basic_auth_and_restart_on_same_port(index_root: Path, make_venv, uv_new
         assert _get(bare, {"Authorization": f"Basic {token}"})[0] == 200
 
         venv = make_venv(tmp_path / "venv")
-        ok = run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python",
-                    "--index-url", server.simple_url("cpu"), "torch==2.9.0+cpu", env=uv_env)
+        ok = run_uv(
+            uv_new,
+            "pip",
+            "install",
+            "--python",
+            venv / "bin" / "python",
+            "--index-url",
+            server.simple_url("cpu"),
+            "torch==2.9.0+cpu",
+            env=uv_env,
+        )
         assert ok.returncode == 0
         assert dist_infos(venv, "torch") == ["torch-2.9.0+cpu.dist-info"]
-        denied = run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python",
-                        "--reinstall", "--index-url", bare, "torch==2.8.0+cpu",
-                        env=uv_env, check=False)
+        denied = run_uv(
+            uv_new,
+            "pip",
+            "install",
+            "--python",
+            venv / "bin" / "python",
+            "--reinstall",
+            "--index-url",
+            bare,
+            "torch==2.8.0+cpu",
+            env=uv_env,
+            check=False,
+        )
         assert denied.returncode != 0 and "401" in denied.stderr
         assert "s3cret" not in denied.stdout + denied.stderr + ok.stdout + ok.stderr
 
@@ -161,10 +182,18 @@ def test_basic_auth_and_restart_on_same_port(index_root: Path, make_venv, uv_new
         ("flat-path", "mirror", "torch==2.9.0", "torch-2.9.0.dist-info", "mirror-cpu"),
     ],
 )
-def test_uv_pip_install_from_each_index_kind(how: str, index: str, spec: str, dist_info: str,
-                                             build: str, index_server: IndexServer, make_venv,
-                                             uv_new: str, uv_env: dict[str, str],
-                                             tmp_path: Path) -> None:
+def test_uv_pip_install_from_each_index_kind(
+    how: str,
+    index: str,
+    spec: str,
+    dist_info: str,
+    build: str,
+    index_server: IndexServer,
+    make_venv,
+    uv_new: str,
+    uv_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
     venv = make_venv(tmp_path / "venv")
     if how == "simple":
         source = ["--index-url", index_server.simple_url(index)]
@@ -172,8 +201,7 @@ def test_uv_pip_install_from_each_index_kind(how: str, index: str, spec: str, di
         source = ["--no-index", "--find-links", index_server.flat_url(index)]
     else:
         source = ["--no-index", "--find-links", os.fspath(index_server.flat_path(index))]
-    run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python", *source, spec,
-           env=uv_env)
+    run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python", *source, spec, env=uv_env)
     assert dist_infos(venv, "torch") == [dist_info]
     assert _torch_build(venv) == build
     assert dist_infos(venv, "filelock") == ["filelock-3.20.0.dist-info"]
@@ -194,22 +222,28 @@ print(json.dumps(out))
 
 
 def _probe(venv: Path, env: dict[str, str], timeout: float = 30) -> dict[str, object]:
-    proc = subprocess.run([os.fspath(venv / "bin" / "python"), "-c", _PROBE], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(
+        [os.fspath(venv / "bin" / "python"), "-c", _PROBE], env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
-def test_standin_torch_answers_like_the_real_one(make_venv, tmp_path: Path,
-                                                 uv_env: dict[str, str]) -> None:
+def test_standin_torch_answers_like_the_real_one(make_venv, tmp_path: Path, uv_env: dict[str, str]) -> None:
     has_driver = os.path.exists("/proc/driver/nvidia/version")
-    cu128 = make_venv(tmp_path / "cu128", packages=["torch==2.9.0+cu128"],
-                      indexes=("cu128",))
+    cu128 = make_venv(tmp_path / "cu128", packages=["torch==2.9.0+cu128"], indexes=("cu128",))
     env = {k: v for k, v in uv_env.items() if k != "UVEXTRA_FAKE_GPU"}
 
     hidden = _probe(cu128, dict(env, UVEXTRA_FAKE_GPU="0"))
-    assert hidden == {"version": "2.9.0+cu128", "cuda": "12.8", "hip": None, "available": False,
-                      "count": 0, "build": "cu128", "error": "RuntimeError"}
+    assert hidden == {
+        "version": "2.9.0+cu128",
+        "cuda": "12.8",
+        "hip": None,
+        "available": False,
+        "count": 0,
+        "build": "cu128",
+        "error": "RuntimeError",
+    }
     real = _probe(cu128, env)  # no NVIDIA driver on CI: False; on a GPU machine: True
     assert real["available"] is has_driver
     if has_driver:
@@ -217,16 +251,25 @@ def test_standin_torch_answers_like_the_real_one(make_venv, tmp_path: Path,
 
     cpu = make_venv(tmp_path / "cpu", packages=["torch==2.9.0+cpu"], indexes=("cpu",))
     answer = _probe(cpu, env)
-    assert answer == {"version": "2.9.0+cpu", "cuda": None, "hip": None, "available": False,
-                      "count": 0, "build": "cpu", "error": "AssertionError"}
+    assert answer == {
+        "version": "2.9.0+cpu",
+        "cuda": None,
+        "hip": None,
+        "available": False,
+        "count": 0,
+        "build": "cpu",
+        "error": "AssertionError",
+    }
 
     python = os.fspath(cpu / "bin" / "python")
-    crashed = subprocess.run([python, "-c", "import torch"], capture_output=True,
-                             env=dict(env, UVEXTRA_FAKE_TORCH_CRASH="1"), timeout=30)
+    crashed = subprocess.run(
+        [python, "-c", "import torch"], capture_output=True, env=dict(env, UVEXTRA_FAKE_TORCH_CRASH="1"), timeout=30
+    )
     assert crashed.returncode < 0  # killed by SIGABRT
     with pytest.raises(subprocess.TimeoutExpired):
-        subprocess.run([python, "-c", "import torch"], capture_output=True,
-                       env=dict(env, UVEXTRA_FAKE_TORCH_HANG="1"), timeout=1)
+        subprocess.run(
+            [python, "-c", "import torch"], capture_output=True, env=dict(env, UVEXTRA_FAKE_TORCH_HANG="1"), timeout=1
+        )
 
 
 def test_torch_files_rocm_build() -> None:
@@ -244,13 +287,13 @@ def test_make_venv_with_kernel_standins(make_venv, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- projects
 
 
-def test_seed_project_old_uv_keeps_cpu_build_new_uv_fixes_it(make_project, uv_old: str,
-                                                             uv_new: str,
-                                                             uv_env: dict[str, str]) -> None:
+def test_seed_project_old_uv_keeps_cpu_build_new_uv_fixes_it(
+    make_project, uv_old: str, uv_new: str, uv_env: dict[str, str]
+) -> None:
     project = make_project()
     venv = project / ".venv"
     text = (project / "pyproject.toml").read_text()
-    assert 'conflicts = [' in text and '{ index = "pytorch-pypi", extra = "pypi" }' in text
+    assert "conflicts = [" in text and '{ index = "pytorch-pypi", extra = "pypi" }' in text
 
     run_uv(uv_old, "sync", "--python", sys.executable, "--extra", "cpu", env=uv_env, cwd=project)
     assert dist_infos(venv, "torch") == ["torch-2.9.0+cpu.dist-info"]
@@ -264,22 +307,25 @@ def test_seed_project_old_uv_keeps_cpu_build_new_uv_fixes_it(make_project, uv_ol
     assert _torch_build(venv) == "pypi-cu128"
 
 
-def test_same_version_other_build_is_not_reinstalled_by_new_uv(make_project,
-                                                               index_server: IndexServer,
-                                                               uv_new: str,
-                                                               uv_env: dict[str, str]) -> None:
+def test_same_version_other_build_is_not_reinstalled_by_new_uv(
+    make_project, index_server: IndexServer, uv_new: str, uv_env: dict[str, str]
+) -> None:
     project = make_project()
     venv = project / ".venv"
-    run_uv(uv_new, "sync", "--python", sys.executable, "--extra", "pypi", env=uv_env,
-           cwd=project)
+    run_uv(uv_new, "sync", "--python", sys.executable, "--extra", "pypi", env=uv_env, cwd=project)
     assert _torch_build(venv) == "pypi-cu128"
 
     # The `pypi` extra now takes torch from `mirror`: same version string "2.9.0", same
     # Requires-Dist, a different (CPU) build.  The lock records the mirror's URL and hash...
-    write_project(project, {"cpu": index_server.simple_url("cpu"),
-                            "cu128": index_server.simple_url("cu128"),
-                            "pypi": index_server.simple_url("mirror")},
-                  default_index=index_server.simple_url("pypi"))
+    write_project(
+        project,
+        {
+            "cpu": index_server.simple_url("cpu"),
+            "cu128": index_server.simple_url("cu128"),
+            "pypi": index_server.simple_url("mirror"),
+        },
+        default_index=index_server.simple_url("pypi"),
+    )
     run_uv(uv_new, "lock", env=uv_env, cwd=project)
     assert "/mirror/files/torch-2.9.0-py3-none-any.whl" in (project / "uv.lock").read_text()
     run_uv(uv_new, "sync", "--extra", "pypi", env=uv_env, cwd=project)
@@ -290,19 +336,21 @@ def test_same_version_other_build_is_not_reinstalled_by_new_uv(make_project,
     assert dist_infos(venv, "torch") == ["torch-2.9.0.dist-info"]
     assert _torch_build(venv) == "pypi-cu128"
 
-    run_uv(uv_new, "sync", "--extra", "pypi", "--reinstall-package", "torch", env=uv_env,
-           cwd=project)
+    run_uv(uv_new, "sync", "--extra", "pypi", "--reinstall-package", "torch", env=uv_env, cwd=project)
     assert _torch_build(venv) == "mirror-cpu"
 
 
 @pytest.mark.parametrize("which", ["new", "old"])
-def test_flat_indexes_and_packaged_project_build_offline(which: str, make_project,
-                                                         index_server: IndexServer,
-                                                         uv_new: str, uv_old: str,
-                                                         uv_env: dict[str, str]) -> None:
+def test_flat_indexes_and_packaged_project_build_offline(
+    which: str, make_project, index_server: IndexServer, uv_new: str, uv_old: str, uv_env: dict[str, str]
+) -> None:
     uv = uv_new if which == "new" else uv_old
-    project = make_project({"cpu": index_server.flat_path("cpu"), "cu128": "cu128",
-                            "pypi": "pypi"}, flat=("cpu", "cu128"), package=True, lock=False)
+    project = make_project(
+        {"cpu": index_server.flat_path("cpu"), "cu128": "cu128", "pypi": "pypi"},
+        flat=("cpu", "cu128"),
+        package=True,
+        lock=False,
+    )
     text = (project / "pyproject.toml").read_text()
     assert text.count('format = "flat"') == 2 and 'backend-path = ["_backend"]' in text
     # Every index is local and none carries a build backend: the in-tree one builds `moo`.
@@ -313,8 +361,11 @@ def test_flat_indexes_and_packaged_project_build_offline(which: str, make_projec
     assert dist_infos(venv, "moo") == ["moo-0.1.0.dist-info"]
     run_uv(uv, "sync", "--extra", "cu128", env=uv_env, cwd=project)
     assert dist_infos(venv, "torch") == ["torch-2.9.0+cu128.dist-info"]
-    proc = subprocess.run([os.fspath(venv / "bin" / "python"), "-c",
-                           "import moo, torch; print(moo.__file__, torch.__version__)"],
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [os.fspath(venv / "bin" / "python"), "-c", "import moo, torch; print(moo.__file__, torch.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr
     assert str(project / "src" / "moo") in proc.stdout and "2.9.0+cu128" in proc.stdout

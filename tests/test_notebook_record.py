@@ -36,8 +36,14 @@ ESC = "\x1b"
 
 
 def cli(*args: str | os.PathLike[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run([sys.executable, "-m", "uvextra", *map(os.fspath, args)], env=env, capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "uvextra", *map(os.fspath, args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert ESC not in proc.stdout + proc.stderr and "Traceback" not in proc.stdout + proc.stderr, proc.stderr
     return proc
 
@@ -55,24 +61,36 @@ def run_notebook(nb: Any, kernels: Path, name: str, cwd: Path) -> Any:
     from nbclient import NotebookClient
 
     km = AsyncKernelManager(kernel_name=name, kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels)]))
-    client = NotebookClient(nb, km=km, timeout=300, store_widget_state=True, allow_errors=False,
-                            resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb, km=km, timeout=300, store_widget_state=True, allow_errors=False, resources={"metadata": {"path": str(cwd)}}
+    )
     client.execute()
     return nb
 
 
 def _plain(cell: Any) -> str:
-    return "\n".join(o.get("data", {}).get("text/plain", "") for o in cell.outputs
-                     if o.output_type in ("display_data", "execute_result"))
+    return "\n".join(
+        o.get("data", {}).get("text/plain", "")
+        for o in cell.outputs
+        if o.output_type in ("display_data", "execute_result")
+    )
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str],
-          index_server: Any) -> dict[str, Any]:
+def setup(
+    tmp_path_factory: pytest.TempPathFactory,
+    uvextra_wheel: Path,
+    uv_new: str,
+    uv_env: dict[str, str],
+    index_server: Any,
+) -> dict[str, Any]:
     """A locked project (cpu / cu128 / pypi), and a notebook run headless on cpu in a throwaway kernel venv."""
     base = tmp_path_factory.mktemp("nbrecord")
-    project = write_project(base / "project", {e: index_server.simple_url(e) for e in ("cpu", "cu128", "pypi")},
-                            default_index=index_server.simple_url("pypi"))
+    project = write_project(
+        base / "project",
+        {e: index_server.simple_url(e) for e in ("cpu", "cu128", "pypi")},
+        default_index=index_server.simple_url("pypi"),
+    )
     run_uv(uv_new, "lock", env=uv_env, cwd=project)
     env = dict(uv_env, UVEXTRA_UV=uv_new, FORCE_COLOR="1", CLICOLOR_FORCE="1")
     env.pop("VIRTUAL_ENV", None)
@@ -91,7 +109,9 @@ def test_every_output_carries_the_record_and_the_saved_notebook_keeps_it(setup: 
     outputs = [o for o in nb.cells[0].outputs if o.output_type == "display_data"]
     # the live card, and beside it the static one (what viewers without a widget manager show) with the record
     assert len(outputs) == 2 and WIDGET_VIEW in outputs[0].data and MIME not in outputs[0].data, outputs
-    assert {"text/html", "text/plain", "text/markdown", MIME} <= set(outputs[1].data) and WIDGET_VIEW not in outputs[1].data
+    assert {"text/html", "text/plain", "text/markdown", MIME} <= set(outputs[1].data) and WIDGET_VIEW not in outputs[
+        1
+    ].data
     record = outputs[1].data[MIME]
     lock = "sha256:" + hashlib.sha256((setup["project"] / "uv.lock").read_bytes()).hexdigest()
     assert record["project"] == "moo" and record["extras"] == ["cpu"] and record["lock"] == lock
@@ -101,14 +121,16 @@ def test_every_output_carries_the_record_and_the_saved_notebook_keeps_it(setup: 
     assert str(setup["base"]) not in json.dumps(record)  # no paths (user names) in what a notebook carries
 
 
-def test_check_notebook_says_which_backend_the_notebook_needs(setup: dict[str, Any], uv_new: str,
-                                                                tmp_path: Path) -> None:
+def test_check_notebook_says_which_backend_the_notebook_needs(
+    setup: dict[str, Any], uv_new: str, tmp_path: Path
+) -> None:
     env, project, nb = setup["env"], setup["project"], setup["notebook"]
     day = nbformat.read(nb, as_version=4).cells[0].outputs[-1].data[MIME]["time"][:10]
     agreed = cli("check", "--notebook", nb, "--project", project, "--python", setup["kernel_python"], env=env)
     assert agreed.returncode == 0, agreed.stdout + agreed.stderr
     assert agreed.stdout.splitlines()[-1] == (
-        f"analysis.ipynb last ran on cpu (torch 2.9.0+cpu, {day}); this environment is on cpu too")
+        f"analysis.ipynb last ran on cpu (torch 2.9.0+cpu, {day}); this environment is on cpu too"
+    )
 
     other = tmp_path / "venv"
     run_uv(uv_new, "venv", "--quiet", "--python", sys.executable, str(other), env=env)
@@ -116,8 +138,10 @@ def test_check_notebook_says_which_backend_the_notebook_needs(setup: dict[str, A
     assert switched.returncode == 0, switched.stdout + switched.stderr
     differs = cli("check", "--notebook", nb, "--project", project, "--python", other, env=env)
     assert differs.returncode == 1, differs.stdout + differs.stderr
-    assert differs.stdout.splitlines()[-1] == (f"analysis.ipynb last ran on cpu (torch 2.9.0+cpu, {day}); "
-                                               "this environment is on pypi — run `uvextra switch cpu`")
+    assert differs.stdout.splitlines()[-1] == (
+        f"analysis.ipynb last ran on cpu (torch 2.9.0+cpu, {day}); "
+        "this environment is on pypi — run `uvextra switch cpu`"
+    )
     status = cli("status", "--notebook", nb, "--project", project, "--python", other, "--json", env=env)
     data = json.loads(status.stdout)
     assert status.returncode == 1 and data["exit_code"] == 1 and data["notebook"]["agrees"] is False
@@ -137,33 +161,45 @@ def test_bad_notebook_files_are_one_line(setup: dict[str, Any], tmp_path: Path) 
     (tmp_path / "odd.ipynb").write_text('{"cells": 3, "nbformat": 4, "nbformat_minor": 5, "metadata": {}}')
     common = ("--project", project, "--python", setup["kernel_python"])
     assert error_line(cli("check", "--notebook", tmp_path / "gone.ipynb", *common, env=env)) == (
-        f"{tmp_path / 'gone.ipynb'}: no such notebook file")
+        f"{tmp_path / 'gone.ipynb'}: no such notebook file"
+    )
     assert error_line(cli("status", "--notebook", tmp_path / "text.ipynb", *common, env=env)).startswith(
-        "text.ipynb is not a readable Jupyter notebook (")
+        "text.ipynb is not a readable Jupyter notebook ("
+    )
     assert error_line(cli("check", "--notebook", tmp_path / "odd.ipynb", *common, env=env)).startswith(
-        "odd.ipynb is not a readable Jupyter notebook (")
+        "odd.ipynb is not a readable Jupyter notebook ("
+    )
     assert error_line(cli("switch", "--notebook", tmp_path / "bare.ipynb", *common, env=env)) == (
-        "bare.ipynb holds no uvextra record: run `%uvextra` in it and save it with its outputs")
+        "bare.ipynb holds no uvextra record: run `%uvextra` in it and save it with its outputs"
+    )
     assert error_line(cli("switch", "cpu", "--notebook", setup["notebook"], *common, env=env)) == (
-        "name the extras or give --notebook, not both (see `uvextra switch --help`)")
+        "name the extras or give --notebook, not both (see `uvextra switch --help`)"
+    )
 
 
-def test_status_in_a_kernel_names_its_notebooks_backend_with_a_button(setup: dict[str, Any], uvextra_wheel: Path,
-                                                                       uv_new: str, uv_env: dict[str, str],
-                                                                       tmp_path: Path) -> None:
+def test_status_in_a_kernel_names_its_notebooks_backend_with_a_button(
+    setup: dict[str, Any], uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str], tmp_path: Path
+) -> None:
     """A colleague opens the notebook in a kernel whose venv is on pypi: the status card says cpu, one click."""
     env, project = setup["env"], setup["project"]
     python = make_kernel_venv(tmp_path / "kvenv", uvextra_wheel, uv_new, uv_env)
     switched = cli("switch", "pypi", "--no-probe", "--project", project, "--python", python, env=env)
     assert switched.returncode == 0, switched.stdout + switched.stderr
     # What jupyter_server sets for the kernel of a notebook session (here the saved analysis notebook).
-    write_kernelspec(tmp_path / "kernels", "colleague", python,
-                     kernel_env(python, env, tmp_path, JPY_SESSION_NAME=str(setup["notebook"])))
+    write_kernelspec(
+        tmp_path / "kernels",
+        "colleague",
+        python,
+        kernel_env(python, env, tmp_path, JPY_SESSION_NAME=str(setup["notebook"])),
+    )
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"%uvextra --project {project} --no-probe")])
     run_notebook(nb, tmp_path / "kernels", "colleague", tmp_path)
     text = _plain(nb.cells[0])
-    assert re.search(r"notebook  this notebook last ran on cpu \(torch 2\.9\.0\+cpu, [\d-]{10}\); this kernel's "
-                     r"environment is on pypi — run `%uvextra cpu`", text), text
+    assert re.search(
+        r"notebook  this notebook last ran on cpu \(torch 2\.9\.0\+cpu, [\d-]{10}\); this kernel's "
+        r"environment is on pypi — run `%uvextra cpu`",
+        text,
+    ), text
     state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
     button = next(m["state"] for m in state.values() if "uvextra-notebook-switch" in m["state"].get("_dom_classes", []))
     assert button["description"] == "Switch to cpu" and button["disabled"] is False
@@ -171,8 +207,12 @@ def test_status_in_a_kernel_names_its_notebooks_backend_with_a_button(setup: dic
     assert layout.get("display") in (None, "")  # shown
 
     # Unset, or a file that is not there: nothing is said (a hint, never an error).
-    write_kernelspec(tmp_path / "kernels", "plain", python,
-                     kernel_env(python, env, tmp_path, JPY_SESSION_NAME=str(tmp_path / "elsewhere.ipynb")))
+    write_kernelspec(
+        tmp_path / "kernels",
+        "plain",
+        python,
+        kernel_env(python, env, tmp_path, JPY_SESSION_NAME=str(tmp_path / "elsewhere.ipynb")),
+    )
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"%uvextra --project {project} --no-probe")])
     run_notebook(nb, tmp_path / "kernels", "plain", tmp_path)
     assert "last ran on" not in _plain(nb.cells[0]) and "extras       pypi" in _plain(nb.cells[0])
@@ -192,8 +232,9 @@ def _saved_with(nb_path: Path, outputs: list[dict[str, Any]]) -> Any:
 
 
 def test_button_clicks_rewrite_the_record_so_the_saved_notebook_names_the_last_action(
-        setup: dict[str, Any], uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str], tmp_path: Path) -> None:
-    """"Switch to cpu" and the toggle change the venv after the cell finished: the output's record follows them."""
+    setup: dict[str, Any], uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str], tmp_path: Path
+) -> None:
+    """ "Switch to cpu" and the toggle change the venv after the cell finished: the output's record follows them."""
     import asyncio
 
     from test_kernel_real import Frontend
@@ -204,8 +245,9 @@ def test_button_clicks_rewrite_the_record_so_the_saved_notebook_names_the_last_a
     assert switched.returncode == 0, switched.stdout + switched.stderr
     notebook = tmp_path / "colleague.ipynb"
     notebook.write_bytes(setup["notebook"].read_bytes())  # it last ran on cpu
-    write_kernelspec(tmp_path / "kernels", "clicks", python,
-                     kernel_env(python, env, tmp_path, JPY_SESSION_NAME=str(notebook)))
+    write_kernelspec(
+        tmp_path / "kernels", "clicks", python, kernel_env(python, env, tmp_path, JPY_SESSION_NAME=str(notebook))
+    )
 
     async def scenario() -> dict[str, str]:
         fe = await Frontend(tmp_path / "kernels", "clicks", tmp_path).start()
@@ -241,8 +283,11 @@ def test_button_clicks_rewrite_the_record_so_the_saved_notebook_names_the_last_a
     checked = cli("check", "--notebook", notebook, "--project", project, "--python", python, env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     line = checked.stdout.splitlines()[-1]
-    assert re.fullmatch(r"colleague\.ipynb last ran on cu128 \(torch 2\.9\.0\+cu128, [\d-]{10}\); "
-                        r"this environment is on cu128 too", line), line
+    assert re.fullmatch(
+        r"colleague\.ipynb last ran on cu128 \(torch 2\.9\.0\+cu128, [\d-]{10}\); "
+        r"this environment is on cu128 too",
+        line,
+    ), line
 
     # And on a venv that is still on cpu, the saved notebook says cu128 is what it needs.
     other = tmp_path / "venv-cpu"

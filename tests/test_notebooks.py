@@ -42,6 +42,7 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 # ---------------------------------------------------------------------------------------------------- static checks
 
+
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS.rglob("*.ipynb")), ids=lambda p: str(p.relative_to(NOTEBOOKS)))
 def test_notebook_is_valid_and_stored_without_outputs(path: Path) -> None:
     nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
@@ -82,7 +83,8 @@ def test_pytorch_backends_project_mirrors_uvs_pytorch_guide() -> None:
     assert all(ix["explicit"] for ix in indexes.values())
     for package in ("torch", "torchvision"):
         assert data["tool"]["uv"]["sources"][package] == [
-            {"index": "pytorch-cpu", "extra": "cpu"}, {"index": "pytorch-cu128", "extra": "cu128"},
+            {"index": "pytorch-cpu", "extra": "cpu"},
+            {"index": "pytorch-cu128", "extra": "cu128"},
         ]
     from uvextra.core.project import load_project
 
@@ -94,6 +96,7 @@ def test_pytorch_backends_project_mirrors_uvs_pytorch_guide() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- the quickstart
+
 
 def _text(cell: Any) -> str:
     """Everything a reader sees of a code cell's outputs, as text (the card's text/plain included)."""
@@ -127,15 +130,19 @@ def _find_button(widget_state: dict[str, dict[str, Any]], root: str, css: str) -
 
 
 def _card_id(cell: Any) -> str:
-    views = [o.data[WIDGET_VIEW]["model_id"] for o in cell.outputs
-             if o.output_type == "display_data" and WIDGET_VIEW in o.get("data", {})]
+    views = [
+        o.data[WIDGET_VIEW]["model_id"]
+        for o in cell.outputs
+        if o.output_type == "display_data" and WIDGET_VIEW in o.get("data", {})
+    ]
     assert views, f"no widget card in the cell's outputs: {_text(cell)}"
     return views[-1]
 
 
 @pytest.fixture(scope="module")
-def quickstart_kernel(tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: str,
-                      uv_env: dict[str, str]) -> dict[str, Any]:
+def quickstart_kernel(
+    tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]
+) -> dict[str, Any]:
     """A kernelspec ``quickstart`` whose kernel runs in a throwaway venv with the uvextra wheel."""
     base = tmp_path_factory.mktemp("quickstart")
     python = make_kernel_venv(base / "venv", uvextra_wheel, uv_new, uv_env)
@@ -151,10 +158,17 @@ def test_quickstart_runs_top_to_bottom(quickstart_kernel: dict[str, Any], tmp_pa
     from nbclient import NotebookClient
 
     nb = nbformat.read(QUICKSTART, as_version=4)
-    km = AsyncKernelManager(kernel_name="quickstart",
-                            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(quickstart_kernel["kernels"])]))
-    client = NotebookClient(nb, km=km, timeout=300, store_widget_state=True, allow_errors=False,
-                            resources={"metadata": {"path": str(tmp_path)}})
+    km = AsyncKernelManager(
+        kernel_name="quickstart", kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(quickstart_kernel["kernels"])])
+    )
+    client = NotebookClient(
+        nb,
+        km=km,
+        timeout=300,
+        store_widget_state=True,
+        allow_errors=False,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     pids: list[int] = []
     with client.setup_kernel():
         for index, cell in enumerate(nb.cells):
@@ -168,8 +182,9 @@ def test_quickstart_runs_top_to_bottom(quickstart_kernel: dict[str, Any], tmp_pa
             client.execute_cell(cell, index)
             if "drift" in tags:
                 button = _find_button(client.widget_state, _card_id(cell), "uvextra-reinstall")
-                msg = client.kc.session.msg("comm_msg", {"comm_id": button, "data": {
-                    "method": "custom", "content": {"event": "click"}}})
+                msg = client.kc.session.msg(
+                    "comm_msg", {"comm_id": button, "data": {"method": "custom", "content": {"event": "click"}}}
+                )
                 client.kc.shell_channel.send(msg)  # handled before the next cell's execute_request
         client.set_widgets_metadata()
     nbformat.validate(nb)
@@ -209,9 +224,16 @@ def test_quickstart_runs_top_to_bottom(quickstart_kernel: dict[str, Any], tmp_pa
     # variable of the old kernel is needed
     rerun = copy.deepcopy(nb)
     rerun.cells = [c for c in rerun.cells if "setup" not in c.metadata.get("tags", [])]
-    NotebookClient(rerun, km=AsyncKernelManager(kernel_name="quickstart", kernel_spec_manager=KernelSpecManager(
-        kernel_dirs=[str(quickstart_kernel["kernels"])])), timeout=300, allow_errors=False,
-        resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        rerun,
+        km=AsyncKernelManager(
+            kernel_name="quickstart",
+            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(quickstart_kernel["kernels"])]),
+        ),
+        timeout=300,
+        allow_errors=False,
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
     again = _text(_by_tag(rerun, "after-restart"))
     assert "extras       internal" in again and str(quickstart_kernel["base"] / "demo" / "moo") in again, again
     assert "torch  build  2.9.0 → 2.9.0" in again, again  # nobody clicked Reinstall this time: the drift is back
@@ -220,17 +242,29 @@ def test_quickstart_runs_top_to_bottom(quickstart_kernel: dict[str, Any], tmp_pa
 def _every_card_reads_in_html_offline(executed: Path, nb: Any) -> None:
     """``jupyter nbconvert --to html`` of the executed notebook, opened in Chromium with every request but the file
     refused (no widget manager from a CDN): each ``%uvextra`` cell shows its card's words."""
-    done = subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", str(executed)], capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--to", "html", str(executed)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr
     page_file = executed.with_suffix(".html")
-    headlines = [line for cell in nb.cells if cell.cell_type == "code"
-                 and any(line.startswith("%uvextra") for line in cell.source.splitlines())
-                 for line in [_headline(cell)]]
+    headlines = [
+        line
+        for cell in nb.cells
+        if cell.cell_type == "code" and any(line.startswith("%uvextra") for line in cell.source.splitlines())
+        for line in [_headline(cell)]
+    ]
     assert len(headlines) == 5, headlines
     assert [h.split(" — ")[0].split(" · ")[-1] for h in headlines] == [
-        "switched to cpu", "switched to pypi", "switched to internal", "checked against internal",
-        "checked against internal"], headlines
+        "switched to cpu",
+        "switched to pypi",
+        "switched to internal",
+        "checked against internal",
+        "checked against internal",
+    ], headlines
     from test_browser import CHROMIUM, CHROMIUM_ARGS, _missing
 
     if _missing() is not None:
@@ -277,13 +311,24 @@ def test_quickstart_runs_headless_as_shipped(quickstart_kernel: dict[str, Any], 
     by the name the notebook carries and runs every cell without an error (nobody clicks Reinstall here)."""
     share = tmp_path / "share"
     write_kernelspec(share / "kernels", "uvextra-quickstart", quickstart_kernel["python"], quickstart_kernel["env"])
-    env = dict(quickstart_kernel["env"], JUPYTER_PATH=str(share), JUPYTER_DATA_DIR=str(tmp_path / "data"),
-               JUPYTER_CONFIG_DIR=str(tmp_path / "config"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+    env = dict(
+        quickstart_kernel["env"],
+        JUPYTER_PATH=str(share),
+        JUPYTER_DATA_DIR=str(tmp_path / "data"),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
+    )
     env["PATH"] = os.environ.get("PATH", "")
     out = tmp_path / "quickstart.out.ipynb"
-    done = subprocess.run([sys.executable, "-m", "nbconvert", "--execute", "--to", "notebook", str(QUICKSTART),
-                           "--output", str(out)], env=env, capture_output=True, text=True, timeout=600,
-                          stdin=subprocess.DEVNULL, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "nbconvert", "--execute", "--to", "notebook", str(QUICKSTART), "--output", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     nb = nbformat.read(out, as_version=4)
     assert "extras       internal" in _text(_by_tag(nb, "after-restart"))

@@ -31,8 +31,14 @@ COLOUR = {"FORCE_COLOR": "1", "CLICOLOR_FORCE": "1"}
 
 
 def uvextra(*args: str, env: dict[str, str], timeout: float = 180) -> tuple[int, dict, str]:
-    proc = subprocess.run([sys.executable, "-m", "uvextra", *args, "--json"], env=env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "uvextra", *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         data = json.loads(proc.stdout)
     except ValueError:
@@ -56,11 +62,24 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("which", "flat_by", "colour", "locked_by"), CASES,
-                         ids=[f"{w}-uv-{f}-{'FORCE_COLOR' if c else 'plain'}-locked-by-{lb}" for w, f, c, lb in CASES])
-def test_switch_to_a_flat_index_extra(make_project, make_venv, index_server, tmp_path: Path, uv_env, uv_new,
-                                      request: pytest.FixtureRequest, which: str, flat_by: str, colour: bool,
-                                      locked_by: str) -> None:
+@pytest.mark.parametrize(
+    ("which", "flat_by", "colour", "locked_by"),
+    CASES,
+    ids=[f"{w}-uv-{f}-{'FORCE_COLOR' if c else 'plain'}-locked-by-{lb}" for w, f, c, lb in CASES],
+)
+def test_switch_to_a_flat_index_extra(
+    make_project,
+    make_venv,
+    index_server,
+    tmp_path: Path,
+    uv_env,
+    uv_new,
+    request: pytest.FixtureRequest,
+    which: str,
+    flat_by: str,
+    colour: bool,
+    locked_by: str,
+) -> None:
     old = which == "old"
     which_uv = request.getfixturevalue("uv_old") if old else uv_new
     cpu = index_server.flat_path("cpu") if flat_by == "path" else "cpu"
@@ -115,23 +134,33 @@ def _pylock(*packages: str) -> str:
 
 
 def _package(name: str, version: str, url: str, hashes: str = "{}", index: str = REMOTE) -> str:
-    return (f'[[packages]]\nname = "{name}"\nversion = "{version}"\nindex = "{index}"\n'
-            f'wheels = [{{ url = "{url}", hashes = {hashes} }}]\n')
+    return (
+        f'[[packages]]\nname = "{name}"\nversion = "{version}"\nindex = "{index}"\n'
+        f'wheels = [{{ url = "{url}", hashes = {hashes} }}]\n'
+    )
 
 
 def _where(tmp_path: Path) -> tuple[Project, Environment]:
     root = tmp_path / "project"
     root.mkdir(exist_ok=True)
     # The interpreter that runs the tests, but the state (uvextra's caches) in a folder of the test's own.
-    return (Project(root=root, name="moo", extras=("cpu",), conflict_sets=()),
-            Environment(prefix=tmp_path / "venv", python=Path(sys.executable)))
+    return (
+        Project(root=root, name="moo", extras=("cpu",), conflict_sets=()),
+        Environment(prefix=tmp_path / "venv", python=Path(sys.executable)),
+    )
 
 
 def _uv_lock(project: Project, *entries: tuple[str, str, str, str]) -> None:
     text = ["version = 1", "revision = 3", 'requires-python = ">=3.10"', ""]
     for name, version, registry, wheel in entries:
-        text += ["[[package]]", f'name = "{name}"', f'version = "{version}"', f'source = {{ registry = "{registry}" }}',
-                 f"wheels = [{wheel}]", ""]
+        text += [
+            "[[package]]",
+            f'name = "{name}"',
+            f'version = "{version}"',
+            f'source = {{ registry = "{registry}" }}',
+            f"wheels = [{wheel}]",
+            "",
+        ]
     project.lockfile.write_text("\n".join(text), encoding="utf-8")
 
 
@@ -151,28 +180,51 @@ def test_empty_hashes_are_filled_from_uv_lock(tmp_path: Path) -> None:
     project, env = _where(tmp_path)
     sha = "ab" * 32
     other = "http://127.0.0.1:1/other/"
-    _uv_lock(project, ("torch", "2.9.0+cpu", REMOTE,
-                       f'{{ url = "{REMOTE}torch-2.9.0%2Bcpu-py3-none-any.whl", hash = "sha256:{sha}" }}'),
-             ("torch", "2.9.0+cpu", other,
-              f'{{ url = "{other}torch-2.9.0%2Bcpu-py3-none-any.whl", hash = "sha256:{"cd" * 32}" }}'))
-    text = _pylock(_package("torch", "2.9.0+cpu", f"{REMOTE}torch-2.9.0%2Bcpu-py3-none-any.whl"),
-                   _package("filelock", "3.20.0", f"{REMOTE}filelock-3.20.0-py3-none-any.whl",
-                            hashes=f'{{ sha256 = "{"ef" * 32}" }}'))
+    _uv_lock(
+        project,
+        (
+            "torch",
+            "2.9.0+cpu",
+            REMOTE,
+            f'{{ url = "{REMOTE}torch-2.9.0%2Bcpu-py3-none-any.whl", hash = "sha256:{sha}" }}',
+        ),
+        (
+            "torch",
+            "2.9.0+cpu",
+            other,
+            f'{{ url = "{other}torch-2.9.0%2Bcpu-py3-none-any.whl", hash = "sha256:{"cd" * 32}" }}',
+        ),
+    )
+    text = _pylock(
+        _package("torch", "2.9.0+cpu", f"{REMOTE}torch-2.9.0%2Bcpu-py3-none-any.whl"),
+        _package(
+            "filelock", "3.20.0", f"{REMOTE}filelock-3.20.0-py3-none-any.whl", hashes=f'{{ sha256 = "{"ef" * 32}" }}'
+        ),
+    )
     wanted = wanted_from_pylock(text, project, env)
     assert wanted["torch"].wheel_hash == sha  # the entry of the export's own index, not the other one
     assert wanted["torch"].no_hash is None
     assert wanted["filelock"].wheel_hash == "ef" * 32
     # uv.lock changes (here: the hash) and the export text does not: the read follows uv.lock, not a stale copy
-    _uv_lock(project, ("torch", "2.9.0+cpu", REMOTE,
-                       f'{{ url = "{REMOTE}torch-2.9.0%2Bcpu-py3-none-any.whl", hash = "sha256:{"12" * 32}" }}'))
+    _uv_lock(
+        project,
+        (
+            "torch",
+            "2.9.0+cpu",
+            REMOTE,
+            f'{{ url = "{REMOTE}torch-2.9.0%2Bcpu-py3-none-any.whl", hash = "sha256:{"12" * 32}" }}',
+        ),
+    )
     assert wanted_from_pylock(text, project, env)["torch"].wheel_hash == "12" * 32
 
 
 def test_no_hash_anywhere_reads_and_says_the_build_cannot_be_verified(tmp_path: Path) -> None:
     project, env = _where(tmp_path)
     _uv_lock(project, ("torch", "2.9.0+cpu", REMOTE, f'{{ url = "{REMOTE}torch-2.9.0%2Bcpu-py3-none-any.whl" }}'))
-    sdist = ('[[packages]]\nname = "moo-helper"\nversion = "1.0"\nindex = "http://127.0.0.1:1/flat/"\n'
-             'sdist = { url = "http://127.0.0.1:1/flat/moo_helper-1.0.tar.gz", hashes = {} }\n')
+    sdist = (
+        '[[packages]]\nname = "moo-helper"\nversion = "1.0"\nindex = "http://127.0.0.1:1/flat/"\n'
+        'sdist = { url = "http://127.0.0.1:1/flat/moo_helper-1.0.tar.gz", hashes = {} }\n'
+    )
     text = _pylock(_package("torch", "2.9.0+cpu", f"{REMOTE}torch-2.9.0%2Bcpu-py3-none-any.whl"), sdist)
     wanted = wanted_from_pylock(text, project, env)
     torch = wanted["torch"]
@@ -202,7 +254,8 @@ def test_no_hash_anywhere_reads_and_says_the_build_cannot_be_verified(tmp_path: 
     assert (u.package, u.version) == ("torch", "2.9.0+cpu")
     assert "nor uv.lock has a hash" in u.reason and "cannot verify" in u.reason
     # the same version locked from two indexes, no record: unverified, naming the missing hash too
-    lock = LockInfo(sources={("torch", "2.9.0+cpu"): [f"registry:{REMOTE.rstrip('/')}", "registry:http://x"]},
-                    dependencies={})
+    lock = LockInfo(
+        sources={("torch", "2.9.0+cpu"): [f"registry:{REMOTE.rstrip('/')}", "registry:http://x"]}, dependencies={}
+    )
     _, [u] = classify({"torch": torch}, installed, lock=lock)
     assert "more than one index" in u.reason and "nor uv.lock has a hash" in u.reason

@@ -495,33 +495,52 @@ def torchaudio_files(extension_loads: bool) -> dict[str, str]:
     compiled part (libtorchaudio) loaded in ``_IS_TORCHAUDIO_EXT_AVAILABLE`` instead of raising."""
     return {
         "torchaudio/__init__.py": "import torch\nfrom torchaudio import _extension\n"
-                                  "from torchaudio.version import __version__\n",
+        "from torchaudio.version import __version__\n",
         "torchaudio/version.py": "__version__ = '2.9.0+cu128'\n",
         "torchaudio/_extension/__init__.py": f"_IS_TORCHAUDIO_EXT_AVAILABLE = {extension_loads!r}\n",
     }
 
 
-def install_stack(tmp_path: Path, uv: str, env: dict[str, str], companions: dict[str, tuple[str, dict[str, str]]]
-                  ) -> Path:
+def install_stack(
+    tmp_path: Path, uv: str, env: dict[str, str], companions: dict[str, tuple[str, dict[str, str]]]
+) -> Path:
     """A venv made by the real uv holding the stand-in torch and ``companions`` ({name: (version, files)}, each
     pinning ``torch==2.9.0``), built as wheels and installed with ``uv pip install``; returns its python."""
     from _localindex import build_wheel
     from conftest import run_uv
 
     wheels = [build_wheel(tmp_path / "wheels", "torch", "2.9.0+cu128", _H100_TORCH)]
-    wheels += [build_wheel(tmp_path / "wheels", name, version, files, ("torch==2.9.0",))
-               for name, (version, files) in companions.items()]
+    wheels += [
+        build_wheel(tmp_path / "wheels", name, version, files, ("torch==2.9.0",))
+        for name, (version, files) in companions.items()
+    ]
     venv = tmp_path / "stack-venv"
     run_uv(uv, "venv", "--quiet", "--python", sys.executable, venv, env=env)
-    run_uv(uv, "pip", "install", "--quiet", "--no-deps", "--no-index", "--python", venv / "bin" / "python", *wheels,
-           env=env)
+    run_uv(
+        uv,
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-index",
+        "--python",
+        venv / "bin" / "python",
+        *wheels,
+        env=env,
+    )
     return venv / "bin" / "python"
 
 
 def probe_cli(python: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "uvextra", "probe", "--python", str(python), *args],
-                          env={**clean_env(), **env, "UV_CUDA_DRIVER_VERSION": "580.95.05"}, capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL, cwd=python.parents[2])
+    return subprocess.run(
+        [sys.executable, "-m", "uvextra", "probe", "--python", str(python), *args],
+        env={**clean_env(), **env, "UV_CUDA_DRIVER_VERSION": "580.95.05"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        cwd=python.parents[2],
+    )
 
 
 def cli_rows(text: str, key: str) -> list[str]:
@@ -529,11 +548,17 @@ def cli_rows(text: str, key: str) -> list[str]:
 
 
 def test_probe_companions_torchaudio_extension_missing_and_a_crashing_import(
-        tmp_path: Path, uv_new: str, uv_env: dict[str, str]) -> None:
-    python = install_stack(tmp_path, uv_new, uv_env, {
-        "torchaudio": ("2.9.0+cu128", torchaudio_files(extension_loads=False)),
-        "xtorch-crash": ("1.0", {"xtorch_crash/__init__.py": "import os\nos.abort()\n"}),  # after torchaudio
-    })
+    tmp_path: Path, uv_new: str, uv_env: dict[str, str]
+) -> None:
+    python = install_stack(
+        tmp_path,
+        uv_new,
+        uv_env,
+        {
+            "torchaudio": ("2.9.0+cu128", torchaudio_files(extension_loads=False)),
+            "xtorch-crash": ("1.0", {"xtorch_crash/__init__.py": "import os\nos.abort()\n"}),  # after torchaudio
+        },
+    )
     proc = probe_cli(python, uv_env)
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
@@ -549,8 +574,7 @@ def test_probe_companions_torchaudio_extension_missing_and_a_crashing_import(
     assert "install the build" not in out, out
 
     report = json.loads(probe_cli(python, uv_env, "--json").stdout)
-    assert (report["probe"]["verdict"], report["probe"]["ok"], report["probe"]["error"]) == (
-        H100_VERDICT, True, None)
+    assert (report["probe"]["verdict"], report["probe"]["ok"], report["probe"]["error"]) == (H100_VERDICT, True, None)
     assert [(e["package"], e["ok"], e["error"]) for e in report["stack"]] == [
         ("torchaudio", False, "ImportError: torchaudio's extension (libtorchaudio) did not load"),
         ("xtorch-crash", False, "import xtorch_crash crashed (signal SIGABRT)"),
@@ -558,11 +582,17 @@ def test_probe_companions_torchaudio_extension_missing_and_a_crashing_import(
 
 
 def test_probe_companion_that_hangs_is_named_and_torch_answer_kept(
-        tmp_path: Path, uv_new: str, uv_env: dict[str, str]) -> None:
-    python = install_stack(tmp_path, uv_new, uv_env, {
-        "torchaudio": ("2.9.0+cu128", torchaudio_files(extension_loads=True)),
-        "xtorch-hang": ("1.0", {"xtorch_hang/__init__.py": "import time\ntime.sleep(600)\n"}),
-    })
+    tmp_path: Path, uv_new: str, uv_env: dict[str, str]
+) -> None:
+    python = install_stack(
+        tmp_path,
+        uv_new,
+        uv_env,
+        {
+            "torchaudio": ("2.9.0+cu128", torchaudio_files(extension_loads=True)),
+            "xtorch-hang": ("1.0", {"xtorch_hang/__init__.py": "import time\ntime.sleep(600)\n"}),
+        },
+    )
     started = time.monotonic()
     proc = probe_cli(python, {"UVEXTRA_PROBE_TIMEOUT": "3"})
     took = time.monotonic() - started

@@ -58,8 +58,13 @@ def assert_all_closed(handles: list[ProbeHandle]) -> None:
 
 
 @pytest.fixture
-def setup(make_project, make_venv, tmp_path: Path, uv_env: dict[str, str],  # noqa: ANN001
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, Path]]:
+def setup(
+    make_project,
+    make_venv,
+    tmp_path: Path,
+    uv_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Path, Path]]:
     """(project, venv): the stand-in torch switched in for real; from then on its import hangs."""
     for key in ("UV_CACHE_DIR", "UV_PYTHON_DOWNLOADS", "UV_NO_PROGRESS"):
         monkeypatch.setenv(key, uv_env[key])
@@ -118,7 +123,8 @@ def _break_lock_after_start(monkeypatch: pytest.MonkeyPatch, project: Path) -> N
 
 # ------------------------------------------------------------------------- an error beside the probe
 
-def test_check_that_raises_leaves_no_probe(setup, handles, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+
+def test_check_that_raises_leaves_no_probe(setup, handles, monkeypatch: pytest.MonkeyPatch) -> None:
     project, venv = setup
     _break_lock_after_start(monkeypatch, project)
     started = time.monotonic()
@@ -141,8 +147,12 @@ VERBS: dict[str, Callable[[Path, Path], object]] = {
 
 
 @pytest.mark.parametrize("verb", list(VERBS))
-def test_an_interrupt_while_the_probe_runs_leaves_no_probe(setup, handles, interrupt_while_waiting,  # noqa: ANN001
-                                                           verb: str) -> None:
+def test_an_interrupt_while_the_probe_runs_leaves_no_probe(
+    setup,
+    handles,
+    interrupt_while_waiting,
+    verb: str,
+) -> None:
     project, venv = setup
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
@@ -154,10 +164,13 @@ def test_an_interrupt_while_the_probe_runs_leaves_no_probe(setup, handles, inter
 
 # ------------------------------------------------------------------------- the handle itself
 
-def test_the_handle_is_a_context_manager(setup, handles) -> None:  # noqa: ANN001
+
+def test_the_handle_is_a_context_manager(setup, handles) -> None:
     _project, venv = setup
-    with pytest.raises(RuntimeError, match="beside the probe"), \
-            start_probe(str(venv / "bin" / "python"), timeout=60) as handle:
+    with (
+        pytest.raises(RuntimeError, match="beside the probe"),
+        start_probe(str(venv / "bin" / "python"), timeout=60) as handle,
+    ):
         assert isinstance(handle, ProbeHandle) and not handle.done()
         raise RuntimeError("beside the probe")
     assert_no_process_left(venv)
@@ -171,7 +184,7 @@ def test_the_handle_is_a_context_manager(setup, handles) -> None:  # noqa: ANN00
     assert_all_closed(handles)
 
 
-def test_an_interrupted_result_kills_the_child(setup, handles, interrupt_while_waiting) -> None:  # noqa: ANN001
+def test_an_interrupted_result_kills_the_child(setup, handles, interrupt_while_waiting) -> None:
     _project, venv = setup
     handle = start_probe(str(venv / "bin" / "python"), timeout=60)  # no `with`: result() itself cleans up
     with pytest.raises(KeyboardInterrupt):
@@ -180,7 +193,7 @@ def test_an_interrupted_result_kills_the_child(setup, handles, interrupt_while_w
     assert_all_closed(handles)
 
 
-def test_probe_function_leaves_nothing(setup, handles, interrupt_while_waiting) -> None:  # noqa: ANN001
+def test_probe_function_leaves_nothing(setup, handles, interrupt_while_waiting) -> None:
     _project, venv = setup
     with pytest.raises(KeyboardInterrupt):
         probe.probe(str(venv / "bin" / "python"), timeout=60)

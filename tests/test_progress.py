@@ -34,9 +34,24 @@ def _switch(project: Path, venv: Path, env: dict[str, str], extra: str) -> tuple
     when it ended. Fails the test unless it exits 0 with nothing but phases on stderr."""
     started = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvextra", "switch", extra, "--json", "--project", str(project), "--python",
-         str(venv / "bin" / "python")], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "uvextra",
+            "switch",
+            extra,
+            "--json",
+            "--project",
+            str(project),
+            "--python",
+            str(venv / "bin" / "python"),
+        ],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen: list[tuple[float, str]] = []
     with proc:  # its pipes closed on every way out
         assert proc.stderr is not None
@@ -57,11 +72,15 @@ def _in_order(phases: list[str], order: list[str]) -> bool:
     return firsts == sorted(firsts)
 
 
-def test_a_switch_names_its_phases_and_counts_downloads_while_uv_is_silent(slow_server, tmp_path, uv_new, uv_env,
-                                                                            make_venv):
+def test_a_switch_names_its_phases_and_counts_downloads_while_uv_is_silent(
+    slow_server, tmp_path, uv_new, uv_env, make_venv
+):
     project = tmp_path / "p"
-    write_project(project, {e: slow_server.simple_url(e) for e in ("cpu", "cu128", "pypi")},
-                  default_index=slow_server.simple_url("pypi"))
+    write_project(
+        project,
+        {e: slow_server.simple_url(e) for e in ("cpu", "cu128", "pypi")},
+        default_index=slow_server.simple_url("pypi"),
+    )
     env = dict(uv_env, UVEXTRA_UV=uv_new, UV_CACHE_DIR=str(tmp_path / "cache"))  # nothing cached: real downloads
     run_uv(uv_new, "lock", env=env, cwd=project)
     assert "size = " not in (project / "uv.lock").read_text()  # HTML pages: uv learns no sizes
@@ -93,12 +112,16 @@ def sized_server(index_root):
 
 
 def test_sizes_from_the_lock_count_megabytes_of_the_total_and_the_way_back_names_the_removals(
-        sized_server, tmp_path, uv_new, uv_env, make_venv):
+    sized_server, tmp_path, uv_new, uv_env, make_venv
+):
     """An index that publishes sizes (PEP 700 JSON, as PyPI and the PyTorch indexes do): uv locks them, and the
     downloads are counted as "X of Y MB" of the switch's total; switching back names what it removes."""
     project = tmp_path / "p"
-    write_project(project, {e: sized_server.simple_url(e) for e in ("cpu", "cu128", "pypi")},
-                  default_index=sized_server.simple_url("pypi"))
+    write_project(
+        project,
+        {e: sized_server.simple_url(e) for e in ("cpu", "cu128", "pypi")},
+        default_index=sized_server.simple_url("pypi"),
+    )
     env = dict(uv_env, UVEXTRA_UV=uv_new, UV_CACHE_DIR=str(tmp_path / "cache"))
     run_uv(uv_new, "lock", env=env, cwd=project)
     assert "size = 2600000000" in (project / "uv.lock").read_text()
@@ -112,15 +135,15 @@ def test_sizes_from_the_lock_count_megabytes_of_the_total_and_the_way_back_names
     at, text = downloading[-1]
     assert text == "downloading 5 of 6 packages, 590 of 3,190 MB", phases
     assert ended - at >= STALL_S / 2, (at, ended, phases)
-    assert all(re.fullmatch(r"downloading [0-5] of 6 packages, [\d,.]+ of 3,190 MB", t) for _, t in downloading), \
-        phases
+    assert all(re.fullmatch(r"downloading [0-5] of 6 packages, [\d,.]+ of 3,190 MB", t) for _, t in downloading), phases
     assert _in_order(phases, ["resolving", "downloading", "installing", "checking", "probing CUDA"]), phases
 
     back, _ = _switch(project, venv, env, "cpu")
     phases = [t for _, t in back]
     removing = [t for t in phases if t.startswith("removing ")]
-    assert removing == ["removing 3 packages the new extras do not want: nvidia-cublas-cu12, "
-                        "nvidia-cuda-runtime-cu12, triton"], phases
+    assert removing == [
+        "removing 3 packages the new extras do not want: nvidia-cublas-cu12, nvidia-cuda-runtime-cu12, triton"
+    ], phases
     assert _in_order(phases, ["resolving", "installing", "removing", "checking", "probing CUDA"]), phases
     assert not list((venv / "lib").glob("python*/site-packages/nvidia_cublas_cu12-*.dist-info")), phases
 
@@ -138,8 +161,10 @@ def test_stream_progress_redraws_in_place_on_a_tty_and_writes_lines_in_a_pipe():
         live("installing 2 packages into the venv")
         live.close()
     assert pipe.getvalue().splitlines() == [
-        "uvextra: downloading 1 of 2 packages, 0.5 of 900 MB", "  │ Prepared 2 packages in 3.1s",
-        "uvextra: installing 2 packages into the venv"]
+        "uvextra: downloading 1 of 2 packages, 0.5 of 900 MB",
+        "  │ Prepared 2 packages in 3.1s",
+        "uvextra: installing 2 packages into the venv",
+    ]
     screen = tty.getvalue()
     assert "\x1b" not in screen and screen.endswith("\n")
     assert screen.rstrip(" \n").endswith("\ruvextra: installing 2 packages into the venv")
@@ -161,7 +186,11 @@ def test_nobody_listening_costs_no_thread(tmp_path):
 def test_the_card_shows_the_phase_while_it_runs():
     from uvextra.render.card import render_progress
 
-    markup = render_progress("switching to cu128", 12.5, ["Resolved 6 packages in 3ms"],
-                             phase="downloading 5 of 6 packages, 412 of 3,120 MB")
-    assert '<div class="uvextra-phase" style="font-weight:600">downloading 5 of 6 packages, 412 of 3,120 MB</div>' \
-        in markup and "12.5 s" in markup
+    markup = render_progress(
+        "switching to cu128", 12.5, ["Resolved 6 packages in 3ms"], phase="downloading 5 of 6 packages, 412 of 3,120 MB"
+    )
+    assert (
+        '<div class="uvextra-phase" style="font-weight:600">downloading 5 of 6 packages, 412 of 3,120 MB</div>'
+        in markup
+        and "12.5 s" in markup
+    )

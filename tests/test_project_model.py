@@ -30,6 +30,7 @@ def torch(venv: Path) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------ names
 
+
 def test_mixed_case_and_separators_are_normalised_as_uv_does(tmp_path):
     (tmp_path / "pyproject.toml").write_text("""
 [project]
@@ -46,20 +47,37 @@ dev = ["pytest"]
 conflicts = [[{ extra = "cpu" }, { extra = "cu-128" }, { group = "rocm_6" }]]
 """)
     project = load_project(tmp_path)
-    assert (project.name, project.extras, project.groups) == ("my-project", ("cpu", "cu-128", "plot"), ("rocm-6", "dev"))
+    assert (project.name, project.extras, project.groups) == (
+        "my-project",
+        ("cpu", "cu-128", "plot"),
+        ("rocm-6", "dev"),
+    )
     assert project.conflict_sets == (("cpu", "cu-128", "rocm-6"),)
     assert [(b, b.kind) for b in project.backends] == [
-        ("cpu", "extra"), ("cu-128", "extra"), ("plot", "extra"), ("rocm-6", "group")]  # dev: synced by default
-    assert project.selection_args(project.validate_extras(["Cu.128", "Plot"])) == ["--extra", "cu-128", "--extra", "plot"]
+        ("cpu", "extra"),
+        ("cu-128", "extra"),
+        ("plot", "extra"),
+        ("rocm-6", "group"),
+    ]  # dev: synced by default
+    assert project.selection_args(project.validate_extras(["Cu.128", "Plot"])) == [
+        "--extra",
+        "cu-128",
+        "--extra",
+        "plot",
+    ]
     assert project.selection_args(project.validate_extras(["ROCM-6"])) == ["--group", "rocm-6"]
     with pytest.raises(Exception, match=r"^extras cpu and rocm-6 conflict \(conflict set: cpu, cu-128, rocm-6\)"):
         project.validate_extras(["CPU", "rocm_6"])
-    with pytest.raises(Exception, match=r"^unknown extra or group 'cuda'; this project's extras are: cpu, cu-128, "
-                                        r"plot; its dependency groups: rocm-6, dev$"):
+    with pytest.raises(
+        Exception,
+        match=r"^unknown extra or group 'cuda'; this project's extras are: cpu, cu-128, "
+        r"plot; its dependency groups: rocm-6, dev$",
+    ):
         project.validate_extras(["cuda"])
 
 
 # ------------------------------------------------------------------------------------------------ groups
+
 
 @pytest.fixture
 def groups_setup(make_project, make_venv, tmp_path, uv_env, uv_new) -> Setup:
@@ -92,8 +110,9 @@ def test_dependency_groups_are_backends(groups_setup):
 
 
 def test_default_groups_off_is_respected(make_project, make_venv, tmp_path, uv_env, uv_new):
-    project = make_project(BACKENDS, groups=True, more_groups={"dev": ["nvidia-cublas-cu12"]},
-                           uv_settings=["default-groups = []"])
+    project = make_project(
+        BACKENDS, groups=True, more_groups={"dev": ["nvidia-cublas-cu12"]}, uv_settings=["default-groups = []"]
+    )
     s = Setup(project, make_venv(tmp_path / "kernel-venv", packages=["ipykernel"]), dict(uv_env, UVEXTRA_UV=uv_new))
     report = report_of(s.run("switch", "cpu", "--no-probe", "--json"))
     assert report["exit_code"] == 0, report
@@ -108,8 +127,9 @@ def test_a_name_that_is_both_an_extra_and_a_group_asks_which(make_project, make_
     for args in (("switch", "cpu"), ("check", "--extra", "pypi", "--group", "cpu", "--extra", "cpu")):
         proc = s.run(*args)
         assert proc.returncode == 2
-    assert error_line(s.run("switch", "CPU")) == ("'CPU' is both an extra and a dependency group of moo; say which: "
-                                                  "--extra cpu or --group cpu")
+    assert error_line(s.run("switch", "CPU")) == (
+        "'CPU' is both an extra and a dependency group of moo; say which: --extra cpu or --group cpu"
+    )
     assert s.torch() == []
     report = report_of(s.run("switch", "--extra", "cpu", "--no-probe", "--json"))
     assert (report["exit_code"], report["extras"], report["groups"]) == (0, ["cpu"], [])
@@ -122,6 +142,7 @@ def test_a_name_that_is_both_an_extra_and_a_group_asks_which(make_project, make_
 
 
 # ------------------------------------------------------------------------------------------------ inference
+
 
 def test_an_extra_outside_every_conflict_set_is_inferred(make_project, make_venv, tmp_path, uv_env, uv_new):
     project = make_project(BACKENDS, more_extras={"plot": ["nvidia-cublas-cu12"]})
@@ -140,16 +161,23 @@ def test_an_extra_outside_every_conflict_set_is_inferred(make_project, make_venv
 
 # ------------------------------------------------------------------------------------------------ workspaces
 
-def workspace(tmp_path: Path, index_server, uv_new: str, uv_env: dict[str, str], *, members: int = 1,
-              lock: bool = True) -> Path:
+
+def workspace(
+    tmp_path: Path, index_server, uv_new: str, uv_env: dict[str, str], *, members: int = 1, lock: bool = True
+) -> Path:
     root = tmp_path / "ws"
     root.mkdir()
     (root / "pyproject.toml").write_text(
         '[tool.uv.workspace]\nmembers = ["packages/*"]\n\n[[tool.uv.index]]\nname = "default"\n'
-        f'url = "{index_server.simple_url("pypi")}"\ndefault = true\n')
+        f'url = "{index_server.simple_url("pypi")}"\ndefault = true\n'
+    )
     for n in range(members):
-        write_project(root / "packages" / f"member{n or ''}", {e: index_server.simple_url(ix) for e, ix in BACKENDS.items()},
-                      name=f"member{n or ''}", default_index=None)
+        write_project(
+            root / "packages" / f"member{n or ''}",
+            {e: index_server.simple_url(ix) for e, ix in BACKENDS.items()},
+            name=f"member{n or ''}",
+            default_index=None,
+        )
     if lock:
         run_uv(uv_new, "lock", env=uv_env, cwd=root)
     return root
@@ -168,7 +196,11 @@ def test_workspace_member_from_the_member_and_from_the_root(tmp_path, index_serv
     for cwd in (member, root):
         report = report_of(cli("check", "--json", env=env, cwd=cwd))
         assert (report["exit_code"], report["extras"], report["project"], report["workspace"]) == (
-            0, ["cpu"], str(member), str(root)), report
+            0,
+            ["cpu"],
+            str(member),
+            str(root),
+        ), report
         assert not report["drift"], "torch is the member's, never extraneous"
     (venv / ".uvextra" / "state.json").unlink()
     report = report_of(cli("check", "--json", env=env, cwd=root))
@@ -177,21 +209,26 @@ def test_workspace_member_from_the_member_and_from_the_root(tmp_path, index_serv
     assert report["exit_code"] == 0 and torch(venv) == ["torch-2.9.0+cu128.dist-info"]
     (root / "uv.lock").unlink()
     message = error_line(cli("check", env=env, cwd=member))
-    assert message == (f"no uv.lock in {root}, so there is nothing to compare with: run `uvextra switch cpu` "
-                       "(it locks) or `uv lock`")
+    assert message == (
+        f"no uv.lock in {root}, so there is nothing to compare with: run `uvextra switch cpu` (it locks) or `uv lock`"
+    )
 
 
-def test_workspace_root_with_several_backend_members_refuses_before_uv(tmp_path, index_server, make_venv, uv_env,
-                                                                      uv_new):
+def test_workspace_root_with_several_backend_members_refuses_before_uv(
+    tmp_path, index_server, make_venv, uv_env, uv_new
+):
     root = workspace(tmp_path, index_server, uv_new, uv_env, members=2, lock=False)  # uv could not lock it anyway
     venv = make_venv(root / ".venv", packages=["ipykernel"])
     message = error_line(cli("switch", "cpu", env=dict(uv_env, UVEXTRA_UV=uv_new), cwd=root))
-    assert message == (f"the workspace at {root} has several members with backends (member: packages/member, "
-                       "member1: packages/member1); pass --project packages/member (or cd there)")
+    assert message == (
+        f"the workspace at {root} has several members with backends (member: packages/member, "
+        "member1: packages/member1); pass --project packages/member (or cd there)"
+    )
     assert torch(venv) == [] and not (venv / ".uvextra").exists()
 
 
 # ------------------------------------------------------------------------------------------------ uv versions
+
 
 def uv_release(version: str, uv_new: str) -> str:
     """A uv release installed once into the test cache (as conftest's ``uv_old``); skip when it cannot be."""
@@ -204,8 +241,13 @@ def uv_release(version: str, uv_new: str) -> str:
             return str(binary)
         staging = base / f"uv-{version}.tmp{os.getpid()}"
         env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "UV_PYTHON", "UV_OFFLINE"}}
-        proc = subprocess.run([uv_new, "pip", "install", "--python", sys.executable, "--target", str(staging),
-                               f"uv=={version}"], capture_output=True, text=True, env=env, timeout=300)
+        proc = subprocess.run(
+            [uv_new, "pip", "install", "--python", sys.executable, "--target", str(staging), f"uv=={version}"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
         if proc.returncode != 0 or not (staging / "bin" / "uv").exists():
             shutil.rmtree(staging, ignore_errors=True)
             pytest.skip(f"cannot install uv=={version}: {proc.stderr.strip()[-300:]}")
@@ -217,9 +259,11 @@ def test_oldest_uv_that_exports_a_pylock_works_and_the_one_before_is_refused(set
     s, uv_new = setup_factory
     old = uv_release("0.6.14", uv_new)
     message = error_line(s.run("switch", "cpu", env=dict(s.env, UVEXTRA_UV=old)))
-    assert message == (f"uv 0.6.14 at {old} is too old to read this project's lock: it has no "
-                       "`uv export --format pylock.toml` (added in uv 0.6.15); install a newer one: "
-                       "`pip install 'uv>=0.9.24'`, or unset UVEXTRA_UV")
+    assert message == (
+        f"uv 0.6.14 at {old} is too old to read this project's lock: it has no "
+        "`uv export --format pylock.toml` (added in uv 0.6.15); install a newer one: "
+        "`pip install 'uv>=0.9.24'`, or unset UVEXTRA_UV"
+    )
     assert s.torch() == []
     env = dict(s.env, UVEXTRA_UV=uv_release("0.6.15", uv_new))
     report = report_of(s.run("switch", "cpu", "--no-probe", "--json", env=env))
@@ -234,5 +278,6 @@ def test_oldest_uv_that_exports_a_pylock_works_and_the_one_before_is_refused(set
 
 @pytest.fixture
 def setup_factory(make_project, make_venv, tmp_path, uv_env, uv_new):
-    return Setup(make_project(), make_venv(tmp_path / "kernel-venv", packages=["ipykernel"]),
-                 dict(uv_env, UVEXTRA_UV=uv_new)), uv_new
+    return Setup(
+        make_project(), make_venv(tmp_path / "kernel-venv", packages=["ipykernel"]), dict(uv_env, UVEXTRA_UV=uv_new)
+    ), uv_new

@@ -19,8 +19,20 @@ from uvextra._demo_wheels import build_wheel
 
 def uv_dry_run(s: Setup, uv: str, *flags: str) -> tuple[int, dict[str, str], str]:
     """`uv sync --dry-run --frozen --inexact` into the venv: (exit, what it would install, its words)."""
-    proc = run_uv(uv, "sync", "--color", "never", "--dry-run", "--frozen", "--inexact", "--project", s.project,
-                  *flags, env=dict(s.env, UV_PROJECT_ENVIRONMENT=str(s.venv)), check=False)
+    proc = run_uv(
+        uv,
+        "sync",
+        "--color",
+        "never",
+        "--dry-run",
+        "--frozen",
+        "--inexact",
+        "--project",
+        s.project,
+        *flags,
+        env=dict(s.env, UV_PROJECT_ENVIRONMENT=str(s.venv)),
+        check=False,
+    )
     words = proc.stdout + proc.stderr
     plan = {}
     for line in words.splitlines():
@@ -32,8 +44,16 @@ def uv_dry_run(s: Setup, uv: str, *flags: str) -> tuple[int, dict[str, str], str
 
 def uv_sync(s: Setup, uv: str, *flags: str) -> None:
     """What a user does with uv alone (no uvextra record in the venv): `uv sync --inexact --frozen --extra …`."""
-    run_uv(uv, "sync", "--inexact", "--frozen", "--project", s.project, *flags,
-           env=dict(s.env, UV_PROJECT_ENVIRONMENT=str(s.venv)))
+    run_uv(
+        uv,
+        "sync",
+        "--inexact",
+        "--frozen",
+        "--project",
+        s.project,
+        *flags,
+        env=dict(s.env, UV_PROJECT_ENVIRONMENT=str(s.venv)),
+    )
 
 
 def add_to_extra(project: Path, extra: str, requirement: str, index: tuple[str, str] | None = None) -> None:
@@ -58,8 +78,10 @@ def kernel_venv(make_venv, tmp_path) -> Path:
 
 # ---------------------------------------------------------------------------------------------------- item 2
 
-def test_a_backend_with_no_wheel_for_this_python_does_not_sink_status(make_project, kernel_venv, tmp_path, uv_env,
-                                                                     uv_new):
+
+def test_a_backend_with_no_wheel_for_this_python_does_not_sink_status(
+    make_project, kernel_venv, tmp_path, uv_env, uv_new
+):
     # Shape: a CUDA extra that pins flash-attn, published only for cp310 (as its GitHub-release wheels are, pinned by
     # URL in e.g. allenai/OLMo-core's and huggingface/lerobot's CUDA extras); the kernel runs Python 3.11.
     wheels = tmp_path / "flash-attn-wheels"
@@ -91,18 +113,23 @@ def test_a_backend_with_no_wheel_for_this_python_does_not_sink_status(make_proje
     s.assert_nothing_lost()
 
 
-def test_a_set_of_features_none_of_which_can_be_read_here_does_not_sink_status(make_project, kernel_venv, tmp_path,
-                                                                               uv_env, uv_new):
+def test_a_set_of_features_none_of_which_can_be_read_here_does_not_sink_status(
+    make_project, kernel_venv, tmp_path, uv_env, uv_new
+):
     # Shape: inference engines in a conflict set of their own (volcengine/verl's `vllm` / `sglang`), whose pinned
     # kernels ship wheels for one Python only (here flash-attn for cp310, the kernel runs 3.11)
     wheels = tmp_path / "flash-attn-wheels"
     build_wheel(wheels, "flash-attn", "2.8.0", {"flash_attn/__init__.py": ""}, tag="cp310-cp310-linux_x86_64")
     project = make_project(lock=False, more_extras={"vllm": ["flash-attn"], "sglang": ["flash-attn", "filelock"]})
     pyproject = project / "pyproject.toml"
-    text = pyproject.read_text().replace("conflicts = [\n", 'conflicts = [\n  [{ extra = "vllm" }, { extra = "sglang" }],\n')
+    text = pyproject.read_text().replace(
+        "conflicts = [\n", 'conflicts = [\n  [{ extra = "vllm" }, { extra = "sglang" }],\n'
+    )
     text = text.replace("[tool.uv.sources]\n", '[tool.uv.sources]\nflash-attn = { index = "flash-attn-wheels" }\n')
-    pyproject.write_text(text + f'\n[[tool.uv.index]]\nname = "flash-attn-wheels"\nurl = "{wheels.as_uri()}"\n'
-                                'format = "flat"\nexplicit = true\n')
+    pyproject.write_text(
+        text + f'\n[[tool.uv.index]]\nname = "flash-attn-wheels"\nurl = "{wheels.as_uri()}"\n'
+        'format = "flat"\nexplicit = true\n'
+    )
     run_uv(uv_new, "lock", env=uv_env, cwd=project)
     s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
     uv_sync(s, uv_new, "--extra", "cpu")
@@ -114,8 +141,9 @@ def test_a_set_of_features_none_of_which_can_be_read_here_does_not_sink_status(m
     assert uv_dry_run(s, uv_new, "--extra", "cpu")[:2] == (0, {})
 
 
-def test_a_backend_whose_export_needs_the_network_does_not_sink_status(make_project, kernel_venv, index_root,
-                                                                      uv_env, uv_new):
+def test_a_backend_whose_export_needs_the_network_does_not_sink_status(
+    make_project, kernel_venv, index_root, uv_env, uv_new
+):
     # Shape: a ROCm extra on PyTorch's index whose wheels uv.lock records without a hash (uv then downloads them to
     # export, see FIELD-NOTES), as in locks of projects with cpu/cu/rocm extras such as ComfyUI forks and
     # pytorch-lightning templates; here the ROCm index is down.
@@ -141,16 +169,28 @@ def test_a_backend_whose_export_needs_the_network_does_not_sink_status(make_proj
 
 # ---------------------------------------------------------------------------------------------------- item 3
 
+
 def test_features_are_not_offered_as_backends(make_project, kernel_venv, uv_env, uv_new):
     # Shape: torch routed per extra (cpu / cu128 / pypi) beside feature extras (`dev`, `test`, `aws`), a `kernels`
     # group that builds CUDA code outside every conflict set, and a second conflict set of inference engines that
     # route no torch (`vllm` / `sglang`, as in volcengine/verl's extras).
-    project = make_project(lock=False, more_extras={"dev": ["filelock"], "test": ["filelock"], "aws": ["numpy"],
-                                                    "vllm": ["filelock"], "sglang": ["numpy"]},
-                           more_groups={"kernels": ["nvidia-cublas-cu12"]})
+    project = make_project(
+        lock=False,
+        more_extras={
+            "dev": ["filelock"],
+            "test": ["filelock"],
+            "aws": ["numpy"],
+            "vllm": ["filelock"],
+            "sglang": ["numpy"],
+        },
+        more_groups={"kernels": ["nvidia-cublas-cu12"]},
+    )
     pyproject = project / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace(
-        "conflicts = [\n", 'conflicts = [\n  [{ extra = "vllm" }, { extra = "sglang" }],\n'))
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "conflicts = [\n", 'conflicts = [\n  [{ extra = "vllm" }, { extra = "sglang" }],\n'
+        )
+    )
     run_uv(uv_new, "lock", env=uv_env, cwd=project)
     s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
 
@@ -169,7 +209,7 @@ def test_the_backend_rule_reads_the_project(tmp_path):
 
     # Shape: conflicting extras that pin torch versions without any index route (a torch-version matrix, as in
     # projects that test against two torch releases), beside a conflict set of frameworks that list no torch.
-    (tmp_path / "pyproject.toml").write_text('''
+    (tmp_path / "pyproject.toml").write_text("""
 [project]
 name = "matrix"
 version = "0"
@@ -181,12 +221,12 @@ tf = ["tensorflow"]
 docs = ["sphinx"]
 [tool.uv]
 conflicts = [[{ extra = "jax" }, { extra = "tf" }], [{ extra = "torch-old" }, { extra = "torch-new" }]]
-''')
+""")
     project = load_project(tmp_path)
     assert project.offered == ("torch-old", "torch-new")
     assert sorted(project.features) == ["docs", "jax", "tf"]
     # No conflict set says torch: its members stay the project's only choices
-    (tmp_path / "pyproject.toml").write_text('''
+    (tmp_path / "pyproject.toml").write_text("""
 [project]
 name = "frameworks"
 version = "0"
@@ -196,12 +236,13 @@ tf = ["tensorflow"]
 docs = ["sphinx"]
 [tool.uv]
 conflicts = [[{ extra = "jax" }, { extra = "tf" }]]
-''')
+""")
     project = load_project(tmp_path)
     assert (project.offered, project.features) == (("jax", "tf"), ("docs",))
 
 
 # ---------------------------------------------------------------------------------------------------- item 4
+
 
 def test_a_python_the_lock_does_not_accept_says_which_and_how(make_project, kernel_venv, uv_env, uv_new):
     # Shape: `requires-python` pinned above the kernel's Python (as NVIDIA/NeMo-RL pins one minor, and a project
@@ -224,8 +265,10 @@ def test_a_python_the_lock_does_not_accept_says_which_and_how(make_project, kern
     report = report_of(s.run("switch", "cpu", "--no-probe", "--json"))
     assert report["exit_code"] == 1 and report["lock_unread"], report
     text = s.run("switch", "cpu", "--no-probe").stdout
-    assert "next         this venv's Python is not one the project accepts (>=3.12): make a venv with one (`uv venv " \
-           "--python '>=3.12' DIR`)" in text, text
+    assert (
+        "next         this venv's Python is not one the project accepts (>=3.12): make a venv with one (`uv venv "
+        "--python '>=3.12' DIR`)" in text
+    ), text
     assert "drift        not checked" in text and "none found" not in text
 
 
@@ -251,8 +294,10 @@ def test_advice_for_a_lock_worth_of_missing_packages_is_a_count():
 
     missing = [Drift(f"pkg{i:02}", "missing", None, "1.0", "not installed") for i in range(40)]
     report = Report(command="check", drift=missing)
-    assert report.next_step() == "run `uvextra repair` to install 40 packages (pkg00, pkg01, pkg02, pkg03, pkg04 " \
-                                 "and 35 more)"
+    assert (
+        report.next_step() == "run `uvextra repair` to install 40 packages (pkg00, pkg01, pkg02, pkg03, pkg04 "
+        "and 35 more)"
+    )
     from uvextra.render.text import render_text
 
     text = render_text(report)
@@ -263,8 +308,9 @@ def test_advice_for_a_lock_worth_of_missing_packages_is_a_count():
     assert report.next_step() == "run `uvextra repair` to reinstall pkg00 pkg01 torch"
 
 
-def test_a_path_dependency_in_a_missing_submodule_is_named_and_not_repaired(make_project, kernel_venv, tmp_path,
-                                                                          index_server, uv_env, uv_new):
+def test_a_path_dependency_in_a_missing_submodule_is_named_and_not_repaired(
+    make_project, kernel_venv, tmp_path, index_server, uv_env, uv_new
+):
     # Shape: a workspace whose member depends on a library vendored as a git submodule, installed editable from
     # its path (as NVIDIA/NeMo-RL's 3rdparty/ members and facebookresearch projects' third_party/ libraries);
     # a clone without `--recursive` leaves the submodule's folder empty.
@@ -274,12 +320,16 @@ def test_a_path_dependency_in_a_missing_submodule_is_named_and_not_repaired(make
     ws.mkdir()
     (ws / "pyproject.toml").write_text(
         '[tool.uv.workspace]\nmembers = ["app"]\n\n[[tool.uv.index]]\nname = "default"\n'
-        f'url = "{index_server.simple_url("pypi")}"\ndefault = true\n')
+        f'url = "{index_server.simple_url("pypi")}"\ndefault = true\n'
+    )
     indexes = {e: index_server.simple_url(e) for e in ("cpu", "cu128", "pypi")}
     app = write_project(ws / "app", indexes, extra_deps=("numpy", "libfoo"))
     pyproject = app / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace(
-        "[tool.uv.sources]\n", '[tool.uv.sources]\nlibfoo = { path = "../third_party/libfoo", editable = true }\n'))
+    pyproject.write_text(
+        pyproject.read_text().replace(
+            "[tool.uv.sources]\n", '[tool.uv.sources]\nlibfoo = { path = "../third_party/libfoo", editable = true }\n'
+        )
+    )
     write_project(ws / "third_party" / "libfoo", {}, name="libfoo", extras=(), extra_deps=(), package=True)
     run_uv(uv_new, "lock", env=uv_env, cwd=ws)
     for child in sorted((ws / "third_party" / "libfoo").rglob("*"), reverse=True):  # the submodule, not checked out
@@ -297,8 +347,18 @@ def test_a_path_dependency_in_a_missing_submodule_is_named_and_not_repaired(make
     report = report_of(s.run("repair", "--extra", "cpu", "--json"))  # asked anyway: nothing run that uv cannot do
     assert report["exit_code"] == 1 and report["changes"]["installed"] == [] and not report["failure"], report
     assert dist_infos(s.venv, "torch") == []
-    proc = run_uv(uv_new, "sync", "--frozen", "--inexact", "--extra", "cpu", "--project", app, check=False,
-                  env=dict(s.env, UV_PROJECT_ENVIRONMENT=str(s.venv)))
+    proc = run_uv(
+        uv_new,
+        "sync",
+        "--frozen",
+        "--inexact",
+        "--extra",
+        "cpu",
+        "--project",
+        app,
+        check=False,
+        env=dict(s.env, UV_PROJECT_ENVIRONMENT=str(s.venv)),
+    )
     assert proc.returncode != 0 and "libfoo" in proc.stderr, "uv cannot install it either"
 
 
@@ -312,6 +372,7 @@ def test_a_malformed_pyproject_is_named_before_the_missing_venv(tmp_path, uv_env
 
 
 # ---------------------------------------------------------------------------------------------------- item 5
+
 
 def test_a_companion_left_out_of_a_marker_route_is_a_finding(tmp_path, kernel_venv, index_server, uv_env, uv_new):
     # Shape: uv's PyTorch guide routing torch by platform marker, no backend at all
@@ -345,10 +406,18 @@ default = true
 
     report = report_of(s.run("check", "--json"))
     (finding,) = report["routing"]
-    assert (finding["package"], finding["kind"], finding["extra"]) == ("torchvision", "marker", "sys_platform == 'linux'")
+    assert (finding["package"], finding["kind"], finding["extra"]) == (
+        "torchvision",
+        "marker",
+        "sys_platform == 'linux'",
+    )
     assert finding["package_index"] == index_server.simple_url("pypi") and "/cpu/" in finding["torch_index"]
-    assert finding["fix"] == ["[tool.uv.sources]", "torchvision = [",
-                              """  { index = "pytorch-cpu", marker = "sys_platform == 'linux'" },""", "]"]
+    assert finding["fix"] == [
+        "[tool.uv.sources]",
+        "torchvision = [",
+        """  { index = "pytorch-cpu", marker = "sys_platform == 'linux'" },""",
+        "]",
+    ]
     text = s.run("check").stdout
     assert "routes torch by marker `sys_platform == 'linux'` but not torchvision" in text, text
     assert "then run `uv lock`, then `uvextra repair`" in text
@@ -356,6 +425,7 @@ default = true
 
 
 # ---------------------------------------------------------------------------------------------------- big locks
+
 
 def test_a_lock_over_a_megabyte_is_read_and_agrees_with_uv(make_project, kernel_venv, uv_env, uv_new):
     # Shape: real locks of 1–4 MB (e.g. huggingface/lerobot's, NVIDIA/NeMo-RL's): most of it is every platform's
@@ -371,7 +441,9 @@ def test_a_lock_over_a_megabyte_is_read_and_agrees_with_uv(make_project, kernel_
             extra = "".join(
                 f'    {{ url = "{url}/torch-{version}-{n}-cp3{12 + n % 3}-cp3{12 + n % 3}-'
                 f'{("win_amd64", "macosx_14_0_arm64", "manylinux_2_28_aarch64")[n % 3]}.whl", '
-                f'hash = "sha256:{n:064x}", size = {100_000 + n} }},\n' for n in range(2000))
+                f'hash = "sha256:{n:064x}", size = {100_000 + n} }},\n'
+                for n in range(2000)
+            )
             blocks[i] = block.replace("wheels = [\n", "wheels = [\n" + extra, 1)
     lock.write_text("\n[[package]]\n".join(blocks), encoding="utf-8")
     assert lock.stat().st_size > 1_000_000
@@ -384,7 +456,9 @@ def test_a_lock_over_a_megabyte_is_read_and_agrees_with_uv(make_project, kernel_
     report = report_of(s.run("status", "--json"))
     assert (report["exit_code"], report["extras"], report["drift"], report["unreadable"]) == (0, ["cu128"], [], {})
     report = report_of(s.run("check", "--extra", "pypi", "--json"))
-    wanted = {d["package"]: d["wanted"] for d in report["drift"] if d["kind"] in ("missing", "local-version", "version")}
+    wanted = {
+        d["package"]: d["wanted"] for d in report["drift"] if d["kind"] in ("missing", "local-version", "version")
+    }
     plan = uv_dry_run(s, uv_new, "--extra", "pypi")[1]
     assert plan == wanted, (plan, report["drift"])
 
@@ -395,7 +469,7 @@ def test_the_set_of_backends_comes_first_for_the_toggle(tmp_path):
     from uvextra.core.project import load_project
     from uvextra.core.verbs import Context
 
-    (tmp_path / "pyproject.toml").write_text('''
+    (tmp_path / "pyproject.toml").write_text("""
 [project]
 name = "engines"
 version = "0"
@@ -408,7 +482,7 @@ cu128 = ["torch"]
 conflicts = [[{ extra = "vllm" }, { extra = "sglang" }], [{ extra = "cpu" }, { extra = "cu128" }]]
 [tool.uv.sources]
 torch = [{ index = "pytorch-cpu", extra = "cpu" }, { index = "pytorch-cu128", extra = "cu128" }]
-''')
+""")
     env = SimpleNamespace(prefix=tmp_path, source="", python=tmp_path, writable=lambda: True)
     uv = SimpleNamespace(warning=None, to_dict=dict)
     report = Context(project=load_project(tmp_path), env=env, uv=uv).new_report("check")

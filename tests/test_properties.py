@@ -26,8 +26,11 @@ from uvextra.core.installed import Installed, read_dist_info
 from uvextra.core.lock import LockInfo, Wanted, read_uv_lock, wanted_from_pylock
 from uvextra.core.project import Project, load_project
 
-SETTINGS = settings(max_examples=int(__import__("os").environ.get("UVEXTRA_PROP_EXAMPLES", "150")), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=int(__import__("os").environ.get("UVEXTRA_PROP_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 
 # ------------------------------------------------------------------------------------------------ a tiny TOML writer
 
@@ -65,11 +68,15 @@ def to_toml(doc: dict) -> str:
 _text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 _names = st.sampled_from(["torch", "numpy", "Torch_Foo", "a", "", " ", "x.y", "ünï", "cpu; rm -rf /", "$(touch pwned)"])
 _scalars = st.one_of(
-    _text, _names, st.integers(-5, 10**20), st.booleans(),
+    _text,
+    _names,
+    st.integers(-5, 10**20),
+    st.booleans(),
     st.floats(allow_nan=True, allow_infinity=True),
 )
 _json_like = st.recursive(
-    _scalars, lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_text, inner, max_size=4)),
+    _scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_text, inner, max_size=4)),
     max_leaves=12,
 )
 
@@ -87,20 +94,38 @@ _extra_names = st.lists(_names | _text, max_size=4)
 _pyproject_doc = st.fixed_dictionaries(
     {},
     optional={
-        "project": _maybe(_opt_fields(
-            name=_names | _text, version=st.just("0.1.0"),
-            **{"optional-dependencies": st.dictionaries(_names | _text, st.lists(_text, max_size=2), max_size=4)},
-        )),
-        "tool": _maybe(st.fixed_dictionaries({}, optional={"uv": _maybe(_opt_fields(
-            conflicts=st.lists(st.lists(_maybe(st.fixed_dictionaries({"extra": _names | _text})), max_size=3), max_size=2),
-            index=st.lists(_opt_fields(name=_text, url=_text | st.just("https://u:s3cret@example.invalid/simple")),
-                           max_size=3),
-        ))})),
+        "project": _maybe(
+            _opt_fields(
+                name=_names | _text,
+                version=st.just("0.1.0"),
+                **{"optional-dependencies": st.dictionaries(_names | _text, st.lists(_text, max_size=2), max_size=4)},
+            )
+        ),
+        "tool": _maybe(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "uv": _maybe(
+                        _opt_fields(
+                            conflicts=st.lists(
+                                st.lists(_maybe(st.fixed_dictionaries({"extra": _names | _text})), max_size=3),
+                                max_size=2,
+                            ),
+                            index=st.lists(
+                                _opt_fields(name=_text, url=_text | st.just("https://u:s3cret@example.invalid/simple")),
+                                max_size=3,
+                            ),
+                        )
+                    )
+                },
+            )
+        ),
     },
 )
 
 _lock_package = _opt_fields(
-    name=_names | _text, version=st.sampled_from(["2.9.0", "2.9.0+cpu", "", "bogus"]) | _text,
+    name=_names | _text,
+    version=st.sampled_from(["2.9.0", "2.9.0+cpu", "", "bogus"]) | _text,
     source=_opt_fields(registry=_text, editable=_text, virtual=_text),
     dependencies=st.lists(_opt_fields(name=_names | _text, extra=st.lists(_text, max_size=2)), max_size=3),
 )
@@ -111,15 +136,24 @@ _uv_lock_doc = st.fixed_dictionaries(
 
 _sha = st.sampled_from(["0" * 64, "ab" * 32, "zz", ""]) | _text
 _wheel_entry = _opt_fields(
-    name=st.sampled_from(["torch-2.9.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl", "torch-2.9.0-py3-none-any.whl",
-                          "not a wheel.whl", "x"]) | _text,
+    name=st.sampled_from(
+        [
+            "torch-2.9.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",
+            "torch-2.9.0-py3-none-any.whl",
+            "not a wheel.whl",
+            "x",
+        ]
+    )
+    | _text,
     url=st.sampled_from(["http://127.0.0.1:1/files/torch-2.9.0-py3-none-any.whl", "http://[bad", "file:///tmp/x.whl"])
     | _text,
-    path=_text, hashes=st.dictionaries(st.sampled_from(["sha256", "md5"]) | _text, _sha, max_size=2),
+    path=_text,
+    hashes=st.dictionaries(st.sampled_from(["sha256", "md5"]) | _text, _sha, max_size=2),
     size=st.integers(-1, 10**6),
 )
 _pylock_package = _opt_fields(
-    name=_names | _text, version=st.sampled_from(["2.9.0", "2.9.0+cpu", "1!2", "bad version"]) | _text,
+    name=_names | _text,
+    version=st.sampled_from(["2.9.0", "2.9.0+cpu", "1!2", "bad version"]) | _text,
     index=st.sampled_from(["http://127.0.0.1:1/cpu/simple/", "https://user:pw@example.invalid/simple"]) | _text,
     marker=st.sampled_from(["python_version >= '3'", "extra == 'cpu'", "os_name == 'nt'", "bogus ==="]) | _text,
     **{"requires-python": st.sampled_from([">=3.10", "<3", "junk"]) | _text},
@@ -140,6 +174,7 @@ _pylock_doc = st.fixed_dictionaries(
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
 
 @pytest.fixture(scope="module")
 def scratch():
@@ -187,7 +222,7 @@ def _read_lock(scratch: Path, data: bytes) -> LockInfo | None:
         assert str(exc) and "\n" not in str(exc)
         return None
     assert isinstance(info, LockInfo)
-    for (name, version) in info.sources:
+    for name, version in info.sources:
         info.ambiguous(name, version)
     return info
 
@@ -211,6 +246,7 @@ def _read_pylock(scratch: Path, env: Environment, text: str) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------------ pyproject.toml
+
 
 @SETTINGS
 @given(st.binary(max_size=400))
@@ -241,6 +277,7 @@ def test_load_project_reports_file_and_line(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ uv.lock
 
+
 @SETTINGS
 @given(st.binary(max_size=400))
 def test_read_uv_lock_any_bytes(scratch, data):
@@ -256,6 +293,7 @@ def test_read_uv_lock_wrong_types(scratch, doc):
 
 
 # ------------------------------------------------------------------------------------------------ pylock export
+
 
 @SETTINGS
 @given(st.text(max_size=300))
@@ -273,13 +311,23 @@ def test_wanted_from_pylock_wrong_types(scratch, this_env, doc):
 def test_wanted_from_pylock_valid_document(scratch, this_env):
     """The happy path still works: the checks above are not satisfied by always raising."""
     doc = {
-        "lock-version": "1.0", "created-by": "uv", "requires-python": ">=3.10",
-        "packages": [{
-            "name": "torch", "version": "2.9.0+cpu", "index": "https://u:pw@example.invalid/cpu/simple",
-            "wheels": [{"name": "torch-2.9.0+cpu-py3-none-any.whl",
+        "lock-version": "1.0",
+        "created-by": "uv",
+        "requires-python": ">=3.10",
+        "packages": [
+            {
+                "name": "torch",
+                "version": "2.9.0+cpu",
+                "index": "https://u:pw@example.invalid/cpu/simple",
+                "wheels": [
+                    {
+                        "name": "torch-2.9.0+cpu-py3-none-any.whl",
                         "url": "https://example.invalid/torch-2.9.0+cpu-py3-none-any.whl",
-                        "hashes": {"sha256": "ab" * 32}}],
-        }],
+                        "hashes": {"sha256": "ab" * 32},
+                    }
+                ],
+            }
+        ],
     }
     wanted = _read_pylock(scratch, this_env, to_toml(doc))
     assert wanted is not None and wanted["torch"].version == "2.9.0+cpu"
@@ -294,9 +342,11 @@ _metadata_text = st.one_of(
     st.builds(
         lambda name, version, reqs, tail: (
             f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
-            + "".join(f"Requires-Dist: {r}\n" for r in reqs) + tail
+            + "".join(f"Requires-Dist: {r}\n" for r in reqs)
+            + tail
         ).encode("utf-8", "surrogatepass"),
-        _names | _text, st.sampled_from(["2.9.0", "2.9.0+cpu", " ", "ünï"]) | _text,
+        _names | _text,
+        st.sampled_from(["2.9.0", "2.9.0+cpu", " ", "ünï"]) | _text,
         st.lists(st.sampled_from(["numpy", "nvidia-x; extra == 'cu'", "bad req ===", "a (>=1)"]) | _text, max_size=3),
         _text,
     ),
@@ -307,17 +357,25 @@ _direct_url = st.one_of(
     st.builds(
         lambda url, extra: json.dumps({"url": url, **extra}).encode(),
         st.sampled_from(["file:///tmp/x", "http://[bad", "https://u:pw@h/x.whl", "file://%00"]) | _text,
-        st.fixed_dictionaries({}, optional={"dir_info": _json_like, "vcs_info": _json_like, "archive_info": _json_like}),
+        st.fixed_dictionaries(
+            {}, optional={"dir_info": _json_like, "vcs_info": _json_like, "archive_info": _json_like}
+        ),
     ),
 )
 
 
 @SETTINGS
 @given(
-    st.fixed_dictionaries({}, optional={
-        "METADATA": _metadata_text, "WHEEL": st.binary(max_size=200) | _text.map(lambda t: f"Tag: {t}\n".encode()),
-        "direct_url.json": _direct_url, "RECORD": st.binary(max_size=200), "INSTALLER": st.binary(max_size=20),
-    })
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "METADATA": _metadata_text,
+            "WHEEL": st.binary(max_size=200) | _text.map(lambda t: f"Tag: {t}\n".encode()),
+            "direct_url.json": _direct_url,
+            "RECORD": st.binary(max_size=200),
+            "INSTALLER": st.binary(max_size=20),
+        },
+    )
 )
 # found by this test: a direct_url.json that is not an object, an unparsable URL, a dir_info that is not an object
 @example({"METADATA": b"Name: x\nVersion: 1\n", "direct_url.json": b'""'})

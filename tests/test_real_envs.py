@@ -41,8 +41,17 @@ from conftest import KERNEL_COLOR_ENV, dist_infos, site_packages
 #: What cu128's torch stand-in needs and cpu's does not: a switch back to cpu must remove exactly these.
 CU128_ONLY = {"nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12", "triton"}
 #: What nbconvert / jupyter-events need only through extras (``bleach[css]``, ``jsonschema[format-nongpl]``).
-THROUGH_EXTRAS = ("tinycss2", "fqdn", "isoduration", "jsonpointer", "rfc3987-syntax", "uri-template", "webcolors",
-                  "arrow", "lark")
+THROUGH_EXTRAS = (
+    "tinycss2",
+    "fqdn",
+    "isoduration",
+    "jsonpointer",
+    "rfc3987-syntax",
+    "uri-template",
+    "webcolors",
+    "arrow",
+    "lark",
+)
 #: What the hub-like venv holds from the registry, as a user or an image build installs it.
 HUB_STACK = ("jupyterlab", "nbconvert", "ipykernel", "ipywidgets")
 ADMIN_PACKAGE = "admin-tool"
@@ -53,21 +62,38 @@ EXPECTED_TORCH = {"cpu": "torch-2.9.0+cpu.dist-info", "cu128": "torch-2.9.0+cu12
 
 
 def _run(cmd: list[str | os.PathLike[str]], env: Mapping[str, str], timeout: float = 300) -> str:
-    proc = subprocess.run([os.fspath(c) for c in cmd], env=dict(env), capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [os.fspath(c) for c in cmd],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if proc.returncode != 0:
-        pytest.fail(f"{' '.join(map(os.fspath, cmd))} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n"
-                    f"--- stderr\n{proc.stderr}", pytrace=False)
+        pytest.fail(
+            f"{' '.join(map(os.fspath, cmd))} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n"
+            f"--- stderr\n{proc.stderr}",
+            pytrace=False,
+        )
     return proc.stdout
 
 
 #: uv's words when the registry cannot be reached (then the real-package fixtures skip, saying so).
-_UNREACHABLE = ("Failed to fetch", "error sending request", "dns error", "tcp connect error", "Connection refused",
-                "Network is unreachable", "the network was disabled")
+_UNREACHABLE = (
+    "Failed to fetch",
+    "error sending request",
+    "dns error",
+    "tcp connect error",
+    "Connection refused",
+    "Network is unreachable",
+    "the network was disabled",
+)
 
 
-def _registry_install(uv: str, python: Path, *packages: str | os.PathLike[str], uv_env: Mapping[str, str],
-                      options: tuple[str, ...] = ()) -> None:
+def _registry_install(
+    uv: str, python: Path, *packages: str | os.PathLike[str], uv_env: Mapping[str, str], options: tuple[str, ...] = ()
+) -> None:
     """``uv pip install`` of real packages from the configured registry, through uv's default cache (warm from the
     dev venv's install); skips when the registry cannot be reached."""
     env = {k: v for k, v in uv_env.items() if k != "UV_CACHE_DIR"}
@@ -76,8 +102,10 @@ def _registry_install(uv: str, python: Path, *packages: str | os.PathLike[str], 
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         if any(word in proc.stderr for word in _UNREACHABLE):
-            pytest.skip(f"the package registry is not reachable for {' '.join(map(os.fspath, packages))}: "
-                        f"{proc.stderr.strip()[-300:]}")
+            pytest.skip(
+                f"the package registry is not reachable for {' '.join(map(os.fspath, packages))}: "
+                f"{proc.stderr.strip()[-300:]}"
+            )
         pytest.fail(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}", pytrace=False)
 
 
@@ -93,8 +121,10 @@ def _python311() -> str:
 
 def installed(venv: Path) -> dict[str, str]:
     """``{canonical name: version}`` of what is installed in ``venv``'s own site-packages (read from disk)."""
-    return {canonicalize_name(d.metadata["Name"]): d.version
-            for d in importlib.metadata.distributions(path=[str(site_packages(venv))])}
+    return {
+        canonicalize_name(d.metadata["Name"]): d.version
+        for d in importlib.metadata.distributions(path=[str(site_packages(venv))])
+    }
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -131,14 +161,26 @@ def _copy_venv(template: Path, dest: Path) -> Path:
 
 
 def _pip_works(venv: Path, env: Mapping[str, str]) -> tuple[bool, str]:
-    proc = subprocess.run([os.fspath(venv / "bin" / "python"), "-m", "pip", "--version"], env=dict(env),
-                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [os.fspath(venv / "bin" / "python"), "-m", "pip", "--version"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     return proc.returncode == 0, (proc.stdout + proc.stderr).strip()[-300:]
 
 
 def _imports(venv: Path, code: str, env: Mapping[str, str]) -> tuple[bool, str]:
-    proc = subprocess.run([os.fspath(venv / "bin" / "python"), "-c", code], env=dict(env), capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [os.fspath(venv / "bin" / "python"), "-c", code],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     return proc.returncode == 0, lines[-1] if lines else ""  # the exception line, when it failed
 
@@ -157,19 +199,39 @@ def _strings(value: object) -> Iterator[str]:
 
 def switch(extra: str, project: Path, venv: Path, env: Mapping[str, str]) -> dict[str, object]:
     """``uvextra switch EXTRA --json`` through the real CLI; what the user sees of it."""
-    proc = subprocess.run([sys.executable, "-m", "uvextra", "switch", extra, "--project", os.fspath(project),
-                           "--python", os.fspath(venv / "bin" / "python"), "--no-probe", "--json"],
-                          env=dict(env), capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "uvextra",
+            "switch",
+            extra,
+            "--project",
+            os.fspath(project),
+            "--python",
+            os.fspath(venv / "bin" / "python"),
+            "--no-probe",
+            "--json",
+        ],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         report = json.loads(proc.stdout)
     except ValueError:
-        pytest.fail(f"switch {extra}: no JSON on stdout (exit {proc.returncode})\nstdout: {proc.stdout}\n"
-                    f"stderr: {proc.stderr}", pytrace=False)
+        pytest.fail(
+            f"switch {extra}: no JSON on stdout (exit {proc.returncode})\nstdout: {proc.stdout}\nstderr: {proc.stderr}",
+            pytrace=False,
+        )
     return {"code": proc.returncode, "report": report, "stdout": proc.stdout, "stderr": proc.stderr}
 
 
-def run_sequence(project: Path, venv: Path, env: Mapping[str, str], *, extras=("cpu", "cu128", "cpu"),
-                 imports: str | None = None) -> list[dict[str, object]]:
+def run_sequence(
+    project: Path, venv: Path, env: Mapping[str, str], *, extras=("cpu", "cu128", "cpu"), imports: str | None = None
+) -> list[dict[str, object]]:
     """Switch through ``extras``; after each, record what was installed/removed and what still works (``imports``:
     code that must still run after the last switch)."""
     steps: list[dict[str, object]] = []
@@ -206,15 +268,23 @@ def describe(steps: list[dict[str, object]]) -> str:
     """One line per switch, for assertion messages (and the issue's before/after note)."""
     lines = []
     for s in steps:
-        lines.append(f"switch {s['extra']} ({s['seconds']} s): exit {s['code']}, removed {s['gone']} "
-                     f"(report: {s['reported_removed']}), kept_foreign {s['kept_foreign']}, torch {s['torch']}, "
-                     f"pip {'ok' if s['pip'][0] else 'BROKEN: ' + s['pip'][1]}"  # type: ignore[index]
-                     + (f", imports {'ok' if s['imports'][0] else 'BROKEN: ' + s['imports'][1]}"  # type: ignore[index]
-                        if "imports" in s else "")
-                     + (f", failure {s['failure']!r}" if s["failure"] else "")
-                     + (", ANSI escapes in " + "/".join(k[8:] for k in ("ansi_in_stdout", "ansi_in_report",
-                                                                         "ansi_in_stderr") if s[k])
-                        if s["ansi_in_stdout"] or s["ansi_in_report"] or s["ansi_in_stderr"] else ""))
+        lines.append(
+            f"switch {s['extra']} ({s['seconds']} s): exit {s['code']}, removed {s['gone']} "
+            f"(report: {s['reported_removed']}), kept_foreign {s['kept_foreign']}, torch {s['torch']}, "
+            f"pip {'ok' if s['pip'][0] else 'BROKEN: ' + s['pip'][1]}"  # type: ignore[index]
+            + (
+                f", imports {'ok' if s['imports'][0] else 'BROKEN: ' + s['imports'][1]}"  # type: ignore[index]
+                if "imports" in s
+                else ""
+            )
+            + (f", failure {s['failure']!r}" if s["failure"] else "")
+            + (
+                ", ANSI escapes in "
+                + "/".join(k[8:] for k in ("ansi_in_stdout", "ansi_in_report", "ansi_in_stderr") if s[k])
+                if s["ansi_in_stdout"] or s["ansi_in_report"] or s["ansi_in_stderr"]
+                else ""
+            )
+        )
     return "\n".join(lines)
 
 
@@ -268,8 +338,13 @@ def pyvenv_kernel(_pyvenv_template: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hub_like_venv(tmp_path_factory: pytest.TempPathFactory, _pyvenv_template: Path, uv_new: str,
-                  uv_env: dict[str, str], uvextra_wheel: Path) -> Path:  # noqa: F811 - the fixture imported above
+def hub_like_venv(
+    tmp_path_factory: pytest.TempPathFactory,
+    _pyvenv_template: Path,
+    uv_new: str,
+    uv_env: dict[str, str],
+    uvextra_wheel: Path,
+) -> Path:
     """A kernel env shaped like a JupyterHub image's: the server stack, uvextra, and an admin's own package.
 
     Built once per module on a copy of the ``python3.11 -m venv`` template (about 10-20 s more); the one test that
@@ -297,9 +372,9 @@ def hub_like_venv(tmp_path_factory: pytest.TempPathFactory, _pyvenv_template: Pa
 
 
 @pytest.mark.parametrize("which", ["new", "uv-0.9.4"])
-def test_python_venv_kernel_keeps_pip_and_setuptools(which: str, request: pytest.FixtureRequest,
-                                                     pyvenv_kernel: Path, make_project, uv_env: dict[str, str],
-                                                     uv_new: str) -> None:
+def test_python_venv_kernel_keeps_pip_and_setuptools(
+    which: str, request: pytest.FixtureRequest, pyvenv_kernel: Path, make_project, uv_env: dict[str, str], uv_new: str
+) -> None:
     """A `python -m venv` kernel env: cpu → cu128 → cpu leaves pip and setuptools, removes only the cu128 stand-ins."""
     uv = uv_new if which == "new" else request.getfixturevalue("uv_old")
     assert set(KERNEL_COLOR_ENV.items()) <= set(uv_env.items())
@@ -309,14 +384,16 @@ def test_python_venv_kernel_keeps_pip_and_setuptools(which: str, request: pytest
 
 
 def test_hub_like_venv_keeps_the_server_stack_and_what_an_admin_installed(
-        hub_like_venv: Path, make_project, uv_env: dict[str, str], uv_new: str) -> None:
+    hub_like_venv: Path, make_project, uv_env: dict[str, str], uv_new: str
+) -> None:
     """A hub-shaped kernel env: after cpu → cu128 → cpu, pip, nbconvert (with its extras' dependencies), the
     admin's package and uvextra are all still there and work; only the cu128 stand-ins went."""
     before = installed(hub_like_venv)
     through_extras = {n for n in THROUGH_EXTRAS if n in before}
     project = make_project()
-    steps = run_sequence(project, hub_like_venv, dict(uv_env, UVEXTRA_UV=uv_new),
-                         imports="from nbconvert import HTMLExporter")
+    steps = run_sequence(
+        project, hub_like_venv, dict(uv_env, UVEXTRA_UV=uv_new), imports="from nbconvert import HTMLExporter"
+    )
     keep = {"pip", "setuptools", ADMIN_PACKAGE, "uvextra", *HUB_STACK, *through_extras}
     assert_sequence(hub_like_venv, steps, keep=keep, foreign={"pip", ADMIN_PACKAGE})
     # Everything that was there before and is not the project's is still there, at the same version.
@@ -326,8 +403,8 @@ def test_hub_like_venv_keeps_the_server_stack_and_what_an_admin_installed(
 
 
 def test_piped_cli_writes_no_colour_codes_with_the_kernels_colour_variables(
-        pyvenv_kernel: Path, index_root: Path, make_project, tmp_path: Path, uv_env: dict[str, str],
-        uv_new: str) -> None:
+    pyvenv_kernel: Path, index_root: Path, make_project, tmp_path: Path, uv_env: dict[str, str], uv_new: str
+) -> None:
     """FORCE_COLOR=1 CLICOLOR_FORCE=1 (as in every kernel): uv's lines, the card and a failure headline stay plain
     text when the CLI's output is a pipe, on success and when uv fails (its error text is the coloured part)."""
     from _localindex import IndexServer
@@ -336,13 +413,29 @@ def test_piped_cli_writes_no_colour_codes_with_the_kernels_colour_variables(
     assert set(KERNEL_COLOR_ENV.items()) <= set(env.items())
     python = os.fspath(pyvenv_kernel / "bin" / "python")
     with IndexServer(index_root) as own:
-        project = make_project({e: own.simple_url(e) for e in ("cpu", "cu128", "pypi")},
-                               default_index=own.simple_url("pypi"))
+        project = make_project(
+            {e: own.simple_url(e) for e in ("cpu", "cu128", "pypi")}, default_index=own.simple_url("pypi")
+        )
 
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "uvextra", *args, "--project", os.fspath(project),
-                                   "--python", python, "--no-probe"], env=env, capture_output=True, text=True,
-                                  timeout=300, stdin=subprocess.DEVNULL)
+            return subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvextra",
+                    *args,
+                    "--project",
+                    os.fspath(project),
+                    "--python",
+                    python,
+                    "--no-probe",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                stdin=subprocess.DEVNULL,
+            )
 
         ok = cli("switch", "cpu")
         assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -352,8 +445,12 @@ def test_piped_cli_writes_no_colour_codes_with_the_kernels_colour_variables(
     assert failed_text.returncode == 1 and failed_json.returncode == 1, failed_text.stdout + failed_text.stderr
     report = json.loads(failed_json.stdout)
     assert report["failure"], report
-    for name, text in [("success stdout", ok.stdout), ("success stderr", ok.stderr),
-                       ("failure stdout", failed_text.stdout), ("failure stderr", failed_text.stderr),
-                       ("failure --json stdout", failed_json.stdout),
-                       ("failure --json strings", "\n".join(_strings(report)))]:
+    for name, text in [
+        ("success stdout", ok.stdout),
+        ("success stderr", ok.stderr),
+        ("failure stdout", failed_text.stdout),
+        ("failure stderr", failed_text.stderr),
+        ("failure --json stdout", failed_json.stdout),
+        ("failure --json strings", "\n".join(_strings(report))),
+    ]:
         assert "\x1b" not in text, f"ANSI escapes in the {name}:\n{text!r}"

@@ -77,21 +77,34 @@ def real_stack(tmp_path_factory: pytest.TempPathFactory, uv_env, uv_new):
     needs, drop = _cuda_needs(cuda) if cuda is not None and cuda_tv is not None else ([], ())
     indexes = _local_indexes_for(*TORCH_DEPS, "numpy", "pillow", *needs)
     if indexes is None:
-        pytest.skip(f"pip's file:// indexes do not list all of {', '.join(sorted({*TORCH_DEPS, *needs}))}, "
-                    "numpy, pillow")
+        pytest.skip(
+            f"pip's file:// indexes do not list all of {', '.join(sorted({*TORCH_DEPS, *needs}))}, numpy, pillow"
+        )
     also = {"cpu": (f"torchvision=={cpu_tv[0]}",)}
     if cuda_tv is not None:
         also[cuda.extra] = (f"torchvision=={cuda_tv[0]}",)
-    project = write_real_project(tmp_path_factory.mktemp("realstack") / "project", cpu=wheel,
-                                 cuda=cuda if cuda_tv else None, indexes=indexes, drop=drop, also=also)
+    project = write_real_project(
+        tmp_path_factory.mktemp("realstack") / "project",
+        cpu=wheel,
+        cuda=cuda if cuda_tv else None,
+        indexes=indexes,
+        drop=drop,
+        also=also,
+    )
     env = dict(uv_env, UVEXTRA_UV=uv_new, UV_CACHE_DIR=persistent_uv_cache(), **COLOUR)
     run_uv(uv_new, "lock", env=env, cwd=project, timeout=300)
     return project, env, cpu_torch, cpu_tv, (cuda if cuda_tv else None), cuda_tv
 
 
 def text_run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "uvextra", *args], env=env, capture_output=True, text=True,
-                          timeout=600, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "uvextra", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def rows(text: str, key: str) -> list[str]:
@@ -115,11 +128,14 @@ def test_real_cpu_torch_beside_pypis_cuda_torchvision_is_caught(real_stack, tmp_
     assert dist_infos(python.parents[1], "torchvision") == [f"torchvision-{tv}.dist-info"]
     assert rows(out, "drift") == ["none — installed packages match the lock"]
     (stack,) = rows(out, "stack")
-    assert stack.startswith(f"FAILS: torchvision {tv} is a {flavour}, torch is {cpu_torch}: "
-                            f"`{NMS}` (its _C.so needs libc10_cuda.so, "), stack
+    assert stack.startswith(
+        f"FAILS: torchvision {tv} is a {flavour}, torch is {cpu_torch}: `{NMS}` (its _C.so needs libc10_cuda.so, "
+    ), stack
     (routing,) = rows(out, "routing")
-    assert routing.startswith("[tool.uv.sources] routes torch per extra but not torchvision: for extra cpu the lock "
-                              "takes torchvision from file://"), routing
+    assert routing.startswith(
+        "[tool.uv.sources] routes torch per extra but not torchvision: for extra cpu the lock "
+        "takes torchvision from file://"
+    ), routing
     assert "torchvision = [" in out and '{ index = "torch-cpu", extra = "cpu" },' in out, out
     assert rows(out, "next")[0].startswith("`uvextra repair` cannot fix this"), out
     assert "\x1b" not in out + proc.stderr
@@ -128,10 +144,16 @@ def test_real_cpu_torch_beside_pypis_cuda_torchvision_is_caught(real_stack, tmp_
     assert (code, report["exit_code"], errors(report)) == (1, 1, []), report
     (entry,) = report["probe"]["stack"]
     assert {k: entry[k] for k in ("package", "version", "built_for", "ok")} == {
-        "package": "torchvision", "version": tv, "built_for": flavour.replace(" build", ""), "ok": False}, entry
+        "package": "torchvision",
+        "version": tv,
+        "built_for": flavour.replace(" build", ""),
+        "ok": False,
+    }, entry
     assert entry["error"] == NMS, entry
-    assert f"its pin torch=={cpu_torch.split('+')[0]} accepts {cpu_torch}: PEP 440 ignores the local part" in entry[
-        "evidence"], entry
+    assert (
+        f"its pin torch=={cpu_torch.split('+')[0]} accepts {cpu_torch}: PEP 440 ignores the local part"
+        in entry["evidence"]
+    ), entry
     assert f"torchvision/version.py says {tv}+{tv_tag}" in entry["evidence"], entry
     assert report["probe"]["verdict"] == f"CPU build of torch ({cpu_torch}); CUDA not expected"
     assert [(r["package"], r["extra"]) for r in report["routing"]] == [("torchvision", "cpu")], report["routing"]
@@ -139,7 +161,8 @@ def test_real_cpu_torch_beside_pypis_cuda_torchvision_is_caught(real_stack, tmp_
     check = text_run("check", *where, env=env)  # no probe: the files alone say it
     assert check.returncode == 1, check.stdout + check.stderr
     assert rows(check.stdout, "stack")[0].startswith(
-        f"FAILS: torchvision {tv} is a {flavour}, torch is {cpu_torch} (its _C.so needs"), check.stdout
+        f"FAILS: torchvision {tv} is a {flavour}, torch is {cpu_torch} (its _C.so needs"
+    ), check.stdout
     print(f"\nswitch cpu: {stack}\nrouting: {routing}")
 
 
@@ -150,13 +173,13 @@ def test_real_cuda_torch_and_its_torchvision_fit(real_stack, tmp_path: Path, uv_
     tv, tag = cuda_tv
     python = _venv(tmp_path / "venv", uv_new, env)
     try:
-        code, report, took = uvextra("switch", cuda.extra, "--project", str(project), "--python", str(python),
-                                     env=env)
+        code, report, took = uvextra("switch", cuda.extra, "--project", str(project), "--python", str(python), env=env)
         assert (code, errors(report), report["failure"], report["routing"]) == (0, [], None, []), report
         (entry,) = report["probe"]["stack"]
         assert (entry["package"], entry["version"], entry["ok"], entry["error"]) == ("torchvision", tv, True, None)
-        assert entry["why"] == (f"torchvision {tv}: a CUDA {cuda.cuda} build (+{tag}), fits torch {cuda.version}; "
-                                "ops.nms on two boxes ran"), entry
+        assert entry["why"] == (
+            f"torchvision {tv}: a CUDA {cuda.cuda} build (+{tag}), fits torch {cuda.version}; ops.nms on two boxes ran"
+        ), entry
         print(f"\nswitch {cuda.extra} ({took:.1f} s): {entry['why']}")
     finally:
         shutil.rmtree(python.parents[1], ignore_errors=True)  # 5 GB of links

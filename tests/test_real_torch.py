@@ -39,10 +39,25 @@ from _pip_indexes import CudaTorch, cpu_torch_wheel, cuda_torch, indexes_with, l
 from conftest import dist_infos, run_uv
 
 # What torch (both builds) requires, and what those require in turn.
-TORCH_DEPS = ("typing-extensions", "filelock", "setuptools", "sympy", "mpmath", "networkx", "jinja2", "markupsafe",
-              "fsspec")
-STAND_INS = {"filelock": "3.20.0", "setuptools": "80.9.0", "sympy": "1.14.0", "networkx": "3.5", "jinja2": "3.1.6",
-             "fsspec": "2025.9.0"}
+TORCH_DEPS = (
+    "typing-extensions",
+    "filelock",
+    "setuptools",
+    "sympy",
+    "mpmath",
+    "networkx",
+    "jinja2",
+    "markupsafe",
+    "fsspec",
+)
+STAND_INS = {
+    "filelock": "3.20.0",
+    "setuptools": "80.9.0",
+    "sympy": "1.14.0",
+    "networkx": "3.5",
+    "jinja2": "3.1.6",
+    "fsspec": "2025.9.0",
+}
 COLOUR = {"FORCE_COLOR": "1", "CLICOLOR_FORCE": "1"}  # as ipykernel sets them
 CUDA_PREFIXES = ("nvidia_", "cuda_toolkit-", "triton-")
 
@@ -51,8 +66,15 @@ def _q(text: str) -> str:
     return json.dumps(text)  # a TOML basic string, for paths and URLs
 
 
-def write_real_project(path: Path, *, cpu: Path | None, cuda: CudaTorch | None, indexes: list[str],
-                       drop: tuple[str, ...] = (), also: dict[str, tuple[str, ...]] | None = None) -> Path:
+def write_real_project(
+    path: Path,
+    *,
+    cpu: Path | None,
+    cuda: CudaTorch | None,
+    indexes: list[str],
+    drop: tuple[str, ...] = (),
+    also: dict[str, tuple[str, ...]] | None = None,
+) -> Path:
     """A project with extras ``cpu`` (``cpu``'s torch from its folder as a flat index) and ``cuda.extra``.
 
     ``indexes`` serve everything else, in priority order (the last is the default); ``drop`` names requirements of
@@ -67,9 +89,18 @@ def write_real_project(path: Path, *, cpu: Path | None, cuda: CudaTorch | None, 
     for extra, requirements in (also or {}).items():
         extras[extra] += requirements
     names = {url: f"local-{n}" for n, url in enumerate(indexes, 1)}
-    lines = ["[project]", 'name = "realtorch"', 'version = "0.1.0"',
-             f"requires-python = \">={sys.version_info.major}.{sys.version_info.minor}\"", "dependencies = []", "",
-             "[project.optional-dependencies]", *(f"{e} = [{', '.join(map(_q, r))}]" for e, r in extras.items()), "", "[tool.uv]"]
+    lines = [
+        "[project]",
+        'name = "realtorch"',
+        'version = "0.1.0"',
+        f'requires-python = ">={sys.version_info.major}.{sys.version_info.minor}"',
+        "dependencies = []",
+        "",
+        "[project.optional-dependencies]",
+        *(f"{e} = [{', '.join(map(_q, r))}]" for e, r in extras.items()),
+        "",
+        "[tool.uv]",
+    ]
     if len(extras) > 1:
         lines.append("conflicts = [[" + ", ".join(f"{{ extra = {_q(e)} }}" for e in extras) + "]]")
     if len(indexes) > 1:
@@ -84,8 +115,14 @@ def write_real_project(path: Path, *, cpu: Path | None, cuda: CudaTorch | None, 
         sources.append(f"{{ index = {_q(names[cuda.index])}, extra = {_q(cuda.extra)} }}")
     lines += ["", "[tool.uv.sources]", "torch = [" + ", ".join(sources) + "]"]
     if cpu is not None:
-        lines += ["", "[[tool.uv.index]]", 'name = "torch-cpu"', f"url = {_q(str(cpu.parent))}", 'format = "flat"',
-                  "explicit = true"]
+        lines += [
+            "",
+            "[[tool.uv.index]]",
+            'name = "torch-cpu"',
+            f"url = {_q(str(cpu.parent))}",
+            'format = "flat"',
+            "explicit = true",
+        ]
     for n, url in enumerate(indexes, 1):
         lines += ["", "[[tool.uv.index]]", f"name = {_q(names[url])}", f"url = {_q(url)}"]
         if n == len(indexes):
@@ -116,8 +153,14 @@ def _cuda_needs(cuda: CudaTorch) -> tuple[list[str], tuple[str, ...]]:
 
 def uvextra(*args: str, env: dict[str, str], timeout: float = 600) -> tuple[int, dict, float]:
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "uvextra", *args, "--json"], env=env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "uvextra", *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         report = json.loads(proc.stdout)
     except ValueError:
@@ -137,7 +180,8 @@ def status(kernel: Kernel, project: Path) -> dict:
     done = kernel.execute(
         "import json as _j; from uvextra.magic import last_outcome as _lo; _o = _lo()\n"
         "print(_j.dumps({'error': _o.error and str(_o.error), 'extras': _o.report.extras,\n"
-        "  'drift': [d.to_dict() for d in _o.report.errors], 'kernel': _o.kernel.to_dict()}))")
+        "  'drift': [d.to_dict() for d in _o.report.errors], 'kernel': _o.kernel.to_dict()}))"
+    )
     assert done["error"] is None, done
     return json.loads(done["stdout"])
 
@@ -154,9 +198,11 @@ def persistent_uv_cache() -> str:
 
 # --- the +cpu wheel through a flat index: seconds ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("which", ["new", "old"], ids=["newest-uv", "uv-0.9.4"])
-def test_switch_to_the_real_cpu_torch_through_a_flat_index(tmp_path: Path, make_venv, uv_env, uv_new, which,
-                                                           request: pytest.FixtureRequest) -> None:
+def test_switch_to_the_real_cpu_torch_through_a_flat_index(
+    tmp_path: Path, make_venv, uv_env, uv_new, which, request: pytest.FixtureRequest
+) -> None:
     wheel = cpu_torch_wheel()
     if wheel is None:
         pytest.skip("no torch-*+cpu wheel for this Python in pip's find-links folders")
@@ -168,14 +214,19 @@ def test_switch_to_the_real_cpu_torch_through_a_flat_index(tmp_path: Path, make_
         if real is None:  # stand-ins, on an index of their own
             stand_ins = tmp_path / "indexes" / "deps"
             stand_ins.mkdir(parents=True)
-            build_wheel(stand_ins, "typing-extensions", "4.15.0",
-                        {"typing_extensions.py": Path(typing_extensions.__file__).read_text(encoding="utf-8")})
+            build_wheel(
+                stand_ins,
+                "typing-extensions",
+                "4.15.0",
+                {"typing_extensions.py": Path(typing_extensions.__file__).read_text(encoding="utf-8")},
+            )
             for name, v in STAND_INS.items():
                 build_wheel(stand_ins, name, v, {f"{name}/__init__.py": f"__version__ = {v!r}\n"})
         cuda = cuda_torch() if real is not None else None
         drop = _cuda_needs(cuda)[1] if cuda is not None else ()
-        project = write_real_project(tmp_path / "project", cpu=wheel, cuda=cuda, drop=drop,
-                                     indexes=real or [server.simple_url("deps")])
+        project = write_real_project(
+            tmp_path / "project", cpu=wheel, cuda=cuda, drop=drop, indexes=real or [server.simple_url("deps")]
+        )
         run_uv(uv, "lock", env=env, cwd=project)  # with the uv under test: uv 0.9.4's lock as its users have it
         venv = make_venv(tmp_path / "venv")
         where = ("--project", str(project), "--python", str(venv / "bin" / "python"))
@@ -189,18 +240,27 @@ def test_switch_to_the_real_cpu_torch_through_a_flat_index(tmp_path: Path, make_
         assert probe["verdict"] == f"CPU build of torch ({version}); CUDA not expected"
         code, report, _ = uvextra("check", *where, env=env)
         assert (code, errors(report), report["unverified"], report["extras"]) == (0, [], [], ["cpu"]), report
-    print(f"switch cpu with uv {report['uv']['version']}: {took:.1f} s "
-          f"({'local simple indexes' if real else 'stand-ins'} for torch's dependencies)")
+    print(
+        f"switch cpu with uv {report['uv']['version']}: {took:.1f} s "
+        f"({'local simple indexes' if real else 'stand-ins'} for torch's dependencies)"
+    )
 
 
 # --- PyPI's CUDA torch: ~3 GB, linked from uv's cache -------------------------------------------------------
 
-def test_real_cuda_torch_both_ways_and_a_kernel_that_imported_it(tmp_path: Path, uvextra_wheel: Path,  # noqa: F811
-                                                                  uv_env, uv_new) -> None:
+
+def test_real_cuda_torch_both_ways_and_a_kernel_that_imported_it(
+    tmp_path: Path,
+    uvextra_wheel: Path,
+    uv_env,
+    uv_new,
+) -> None:
     wheel, cuda = cpu_torch_wheel(), cuda_torch()
     if wheel is None or cuda is None:
-        pytest.skip("needs a torch-*+cpu wheel in pip's find-links and PyPI's CUDA torch in a file:// index of "
-                    f"pip's configuration (found: cpu {wheel}, cuda {cuda and cuda.wheel})")
+        pytest.skip(
+            "needs a torch-*+cpu wheel in pip's find-links and PyPI's CUDA torch in a file:// index of "
+            f"pip's configuration (found: cpu {wheel}, cuda {cuda and cuda.wheel})"
+        )
     needs, drop = _cuda_needs(cuda)
     indexes = _local_indexes_for(*TORCH_DEPS, *needs)
     if indexes is None:
@@ -217,12 +277,14 @@ def test_real_cuda_torch_both_ways_and_a_kernel_that_imported_it(tmp_path: Path,
         shutil.rmtree(venv, ignore_errors=True)  # 5 GB; pytest keeps the last three runs' folders
 
 
-def _cuda_scenario(tmp_path: Path, project: Path, python: Path, venv: Path, env: dict[str, str], cuda: CudaTorch,
-                   cpu_version: str) -> None:
+def _cuda_scenario(
+    tmp_path: Path, project: Path, python: Path, venv: Path, env: dict[str, str], cuda: CudaTorch, cpu_version: str
+) -> None:
     where = ("--project", str(project), "--python", str(python))
     driver = has_nvidia_driver()
-    cuda_verdict = ("CUDA available" if driver
-                    else f"not available: CUDA {cuda.cuda} build but no NVIDIA driver on this machine")
+    cuda_verdict = (
+        "CUDA available" if driver else f"not available: CUDA {cuda.cuda} build but no NVIDIA driver on this machine"
+    )
     took: dict[str, float] = {}
 
     def cuda_installed() -> list[str]:

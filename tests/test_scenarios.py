@@ -17,8 +17,15 @@ from conftest import dist_infos, run_uv, site_packages
 
 
 def uvextra(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 180) -> tuple[int, dict, str]:
-    proc = subprocess.run([sys.executable, "-m", "uvextra", *args, "--json"], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "uvextra", *args, "--json"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         data = json.loads(proc.stdout)
     except ValueError:
@@ -51,8 +58,7 @@ def seed(make_project, make_venv, tmp_path, uv_env, uv_new):
 
 
 def switch(extra: str, project: Path, venv: Path, env: dict[str, str], *more: str) -> tuple[int, dict, str]:
-    return uvextra("switch", extra, "--project", str(project), "--python", str(venv / "bin" / "python"), *more,
-                   env=env)
+    return uvextra("switch", extra, "--project", str(project), "--python", str(venv / "bin" / "python"), *more, env=env)
 
 
 def check(project: Path, venv: Path, env: dict[str, str], *more: str) -> tuple[int, dict, str]:
@@ -61,8 +67,11 @@ def check(project: Path, venv: Path, env: dict[str, str], *more: str) -> tuple[i
 
 def test_seed_sequence_with_newest_uv_stays_clean(seed):
     project, venv, env = seed
-    expected = {"pypi": "torch-2.9.0.dist-info", "cpu": "torch-2.9.0+cpu.dist-info",
-                "cu128": "torch-2.9.0+cu128.dist-info"}
+    expected = {
+        "pypi": "torch-2.9.0.dist-info",
+        "cpu": "torch-2.9.0+cpu.dist-info",
+        "cu128": "torch-2.9.0+cu128.dist-info",
+    }
     for extra in ["pypi", "cpu", "pypi", "cu128", "pypi"]:
         code, report, _ = switch(extra, project, venv, env, "--no-probe")
         assert code == 0, report
@@ -93,8 +102,9 @@ def test_seed_sequence_with_uv_094_catches_and_repairs_local_version(seed, uv_ol
         # the done-when of the core issue: check names it and exits 1, repair exits 0, the next check is clean
         code, report, _ = check(project, venv, env)
         assert (code, kinds(report)) == (1, {"torch": "local-version"})
-        code, report, _ = uvextra("repair", "--project", str(project), "--python", str(venv / "bin" / "python"),
-                                  env=env)
+        code, report, _ = uvextra(
+            "repair", "--project", str(project), "--python", str(venv / "bin" / "python"), env=env
+        )
         assert code == 0, report
         assert report["repaired"] == ["torch"]
         assert torch_dist(venv) == ["torch-2.9.0.dist-info"]
@@ -126,7 +136,8 @@ def test_same_version_from_two_indexes_is_build_drift(make_project, make_venv, t
 
 
 def test_build_drift_without_a_record_uses_evidence_or_says_unverified(
-        make_project, make_venv, tmp_path, uv_env, uv_new, index_server):
+    make_project, make_venv, tmp_path, uv_env, uv_new, index_server
+):
     env = dict(uv_env, UVEXTRA_UV=uv_new)
     # torch 2.9.0 installed by hand from pypi: uvextra has never seen this venv
     venv = make_venv(tmp_path / "venv", packages=["torch==2.9.0", "numpy"])
@@ -141,8 +152,9 @@ def test_build_drift_without_a_record_uses_evidence_or_says_unverified(
     assert (code, kinds(report)) == (0, {})
     assert [u["package"] for u in report["unverified"]] == ["torch"]
     assert "more than one index" in report["unverified"][0]["reason"]
-    code, report, _ = uvextra("repair", "--project", str(same), "--python", str(venv / "bin" / "python"),
-                              "--extra", "mirror", env=env)
+    code, report, _ = uvextra(
+        "repair", "--project", str(same), "--python", str(venv / "bin" / "python"), "--extra", "mirror", env=env
+    )
     assert code == 0 and report["repaired"] == ["torch"]
     assert "mirror" in torch_build(venv)
     code, report, _ = check(same, venv, env, "--extra", "mirror")
@@ -155,10 +167,12 @@ def _editable_torch(where: Path) -> Path:
     (where / "src" / "torch" / "__init__.py").write_text('__version__ = "2.9.0+cpu"\n_build = "editable"\n')
     (where / "_backend").mkdir()
     (where / "_backend" / f"{_localindex._BACKEND_MODULE}.py").write_text(
-        _localindex._BACKEND_SOURCE.replace("%(written)s", repr(json.dumps({}))))
+        _localindex._BACKEND_SOURCE.replace("%(written)s", repr(json.dumps({})))
+    )
     (where / "pyproject.toml").write_text(
         '[project]\nname = "torch"\nversion = "2.9.0+cpu"\n\n[build-system]\nrequires = []\n'
-        f'build-backend = "{_localindex._BACKEND_MODULE}"\nbackend-path = ["_backend"]\n')
+        f'build-backend = "{_localindex._BACKEND_MODULE}"\nbackend-path = ["_backend"]\n'
+    )
     return where
 
 
@@ -181,31 +195,67 @@ def test_editable_install_then_index_is_source_drift(seed, uv_new, tmp_path):
 def test_manual_install_of_another_build_after_a_switch(seed, uv_new, index_server):
     project, venv, env = seed
     assert switch("cu128", project, venv, env, "--no-probe")[0] == 0
-    run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python", "--index-url",
-           index_server.simple_url("cpu"), "torch==2.9.0+cpu", env=env)
+    run_uv(
+        uv_new,
+        "pip",
+        "install",
+        "--python",
+        venv / "bin" / "python",
+        "--index-url",
+        index_server.simple_url("cpu"),
+        "torch==2.9.0+cpu",
+        env=env,
+    )
     code, report, _ = check(project, venv, env)
     [drift] = [d for d in report["drift"] if d["package"] == "torch"]
-    assert (code, drift["kind"], drift["installed"], drift["wanted"]) == (1, "local-version", "2.9.0+cpu",
-                                                                          "2.9.0+cu128")
+    assert (code, drift["kind"], drift["installed"], drift["wanted"]) == (
+        1,
+        "local-version",
+        "2.9.0+cpu",
+        "2.9.0+cu128",
+    )
     # same version, another build, by hand: the recorded fingerprint no longer matches and the metadata differs
     code, report, _ = switch("pypi", project, venv, env, "--no-probe")  # the newest uv replaces the +cpu build
     assert (code, torch_dist(venv)) == (0, ["torch-2.9.0.dist-info"])
     assert check(project, venv, env)[0] == 0
-    run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python", "--reinstall", "--no-deps",
-           "--index-url", index_server.simple_url("mirror-meta"), "torch==2.9.0", env=env)
+    run_uv(
+        uv_new,
+        "pip",
+        "install",
+        "--python",
+        venv / "bin" / "python",
+        "--reinstall",
+        "--no-deps",
+        "--index-url",
+        index_server.simple_url("mirror-meta"),
+        "torch==2.9.0",
+        env=env,
+    )
     code, report, _ = check(project, venv, env)
     assert (code, kinds(report)) == (1, {"torch": "build"})
     # and with identical metadata (the mirror's build): not provable, so "unverified", not a guess
-    run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python", "--reinstall", "--no-deps",
-           "--index-url", index_server.simple_url("mirror"), "torch==2.9.0", env=env)
+    run_uv(
+        uv_new,
+        "pip",
+        "install",
+        "--python",
+        venv / "bin" / "python",
+        "--reinstall",
+        "--no-deps",
+        "--index-url",
+        index_server.simple_url("mirror"),
+        "torch==2.9.0",
+        env=env,
+    )
     code, report, _ = check(project, venv, env)
     assert (code, kinds(report)) == (0, {})
     assert [u["package"] for u in report["unverified"]] == ["torch"]
     assert "files changed since uvextra recorded them" in report["unverified"][0]["reason"]
 
 
-def test_switch_keeps_the_kernels_packages_and_removes_other_extraneous(make_project, make_venv, tmp_path, uv_env,
-                                                                      uv_new):
+def test_switch_keeps_the_kernels_packages_and_removes_other_extraneous(
+    make_project, make_venv, tmp_path, uv_env, uv_new
+):
     project = make_project()
     venv = make_venv(tmp_path / "venv", packages=["ipykernel", "triton"])
     env = dict(uv_env, UVEXTRA_UV=uv_new)
@@ -218,8 +268,17 @@ def test_switch_keeps_the_kernels_packages_and_removes_other_extraneous(make_pro
     assert {"ipykernel", "tornado", "comm"} <= set(report["changes"]["kept"])
     assert {r["name"] for r in report["changes"]["removed"]} == {"triton"}
     # --keep-extraneous removes nothing
-    run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python", "--index-url",
-           index_server_url(env, project), "triton", env=env)
+    run_uv(
+        uv_new,
+        "pip",
+        "install",
+        "--python",
+        venv / "bin" / "python",
+        "--index-url",
+        index_server_url(env, project),
+        "triton",
+        env=env,
+    )
     code, report, _ = switch("cpu", project, venv, env, "--no-probe", "--keep-extraneous")
     assert code == 0
     assert "triton" in {p.split("-")[0] for p in dist_infos(venv)}
@@ -254,9 +313,22 @@ def test_switch_auto_without_a_driver_picks_cpu_and_probe_says_why(seed):
 
 def test_status_infers_extras_when_nothing_was_recorded(seed, uv_new, index_server):
     project, venv, env = seed
-    run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python", "--index-url",
-           index_server.simple_url("cu128"), "--extra-index-url", index_server.simple_url("pypi"),
-           "--index-strategy", "unsafe-best-match", "torch==2.9.0+cu128", "numpy", env=env)
+    run_uv(
+        uv_new,
+        "pip",
+        "install",
+        "--python",
+        venv / "bin" / "python",
+        "--index-url",
+        index_server.simple_url("cu128"),
+        "--extra-index-url",
+        index_server.simple_url("pypi"),
+        "--index-strategy",
+        "unsafe-best-match",
+        "torch==2.9.0+cu128",
+        "numpy",
+        env=env,
+    )
     code, report, _ = uvextra("status", "--project", str(project), "--python", str(venv / "bin" / "python"), env=env)
     assert report["extras"] == ["cu128"]
     assert report["extras_source"].startswith("inferred: cu128 matches what is installed")
@@ -269,28 +341,31 @@ def test_switch_warns_when_the_lock_replaces_what_the_kernel_uses(seed, uv_new, 
     # the kernel's widgets need filelock, installed at another version than the lock's 3.20.0
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    built = [_localindex.build_wheel(wheels, "ipywidgets", "8.1.0", {"ipywidgets/__init__.py": ""},
-                                     requires=["filelock>=3"]),
-             _localindex.build_wheel(wheels, "filelock", "3.19.0", {"filelock/__init__.py": ""})]
+    built = [
+        _localindex.build_wheel(
+            wheels, "ipywidgets", "8.1.0", {"ipywidgets/__init__.py": ""}, requires=["filelock>=3"]
+        ),
+        _localindex.build_wheel(wheels, "filelock", "3.19.0", {"filelock/__init__.py": ""}),
+    ]
     run_uv(uv_new, "pip", "install", "--python", venv / "bin" / "python", "--no-deps", *built, env=env)
     code, report, _ = switch("cpu", project, venv, env, "--no-probe")
     assert code == 0, report
     assert dist_infos(venv, "filelock") == ["filelock-3.20.0.dist-info"]
     assert "ipywidgets" in report["kernel_protected"]
     assert [w for w in report["warnings"] if "kernel itself uses" in w] == [
-        "the lock replaced filelock, which the kernel itself uses; restart the kernel before relying on it"]
+        "the lock replaced filelock, which the kernel itself uses; restart the kernel before relying on it"
+    ]
     # the next switch leaves filelock alone: no warning
     code, report, _ = switch("pypi", project, venv, env, "--no-probe")
     assert code == 0 and not [w for w in report["warnings"] if "kernel itself uses" in w]
 
 
-def test_a_requirement_the_project_overrides_away_is_no_build_drift(
-        make_project, make_venv, tmp_path, uv_env, uv_new):
+def test_a_requirement_the_project_overrides_away_is_no_build_drift(make_project, make_venv, tmp_path, uv_env, uv_new):
     """``[tool.uv] override-dependencies`` drops a requirement of the CUDA torch for every package (what a project
     does for a dependency its indexes lack): the installed build's Requires-Dist still names it, the lock does not.
     That difference is the project's own doing, not another build (seen with PyPI's torch and cuda-bindings)."""
     env = dict(uv_env, UVEXTRA_UV=uv_new)
-    project = make_project(uv_settings=['override-dependencies = ["nvidia-cublas-cu12; python_version < \'3\'"]'])
+    project = make_project(uv_settings=["override-dependencies = [\"nvidia-cublas-cu12; python_version < '3'\"]"])
     lock = (project / "uv.lock").read_text()
     assert '[[package]]\nname = "nvidia-cublas-cu12"' not in lock and "overrides" in lock
     # a venv uvextra has no record of: only the evidence speaks (the build check the override confused)
@@ -310,8 +385,13 @@ def test_a_requirement_whose_marker_fails_here_is_no_build_drift(make_project, m
     from _localindex import IndexServer, build_wheel
 
     wheels = tmp_path / "idx" / "extra"
-    build_wheel(wheels, "marky", "1.0", {"marky/__init__.py": ""},
-                requires=['importlib-metadata; python_version < "3.10"', "zipp"])
+    build_wheel(
+        wheels,
+        "marky",
+        "1.0",
+        {"marky/__init__.py": ""},
+        requires=['importlib-metadata; python_version < "3.10"', "zipp"],
+    )
     build_wheel(wheels, "zipp", "3.0", {"zipp/__init__.py": ""})
     env = dict(uv_env, UVEXTRA_UV=uv_new)
     with IndexServer(tmp_path / "idx") as server:

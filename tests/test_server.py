@@ -50,14 +50,16 @@ def test_the_hub_servers_own_venv_gets_one_line(server: tuple[Path, subprocess.P
     kernel = {"JPY_PARENT_PID": str(proc.pid), "JUPYTERHUB_USER": "alice"}
     assert hub_server_line(venv, kernel) == (
         "this venv is also the one this JupyterHub user server (alice) runs from: a change here changes the server "
-        "too, and other users' servers may start from it")
+        "too, and other users' servers may start from it"
+    )
     # The hub is known from the server's own environment too, when the kernel's lacks the variables.
     assert hub_server_line(venv, {"JPY_PARENT_PID": str(proc.pid)}) is not None
     assert server_runs_from(str(proc.pid), venv)
 
 
-def test_silent_for_another_venv_no_server_or_no_hub(server: tuple[Path, subprocess.Popen[str]],
-                                                     tmp_path: Path) -> None:
+def test_silent_for_another_venv_no_server_or_no_hub(
+    server: tuple[Path, subprocess.Popen[str]], tmp_path: Path
+) -> None:
     venv, proc = server
     other = tmp_path / "kernel-venv"
     other.mkdir()

@@ -55,8 +55,14 @@ def sequence(steps: int, seed: int = 16368) -> list[str]:
 
 
 def uvextra(*args: str, env: dict[str, str]) -> tuple[int, dict]:
-    proc = subprocess.run([sys.executable, "-m", "uvextra", *args, "--json"], env=env, capture_output=True, text=True,
-                          timeout=300, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", "uvextra", *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         return proc.returncode, json.loads(proc.stdout)
     except ValueError:
@@ -102,6 +108,8 @@ def test_soak_alternating_switches(which, make_project, make_venv, tmp_path, uv_
         assert (code, check["extras"], check["drift"], check["unverified"]) == (0, [extra], [], []), f"{where}: {check}"
     took = time.monotonic() - started
     with capsys.disabled():
-        print(f"\nsoak uv {which} ({report['uv']['version']}): {len(steps)} switches + {len(steps)} checks in "
-              f"{took:.1f} s ({took / len(steps):.2f} s per switch+check); {changed} switches changed packages; "
-              f"repairs needed (transition:package -> count): {json.dumps(repaired, sort_keys=True)}")
+        print(
+            f"\nsoak uv {which} ({report['uv']['version']}): {len(steps)} switches + {len(steps)} checks in "
+            f"{took:.1f} s ({took / len(steps):.2f} s per switch+check); {changed} switches changed packages; "
+            f"repairs needed (transition:package -> count): {json.dumps(repaired, sort_keys=True)}"
+        )

@@ -35,8 +35,12 @@ def torch_dist_info(venv: Path) -> Path:
 
 
 def imports_torch(venv: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([venv / "bin" / "python", "-c", "import torch, torch.version; print(torch.__version__)"],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [venv / "bin" / "python", "-c", "import torch, torch.version; print(torch.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def children(pid: int) -> list[int]:
@@ -60,14 +64,18 @@ def drift_of(report: dict, package: str) -> dict:
 
 # --------------------------------------------------------------------------------------------- files on disk
 
+
 def test_files_gone_from_an_install_are_drift_and_repair_makes_it_whole(make_project, pyvenv, uv_env, uv_new):
     """Files torch's RECORD lists removed (and INSTALLER, as a killed uv leaves it): check exit 1 naming how many
     files are missing; repair reinstalls exactly torch and says it is whole; check exit 0, `import torch` works."""
     s = Setup(make_project(), pyvenv, dict(uv_env, UVEXTRA_UV=uv_new))
     assert s.run("switch", "cpu", "--no-probe").returncode == 0
     dist = torch_dist_info(pyvenv)
-    listed = [row.split(",")[0] for row in (dist / "RECORD").read_text().splitlines()
-              if row.startswith("torch/") and not row.split(",")[0].endswith(".pyc")]
+    listed = [
+        row.split(",")[0]
+        for row in (dist / "RECORD").read_text().splitlines()
+        if row.startswith("torch/") and not row.split(",")[0].endswith(".pyc")
+    ]
     for rel in listed[:2]:
         (site_packages(pyvenv) / rel).unlink()
     (dist / "INSTALLER").unlink()
@@ -133,12 +141,14 @@ def test_retried_switch_reinstalls_what_uv_calls_installed(make_project, pyvenv,
 
 # --------------------------------------------------------------------------------------------- the lock
 
+
 def test_a_stale_lock_is_said_and_never_matches(make_project, pyvenv, uv_env, uv_new):
     s = Setup(make_project(), pyvenv, dict(uv_env, UVEXTRA_UV=uv_new))
     assert s.run("switch", "cpu", "--no-probe").returncode == 0
     pyproject = s.project / "pyproject.toml"
-    pyproject.write_text(pyproject.read_text().replace('dependencies = ["numpy"]',
-                                                        'dependencies = ["numpy", "triton"]'))
+    pyproject.write_text(
+        pyproject.read_text().replace('dependencies = ["numpy"]', 'dependencies = ["numpy", "triton"]')
+    )
     for command in ("check", "status"):
         proc = s.run(command, "--json")
         report = report_of(proc)
@@ -159,8 +169,11 @@ def test_check_reads_a_lock_without_hashes_with_the_index_stopped(index_root, py
     server = IndexServer(index_root).start()
     try:
         project = tmp_path / "proj"
-        write_project(project, {e: server.simple_url(e) for e in ("cpu", "cu128", "pypi")},
-                      default_index=server.simple_url("pypi"))
+        write_project(
+            project,
+            {e: server.simple_url(e) for e in ("cpu", "cu128", "pypi")},
+            default_index=server.simple_url("pypi"),
+        )
         run_uv(uv_new, "lock", env=uv_env, cwd=project)
         s = Setup(project, pyvenv, dict(uv_env, UVEXTRA_UV=uv_new))
         assert s.run("switch", "cpu", "--no-probe").returncode == 0
@@ -170,14 +183,24 @@ def test_check_reads_a_lock_without_hashes_with_the_index_stopped(index_root, py
     # export of it is kept in the venv)
     lock = project / "uv.lock"
     text = lock.read_text()
-    stripped = "\n".join(line.split(', hash = "')[0] + " }," if "/torch-" in line and "hash = " in line
-                         else line for line in text.splitlines()) + "\n"
+    stripped = (
+        "\n".join(
+            line.split(', hash = "')[0] + " }," if "/torch-" in line and "hash = " in line else line
+            for line in text.splitlines()
+        )
+        + "\n"
+    )
     assert stripped != text
     lock.write_text(stripped)
     empty = tmp_path / "empty-cache"
     env = dict(s.env, UV_CACHE_DIR=str(empty))
-    offline = subprocess.run([uv_new, "export", "--format", "pylock.toml", "--offline", "--frozen", "--extra", "cpu"],
-                             cwd=project, env=env, capture_output=True, text=True)
+    offline = subprocess.run(
+        [uv_new, "export", "--format", "pylock.toml", "--offline", "--frozen", "--extra", "cpu"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert offline.returncode != 0 and "to compute missing hashes" in offline.stderr, "uv's export needs the network"
     proc = s.run("check", "--json", env=env)
     report = report_of(proc)
@@ -204,10 +227,25 @@ def test_ctrl_c_in_the_removal_phase_is_an_interrupt(make_project, pyvenv, tmp_p
     wrapper.write_text(_SLOW_UNINSTALL.format(armed=shlex.quote(str(armed)), uv=shlex.quote(uv_new)))
     wrapper.chmod(0o755)
     # started as a script's background job is: SIGINT ignored, inherited (`trap "" INT`) — uvextra answers it anyway
-    proc = subprocess.Popen(["sh", "-c", 'trap "" INT; exec "$0" "$@"', sys.executable, "-m", "uvextra", "switch",
-                             "cpu", "--no-probe", "--json", *s.target()],
-                            env=dict(s.env, UVEXTRA_UV=str(wrapper)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            "sh",
+            "-c",
+            'trap "" INT; exec "$0" "$@"',
+            sys.executable,
+            "-m",
+            "uvextra",
+            "switch",
+            "cpu",
+            "--no-probe",
+            "--json",
+            *s.target(),
+        ],
+        env=dict(s.env, UVEXTRA_UV=str(wrapper)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not armed.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -224,6 +262,7 @@ def test_ctrl_c_in_the_removal_phase_is_an_interrupt(make_project, pyvenv, tmp_p
 
 
 # --------------------------------------------------------------------------------------------- the venv
+
 
 def test_a_venv_whose_base_interpreter_is_gone_says_so(make_project, tmp_path, uv_env):
     venv = tmp_path / "venv"
@@ -243,10 +282,12 @@ def test_a_venv_whose_base_interpreter_is_gone_says_so(make_project, tmp_path, u
 
 # --------------------------------------------------------------------------------------------- a full disk
 
+
 def _mount_tmpfs(where: Path, size: str) -> None:
     where.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (root is needed): {proc.stderr.strip()}")
 
@@ -267,8 +308,9 @@ def test_a_full_disk_is_refused_before_and_said_after(tmp_path, uv_env, uv_new):
     build_wheel(root / "cu128", "torch", "2.9.0+cu128", big, ("filelock",))
     server = IndexServer(root, sizes=True).start()  # uv locks each wheel's size: the space check reads them
     project = tmp_path / "proj"
-    write_project(project, {e: server.simple_url(e) for e in ("cpu", "cu128", "pypi")},
-                  default_index=server.simple_url("pypi"))
+    write_project(
+        project, {e: server.simple_url(e) for e in ("cpu", "cu128", "pypi")}, default_index=server.simple_url("pypi")
+    )
     run_uv(uv_new, "lock", env=uv_env, cwd=project)
     disk = tmp_path / "disk"
     _mount_tmpfs(disk, "200m")
@@ -307,6 +349,7 @@ def test_a_full_disk_is_refused_before_and_said_after(tmp_path, uv_env, uv_new):
 
 # --------------------------------------------------------------------------------------------- kill -9, real torch
 
+
 def test_kill_9_while_uv_copies_the_real_cpu_torch(tmp_path, uv_env, uv_new):
     """`kill -9` of the uv that `uvextra switch cpu` runs, while it copies the real torch-2.13.0+cpu wheel's files:
     the switch says uv was killed; check says how many files are missing (exit 1); the retried switch reinstalls
@@ -324,8 +367,12 @@ def test_kill_9_while_uv_copies_the_real_cpu_torch(tmp_path, uv_env, uv_new):
     server = IndexServer(tmp_path / "indexes").start()
     if real is None:  # torch's dependencies as stand-ins, on an index of their own
         deps = tmp_path / "indexes" / "deps"
-        build_wheel(deps, "typing-extensions", "4.15.0",
-                    {"typing_extensions.py": Path(typing_extensions.__file__).read_text(encoding="utf-8")})
+        build_wheel(
+            deps,
+            "typing-extensions",
+            "4.15.0",
+            {"typing_extensions.py": Path(typing_extensions.__file__).read_text(encoding="utf-8")},
+        )
         for name, v in STAND_INS.items():
             build_wheel(deps, name, v, {f"{name}/__init__.py": f"__version__ = {v!r}\n"})
     project = write_real_project(tmp_path / "proj", cpu=wheel, cuda=None, indexes=real or [server.simple_url("deps")])
@@ -335,8 +382,13 @@ def test_kill_9_while_uv_copies_the_real_cpu_torch(tmp_path, uv_env, uv_new):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     s = Setup(project, venv, env)
     sp = site_packages(venv)
-    proc = subprocess.Popen([sys.executable, "-m", "uvextra", "switch", "cpu", "--no-probe", "--json", *s.target()],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvextra", "switch", "cpu", "--no-probe", "--json", *s.target()],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     killed = False
     deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline:
@@ -377,11 +429,16 @@ def test_the_offline_read_agrees_with_uvs_pylock_export(make_project, index_root
 
     if shape == "flat-folder":
         project = tmp_path / "flat"
-        write_project(project, {e: index_root / e for e in ("cpu", "cu128", "pypi")}, flat=("cpu", "cu128", "pypi"),
-                      )
+        write_project(
+            project,
+            {e: index_root / e for e in ("cpu", "cu128", "pypi")},
+            flat=("cpu", "cu128", "pypi"),
+        )
         pyproject = project / "pyproject.toml"
-        pyproject.write_text(pyproject.read_text() + f'\n[[tool.uv.index]]\nname = "base"\nurl = '
-                             f'"{index_root / "pypi"}"\nformat = "flat"\ndefault = true\n')
+        pyproject.write_text(
+            pyproject.read_text() + f'\n[[tool.uv.index]]\nname = "base"\nurl = '
+            f'"{index_root / "pypi"}"\nformat = "flat"\ndefault = true\n'
+        )
         run_uv(uv_new, "lock", env=uv_env, cwd=project)
     else:
         project = make_project(package=shape == "package")
@@ -391,8 +448,10 @@ def test_the_offline_read_agrees_with_uvs_pylock_export(make_project, index_root
     fields = ("name", "version", "kind", "index", "location", "wheel", "wheel_hash", "wheel_tags")
     for extras in (["cpu"], ["cu128"], ["pypi"]):
         exported = {n: tuple(getattr(w, f) for f in fields) for n, w in core._wanted(ctx, extras).items()}
-        offline = {n: tuple(getattr(w, f) for f in fields)
-                   for n, w in wanted_offline(ctx.project, ctx.env, ctx.uv, extras).items()}
+        offline = {
+            n: tuple(getattr(w, f) for f in fields)
+            for n, w in wanted_offline(ctx.project, ctx.env, ctx.uv, extras).items()
+        }
         if shape == "package":  # uv's pylock export gives an editable project no version; uv.lock does
             exported = {n: v if v[2] != "editable" else (v[0], "0.1.0", *v[2:]) for n, v in exported.items()}
         assert offline == exported, extras

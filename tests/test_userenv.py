@@ -40,14 +40,15 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 def ask(python: Path, code: str) -> str:
-    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [str(python), "-c", code], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
     assert (done.returncode, done.stderr) == (0, ""), done.stderr  # a broken .pth prints here and exits 0
     return done.stdout.strip()
 
 
 @pytest.fixture
-def image(make_venv, tmp_path: Path) -> Environment:  # noqa: ANN001
+def image(make_venv, tmp_path: Path) -> Environment:
     venv = make_venv(tmp_path / "image", packages=["torch==2.9.0+cu128"], indexes=("pypi", "cu128"))
     return Environment(venv, venv / "bin" / "python")
 
@@ -63,7 +64,8 @@ def user_environ(tmp_path: Path, uv_env: dict[str, str], monkeypatch: pytest.Mon
 
 
 def test_user_env_is_layered_on_the_image_and_switches_without_touching_it(
-        make_project, image: Environment, user_environ: dict[str, str], tmp_path: Path) -> None:  # noqa: ANN001
+    make_project, image: Environment, user_environ: dict[str, str], tmp_path: Path
+) -> None:
     project = make_project()
     before = tree_digest(image.prefix)
     image_torch = ask(image.python, "import torch; print(torch.__version__, torch.version.cuda)")
@@ -75,8 +77,9 @@ def test_user_env_is_layered_on_the_image_and_switches_without_touching_it(
     assert env.prefix.parent == Path(user_environ["UVEXTRA_ENVS_DIR"])
     assert stat.S_IMODE(env.prefix.stat().st_mode) == 0o700  # nobody else may read or change it
     # The user's torch first; the image's site-packages after the user's own, and the image's packages importable.
-    seen = json.loads(ask(env.python, "import json, sys, torch; print(json.dumps([torch.__version__, "
-                                      "torch.version.cuda, sys.path]))"))
+    seen = json.loads(
+        ask(env.python, "import json, sys, torch; print(json.dumps([torch.__version__, torch.version.cuda, sys.path]))")
+    )
     assert seen[:2] == ["2.9.0+cpu", None]
     own, theirs = str(env.prefix / "lib"), str(image.prefix / "lib")
     order = [p for p in seen[2] if p.startswith((own, theirs))]
@@ -104,26 +107,38 @@ def test_user_env_is_layered_on_the_image_and_switches_without_touching_it(
 
 
 def test_a_user_env_from_a_user_envs_kernel_layers_on_the_image_not_on_itself(
-        make_project, image: Environment, user_environ: dict[str, str]) -> None:  # noqa: ANN001
+    make_project, image: Environment, user_environ: dict[str, str]
+) -> None:
     made = userenv.ensure_user_env(["cpu"], make_project(), image=image, probe=False)
     assert userenv.image_of(made.env.environment()).prefix == image.prefix
     assert userenv.image_of(image).prefix == image.prefix
 
 
-def test_envs_lists_and_removes_with_the_kernelspec(make_project, image: Environment,  # noqa: ANN001
-                                                     user_environ: dict[str, str], uv_env: dict[str, str]) -> None:
+def test_envs_lists_and_removes_with_the_kernelspec(
+    make_project,
+    image: Environment,
+    user_environ: dict[str, str],
+    uv_env: dict[str, str],
+) -> None:
     made = userenv.ensure_user_env(["cpu"], make_project(), image=image, probe=False)
     env = dict(os.environ)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "uvextra", "envs", *args], capture_output=True, text=True,
-                              env=env, timeout=120, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [sys.executable, "-m", "uvextra", "envs", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
 
     listed = cli("--json")
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert [(r["name"], r["backend"], r["kernelspec"], r["project"]) for r in rows] == [
-        (made.env.name, ["cpu"], made.env.kernelspec, made.env.project)]
+        (made.env.name, ["cpu"], made.env.kernelspec, made.env.project)
+    ]
     assert rows[0]["own_bytes"] > 0 and rows[0]["last_used"] >= made.env.created
     text = cli()
     assert text.returncode == 0 and made.env.name in text.stdout and "cpu" in text.stdout, text
@@ -140,8 +155,13 @@ def test_envs_lists_and_removes_with_the_kernelspec(make_project, image: Environ
     assert json.loads(cli("--json").stdout) == []
 
 
-def test_bad_input_is_one_line(tmp_path: Path, image: Environment, user_environ: dict[str, str],  # noqa: ANN001
-                               make_project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input_is_one_line(
+    tmp_path: Path,
+    image: Environment,
+    user_environ: dict[str, str],
+    make_project,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     with pytest.raises(UvextraError, match="name the backend"):
         userenv.ensure_user_env([], make_project(), image=image)
     with pytest.raises(UvextraError, match="pyproject.toml"):
@@ -154,8 +174,13 @@ def test_bad_input_is_one_line(tmp_path: Path, image: Environment, user_environ:
 
 
 def test_an_admins_prefetched_layer_is_linked_not_copied_and_never_changed(
-        make_project, make_venv, image: Environment, user_environ: dict[str, str], tmp_path: Path,  # noqa: ANN001
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    make_project,
+    make_venv,
+    image: Environment,
+    user_environ: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """``$UVEXTRA_LAYERS``: a read-only venv with the cpu backend. The user's env links its torch (a symlink to the
     layer's folder, a small dist-info copy) instead of installing it; switching away unlinks, never deletes in the
     layer; switching back links again."""
@@ -167,17 +192,24 @@ def test_an_admins_prefetched_layer_is_linked_not_copied_and_never_changed(
     made = userenv.ensure_user_env(["cpu"], project, image=image, probe=False)
     site = made.env.environment().site_packages()[0]
     assert (site / "torch").is_symlink() and (site / "torch").resolve() == (layer / "lib").glob(
-        "python3*/site-packages/torch").__next__().resolve()
+        "python3*/site-packages/torch"
+    ).__next__().resolve()
     assert (made.report.errors, made.report.failure) == ([], None), made.report.to_dict()
-    assert made.notes[0] == "linked read-only from the admin's prefetched backends (not copied): filelock 3.20.0, torch 2.9.0+cpu"
+    assert (
+        made.notes[0]
+        == "linked read-only from the admin's prefetched backends (not copied): filelock 3.20.0, torch 2.9.0+cpu"
+    )
     assert made.report.unverified == [], made.report.unverified
     assert ask(made.env.python, "import torch; print(torch.__version__, torch.version.cuda)") == "2.9.0+cpu None"
     assert userenv.disk_usage(made.env.prefix).own_bytes < 200_000  # links and a dist-info copy, not torch
     rows = list(userenv.iter_summaries())
     assert [r["linked"] for r in rows] == [["filelock 3.20.0", "torch 2.9.0+cpu"]]
-    listed = subprocess.run([sys.executable, "-m", "uvextra", "envs"], capture_output=True, text=True, timeout=120,
-                            stdin=subprocess.DEVNULL)
-    assert "    linked read-only from the admin's layers: filelock 3.20.0, torch 2.9.0+cpu" in listed.stdout.splitlines()
+    listed = subprocess.run(
+        [sys.executable, "-m", "uvextra", "envs"], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+    )
+    assert (
+        "    linked read-only from the admin's layers: filelock 3.20.0, torch 2.9.0+cpu" in listed.stdout.splitlines()
+    )
 
     away = userenv.ensure_user_env(["cu128"], project, image=image, probe=False)
     assert (away.report.errors, away.report.failure) == ([], None), away.report.to_dict()
@@ -192,6 +224,7 @@ def test_an_admins_prefetched_layer_is_linked_not_copied_and_never_changed(
 
 def test_an_image_that_is_no_venv_is_layered_on_too(monkeypatch: pytest.MonkeyPatch) -> None:
     """A conda env or a system Python (hub images often are): never switched, but a user env may layer on it."""
+
     def not_a_venv(python: object = None) -> Environment:
         raise UvextraError("this Python is not in a virtual environment")
 
@@ -208,9 +241,11 @@ def test_a_writable_env_on_a_container_image_outside_home_is_called_throwaway(tm
     (venv / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
     env = Environment(venv, venv / "bin" / "python")
     line = userenv.throwaway_line(env, home=tmp_path / "home", container=True)
-    assert line == (f"{venv} is part of this server's container image, outside your home: a switch there lasts until "
-                    "your server restarts; for an environment of your own that persists: "
-                    "`%uvextra EXTRA --project DIR --user-env`")
+    assert line == (
+        f"{venv} is part of this server's container image, outside your home: a switch there lasts until "
+        "your server restarts; for an environment of your own that persists: "
+        "`%uvextra EXTRA --project DIR --user-env`"
+    )
     assert userenv.throwaway_line(env, home=tmp_path / "home", container=False) is None  # a plain machine
     assert userenv.throwaway_line(env, home=tmp_path, container=True) is None  # in the home: it persists
     venv.chmod(0o555)
@@ -222,8 +257,11 @@ def test_a_writable_env_on_a_container_image_outside_home_is_called_throwaway(tm
         venv.chmod(0o755)
 
 
-def test_two_kernels_asking_at_once_get_one_env(make_project, image: Environment,  # noqa: ANN001
-                                                 user_environ: dict[str, str]) -> None:
+def test_two_kernels_asking_at_once_get_one_env(
+    make_project,
+    image: Environment,
+    user_environ: dict[str, str],
+) -> None:
     import threading
 
     project = make_project()
@@ -248,7 +286,8 @@ def test_two_kernels_asking_at_once_get_one_env(make_project, image: Environment
 
 
 def test_an_env_whose_python_went_away_with_the_old_image_says_how_to_start_again(
-        make_project, image: Environment, user_environ: dict[str, str], tmp_path: Path) -> None:  # noqa: ANN001
+    make_project, image: Environment, user_environ: dict[str, str], tmp_path: Path
+) -> None:
     project = make_project()
     made = userenv.ensure_user_env(["cpu"], project, image=image, probe=False)
     real = os.path.realpath(made.env.python)
@@ -257,15 +296,22 @@ def test_an_env_whose_python_went_away_with_the_old_image_says_how_to_start_agai
     with pytest.raises(UvextraError) as caught:
         userenv.ensure_user_env(["cpu"], project, image=image, probe=False)
     message = str(caught.value)
-    assert message == (f"your environment {made.env.prefix} has lost its Python ({tmp_path / 'gone' / 'python3.11'} "
-                       "is gone: the image's Python changed): remove it (`uvextra envs remove "
-                       f"{made.env.name}` in a terminal) and run this again to make it anew"), message
+    assert message == (
+        f"your environment {made.env.prefix} has lost its Python ({tmp_path / 'gone' / 'python3.11'} "
+        "is gone: the image's Python changed): remove it (`uvextra envs remove "
+        f"{made.env.name}` in a terminal) and run this again to make it anew"
+    ), message
     assert "\n" not in message and os.path.exists(real)
 
 
 def test_a_cuda_layer_with_namespace_packages_is_linked_below_the_namespace(
-        make_project, make_venv, image: Environment, user_environ: dict[str, str], tmp_path: Path,  # noqa: ANN001
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    make_project,
+    make_venv,
+    image: Environment,
+    user_environ: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """``nvidia-*`` wheels share the folder ``nvidia/`` (a namespace package): linking that folder whole would send
     the next install into the layer. Each package is linked below it (``nvidia/cublas``), the folder is the user's."""
     layer = make_venv(tmp_path / "layers" / "moo-cu128", packages=["torch==2.9.0+cu128"], indexes=("pypi", "cu128"))

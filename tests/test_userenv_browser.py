@@ -61,8 +61,13 @@ _RUN = f"""async (code) => {{
 
 
 @pytest.fixture
-def lab(tmp_path: Path, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str],  # noqa: F811
-        make_project: Any) -> Iterator[dict[str, Any]]:
+def lab(
+    tmp_path: Path,
+    uvextra_wheel: Path,
+    uv_new: str,
+    uv_env: dict[str, str],
+    make_project: Any,
+) -> Iterator[dict[str, Any]]:
     base = tmp_path
     python = make_kernel_venv(base / "image", uvextra_wheel, uv_new, uv_env)
     jupyter_path = base / "share-jupyter"
@@ -70,25 +75,46 @@ def lab(tmp_path: Path, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]
     project = make_project()
     root = base / "root"
     root.mkdir()
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        f"%uvextra cpu --project {project} --user-env --no-probe")])
+    nb = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(f"%uvextra cpu --project {project} --user-env --no-probe")]
+    )
     nb.metadata["kernelspec"] = {"name": IMAGE_KERNEL, "display_name": "the image", "language": "python"}
     nbformat.write(nb, root / NOTEBOOK)
     labconfig = base / "config" / "labconfig"
     labconfig.mkdir(parents=True)
     (labconfig / "page_config.json").write_text(
-        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}', encoding="utf-8")
+        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}', encoding="utf-8"
+    )
     token, port = secrets.token_hex(16), _free_port()
-    env = kernel_env(python, uv_env, base, JUPYTER_PATH=str(jupyter_path), JUPYTER_DATA_DIR=str(base / "data"),
-                     JUPYTER_CONFIG_DIR=str(base / "config"), JUPYTER_RUNTIME_DIR=str(base / "runtime"),
-                     UVEXTRA_ENVS_DIR=str(base / "envs"), UVEXTRA_UV=uv_new)
+    env = kernel_env(
+        python,
+        uv_env,
+        base,
+        JUPYTER_PATH=str(jupyter_path),
+        JUPYTER_DATA_DIR=str(base / "data"),
+        JUPYTER_CONFIG_DIR=str(base / "config"),
+        JUPYTER_RUNTIME_DIR=str(base / "runtime"),
+        UVEXTRA_ENVS_DIR=str(base / "envs"),
+        UVEXTRA_UV=uv_new,
+    )
     env["PATH"] = os.environ.get("PATH", "")
-    log = open(base / "jupyterlab.log", "w+")  # noqa: SIM115 - closed below
-    cmd = [sys.executable, "-m", "jupyterlab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-           "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.open_browser=False",
-           "--ServerApp.allow_root=True", f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-           "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--LabApp.extension_manager=readonly"]
+    log = open(base / "jupyterlab.log", "w+")
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.allow_root=True",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     try:

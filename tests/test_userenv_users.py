@@ -89,31 +89,51 @@ class Hub:
     homes: dict[str, Path]
     env: dict[str, str]  # what the users' processes get (PATH with the image's bin first)
 
-    def as_user(self, user: str, *args: str, timeout: float = SWITCH_TIMEOUT_S, extra: dict[str, str] | None = None
-                ) -> subprocess.CompletedProcess[str]:
+    def as_user(
+        self, user: str, *args: str, timeout: float = SWITCH_TIMEOUT_S, extra: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = {**self.env, "HOME": str(self.homes[user]), "USER": user, "LOGNAME": user, **(extra or {})}
         cmd = ["runuser", "-u", user, "--", "env", "-i", *(f"{k}={v}" for k, v in env.items()), *args]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.homes[user],
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, cwd=self.homes[user], stdin=subprocess.DEVNULL
+        )
 
-    def drive(self, user: str, mode: str, *args: str, timeout: float = SWITCH_TIMEOUT_S,
-              extra: dict[str, str] | None = None) -> dict:
-        done = self.as_user(user, str(self.image / "bin" / "python"), str(self.base / DRIVER.name), mode, *args,
-                            timeout=timeout, extra=extra)
+    def drive(
+        self, user: str, mode: str, *args: str, timeout: float = SWITCH_TIMEOUT_S, extra: dict[str, str] | None = None
+    ) -> dict:
+        done = self.as_user(
+            user,
+            str(self.image / "bin" / "python"),
+            str(self.base / DRIVER.name),
+            mode,
+            *args,
+            timeout=timeout,
+            extra=extra,
+        )
         lines = done.stdout.strip().splitlines()
-        assert done.returncode == 0 and lines, f"driver {mode} as {user}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        assert done.returncode == 0 and lines, (
+            f"driver {mode} as {user}: exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+        )
         return json.loads(lines[-1])
 
 
 def _image_python(users: tuple[str, str]) -> str | None:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable),
-                  f"/usr/bin/python{version}", f"/usr/local/bin/python{version}"]
+    candidates = [
+        os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable),
+        f"/usr/bin/python{version}",
+        f"/usr/local/bin/python{version}",
+    ]
     for candidate in dict.fromkeys(candidates):
         if not Path(candidate).exists():
             continue
-        probe = subprocess.run(["runuser", "-u", users[0], "--", candidate, "-c", "import venv, ensurepip"],
-                               capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        probe = subprocess.run(
+            ["runuser", "-u", users[0], "--", candidate, "-c", "import venv, ensurepip"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
         if probe.returncode == 0:
             return candidate
     return None
@@ -124,14 +144,13 @@ def _packaging_wheel(dest: Path) -> Path:
     import packaging
 
     source = Path(packaging.__file__).parent
-    files = {f"packaging/{p.relative_to(source)}": p.read_text(encoding="utf-8")
-             for p in sorted(source.rglob("*.py"))}
+    files = {f"packaging/{p.relative_to(source)}": p.read_text(encoding="utf-8") for p in sorted(source.rglob("*.py"))}
     files["packaging/py.typed"] = ""
     return build_wheel(dest, "packaging", packaging.__version__, files)
 
 
 @pytest.fixture(scope="module")
-def hub(uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]) -> Iterator[Hub]:  # noqa: F811
+def hub(uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]) -> Iterator[Hub]:
     base = Path(tempfile.mkdtemp(prefix="uvextra-hub-", dir="/tmp"))  # pytest's own tmp is root's alone (0700)
     base.chmod(0o755)
     tag = secrets.token_hex(3)
@@ -141,28 +160,61 @@ def hub(uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]) -> Iterator[Hu
     made: list[str] = []
     try:
         for user in users:
-            subprocess.run(["useradd", "--create-home", "--home-dir", str(homes[user]), "--shell", "/bin/sh",
-                            "--user-group", user], check=True, capture_output=True, timeout=60)
+            subprocess.run(
+                [
+                    "useradd",
+                    "--create-home",
+                    "--home-dir",
+                    str(homes[user]),
+                    "--shell",
+                    "/bin/sh",
+                    "--user-group",
+                    user,
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
             made.append(user)
         python = _image_python(users)
         if python is None:
-            pytest.skip(f"no Python {sys.version_info.major}.{sys.version_info.minor} with venv that another user "
-                        "may run")
+            pytest.skip(
+                f"no Python {sys.version_info.major}.{sys.version_info.minor} with venv that another user may run"
+            )
         image = base / "image"
         subprocess.run([python, "-m", "venv", str(image)], check=True, capture_output=True, timeout=300)
         indexes = local_simple_indexes()
-        index_args = ["--index-url", indexes[0], *(a for i in indexes[1:] for a in ("--extra-index-url", i)),
-                      "--index-strategy", "unsafe-best-match"]
+        index_args = [
+            "--index-url",
+            indexes[0],
+            *(a for i in indexes[1:] for a in ("--extra-index-url", i)),
+            "--index-strategy",
+            "unsafe-best-match",
+        ]
         image_python = str(image / "bin" / "python")
         run_uv(uv_new, "pip", "install", "--python", image_python, *index_args, *STACK, env=uv_env, timeout=600)
         wheels = base / "wheels"
-        run_uv(uv_new, "pip", "install", "--python", image_python, "--no-deps", _packaging_wheel(wheels),
-               uvextra_wheel, env=uv_env)
+        run_uv(
+            uv_new,
+            "pip",
+            "install",
+            "--python",
+            image_python,
+            "--no-deps",
+            _packaging_wheel(wheels),
+            uvextra_wheel,
+            env=uv_env,
+        )
         shutil.copy2(uv_new, image / "bin" / "uv")  # the image's uv (the `uv` wheel is not on the local indexes)
         shutil.copy2(DRIVER, base / DRIVER.name)
         (base / DRIVER.name).chmod(0o644)
-        env = {"PATH": f"{image / 'bin'}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
-               "PYDEVD_DISABLE_FILE_VALIDATION": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+        env = {
+            "PATH": f"{image / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_NO_PROGRESS": "1",
+        }
         wheel = cpu_torch_wheel()
         assert wheel is not None
         for user in users:  # each user's project `moo`: the same one, in their own home, locked as them
@@ -176,10 +228,29 @@ def hub(uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]) -> Iterator[Hu
         admin_toml.write_text(admin_toml.read_text().replace('name = "realtorch"', 'name = "moo"'))
         run_uv(uv_new, "lock", env=uv_env, cwd=admin, timeout=600)
         layer = base / "layers" / "moo-cpu"
-        subprocess.run([python, "-m", "venv", "--without-pip", str(layer)], check=True, capture_output=True, timeout=300)
-        synced = subprocess.run([sys.executable, "-m", "uvextra", "switch", "cpu", "--project", str(admin), "--python",
-                                 str(layer / "bin" / "python"), "--no-probe", "--json"], capture_output=True, text=True,
-                                env={**uv_env, "UVEXTRA_UV": uv_new}, timeout=900, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [python, "-m", "venv", "--without-pip", str(layer)], check=True, capture_output=True, timeout=300
+        )
+        synced = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "uvextra",
+                "switch",
+                "cpu",
+                "--project",
+                str(admin),
+                "--python",
+                str(layer / "bin" / "python"),
+                "--no-probe",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            env={**uv_env, "UVEXTRA_UV": uv_new},
+            timeout=900,
+            stdin=subprocess.DEVNULL,
+        )
         assert synced.returncode == 0, synced.stdout + synced.stderr
         hub = Hub(base, image, users, homes, env)
         for user in users:
@@ -214,7 +285,12 @@ def test_first_user_gets_their_own_backend_second_user_is_untouched_and_locked_o
     assert seen["new_kernel"]["magic"] is True
     assert (seen["new_kernel"]["error"], seen["new_kernel"]["drift"]) == (None, []), seen["new_kernel"]
     assert seen["new_kernel"]["status_environment"] == str(env)
-    assert seen["new_kernel"]["switch_again"] == {"error": None, "extras": ["cpu"], "drift": [], "environment": str(env)}
+    assert seen["new_kernel"]["switch_again"] == {
+        "error": None,
+        "extras": ["cpu"],
+        "drift": [],
+        "environment": str(env),
+    }
     assert tree_digest(hub.image) == image_before, "the image changed"
 
     # The second user: the image as it was, their switch refused with the way out, the first user's env closed.
@@ -227,9 +303,11 @@ def test_first_user_gets_their_own_backend_second_user_is_untouched_and_locked_o
     other = hub.drive(second, "second", str(hub.base / "targets.json"))
     assert other["image_torch"].startswith("ModuleNotFoundError"), other
     assert other["refusal"].startswith(f"the environment {hub.image} is read-only"), other
-    assert other["refusal"] == (f"the environment {hub.image} is read-only; uvextra changes nothing there — make your own "
-                                "environment for this project, layered on this one, in one step: "
-                                f"`%uvextra cpu --project {hub.homes[second] / 'moo'} --user-env`"), other
+    assert other["refusal"] == (
+        f"the environment {hub.image} is read-only; uvextra changes nothing there — make your own "
+        "environment for this project, layered on this one, in one step: "
+        f"`%uvextra cpu --project {hub.homes[second] / 'moo'} --user-env`"
+    ), other
     assert other["list_env"].startswith("PermissionError"), other
     assert other["writable"] == [] and other["opened_for_writing"] == [], other
     assert other["checked"] == len(torch_files) + len(linked)
@@ -237,8 +315,10 @@ def test_first_user_gets_their_own_backend_second_user_is_untouched_and_locked_o
     assert tree_digest(hub.image) == image_before, "the image changed"
     own = sum(os.lstat(p).st_blocks * 512 for p in torch_files if os.lstat(p).st_nlink == 1)
     total = sum(os.lstat(p).st_blocks * 512 for p in torch_files)
-    print(f"torch in the user's env: {total / 1e6:.0f} MB unpacked, {own / 1e6:.1f} MB not hard-linked to the user's "
-          f"uv cache ({len(linked)} of {len(torch_files)} files linked)")
+    print(
+        f"torch in the user's env: {total / 1e6:.0f} MB unpacked, {own / 1e6:.1f} MB not hard-linked to the user's "
+        f"uv cache ({len(linked)} of {len(torch_files)} files linked)"
+    )
     assert own < total / 10, (own, total)
 
 
@@ -273,16 +353,23 @@ def test_with_the_admins_prefetched_layer_a_users_torch_costs_links_and_nobody_c
     assert Path(seen["new_kernel"]["torch_file"]).resolve().is_relative_to(layer_torch)
     assert (seen["new_kernel"]["error"], seen["new_kernel"]["drift"]) == (None, []), seen["new_kernel"]
     # switched again from its own kernel: still linked from the layer
-    assert seen["new_kernel"]["switch_again"] == {"error": None, "extras": ["cpu"], "drift": [], "environment": str(env)}
+    assert seen["new_kernel"]["switch_again"] == {
+        "error": None,
+        "extras": ["cpu"],
+        "drift": [],
+        "environment": str(env),
+    }
     assert next(env.glob("lib/python3*/site-packages/torch")).is_symlink()
 
     torch_bytes = sum(p.lstat().st_blocks * 512 for p in layer_torch.rglob("*") if p.is_file())
     usage = userenv.disk_usage(env)
     cache = hub.homes[second] / ".cache" / "uv"
     cache_bytes = sum(p.lstat().st_blocks * 512 for p in cache.rglob("*") if p.is_file() and not p.is_symlink())
-    print(f"with the layer: torch {torch_bytes / 1e6:.0f} MB unpacked (in the layer, once); the user's env "
-          f"{usage.own_bytes / 1e6:.1f} MB own + {usage.shared_bytes / 1e6:.1f} MB hard-linked, their uv cache "
-          f"{cache_bytes / 1e6:.1f} MB")
+    print(
+        f"with the layer: torch {torch_bytes / 1e6:.0f} MB unpacked (in the layer, once); the user's env "
+        f"{usage.own_bytes / 1e6:.1f} MB own + {usage.shared_bytes / 1e6:.1f} MB hard-linked, their uv cache "
+        f"{cache_bytes / 1e6:.1f} MB"
+    )
     assert usage.own_bytes + usage.shared_bytes < torch_bytes / 10
     assert usage.own_bytes + cache_bytes < torch_bytes / 10
 

@@ -28,18 +28,27 @@ CLICK = {"method": "custom", "content": {"event": "click"}}
 
 
 def test_toggle_and_notebook_switch_keep_the_backend_kind_and_no_default_groups(
-        tmp_path: Path, make_project: MakeProject, uvextra_wheel: Path, uv_new: str,  # noqa: F811
-        uv_env: dict[str, str]) -> None:
+    tmp_path: Path,
+    make_project: MakeProject,
+    uvextra_wheel: Path,
+    uv_new: str,
+    uv_env: dict[str, str],
+) -> None:
     # Backends as groups; `cu128` is also an extra (outside the conflict set), `dev` a default group.
-    project = make_project(GROUPS, groups=True, more_extras={"cu128": ["filelock"]},
-                           more_groups={"dev": ["nvidia-cublas-cu12"]})
+    project = make_project(
+        GROUPS, groups=True, more_extras={"cu128": ["filelock"]}, more_groups={"dev": ["nvidia-cublas-cu12"]}
+    )
     python = make_kernel_venv(tmp_path / "venv", uvextra_wheel, uv_new, uv_env)
     venv = python.parents[1]
     env = dict(uv_env, UVEXTRA_UV=uv_new)
     env.pop("VIRTUAL_ENV", None)
     notebook = tmp_path / "analysis.ipynb"  # not there yet: the kernel's notebook hint stays silent
-    write_kernelspec(tmp_path / "kernels", "groups", python,
-                     kernel_env(python, env, tmp_path, UVEXTRA_NO_AUTOLOAD="1", JPY_SESSION_NAME=str(notebook)))
+    write_kernelspec(
+        tmp_path / "kernels",
+        "groups",
+        python,
+        kernel_env(python, env, tmp_path, UVEXTRA_NO_AUTOLOAD="1", JPY_SESSION_NAME=str(notebook)),
+    )
 
     async def first_kernel() -> None:
         fe = await Frontend(tmp_path / "kernels", "groups", tmp_path).start()
@@ -123,8 +132,12 @@ async def _until(fe: Frontend, what: str, timeout: float = 120.0) -> str:
 
 
 def test_button_work_runs_on_the_main_shell_as_a_cell_would(
-        tmp_path: Path, make_project: MakeProject, uvextra_wheel: Path, uv_new: str,  # noqa: F811
-        uv_env: dict[str, str]) -> None:
+    tmp_path: Path,
+    make_project: MakeProject,
+    uvextra_wheel: Path,
+    uv_new: str,
+    uv_env: dict[str, str],
+) -> None:
     """JupyterLab 4.6 sends the clicks over a subshell; the switch must still run as cell work: the next cell waits
     for it, interrupt stops uv, and a subshell id the page kept from a kernel before a restart loses no click."""
     project = make_project()
@@ -136,8 +149,10 @@ def test_button_work_runs_on_the_main_shell_as_a_cell_would(
     # A uv whose sync takes a while (a download, say): long enough for a cell sent after the click to overtake it
     # if the click ran beside the cells; `hang` makes it never end (for the interrupt).
     slow, hang = tmp_path / "slow-uv", tmp_path / "hang"
-    slow.write_text(f'#!/bin/sh\ncase " $* " in *" sync "*) [ -e {hang} ] && echo $$ > {hang} && exec sleep 300; sleep 3;; esac\n'
-                    f'exec {uv_new} "$@"\n')
+    slow.write_text(
+        f'#!/bin/sh\ncase " $* " in *" sync "*) [ -e {hang} ] && echo $$ > {hang} && exec sleep 300; sleep 3;; esac\n'
+        f'exec {uv_new} "$@"\n'
+    )
     slow.chmod(0o755)
 
     async def scenario() -> None:
@@ -171,8 +186,9 @@ def test_button_work_runs_on_the_main_shell_as_a_cell_would(
             # The first card no longer shows the present: it says so in one line, its controls are gone, and so
             # does its saved output; Check again there shows the present.
             def first_card(css_class: str) -> dict[str, Any]:
-                return fe.models[[cid for cid, state in fe.models.items()
-                                  if css_class in state.get("_dom_classes", ())][0]]
+                return fe.models[
+                    [cid for cid, state in fe.models.items() if css_class in state.get("_dom_classes", ())][0]
+                ]
 
             line = "out of date: a later card switched this kernel"
             assert line in first_card("uvextra-stale")["value"]

@@ -21,6 +21,7 @@ def load_ipython_extension(ipython: Any) -> None:  # IPython's InteractiveShell
 
 
 def unload_ipython_extension(ipython: Any) -> None:
+    """Remove ``%uvextra`` (``%unload_ext uvextra``)."""
     from .magic import unload
 
     unload(ipython)

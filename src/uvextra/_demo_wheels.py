@@ -90,18 +90,19 @@ def build_wheel(
         metadata_lines += extra.splitlines()
     metadata = "\n".join(metadata_lines) + "\n\n"
 
-    wheel_meta = "\n".join(
-        [
-            "Wheel-Version: 1.0",
-            "Generator: uvextra._demo_wheels",
-            f"Root-Is-Purelib: {'true' if pure else 'false'}",
-            *[f"Tag: {t}" for t in tags],
-        ]
-    ) + "\n"
+    wheel_meta = (
+        "\n".join(
+            [
+                "Wheel-Version: 1.0",
+                "Generator: uvextra._demo_wheels",
+                f"Root-Is-Purelib: {'true' if pure else 'false'}",
+                *[f"Tag: {t}" for t in tags],
+            ]
+        )
+        + "\n"
+    )
 
-    members: list[tuple[str, bytes]] = [
-        (path, text.encode("utf-8")) for path, text in sorted(files.items())
-    ]
+    members: list[tuple[str, bytes]] = [(path, text.encode("utf-8")) for path, text in sorted(files.items())]
     members.append((f"{dist_info}/METADATA", metadata.encode("utf-8")))
     members.append((f"{dist_info}/WHEEL", wheel_meta.encode("utf-8")))
     record_lines = [f"{path},{_record_hash(data)},{len(data)}" for path, data in members]
@@ -203,9 +204,7 @@ def get_device_capability(device: int = 0) -> "tuple[int, int]":
 '''
 
 
-def torch_files(
-    version: str, cuda: str | None, hip: str | None = None, build_label: str = ""
-) -> dict[str, str]:
+def torch_files(version: str, cuda: str | None, hip: str | None = None, build_label: str = "") -> dict[str, str]:
     """Files of a stand-in ``torch`` package for :func:`build_wheel`.
 
     ``version`` is the full version (``"2.9.0+cu128"``), ``cuda`` the CUDA version the build
@@ -222,10 +221,7 @@ def torch_files(
 
 def module_files(import_name: str, version: str) -> dict[str, str]:
     """A one-file stand-in package ``import_name`` with ``__version__``."""
-    body = (
-        f'"""Stand-in {import_name} built for the uvextra demo."""\n'
-        f"__version__ = {str(Version(version))!r}\n"
-    )
+    body = f'"""Stand-in {import_name} built for the uvextra demo."""\n__version__ = {str(Version(version))!r}\n'
     # "nvidia/cublas": a part of the ``nvidia`` namespace package (no nvidia/__init__.py).
     return {f"{import_name}/__init__.py": body}
 
@@ -347,8 +343,7 @@ _SUPPORT: dict[str, Dist] = {
         Dist("numpy", "2.3.4", module_files("numpy", "2.3.4"), (), "Requires-Python: >=3.10"),
         Dist("filelock", "3.20.0", module_files("filelock", "3.20.0")),
         Dist("nvidia-cublas-cu12", "12.8.4.1", module_files("nvidia/cublas", "12.8.4.1")),
-        Dist("nvidia-cuda-runtime-cu12", "12.8.90",
-              module_files("nvidia/cuda_runtime", "12.8.90")),
+        Dist("nvidia-cuda-runtime-cu12", "12.8.90", module_files("nvidia/cuda_runtime", "12.8.90")),
         Dist("triton", "3.5.0", module_files("triton", "3.5.0")),
         Dist("triton==3.4.0", "3.4.0", module_files("triton", "3.4.0")),
     )
@@ -364,12 +359,14 @@ def _support_for(requirement: str) -> Dist:
 
 def write_dist(folder: Path, dist: Dist) -> Path:
     name = dist.name.split("==")[0]
-    return build_wheel(folder, name, dist.version, dist.files, dist.requires,
-                       extra_metadata=dist.extra_metadata)
+    return build_wheel(folder, name, dist.version, dist.files, dist.requires, extra_metadata=dist.extra_metadata)
 
 
-def build_indexes(root: Path, builds: Mapping[str, Sequence[TorchBuild]] = DEMO_TORCH_BUILDS,
-                  torch: Callable[[TorchBuild], dict[str, str]] | None = None) -> dict[str, Path]:
+def build_indexes(
+    root: Path,
+    builds: Mapping[str, Sequence[TorchBuild]] = DEMO_TORCH_BUILDS,
+    torch: Callable[[TorchBuild], dict[str, str]] | None = None,
+) -> dict[str, Path]:
     """Write one folder of wheels per index of ``builds`` under ``root``; return ``{index: folder}``.
 
     Each folder holds its torch wheels (files from ``torch``, default :func:`torch_files`), its stand-in
@@ -385,8 +382,7 @@ def build_indexes(root: Path, builds: Mapping[str, Sequence[TorchBuild]] = DEMO_
         needed: set[str] = set()
         for build in index_builds:
             files = torch(build) if torch else torch_files(build.version, build.cuda, build.hip, build.build_label)
-            build_wheel(folder, "torch", build.version, files, build.requires,
-                        extra_metadata="Requires-Python: >=3.10")
+            build_wheel(folder, "torch", build.version, files, build.requires, extra_metadata="Requires-Python: >=3.10")
             needed.update(build.requires)
         if index == "pypi":
             needed.update(_SUPPORT)
@@ -470,8 +466,12 @@ def write_project(
     if extras:
         lines += ["", "[dependency-groups]" if groups else "[project.optional-dependencies]"]
         for extra in extras:
-            lines += [f"{extra} = [", f"  {_toml_str(torch_requirement)},",
-                      *(f"  {_toml_str(c)}," for c in companions), "]"]
+            lines += [
+                f"{extra} = [",
+                f"  {_toml_str(torch_requirement)},",
+                *(f"  {_toml_str(c)}," for c in companions),
+                "]",
+            ]
         lines += _table_lines((more_groups if groups else more_extras) or {})
         lines.append("")
     if (more_extras if groups else more_groups) or (not extras and (more_extras or more_groups)):
@@ -488,10 +488,7 @@ def write_project(
     sourced = [e for e in extras if e in indexes]
     if sourced:
         lines += ["", "[tool.uv.sources]", "torch = ["]
-        lines += [
-            f"  {{ index = {_toml_str('pytorch-' + e)}, {kind} = {_toml_str(e)} }},"
-            for e in sourced
-        ]
+        lines += [f"  {{ index = {_toml_str('pytorch-' + e)}, {kind} = {_toml_str(e)} }}," for e in sourced]
         lines += ["]", ""]
         for companion in routed:  # routed like torch (``companions`` not named here are left to the default)
             lines += [f"{companion} = ["]

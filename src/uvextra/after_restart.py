@@ -26,8 +26,9 @@ from typing import Any
 
 def _send(kernel: Any, comm_id: str, state: dict[str, Any]) -> None:
     content = {"comm_id": comm_id, "data": {"method": "update", "state": state, "buffer_paths": []}}
-    kernel.session.send(kernel.iopub_socket, "comm_msg", content, parent=kernel.get_parent(),
-                        ident=f"comm-{comm_id}".encode())
+    kernel.session.send(
+        kernel.iopub_socket, "comm_msg", content, parent=kernel.get_parent(), ident=f"comm-{comm_id}".encode()
+    )
 
 
 def _card(payload: dict[str, Any], said: str) -> tuple[str, dict[str, Any]]:
@@ -46,8 +47,13 @@ def _card(payload: dict[str, Any], said: str) -> tuple[str, dict[str, Any]]:
     from .kernel.record import MIME, make_record
 
     try:
-        report = core.check(payload.get("project"), None, payload.get("extras") or None,
-                            probe=bool(payload.get("probe", True)), command="status")
+        report = core.check(
+            payload.get("project"),
+            None,
+            payload.get("extras") or None,
+            probe=bool(payload.get("probe", True)),
+            command="status",
+        )
     except Exception as exc:  # noqa: BLE001 - the card still says that the restart happened
         line = f"{said}; checking the environment failed: {exc}"
         return render_error(line), {"text/html": render_static(render_error(line)), "text/plain": f"uvextra: {line}"}
@@ -59,8 +65,11 @@ def _card(payload: dict[str, Any], said: str) -> tuple[str, dict[str, Any]]:
     state = KernelState(stale=[], restart=session.restart_plan())
     card = render_html(report, state, note=said)
     return render_html(report, state, note=said, in_card=True), {
-        "text/html": render_static(card), "text/markdown": f"> {said}\n\n" + render_markdown(report, state),
-        "text/plain": f"uvextra: {said}\n" + render_plain(report, state), MIME: make_record(report)}
+        "text/html": render_static(card),
+        "text/markdown": f"> {said}\n\n" + render_markdown(report, state),
+        "text/plain": f"uvextra: {said}\n" + render_plain(report, state),
+        MIME: make_record(report),
+    }
 
 
 def announce(payload_json: str) -> None:
@@ -78,9 +87,13 @@ def announce(payload_json: str) -> None:
         for layout in payload.get("hide") or []:
             _send(kernel, layout, {"display": "none"})
         if payload.get("display"):
-            kernel.session.send(kernel.iopub_socket, "update_display_data",
-                                {"data": bundle, "metadata": {}, "transient": {"display_id": payload["display"]}},
-                                parent=kernel.get_parent(), ident=b"display_data")
+            kernel.session.send(
+                kernel.iopub_socket,
+                "update_display_data",
+                {"data": bundle, "metadata": {}, "transient": {"display_id": payload["display"]}},
+                parent=kernel.get_parent(),
+                ident=b"display_data",
+            )
     except Exception:  # noqa: BLE001 - silent code in a fresh kernel: nothing may show up as an error
         pass
     adopt_old_subshells()

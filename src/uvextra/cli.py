@@ -25,10 +25,14 @@ if TYPE_CHECKING:  # the CLI imports the core only when a command runs
     from .core.report import Report
     from .kernel.record import NotebookRecord
 
-_PYTHON_HELP = ("interpreter (or folder) of the target venv (default: $VIRTUAL_ENV, else the project's environment: "
-                "UV_PROJECT_ENVIRONMENT, else <project>/.venv)")
-_PROBE_PYTHON_HELP = ("interpreter (or folder) of the target venv (default: $VIRTUAL_ENV, else the .venv of the nearest "
-                      "project upward, else this Python's venv)")
+_PYTHON_HELP = (
+    "interpreter (or folder) of the target venv (default: $VIRTUAL_ENV, else the project's environment: "
+    "UV_PROJECT_ENVIRONMENT, else <project>/.venv)"
+)
+_PROBE_PYTHON_HELP = (
+    "interpreter (or folder) of the target venv (default: $VIRTUAL_ENV, else the .venv of the nearest "
+    "project upward, else this Python's venv)"
+)
 
 
 def version() -> str:
@@ -46,9 +50,13 @@ def version() -> str:
 class _VersionAction(argparse._VersionAction):
     """``--version``, asking importlib.metadata only when it is given (importing it is ~60 ms of every command)."""
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: str | Sequence[Any] | None,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
         self.version = f"uvextra {version()}"
         super().__call__(parser, namespace, values, option_string)
 
@@ -83,34 +91,46 @@ def _parser() -> argparse.ArgumentParser:
     common(sp)
     _notebook_flag(sp, "compare its last record with the venv (exit 1 when they differ)")
     sp = sub.add_parser("switch", help="sync the venv to EXTRA(s) (or `auto`), then check and probe")
-    sp.add_argument("extras", nargs="*", metavar="EXTRA",
-                    help="an extra or dependency group of the project (or `auto`)")
+    sp.add_argument(
+        "extras", nargs="*", metavar="EXTRA", help="an extra or dependency group of the project (or `auto`)"
+    )
     _kind_flags(sp, "to switch to")
     common(sp)
     _notebook_flag(sp, "switch to the extras the notebook last ran on")
     sp.add_argument("--no-probe", action="store_true", help="skip the CUDA probe")
     sp.add_argument("--keep-extraneous", action="store_true", help="remove nothing that the lock does not list")
-    sp.add_argument("--exact", action="store_true",
-                    help="uv's exact sync: also remove what is not this project's (pip, hand installs); "
-                         "the kernel's own packages are still kept")
+    sp.add_argument(
+        "--exact",
+        action="store_true",
+        help="uv's exact sync: also remove what is not this project's (pip, hand installs); "
+        "the kernel's own packages are still kept",
+    )
     sp.add_argument("--repair", action="store_true", help="reinstall whatever drift uv leaves behind")
-    sp.add_argument("--no-space-check", action="store_true",
-                    help="start uv even when the lock's wheels will not fit on the disk (refused by default)")
+    sp.add_argument(
+        "--no-space-check",
+        action="store_true",
+        help="start uv even when the lock's wheels will not fit on the disk (refused by default)",
+    )
     _no_default_groups_flag(sp, "; check and repair then do the same")
     lockmode = sp.add_mutually_exclusive_group()
     lockmode.add_argument("--frozen", action="store_true", help="use uv.lock as it is; never create or update it")
     lockmode.add_argument("--locked", action="store_true", help="refuse when uv.lock is missing or out of date")
-    for name, helptext in (("check", "compare the venv with the lock (exit 1 on drift)"),
-                           ("repair", "reinstall exactly the drifted packages")):
+    for name, helptext in (
+        ("check", "compare the venv with the lock (exit 1 on drift)"),
+        ("repair", "reinstall exactly the drifted packages"),
+    ):
         sp = sub.add_parser(name, help=helptext)
         _kind_flags(sp, "to check against (default: the last switch's, else inferred)")
         common(sp)
         _no_default_groups_flag(sp, " (default: as the last switch did)")
         if name == "check":
             _notebook_flag(sp, "compare its last record with the venv (exit 1 when they differ)")
-            sp.add_argument("--verify", action="store_true",
-                            help="also compare every installed file's sha256 with its RECORD (reads every byte: "
-                                 "gigabytes for torch; says how long it took)")
+            sp.add_argument(
+                "--verify",
+                action="store_true",
+                help="also compare every installed file's sha256 with its RECORD (reads every byte: "
+                "gigabytes for torch; says how long it took)",
+            )
         if name == "repair":
             sp.add_argument("--probe", action="store_true", help="also run the CUDA probe")
     sp = sub.add_parser("probe", help="is CUDA available to torch in the venv, and if not, why")
@@ -130,15 +150,31 @@ def _kind_flags(sp: argparse.ArgumentParser, what: str) -> None:
     """``--extra NAME`` / ``--group NAME``: say which one a name is (needed when the project has both)."""
     from .core.project import Backend
 
-    sp.add_argument("--extra", action="append", dest="named", metavar="EXTRA", default=[],
-                    type=lambda raw: Backend.asked(raw, "extra"), help=f"an extra {what}")
-    sp.add_argument("--group", action="append", dest="named", metavar="GROUP",
-                    type=lambda raw: Backend.asked(raw, "group"), help=f"a dependency group {what}")
+    sp.add_argument(
+        "--extra",
+        action="append",
+        dest="named",
+        metavar="EXTRA",
+        default=[],
+        type=lambda raw: Backend.asked(raw, "extra"),
+        help=f"an extra {what}",
+    )
+    sp.add_argument(
+        "--group",
+        action="append",
+        dest="named",
+        metavar="GROUP",
+        type=lambda raw: Backend.asked(raw, "group"),
+        help=f"a dependency group {what}",
+    )
 
 
 def _no_default_groups_flag(sp: argparse.ArgumentParser, when: str) -> None:
-    sp.add_argument("--no-default-groups", action="store_true",
-                    help=f"uv's --no-default-groups: leave out [tool.uv] default-groups (dev){when}")
+    sp.add_argument(
+        "--no-default-groups",
+        action="store_true",
+        help=f"uv's --no-default-groups: leave out [tool.uv] default-groups (dev){when}",
+    )
 
 
 def _notebook_flag(sp: argparse.ArgumentParser, what: str) -> None:
@@ -197,6 +233,7 @@ def _print_json(text: str) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
+    """Run one command line and return its exit code (0, 1, 2 or 130); errors are one line on stderr."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _parser().parse_args(argv)
@@ -219,8 +256,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     if hasattr(args, "named"):  # positional names first, then --extra / --group ones
         args.extras = [*(getattr(args, "extras", None) or []), *args.named] or None
         if args.command == "switch" and not args.extras and not getattr(args, "notebook", None):
-            return _error("the following arguments are required: EXTRA (see `uvextra switch --help`)", 2,
-                          as_json=as_json)
+            return _error(
+                "the following arguments are required: EXTRA (see `uvextra switch --help`)", 2, as_json=as_json
+            )
     try:
         record = _notebook_record(args)
         root, env = _target(args)
@@ -228,17 +266,35 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.command == "status":
             report = core.status(project, env)
         elif args.command == "check":
-            report = core.check(project, env, args.extras, no_default_groups=args.no_default_groups or None,
-                                verify=args.verify)
+            report = core.check(
+                project, env, args.extras, no_default_groups=args.no_default_groups or None, verify=args.verify
+            )
         elif args.command == "repair":
-            report = core.repair(project, env, args.extras, probe=args.probe, on_line=stream,
-                                 on_wait=_note, no_default_groups=args.no_default_groups or None)
+            report = core.repair(
+                project,
+                env,
+                args.extras,
+                probe=args.probe,
+                on_line=stream,
+                on_wait=_note,
+                no_default_groups=args.no_default_groups or None,
+            )
         elif args.command == "switch":
-            report = core.switch(args.extras, project, env, probe=not args.no_probe,
-                                 keep_extraneous=args.keep_extraneous, exact=args.exact, repair=args.repair, frozen=args.frozen,
-                                 locked=args.locked, on_line=stream,
-                                 on_wait=_note, no_default_groups=args.no_default_groups,
-                                 space_check=not args.no_space_check)
+            report = core.switch(
+                args.extras,
+                project,
+                env,
+                probe=not args.no_probe,
+                keep_extraneous=args.keep_extraneous,
+                exact=args.exact,
+                repair=args.repair,
+                frozen=args.frozen,
+                locked=args.locked,
+                on_line=stream,
+                on_wait=_note,
+                no_default_groups=args.no_default_groups,
+                space_check=not args.no_space_check,
+            )
         else:
             report = core.probe(env)
     except UvextraError as exc:
@@ -289,9 +345,11 @@ def _envs(args: argparse.Namespace) -> int:
     for row in rows:
         used = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(row["last_used"])))  # type: ignore[arg-type]
         backend = "+".join(row["backend"]) or "no backend"  # type: ignore[arg-type]
-        print(f"{row['name']}  {row['project_name']} ({backend})  {int(row['own_bytes']) / 1e6:.1f} MB own, "  # type: ignore[call-overload]
-              f"{int(row['shared_bytes']) / 1e6:.1f} MB shared with uv's cache  last used {used}  "  # type: ignore[call-overload]
-              f"kernel: {row['kernelspec'] or '(none)'}\n    {row['path']}  (project {row['project']})")
+        print(
+            f"{row['name']}  {row['project_name']} ({backend})  {int(row['own_bytes']) / 1e6:.1f} MB own, "  # type: ignore[call-overload]
+            f"{int(row['shared_bytes']) / 1e6:.1f} MB shared with uv's cache  last used {used}  "  # type: ignore[call-overload]
+            f"kernel: {row['kernelspec'] or '(none)'}\n    {row['path']}  (project {row['project']})"
+        )
         if row["linked"]:
             print("    linked read-only from the admin's layers: " + ", ".join(row["linked"]))  # type: ignore[arg-type]
     return 0
@@ -356,6 +414,7 @@ def _answer_interrupts() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The ``uvextra`` console script: :func:`run`, then exit with its code."""
     _tolerant_streams()
     _answer_interrupts()
     try:

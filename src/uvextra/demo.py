@@ -40,9 +40,16 @@ class Served(Protocol):
     def simple_url(self, index: str) -> str: ...
 
 
-def create_demo(folder: Path, server: Served | None = None, python: str | None = None, *, uv: Uv | None = None,
-                name: str = "moo", extras: Mapping[str, str] = DEMO_EXTRAS,
-                companions: Sequence[str] = ()) -> tuple[Path, Path]:
+def create_demo(
+    folder: Path,
+    server: Served | None = None,
+    python: str | None = None,
+    *,
+    uv: Uv | None = None,
+    name: str = "moo",
+    extras: Mapping[str, str] = DEMO_EXTRAS,
+    companions: Sequence[str] = (),
+) -> tuple[Path, Path]:
     """Write and lock a demo project ``folder / name`` and create its venv; return (project, venv python).
 
     With ``server``, the project reads its indexes from it; without, from the folders of ``folder / "indexes"``
@@ -51,15 +58,28 @@ def create_demo(folder: Path, server: Served | None = None, python: str | None =
     """
     uv = uv or find_uv()
     project = folder / name
-    common: dict[str, Any] = {"name": name, "extras": tuple(extras), "companions": companions,
-              "uv_settings": [f"cache-dir = {json.dumps(str(folder / 'uv-cache'))}"]}
+    common: dict[str, Any] = {
+        "name": name,
+        "extras": tuple(extras),
+        "companions": companions,
+        "uv_settings": [f"cache-dir = {json.dumps(str(folder / 'uv-cache'))}"],
+    }
     if server is not None:
-        write_project(project, {extra: server.simple_url(ix) for extra, ix in extras.items()},
-                      default_index=server.simple_url("pypi"), **common)
+        write_project(
+            project,
+            {extra: server.simple_url(ix) for extra, ix in extras.items()},
+            default_index=server.simple_url("pypi"),
+            **common,
+        )
     else:
         wheels = folder / "indexes"
-        write_project(project, {extra: wheels / ix for extra, ix in extras.items()}, default_index=wheels / "pypi",
-                      flat=(*extras, "default"), **common)
+        write_project(
+            project,
+            {extra: wheels / ix for extra, ix in extras.items()},
+            default_index=wheels / "pypi",
+            flat=(*extras, "default"),
+            **common,
+        )
     python = shutil.which(python) or python if python else sys.executable  # a path: uv never downloads one here
     venv = project / ".venv"
     env = Environment(prefix=venv, python=venv / "bin" / "python", source="the demo's venv")
@@ -85,7 +105,7 @@ def _cut_short(python: Path) -> Path:
 
     (dist_info,) = Path(python).parent.parent.glob("lib/python3*/site-packages/torch-*.dist-info")
     rows = [p for p, _, _ in record_entries(dist_info) or [] if p.startswith("torch/")]
-    for rel in rows[len(rows) // 2:]:
+    for rel in rows[len(rows) // 2 :]:
         (dist_info.parent / rel).unlink(missing_ok=True)
     (dist_info / "INSTALLER").unlink(missing_ok=True)
     return python
@@ -96,8 +116,9 @@ def _step(title: str, say: Callable[[str], None]) -> None:
     say(f"━━ {title}")
 
 
-def run_demo(where: str | None = None, *, keep: bool = False, python: str | None = None,
-             say: Callable[[str], None] = print) -> int:
+def run_demo(
+    where: str | None = None, *, keep: bool = False, python: str | None = None, say: Callable[[str], None] = print
+) -> int:
     """Run the demo (its venvs on ``python``, default this one); 0 when the story ends as it should: the misrouted
     companion caught, the drift caught and repaired."""
     from .core import verbs as core
@@ -114,27 +135,53 @@ def run_demo(where: str | None = None, *, keep: bool = False, python: str | None
         build_indexes(folder / "indexes")
         # the indexes are folders: nothing to serve, nothing that closes when the demo ends
         project, venv = create_demo(folder, None, python, uv=uv)
-        vision, vision_venv = create_demo(folder, None, python, uv=uv, name="vision", extras=VISION_EXTRAS,
-                                          companions=("torchvision",))
+        vision, vision_venv = create_demo(
+            folder, None, python, uv=uv, name="vision", extras=VISION_EXTRAS, companions=("torchvision",)
+        )
         say(f"demo project {project} (extras: {', '.join(DEMO_EXTRAS)}), local indexes in {folder / 'indexes'}")
         say(f"uv {uv.version} at {uv.path}")
         steps: list[tuple[str, str, Callable[[], Report]]] = [
-            ("pypi", "uvextra switch pypi — the plain PyPI build (CUDA 12.8)", lambda: core.switch(
-                ["pypi"], project, venv, on_line=stream)),
-            ("cpu", "uvextra switch cpu — the +cpu build from its own index", lambda: core.switch(
-                ["cpu"], project, venv, on_line=stream, probe=False)),
-            ("cut", "an install cut short — half of torch's files gone and no INSTALLER, as a kill -9 or a full disk "
-             "leaves them (uv calls it installed); uvextra check", lambda: core.check(project, _cut_short(venv))),
-            ("retry", "uvextra switch cpu — again: uv says \"Checked\", uvextra reinstalls the half-written torch",
-             lambda: core.switch(["cpu"], project, venv, on_line=stream, probe=False)),
-            ("vision", "uvextra switch cpu — in a second project that also wants torchvision but routes only torch",
-             lambda: core.switch(["cpu"], vision, vision_venv, on_line=stream)),
-            ("back", "uvextra switch pypi — back again (uv <= 0.9.23 would keep 2.9.0+cpu here)", lambda: core.switch(
-                ["pypi"], project, venv, on_line=stream, probe=False)),
-            ("internal", "uvextra switch internal — the mirror's CPU build, also named torch 2.9.0: uv keeps the old "
-             "one", lambda: core.switch(["internal"], project, venv, on_line=stream, probe=False)),
-            ("repair", "uvextra repair — reinstall exactly what drifted", lambda: core.repair(
-                project, venv, on_line=stream, probe=True)),
+            (
+                "pypi",
+                "uvextra switch pypi — the plain PyPI build (CUDA 12.8)",
+                lambda: core.switch(["pypi"], project, venv, on_line=stream),
+            ),
+            (
+                "cpu",
+                "uvextra switch cpu — the +cpu build from its own index",
+                lambda: core.switch(["cpu"], project, venv, on_line=stream, probe=False),
+            ),
+            (
+                "cut",
+                "an install cut short — half of torch's files gone and no INSTALLER, as a kill -9 or a full disk "
+                "leaves them (uv calls it installed); uvextra check",
+                lambda: core.check(project, _cut_short(venv)),
+            ),
+            (
+                "retry",
+                'uvextra switch cpu — again: uv says "Checked", uvextra reinstalls the half-written torch',
+                lambda: core.switch(["cpu"], project, venv, on_line=stream, probe=False),
+            ),
+            (
+                "vision",
+                "uvextra switch cpu — in a second project that also wants torchvision but routes only torch",
+                lambda: core.switch(["cpu"], vision, vision_venv, on_line=stream),
+            ),
+            (
+                "back",
+                "uvextra switch pypi — back again (uv <= 0.9.23 would keep 2.9.0+cpu here)",
+                lambda: core.switch(["pypi"], project, venv, on_line=stream, probe=False),
+            ),
+            (
+                "internal",
+                "uvextra switch internal — the mirror's CPU build, also named torch 2.9.0: uv keeps the old one",
+                lambda: core.switch(["internal"], project, venv, on_line=stream, probe=False),
+            ),
+            (
+                "repair",
+                "uvextra repair — reinstall exactly what drifted",
+                lambda: core.repair(project, venv, on_line=stream, probe=True),
+            ),
             ("check", "uvextra check — clean?", lambda: core.check(project, venv)),
         ]
         for key, title, action in steps:
@@ -150,16 +197,21 @@ def run_demo(where: str | None = None, *, keep: bool = False, python: str | None
             say(f"\ndemo folder kept: {folder} (try `uvextra switch cpu --project {folder / 'moo'}`)")
         else:
             shutil.rmtree(folder, ignore_errors=True)
-    cut_caught = any(d.kind == "files" for d in reports["cut"].drift) and reports["retry"].clean \
+    cut_caught = (
+        any(d.kind == "files" for d in reports["cut"].drift)
+        and reports["retry"].clean
         and "torch" in reports["retry"].repaired
+    )
     misroute = reports["vision"]
     stack_caught = bool(misroute.stack_failed and misroute.routing)
     drift_caught = any(d.kind == "build" for d in reports["internal"].drift)
     ok = stack_caught and drift_caught and cut_caught and reports["check"].clean
     say("")
     if stack_caught:
-        say(f"demo: {', '.join(e.package for e in misroute.stack_failed)} built for another torch caught, with the "
-            "[tool.uv.sources] lines that fix it")
+        say(
+            f"demo: {', '.join(e.package for e in misroute.stack_failed)} built for another torch caught, with the "
+            "[tool.uv.sources] lines that fix it"
+        )
     if cut_caught:
         say("demo: a half-installed torch (files missing, metadata whole) caught and reinstalled")
     say("demo: " + ("drift caught and repaired — the environment matches the lock" if ok else "UNEXPECTED RESULT"))

@@ -39,26 +39,50 @@ class UvextraMagics(Magics):
         self.session = Session(shell)
 
     @magic_arguments()
-    @argument("extras", nargs="*", metavar="EXTRA",
-              help="the extra(s) to switch this kernel's environment to, or `auto` (chosen from this machine's "
-                   "GPU driver); none: show the status panel")
+    @argument(
+        "extras",
+        nargs="*",
+        metavar="EXTRA",
+        help="the extra(s) to switch this kernel's environment to, or `auto` (chosen from this machine's "
+        "GPU driver); none: show the status panel",
+    )
     @argument("--project", metavar="DIR", help="the uv project (default: the nearest pyproject.toml upward)")
-    @argument("--extra", action="append", default=[], metavar="EXTRA",
-              help="an extra, said to be one (when the project has a dependency group of the same name)")
+    @argument(
+        "--extra",
+        action="append",
+        default=[],
+        metavar="EXTRA",
+        help="an extra, said to be one (when the project has a dependency group of the same name)",
+    )
     @argument("--group", action="append", default=[], metavar="GROUP", help="a dependency group of the project")
-    @argument("--check", action="store_true",
-              help="only compare the environment with the lock (for EXTRA, default: the current extras)")
+    @argument(
+        "--check",
+        action="store_true",
+        help="only compare the environment with the lock (for EXTRA, default: the current extras)",
+    )
     @argument("--no-probe", action="store_true", help="skip the CUDA probe")
-    @argument("--keep-extraneous", action="store_true",
-              help="remove nothing that the lock does not list (the kernel's own packages are always kept)")
-    @argument("--exact", action="store_true",
-              help="uv's exact sync: also remove what is not this project's (pip, hand installs); the kernel's own "
-                   "packages are still kept")
-    @argument("--no-default-groups", action="store_true",
-              help="uv's --no-default-groups: leave out [tool.uv] default-groups (dev); later checks do the same")
-    @argument("--user-env", action="store_true",
-              help="make (or switch) your own environment for the project, layered on this kernel's, register it "
-                   "as a kernel and move this notebook to it: for an environment you cannot write (a hub's image)")
+    @argument(
+        "--keep-extraneous",
+        action="store_true",
+        help="remove nothing that the lock does not list (the kernel's own packages are always kept)",
+    )
+    @argument(
+        "--exact",
+        action="store_true",
+        help="uv's exact sync: also remove what is not this project's (pip, hand installs); the kernel's own "
+        "packages are still kept",
+    )
+    @argument(
+        "--no-default-groups",
+        action="store_true",
+        help="uv's --no-default-groups: leave out [tool.uv] default-groups (dev); later checks do the same",
+    )
+    @argument(
+        "--user-env",
+        action="store_true",
+        help="make (or switch) your own environment for the project, layered on this kernel's, register it "
+        "as a kernel and move this notebook to it: for an environment you cannot write (a hub's image)",
+    )
     @line_magic
     def uvextra(self, line: str = "") -> None:
         """Switch this kernel's environment between the uv project's extras (PyTorch backends), safely.
@@ -82,12 +106,20 @@ class UvextraMagics(Magics):
         probe = not args.no_probe
         from .core.project import Backend
 
-        args.extras = [*args.extras, *(Backend.asked(e, "extra") for e in args.extra),
-                       *(Backend.asked(g, "group") for g in args.group)]
+        args.extras = [
+            *args.extras,
+            *(Backend.asked(e, "extra") for e in args.extra),
+            *(Backend.asked(g, "group") for g in args.group),
+        ]
         groups = args.no_default_groups or None  # not said: a check does as the last switch did
         if args.user_env:
-            action = session.user_env(list(args.extras), project=project, probe=probe,
-                                      keep_extraneous=args.keep_extraneous, no_default_groups=args.no_default_groups)
+            action = session.user_env(
+                list(args.extras),
+                project=project,
+                probe=probe,
+                keep_extraneous=args.keep_extraneous,
+                no_default_groups=args.no_default_groups,
+            )
             _present(session, action, probe=probe, keep_extraneous=args.keep_extraneous)
             moved = session.hand_over()
             if moved:
@@ -98,9 +130,14 @@ class UvextraMagics(Magics):
         elif not args.extras:
             action = session.check(None, project=project, probe=probe, command="status")
         else:
-            action = session.switch(list(args.extras), project=project, probe=probe,
-                                    keep_extraneous=args.keep_extraneous, exact=args.exact,
-                                    no_default_groups=args.no_default_groups)
+            action = session.switch(
+                list(args.extras),
+                project=project,
+                probe=probe,
+                keep_extraneous=args.keep_extraneous,
+                exact=args.exact,
+                no_default_groups=args.no_default_groups,
+            )
         _present(session, action, probe=probe, keep_extraneous=args.keep_extraneous)
 
 
@@ -113,8 +150,10 @@ def _refuse_unfilled(args: Any) -> None:
     for value in [args.project or "", *args.extras, *args.extra, *args.group]:
         unfilled = re.search(r"\{([A-Za-z_]\w*)\}", value)
         if unfilled:
-            raise UsageError(f"{unfilled.group(0)} was not filled in: this kernel has no variable "
-                             f"`{unfilled.group(1)}` (after a restart, run the cell that sets it first)")
+            raise UsageError(
+                f"{unfilled.group(0)} was not filled in: this kernel has no variable "
+                f"`{unfilled.group(1)}` (after a restart, run the cell that sets it first)"
+            )
 
 
 def _present(session: Session, action: Action, *, probe: bool, keep_extraneous: bool) -> None:

@@ -87,8 +87,10 @@ def _on_main_shell(widgets: list[Any]) -> None:
 
 def _toggle_options(group: list[str]) -> list[tuple[str, str]]:
     """(label, backend) pairs: the name, and its kind where the set has an extra and a group of that name."""
-    return [(f"{b} ({getattr(b, 'kind', None) or 'extra'})" if sum(str(o) == str(b) for o in group) > 1 else str(b), b)
-            for b in group]
+    return [
+        (f"{b} ({getattr(b, 'kind', None) or 'extra'})" if sum(str(o) == str(b) for o in group) > 1 else str(b), b)
+        for b in group
+    ]
 
 
 class Card:
@@ -116,45 +118,86 @@ class Card:
         self.progress.add_class("uvextra-progress")
         self.body = w.HTML()
         self.body.add_class("uvextra-body")
-        self.toggle = w.ToggleButtons(options=[], value=None, description="extra",
-                                      tooltip="switch this kernel's environment to another extra",
-                                      style={"button_width": "auto"}, layout=w.Layout(display=_HIDDEN))
+        self.toggle = w.ToggleButtons(
+            options=[],
+            value=None,
+            description="extra",
+            tooltip="switch this kernel's environment to another extra",
+            style={"button_width": "auto"},
+            layout=w.Layout(display=_HIDDEN),
+        )
         self.toggle.add_class("uvextra-toggle")
-        self.reinstall = w.Button(description="Reinstall", icon="wrench", button_style="warning",
-                                  tooltip="reinstall exactly the drifted packages from the lock",
-                                  layout=w.Layout(display=_HIDDEN, width="auto"))
+        self.reinstall = w.Button(
+            description="Reinstall",
+            icon="wrench",
+            button_style="warning",
+            tooltip="reinstall exactly the drifted packages from the lock",
+            layout=w.Layout(display=_HIDDEN, width="auto"),
+        )
         self.reinstall.add_class("uvextra-reinstall")
-        self.restart = w.Button(description="Restart kernel", icon="refresh", button_style="danger",
-                                tooltip="restart this kernel so that imports load what is on disk now",
-                                layout=w.Layout(display=_HIDDEN, width="auto"))
+        self.restart = w.Button(
+            description="Restart kernel",
+            icon="refresh",
+            button_style="danger",
+            tooltip="restart this kernel so that imports load what is on disk now",
+            layout=w.Layout(display=_HIDDEN, width="auto"),
+        )
         self.restart.add_class("uvextra-restart")
-        self.follow = w.Button(description="Switch", icon="book", button_style="info",
-                               tooltip="switch to the extras this notebook last ran on",
-                               layout=w.Layout(display=_HIDDEN, width="auto"))
+        self.follow = w.Button(
+            description="Switch",
+            icon="book",
+            button_style="info",
+            tooltip="switch to the extras this notebook last ran on",
+            layout=w.Layout(display=_HIDDEN, width="auto"),
+        )
         self.follow.add_class("uvextra-notebook-switch")
-        self.own = w.Button(description="Make my own environment", icon="user", button_style="primary",
-                            tooltip="make your own environment for this project, layered on this one, switch it and "
-                                    "move this notebook to its kernel (%uvextra … --user-env)",
-                            layout=w.Layout(display=_HIDDEN, width="auto"))
+        self.own = w.Button(
+            description="Make my own environment",
+            icon="user",
+            button_style="primary",
+            tooltip="make your own environment for this project, layered on this one, switch it and "
+            "move this notebook to its kernel (%uvextra … --user-env)",
+            layout=w.Layout(display=_HIDDEN, width="auto"),
+        )
         self.own.add_class("uvextra-user-env")
         self._offer: Any = None  # the refused switch, as the user's own environment (uvextra.kernel.session.Outcome)
-        self.refresh = w.Button(description="Check again", icon="search", button_style="info",
-                                tooltip="check this kernel's environment now and show it on this card",
-                                layout=w.Layout(display=_HIDDEN, width="auto"))
+        self.refresh = w.Button(
+            description="Check again",
+            icon="search",
+            button_style="info",
+            tooltip="check this kernel's environment now and show it on this card",
+            layout=w.Layout(display=_HIDDEN, width="auto"),
+        )
         self.refresh.add_class("uvextra-refresh")
         self.stale = w.HTML(layout=w.Layout(display=_HIDDEN))
         self.stale.add_class("uvextra-stale")
         self.superseded: str | None = None  # why this card no longer shows the present
         self._restarted_others: list[Card] = []  # superseded by this card's restart, live again if it fails
-        self.buttons = w.HBox([self.toggle, self.reinstall, self.restart, self.follow, self.own, self.refresh],
-                              layout=w.Layout(flex_flow="row wrap", align_items="center"))
+        self.buttons = w.HBox(
+            [self.toggle, self.reinstall, self.restart, self.follow, self.own, self.refresh],
+            layout=w.Layout(flex_flow="row wrap", align_items="center"),
+        )
         # The border is the box's, so that the toggle and the buttons sit inside the card (html: _BOX).
-        self.box = w.VBox([self.progress, self.stale, self.body, self.buttons],
-                          layout=w.Layout(border="1px solid #d0d7de", padding="8px 12px", margin="2px 0",
-                                          max_width="980px"))
+        self.box = w.VBox(
+            [self.progress, self.stale, self.body, self.buttons],
+            layout=w.Layout(border="1px solid #d0d7de", padding="8px 12px", margin="2px 0", max_width="980px"),
+        )
         self.box.add_class("uvextra-card")
-        _on_main_shell([self.progress, self.stale, self.body, self.toggle, self.reinstall, self.restart,
-                        self.follow, self.own, self.refresh, self.buttons, self.box])
+        _on_main_shell(
+            [
+                self.progress,
+                self.stale,
+                self.body,
+                self.toggle,
+                self.reinstall,
+                self.restart,
+                self.follow,
+                self.own,
+                self.refresh,
+                self.buttons,
+                self.box,
+            ]
+        )
         _CARDS.append(weakref.ref(self))
 
         self.reinstall.on_click(self._on_reinstall)
@@ -214,8 +257,14 @@ class Card:
     def _draw_progress(self) -> None:
         with self._lock:
             self._drawn = time.monotonic()
-            self.progress.value = render_progress(self._title, self._drawn - self._started, list(self._log),
-                                                  waiting=self._waiting, phase=self._phase, live=True)
+            self.progress.value = render_progress(
+                self._title,
+                self._drawn - self._started,
+                list(self._log),
+                waiting=self._waiting,
+                phase=self._phase,
+                live=True,
+            )
 
     def _on_progress(self, phase: str) -> None:
         self._phase = phase  # uvextra.progress: the phase, downloads counted
@@ -270,8 +319,11 @@ class Card:
         if report is not None and report.command in ("switch", "repair"):
             verb = "switched this kernel's environment" if report.command == "switch" else "reinstalled packages"
             now = " ".join(str(e) for e in report.extras) or "no extra"
-            self._supersede_others(f"out of date: a later card {verb} at {time.strftime('%H:%M:%S')} "
-                                   f"(now {now}); click Check again for the present state", refresh=True)
+            self._supersede_others(
+                f"out of date: a later card {verb} at {time.strftime('%H:%M:%S')} "
+                f"(now {now}); click Check again for the present state",
+                refresh=True,
+            )
         return outcome
 
     # -- cards that no longer show the present ------------------------------------------------------------------
@@ -297,8 +349,9 @@ class Card:
         self.refresh.disabled = not refresh
         self.refresh.layout.display = _SHOWN if refresh else _HIDDEN
         if self.outcome is not None and self.outcome.report is not None:  # no button words on a card without them
-            self.body.value = render_html(self.outcome.report, self.outcome.kernel, note=self.note,
-                                          notebook=self._hint_line(), in_card=True)
+            self.body.value = render_html(
+                self.outcome.report, self.outcome.kernel, note=self.note, notebook=self._hint_line(), in_card=True
+            )
         self._refresh_display()  # the saved output says so too
 
     def _unsupersede(self) -> None:
@@ -320,8 +373,9 @@ class Card:
                 if self.handle is not None:
                     message = outcome.error or "failed"
                     self.live.update({"text/plain": ""}, raw=True)
-                    self.handle.update({"text/html": render_error(message), "text/plain": f"uvextra: {message}"},
-                                       raw=True)
+                    self.handle.update(
+                        {"text/html": render_error(message), "text/plain": f"uvextra: {message}"}, raw=True
+                    )
                 self.box.close()
                 return
             self.note = outcome.error
@@ -397,24 +451,44 @@ class Card:
             return
         group = _conflict_group(report)
         extras = [e for e in report.extras if not _within(e, group)] + [new]
-        self.run(self.session.switch(extras, project=report.project, probe=self.probe,
-                                     keep_extraneous=self.keep_extraneous,
-                                     no_default_groups=self._no_default_groups))
+        self.run(
+            self.session.switch(
+                extras,
+                project=report.project,
+                probe=self.probe,
+                keep_extraneous=self.keep_extraneous,
+                no_default_groups=self._no_default_groups,
+            )
+        )
 
     def _on_follow(self, _button: object = None) -> None:
         report, hint = self.report, self.outcome.notebook if self.outcome is not None else None
         if self.busy or self.superseded or report is None or hint is None or self._beside_a_cell():
             return
-        self.run(self.session.switch(list(hint.extras), project=report.project, probe=self.probe,
-                                     keep_extraneous=self.keep_extraneous,
-                                     no_default_groups=self._no_default_groups))
+        self.run(
+            self.session.switch(
+                list(hint.extras),
+                project=report.project,
+                probe=self.probe,
+                keep_extraneous=self.keep_extraneous,
+                no_default_groups=self._no_default_groups,
+            )
+        )
 
     def _on_refresh(self, _button: object = None) -> None:
         report = self.report
         if self.busy or report is None or self._beside_a_cell():
             return
-        self.run(self.session.check(None, project=report.project, probe=self.probe, command="status",
-                                    no_default_groups=self._no_default_groups), final=True)
+        self.run(
+            self.session.check(
+                None,
+                project=report.project,
+                probe=self.probe,
+                command="status",
+                no_default_groups=self._no_default_groups,
+            ),
+            final=True,
+        )
 
     def _show_offer(self, outcome: Outcome) -> None:
         message = outcome.error or "this environment is read-only"
@@ -424,8 +498,9 @@ class Card:
             control.layout.display = _HIDDEN
         self.own.layout.display, self.own.disabled = _SHOWN, False
         if self.handle is not None:  # the static output: the live card beside it shows the button
-            self.handle.update({"text/html": render_static(render_error(message)),
-                                "text/plain": f"uvextra: {message}"}, raw=True)
+            self.handle.update(
+                {"text/html": render_static(render_error(message)), "text/plain": f"uvextra: {message}"}, raw=True
+            )
 
     def _on_own(self, _button: object = None) -> None:
         offer = self._offer
@@ -451,7 +526,8 @@ class Card:
         # The other cards show a kernel that is about to go: their controls would talk to nobody.
         self._restarted_others = self._supersede_others(
             f"out of date: the kernel restarted at {time.strftime('%H:%M:%S')}; run this cell again for a live card",
-            refresh=False)
+            refresh=False,
+        )
         try:
             self.session.restart(on_error=self._restart_failed, after=self._after_restart())
         except Exception as exc:  # noqa: BLE001 - a button never leaves a traceback in the log
@@ -472,12 +548,17 @@ class Card:
         """What the new kernel needs to say on this card what happened (uvextra.after_restart): the widgets to
         update, the output to rewrite (so that the saved notebook holds the present), the check to run."""
         report = self.report
-        return {"body": self.body.model_id, "probe": self.probe,
-                "display": getattr(self.handle, "display_id", None),
-                "hide": [c.layout.model_id for c in (self.toggle, self.reinstall, self.restart, self.follow,
-                                                     self.own, self.refresh)],
-                "project": report.project if report else None,
-                "extras": [str(e) for e in report.extras] if report else []}
+        return {
+            "body": self.body.model_id,
+            "probe": self.probe,
+            "display": getattr(self.handle, "display_id", None),
+            "hide": [
+                c.layout.model_id
+                for c in (self.toggle, self.reinstall, self.restart, self.follow, self.own, self.refresh)
+            ],
+            "project": report.project if report else None,
+            "extras": [str(e) for e in report.extras] if report else [],
+        }
 
     def _restart_failed(self, message: str) -> None:
         # Called from the restart request's thread: widget state only.

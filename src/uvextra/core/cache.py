@@ -147,7 +147,7 @@ def prune(folder: Path, *, keep: int = MAX_ENTRIES, spare: str = "") -> list[str
     except OSError:
         return removed
     excess = len(entries) + (1 if spare else 0) - keep
-    for _mtime, name in sorted(entries)[:max(excess, 0)]:
+    for _mtime, name in sorted(entries)[: max(excess, 0)]:
         _unlink(folder / name, removed)
     return removed
 

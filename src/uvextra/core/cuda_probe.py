@@ -418,7 +418,7 @@ class ProbeHandle:
                 self.close()
         return self._result
 
-    def _finish(self) -> ProbeResult:
+    def _finish(self) -> ProbeResult:  # noqa: C901 - issue 20: being split under 15
         # The driver is read here rather than in start_probe so the start never blocks on nvidia-smi; the child
         # runs meanwhile.
         driver, driver_source = read_driver_version(env=self._env)
@@ -463,9 +463,13 @@ class ProbeHandle:
             if name not in res.companions:
                 rc = self._proc.returncode
                 module = dict(self.companions).get(name, name)  # what was imported: torch_hang, not torch-hang
-                how = (f"did not finish within {self.timeout:g} s (probe killed)" if timed_out else
-                       f"crashed (signal {_signal_name(rc)})" if rc is not None and rc < 0 else
-                       f"exited with code {rc}")
+                how = (
+                    f"did not finish within {self.timeout:g} s (probe killed)"
+                    if timed_out
+                    else f"crashed (signal {_signal_name(rc)})"
+                    if rc is not None and rc < 0
+                    else f"exited with code {rc}"
+                )
                 res.companions[name] = {"package": name, "ok": False, "error": f"import {module} {how}"}
                 timed_out, companion_failed = False, True
 

@@ -39,8 +39,13 @@ class Drift:
         return self.kind not in NOT_AN_ERROR
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"package": self.package, "kind": self.kind, "installed": self.installed, "wanted": self.wanted,
-                "detail": self.detail}
+        return {
+            "package": self.package,
+            "kind": self.kind,
+            "installed": self.installed,
+            "wanted": self.wanted,
+            "detail": self.detail,
+        }
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,9 @@ def _version_kind(installed: str, wanted: str) -> str | None:
 def _source_mismatch(inst: Installed, want: Wanted) -> str | None:
     if want.kind in ("index", "sdist"):
         if inst.source != "index":
-            return f"installed from {inst.source} {inst.location or ''}".rstrip() + f"; the lock wants {want.source_label}"
+            return (
+                f"installed from {inst.source} {inst.location or ''}".rstrip() + f"; the lock wants {want.source_label}"
+            )
         return None
     if want.kind in ("editable", "directory"):
         if inst.source not in ("editable", "directory"):
@@ -87,19 +94,28 @@ def _source_mismatch(inst: Installed, want: Wanted) -> str | None:
 
 
 def _build_check(
-    inst: Installed, want: Wanted, record: Provenance | None, lock: LockInfo | None, fresh: bool,
+    inst: Installed,
+    want: Wanted,
+    record: Provenance | None,
+    lock: LockInfo | None,
+    fresh: bool,
     marker_env: Mapping[str, str] | None = None,
 ) -> tuple[str | None, str | None]:
     """(drift detail, unverified reason) for an index package whose version already matches."""
     if record is not None and record.fingerprint == inst.fingerprint and record.version == inst.version:
         # We know exactly which lock entry these files came from.
-        same = (record.sha256 == want.wheel_hash) if (record.sha256 and want.wheel_hash) else (
-            (record.index or "").rstrip("/") == (want.index or "").rstrip("/"))
+        same = (
+            (record.sha256 == want.wheel_hash)
+            if (record.sha256 and want.wheel_hash)
+            else ((record.index or "").rstrip("/") == (want.index or "").rstrip("/"))
+        )
         if same and record.sha256 and not want.wheel_hash and want.no_hash:
             # The record names the wheel's hash, the lock no longer says which wheel it wants: same index, no proof.
-            return None, (f"{want.no_hash}; uvextra recorded {record.wheel} (sha256 {record.sha256[:12]}…) from the "
-                          "same index, but cannot verify that this is the build the lock wants — "
-                          "`uvextra repair` reinstalls it")
+            return None, (
+                f"{want.no_hash}; uvextra recorded {record.wheel} (sha256 {record.sha256[:12]}…) from the "
+                "same index, but cannot verify that this is the build the lock wants — "
+                "`uvextra repair` reinstalls it"
+            )
         if same:
             return None, None
         return (
@@ -116,21 +132,32 @@ def _build_check(
         if have != deps:
             extra, lacking = sorted(have - deps), sorted(deps - have)
             parts = ([f"it requires {', '.join(extra)}"] if extra else []) + (
-                [f"it lacks {', '.join(lacking)}"] if lacking else [])
-            return (f"installed build's dependencies differ from the locked build from {want.index}: "
-                    f"{'; '.join(parts)}", None)
+                [f"it lacks {', '.join(lacking)}"] if lacking else []
+            )
+            return (
+                f"installed build's dependencies differ from the locked build from {want.index}: {'; '.join(parts)}",
+                None,
+            )
     if want.wheel_tags and inst.wheel_tags and not set(want.wheel_tags) & set(inst.wheel_tags):
-        return (f"installed wheel is tagged {', '.join(inst.wheel_tags)}, the locked wheel {want.wheel} "
-                f"is {', '.join(want.wheel_tags)}", None)
+        return (
+            f"installed wheel is tagged {', '.join(inst.wheel_tags)}, the locked wheel {want.wheel} "
+            f"is {', '.join(want.wheel_tags)}",
+            None,
+        )
     if fresh:
         return None, None  # uv installed it from the lock in this very run
     if record is not None:
-        return None, (f"its files changed since uvextra recorded them (installer now: {inst.installer or 'unknown'}); "
-                      "metadata matches the lock, the build cannot be proven — `uvextra repair` reinstalls it")
+        return None, (
+            f"its files changed since uvextra recorded them (installer now: {inst.installer or 'unknown'}); "
+            "metadata matches the lock, the build cannot be proven — `uvextra repair` reinstalls it"
+        )
     if lock is not None and lock.ambiguous(want.name, want.version):
-        return None, (f"{want.version} is locked from more than one index and uvextra has no record of which "
-                      "build this is" + (f" ({want.no_hash})" if want.no_hash else "")
-                      + "; `uvextra repair` reinstalls it from the lock")
+        return None, (
+            f"{want.version} is locked from more than one index and uvextra has no record of which "
+            "build this is"
+            + (f" ({want.no_hash})" if want.no_hash else "")
+            + "; `uvextra repair` reinstalls it from the lock"
+        )
     return None, None
 
 
@@ -155,18 +182,35 @@ def classify(
     for name, want in sorted(wanted.items()):
         inst = installed.get(name)
         if inst is None:
-            drift.append(Drift(name, "missing", None, want.version, f"not installed; the lock wants {want.version} "
-                                                                     f"from {want.source_label}"))
+            drift.append(
+                Drift(
+                    name,
+                    "missing",
+                    None,
+                    want.version,
+                    f"not installed; the lock wants {want.version} from {want.source_label}",
+                )
+            )
             continue
         kind = _version_kind(inst.version, want.version)
         if kind == "local-version":
-            drift.append(Drift(name, kind, inst.version, want.version,
-                               f"installed {inst.version}, the lock wants {want.version} from {want.source_label}; "
-                               "PEP 440 `==` lets the local part slip (uv#16368)"))
+            drift.append(
+                Drift(
+                    name,
+                    kind,
+                    inst.version,
+                    want.version,
+                    f"installed {inst.version}, the lock wants {want.version} from {want.source_label}; "
+                    "PEP 440 `==` lets the local part slip (uv#16368)",
+                )
+            )
             continue
         if kind == "version":
-            drift.append(Drift(name, kind, inst.version, want.version,
-                               f"installed {inst.version}, the lock wants {want.version}"))
+            drift.append(
+                Drift(
+                    name, kind, inst.version, want.version, f"installed {inst.version}, the lock wants {want.version}"
+                )
+            )
             continue
         mismatch = _source_mismatch(inst, want)
         if mismatch:
@@ -178,11 +222,20 @@ def classify(
             continue
         if on_disk is not None and (on_disk.no_record or on_disk.no_installer):
             missing = "RECORD" if on_disk.no_record else "INSTALLER"
-            unverified.append(Unverified(name, inst.version, (
-                f"its dist-info has no {missing}: the install may not have finished, and its files cannot be "
-                "checked" if on_disk.no_record else
-                f"its dist-info has no {missing}: the installer did not get to the end of it (its files are all "
-                "there)") + " — `uvextra repair` reinstalls it"))
+            unverified.append(
+                Unverified(
+                    name,
+                    inst.version,
+                    (
+                        f"its dist-info has no {missing}: the install may not have finished, and its files cannot be "
+                        "checked"
+                        if on_disk.no_record
+                        else f"its dist-info has no {missing}: the installer did not get to the end of it (its files are all "
+                        "there)"
+                    )
+                    + " — `uvextra repair` reinstalls it",
+                )
+            )
             continue
         if want.kind == "index":
             detail, reason = _build_check(inst, want, records.get(name), lock, name in fresh, marker_env)
@@ -192,7 +245,9 @@ def classify(
                 unverified.append(Unverified(name, inst.version, reason))
     for name, inst in sorted(installed.items()):
         if name not in wanted and name not in protected:
-            drift.append(Drift(name, "extraneous", inst.version, None, "installed, but not in the lock for these extras"))
+            drift.append(
+                Drift(name, "extraneous", inst.version, None, "installed, but not in the lock for these extras")
+            )
     drift.sort(key=lambda d: (KINDS.index(d.kind), d.package))
     return drift, unverified
 

@@ -59,8 +59,9 @@ def _venv_root_of(python: Path) -> Path | None:
     return None
 
 
-def resolve_environment(python: str | os.PathLike[str] | Environment | None = None, *,
-                        source: str | None = None) -> Environment:
+def resolve_environment(
+    python: str | os.PathLike[str] | Environment | None = None, *, source: str | None = None
+) -> Environment:
     """The venv of ``python`` (default: the running interpreter); refuses anything that is not a venv.
 
     An :class:`Environment` (as :func:`cli_target` chose it) is returned as it is.
@@ -90,7 +91,9 @@ def resolve_environment(python: str | os.PathLike[str] | Environment | None = No
             f"--python {python}: cannot access it ({exc.strerror or exc}); pass a venv's python that you may run"
         ) from None
     if not exists:
-        raise UvextraError(f"--python {python}: no such interpreter; pass the python of the target venv (.venv/bin/python)")
+        raise UvextraError(
+            f"--python {python}: no such interpreter; pass the python of the target venv (.venv/bin/python)"
+        )
     if root is None:
         raise UvextraError(
             f"{path} is not in a virtual environment (no pyvenv.cfg next to it); "
@@ -161,8 +164,13 @@ def project_environment(root: Path, environ: Mapping[str, str] | None = None) ->
     return root / ".venv", PROJECT_VENV_SOURCE
 
 
-def cli_target(python: str | None, project_root: Path | None, *, project_required: bool = True,
-               environ: Mapping[str, str] | None = None) -> Environment:
+def cli_target(
+    python: str | None,
+    project_root: Path | None,
+    *,
+    project_required: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> Environment:
     """The command line's target, chosen like uv chooses it.
 
     ``--python`` if given; else ``$VIRTUAL_ENV`` if set; else the project's environment (``UV_PROJECT_ENVIRONMENT``,
@@ -180,8 +188,11 @@ def cli_target(python: str | None, project_root: Path | None, *, project_require
             raise UvextraError("no project to take the environment from; pass --project DIR or --python PY")
         return resolve_environment(None, source=RUNNING_SOURCE)
     prefix, source = project_environment(project_root, env)
-    hint = f"`uv sync` or `uv venv` in {project_root}" if source == PROJECT_VENV_SOURCE else \
-        f"`uv sync` in {project_root}, or `uv venv {prefix}`"
+    hint = (
+        f"`uv sync` or `uv venv` in {project_root}"
+        if source == PROJECT_VENV_SOURCE
+        else f"`uv sync` in {project_root}, or `uv venv {prefix}`"
+    )
     return environment_at(prefix, source, create_hint=hint)
 
 
@@ -236,7 +247,10 @@ def _ask_interpreter(python: str) -> Interpreter:
     try:
         out = subprocess.run(
             [python, "-I", "-c", _INTERPRETER_SCRIPT, packaging_parent],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout
         data = json.loads(out)
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
@@ -270,8 +284,14 @@ def _interpreter_entry(python: str) -> Path | None:
         real = os.path.realpath(path)
     except OSError:
         return None
-    home = next((line.split(b"=", 1)[1].strip().decode("utf-8", "replace") for line in cfg.splitlines()
-                 if line.split(b"=", 1)[0].strip() == b"home"), "")
+    home = next(
+        (
+            line.split(b"=", 1)[1].strip().decode("utf-8", "replace")
+            for line in cfg.splitlines()
+            if line.split(b"=", 1)[0].strip() == b"home"
+        ),
+        "",
+    )
     import packaging
 
     libc = ""
@@ -280,6 +300,16 @@ def _interpreter_entry(python: str) -> Path | None:
             libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
         except (ValueError, OSError):
             libc = ""
-    return _cache.entry(root / STATE_DIR, "interp", str(path), _stat_key(path, follow=False), real, _stat_key(real),
-                        cfg, _stat_key(Path(home) / path.name) if home else "", libc, packaging.__version__,
-                        _INTERPRETER_SCRIPT)
+    return _cache.entry(
+        root / STATE_DIR,
+        "interp",
+        str(path),
+        _stat_key(path, follow=False),
+        real,
+        _stat_key(real),
+        cfg,
+        _stat_key(Path(home) / path.name) if home else "",
+        libc,
+        packaging.__version__,
+        _INTERPRETER_SCRIPT,
+    )

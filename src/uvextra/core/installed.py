@@ -41,8 +41,11 @@ def read_headers(text: str) -> dict[str, list[str]]:
     block: list[str] = []
     for line in io.StringIO(text, newline=""):  # lazily: the body after the block is never split
         colon = line.find(":")
-        if not (line[:1] in (" ", "\t") or line.startswith("From ")
-                or (colon >= 0 and all(c in _NAME_CHARS for c in line[:colon]))):
+        if not (
+            line[:1] in (" ", "\t")
+            or line.startswith("From ")
+            or (colon >= 0 and all(c in _NAME_CHARS for c in line[:colon]))
+        ):
             break
         block.append(line)
     out: dict[str, list[str]] = {}
@@ -191,9 +194,14 @@ def read_dist_info(dist_info: Path) -> Installed | None:
     except OSError:
         record = b""
     return Installed(
-        name=canonicalize_name(name), version=version.strip(), dist_info=dist_info,
-        installer=_read(dist_info / "INSTALLER").strip(), source=source, location=location,
-        wheel_tags=tuple(wheel.get("tag") or ()), requires=tuple(meta.get("requires-dist") or ()),
+        name=canonicalize_name(name),
+        version=version.strip(),
+        dist_info=dist_info,
+        installer=_read(dist_info / "INSTALLER").strip(),
+        source=source,
+        location=location,
+        wheel_tags=tuple(wheel.get("tag") or ()),
+        requires=tuple(meta.get("requires-dist") or ()),
         fingerprint=_fingerprint(record),
     )
 
@@ -253,9 +261,18 @@ def _load_disk(env: Environment, secrets: tuple[str, ...]) -> dict[str, tuple[li
             return {}
         out: dict[str, tuple[list[object], Installed | None]] = {}
         for folder, (ident, fields) in data["folders"].items():
-            dist = None if fields is None else Installed(**{
-                **fields, "dist_info": Path(fields["dist_info"]), "wheel_tags": tuple(fields["wheel_tags"]),
-                "requires": tuple(fields["requires"])})
+            dist = (
+                None
+                if fields is None
+                else Installed(
+                    **{
+                        **fields,
+                        "dist_info": Path(fields["dist_info"]),
+                        "wheel_tags": tuple(fields["wheel_tags"]),
+                        "requires": tuple(fields["requires"]),
+                    }
+                )
+            )
             out[folder] = (ident, dist)
         return out
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
@@ -263,8 +280,10 @@ def _load_disk(env: Environment, secrets: tuple[str, ...]) -> dict[str, tuple[li
 
 
 def _save_disk(env: Environment, secrets: tuple[str, ...], seen: dict[str, tuple[object, Installed | None]]) -> None:
-    folders = {f: (ident, None if d is None else {**asdict(d), "dist_info": str(d.dist_info)})
-               for f, (ident, d) in seen.items()}
+    folders = {
+        f: (ident, None if d is None else {**asdict(d), "dist_info": str(d.dist_info)})
+        for f, (ident, d) in seen.items()
+    }
     # a read-only venv just means no cache
     _cache.atomic_write(env.state_dir / _DISK_CACHE, json.dumps({"secrets": _secrets_key(secrets), "folders": folders}))
 
@@ -345,8 +364,11 @@ class FileCheck:
             parts.append(f"{self.wrong_size:,} of another size than RECORD says")
         if self.wrong_hash:
             parts.append(f"{self.wrong_hash:,} of {self.hashes_checked:,} with another sha256 than RECORD says")
-        why = ("an install that did not finish (no INSTALLER: it was killed, or the disk filled up)"
-               if self.no_installer else "files were removed or overwritten after the install")
+        why = (
+            "an install that did not finish (no INSTALLER: it was killed, or the disk filled up)"
+            if self.no_installer
+            else "files were removed or overwritten after the install"
+        )
         shown = ", ".join(self.examples[:3])
         return f"{'; '.join(parts)} — {why}" + (f" (e.g. {shown})" if shown else "")
 
@@ -369,7 +391,9 @@ def record_entries(dist_info: Path) -> list[tuple[str, str, str]] | None:
     if quoted:
         import csv
 
-        rows += [(r[0], r[1] if len(r) > 1 else "", r[2] if len(r) > 2 else "") for r in csv.reader(quoted) if r and r[0]]
+        rows += [
+            (r[0], r[1] if len(r) > 1 else "", r[2] if len(r) > 2 else "") for r in csv.reader(quoted) if r and r[0]
+        ]
     return rows
 
 
@@ -389,8 +413,9 @@ def _grouped(dist: Installed) -> tuple[int, dict[str, list[tuple[str, str, str]]
     by_dir: dict[str, list[tuple[str, str, str]]] = {}
     listed = 0
     for path, digest, size in rows:
-        if path.endswith(_NOT_PART) or (path.count("/") == 1 and path.endswith((".dist-info/RECORD",
-                                                                                 ".dist-info/INSTALLER"))):
+        if path.endswith(_NOT_PART) or (
+            path.count("/") == 1 and path.endswith((".dist-info/RECORD", ".dist-info/INSTALLER"))
+        ):
             continue  # RECORD is being read; INSTALLER has its own finding (no_installer)
         listed += 1
         full = path if path.startswith("/") else f"{site}/{path}"
@@ -427,15 +452,22 @@ def check_files(dist: Installed, *, verify: bool = False) -> FileCheck:
                     wrong_size += 1
                 elif verify and digest.startswith("sha256="):
                     hashes_checked += 1
-                    if _urlsafe_sha256(full) == digest[len("sha256="):].rstrip("="):
+                    if _urlsafe_sha256(full) == digest[len("sha256=") :].rstrip("="):
                         continue
                     wrong_hash += 1
                 else:
                     continue
             if len(examples) < 3:
                 examples.append(os.path.relpath(full, site))
-    return FileCheck(listed, missing, wrong_size, tuple(examples), no_installer=no_installer,
-                     hashes_checked=hashes_checked, wrong_hash=wrong_hash)
+    return FileCheck(
+        listed,
+        missing,
+        wrong_size,
+        tuple(examples),
+        no_installer=no_installer,
+        hashes_checked=hashes_checked,
+        wrong_hash=wrong_hash,
+    )
 
 
 def _urlsafe_sha256(path: str) -> str:

@@ -89,8 +89,13 @@ class Wanted:
 
     def to_dict(self) -> dict[str, object]:
         return {
-            "name": self.name, "version": self.version, "source": self.kind, "index": self.index,
-            "location": self.location, "wheel": self.wheel, "sha256": self.wheel_hash,
+            "name": self.name,
+            "version": self.version,
+            "source": self.kind,
+            "index": self.index,
+            "location": self.location,
+            "wheel": self.wheel,
+            "sha256": self.wheel_hash,
             **({"no_hash": self.no_hash} if self.no_hash else {}),
         }
 
@@ -122,8 +127,11 @@ class LockInfo:
         from .installed import marker_holds
 
         # uv's conflict markers (``extra == 'extra-3-moo-cpu'``) say which backend, not which platform: they hold
-        return frozenset(name for name, _, marker in (e.partition(";") for e in entries)
-                         if marker_env is None or "extra" in marker or marker_holds(marker, marker_env))
+        return frozenset(
+            name
+            for name, _, marker in (e.partition(";") for e in entries)
+            if marker_env is None or "extra" in marker or marker_holds(marker, marker_env)
+        )
 
 
 def _norm_url(url: str) -> str:
@@ -146,14 +154,17 @@ def read_uv_lock(project: Project, env: Environment | None = None, *, store: boo
     try:
         text = path.read_text(encoding="utf-8")
         disk = _disk_cache(env, "uvlock", _LOCKINFO_FORMAT, text, str(path)) if env is not None else None
-        info = _parsed(("uv.lock", str(path), text), lambda: _load_from_disk(disk, _lockinfo_from_json)
-                       or _parse_uv_lock(path, text))
+        info = _parsed(
+            ("uv.lock", str(path), text),
+            lambda: _load_from_disk(disk, _lockinfo_from_json) or _parse_uv_lock(path, text),
+        )
         if disk is not None and store:
             _cache.write_json(disk, _lockinfo_to_json(info))
         return info
     except FileNotFoundError:
-        raise UvextraError(f"no uv.lock in {project.lock_root}; run `uv lock --project {project.lock_root}`, "
-                           "then run uvextra again") from None
+        raise UvextraError(
+            f"no uv.lock in {project.lock_root}; run `uv lock --project {project.lock_root}`, then run uvextra again"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise UvextraError(f"{path}: invalid TOML: {exc}; regenerate it with `uv lock`") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -197,15 +208,19 @@ def _parse_uv_lock(path: Path, text: str) -> LockInfo:
 
 
 def _lockinfo_to_json(info: LockInfo) -> object:
-    return {"sources": [[n, v, keys] for (n, v), keys in info.sources.items()],
-            "dependencies": [[n, v, k, sorted(d)] for (n, v, k), d in info.dependencies.items()],
-            "adjusted": sorted(info.adjusted)}
+    return {
+        "sources": [[n, v, keys] for (n, v), keys in info.sources.items()],
+        "dependencies": [[n, v, k, sorted(d)] for (n, v, k), d in info.dependencies.items()],
+        "adjusted": sorted(info.adjusted),
+    }
 
 
 def _lockinfo_from_json(data: Any) -> LockInfo:
-    return LockInfo(sources={(n, v): list(keys) for n, v, keys in data["sources"]},
-                    dependencies={(n, v, k): frozenset(d) for n, v, k, d in data["dependencies"]},
-                    adjusted=frozenset(data["adjusted"]))
+    return LockInfo(
+        sources={(n, v): list(keys) for n, v, keys in data["sources"]},
+        dependencies={(n, v, k): frozenset(d) for n, v, k, d in data["dependencies"]},
+        adjusted=frozenset(data["adjusted"]),
+    )
 
 
 def _disk_cache(env: Environment, kind: str, *parts: str) -> Path:
@@ -279,6 +294,8 @@ def _has_empty_hashes(text: str) -> bool:
         if not (before.isalnum() or before == "_"):  # what `\b` asked of it
             return True
     return False
+
+
 # A stand-in for "no hash known" that packaging accepts; no real algorithm has this name, so no code reads it as one.
 _NO_HASH = "uvextra-no-hash"
 _HASH_CHUNK = 1 << 20
@@ -293,11 +310,26 @@ def wanted_from_pylock(text: str, project: Project, env: Environment) -> dict[st
     """
     info = interpreter_info(str(env.python))
     lock_text = _uv_lock_text(project) if _has_empty_hashes(text) else ""
-    disk = _disk_cache(env, "wanted", _WANTED_FORMAT, text, str(project.root), str(env.python), json.dumps(info.marker_env),
-                       " ".join(info.tags), *([lock_text] if lock_text else []))
-    wanted = _parsed(("pylock", text, str(project.root), str(env.python), lock_text), lambda: _load_from_disk(
-        disk, lambda data: {w["name"]: Wanted(**{**w, "wheel_tags": tuple(w["wheel_tags"])}) for w in data})
-        or _wanted_from_pylock(text, project, env, lock_text))
+    disk = _disk_cache(
+        env,
+        "wanted",
+        _WANTED_FORMAT,
+        text,
+        str(project.root),
+        str(env.python),
+        json.dumps(info.marker_env),
+        " ".join(info.tags),
+        *([lock_text] if lock_text else []),
+    )
+    wanted = _parsed(
+        ("pylock", text, str(project.root), str(env.python), lock_text),
+        lambda: (
+            _load_from_disk(
+                disk, lambda data: {w["name"]: Wanted(**{**w, "wheel_tags": tuple(w["wheel_tags"])}) for w in data}
+            )
+            or _wanted_from_pylock(text, project, env, lock_text)
+        ),
+    )
     _cache.write_json(disk, [vars(w) for w in wanted.values()])
     return dict(wanted)
 
@@ -381,8 +413,11 @@ def _fill_empty_hashes(data: object, project: Project, lock_text: str) -> dict[t
         if not isinstance(pkg, dict):
             continue
         wheels = pkg.get("wheels")
-        files = [f for f in [*(wheels if isinstance(wheels, list) else []), pkg.get("sdist"), pkg.get("archive")]
-                 if isinstance(f, dict)]
+        files = [
+            f
+            for f in [*(wheels if isinstance(wheels, list) else []), pkg.get("sdist"), pkg.get("archive")]
+            if isinstance(f, dict)
+        ]
         for f in files:
             if f.get("hashes") not in ({}, None):
                 continue
@@ -407,15 +442,19 @@ def _fill_empty_hashes(data: object, project: Project, lock_text: str) -> dict[t
                 f["hashes"] = {"sha256": sha}
                 continue
             f["hashes"] = {_NO_HASH: ""}
-            unknown[(name, fname)] = (f"neither uv's export nor uv.lock has a hash for {fname or name} "
-                                      "(uv <= 0.9 exports none for a flat index)")
+            unknown[(name, fname)] = (
+                f"neither uv's export nor uv.lock has a hash for {fname or name} "
+                "(uv <= 0.9 exports none for a flat index)"
+            )
     return unknown
 
 
 # packaging's words when selecting fails, to be said as what it means for this venv (no internal `packages[N]`)
 _NO_WHEEL = re.compile(r"No wheel found matching the provided tags for package '([^']+)' at packages\[(\d+)\]")
-_WRONG_PYTHON = re.compile(r"python_full_version '([^']+)' in provided environment does not satisfy the Python "
-                           r"version requirement '([^']+)'(?: for package '([^']+)')?")
+_WRONG_PYTHON = re.compile(
+    r"python_full_version '([^']+)' in provided environment does not satisfy the Python "
+    r"version requirement '([^']+)'(?: for package '([^']+)')?"
+)
 
 
 def _select_failure(message: str, data: object, env: Environment, tags: Sequence[str]) -> str:
@@ -426,19 +465,22 @@ def _select_failure(message: str, data: object, env: Environment, tags: Sequence
         entry = packages[at] if isinstance(packages, list) and at < len(packages) else None
         version = f" {entry['version']}" if isinstance(entry, dict) and isinstance(entry.get("version"), str) else ""
         tag = f" ({tags[0].split('-')[0]}, {tags[0].rsplit('-', 1)[-1]})" if tags else ""
-        return (f"the lock has no wheel of {name}{version} for this Python{tag} and no sdist, so neither uv nor "
-                f"uvextra can install it into {env.python}; use a Python it has wheels for, or another backend")
+        return (
+            f"the lock has no wheel of {name}{version} for this Python{tag} and no sdist, so neither uv nor "
+            f"uvextra can install it into {env.python}; use a Python it has wheels for, or another backend"
+        )
     if match := _WRONG_PYTHON.search(message):
         have, need, package = match.groups()
         whose = f"{package} in the lock needs" if package else "the lock needs"
-        return (f"{whose} Python {need}, and {env.python} is Python {have}: make a venv with a Python the lock "
-                f"accepts (`uv venv --python '{need}' DIR`), install ipykernel into it and start the kernel from it "
-                "(or pass --python)")
+        return (
+            f"{whose} Python {need}, and {env.python} is Python {have}: make a venv with a Python the lock "
+            f"accepts (`uv venv --python '{need}' DIR`), install ipykernel into it and start the kernel from it "
+            "(or pass --python)"
+        )
     return f"the lock has nothing installable for {env.python}: {message}"
 
 
-def _wanted_from_pylock(text: str, project: Project, env: Environment,
-                        lock_text: str = "") -> dict[str, Wanted]:
+def _wanted_from_pylock(text: str, project: Project, env: Environment, lock_text: str = "") -> dict[str, Wanted]:
     from packaging.pylock import (
         PackageArchive,
         PackageDirectory,
@@ -478,25 +520,53 @@ def _wanted_from_pylock(text: str, project: Project, env: Environment,
             no_hash = unknown.get((name, _file_name(dist.name or dist.url or dist.path)))
             where = _file_location(dist.url or dist.path, project.root)
             if index is None and (dist.url or dist.path):
-                out[name] = Wanted(name, version, "archive", location=where,
-                                   wheel=wheel_name, wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags,
-                                   no_hash=no_hash, wheel_url=where, wheel_size=dist.size)
+                out[name] = Wanted(
+                    name,
+                    version,
+                    "archive",
+                    location=where,
+                    wheel=wheel_name,
+                    wheel_hash=dist.hashes.get("sha256"),
+                    wheel_tags=wheel_tags,
+                    no_hash=no_hash,
+                    wheel_url=where,
+                    wheel_size=dist.size,
+                )
                 continue
-            out[name] = Wanted(name, version, "index", index=index, wheel=wheel_name,
-                               wheel_hash=dist.hashes.get("sha256"), wheel_tags=wheel_tags, no_hash=no_hash,
-                               wheel_url=where, wheel_size=dist.size)
+            out[name] = Wanted(
+                name,
+                version,
+                "index",
+                index=index,
+                wheel=wheel_name,
+                wheel_hash=dist.hashes.get("sha256"),
+                wheel_tags=wheel_tags,
+                no_hash=no_hash,
+                wheel_url=where,
+                wheel_size=dist.size,
+            )
         elif isinstance(dist, PackageDirectory):
             kind = "editable" if dist.editable else "directory"
             out[name] = Wanted(name, version, kind, location=_file_location(dist.path, project.root))
         elif isinstance(dist, PackageVcs):
             out[name] = Wanted(name, version, "vcs", location=redact(dist.url or dist.path or ""))
         elif isinstance(dist, PackageArchive):
-            out[name] = Wanted(name, version, "archive", location=_file_location(dist.url or dist.path, project.root),
-                               no_hash=unknown.get((name, _file_name(dist.url or dist.path))))
+            out[name] = Wanted(
+                name,
+                version,
+                "archive",
+                location=_file_location(dist.url or dist.path, project.root),
+                no_hash=unknown.get((name, _file_name(dist.url or dist.path))),
+            )
         elif isinstance(dist, PackageSdist):
-            out[name] = Wanted(name, version, "sdist" if index is None else "index", index=index,
-                               location=_file_location(dist.url or dist.path, project.root),
-                               no_hash=unknown.get((name, _file_name(dist.name or dist.url or dist.path))))
+            out[name] = Wanted(
+                name,
+                version,
+                "sdist" if index is None else "index",
+                index=index,
+                location=_file_location(dist.url or dist.path, project.root),
+                no_hash=unknown.get((name, _file_name(dist.name or dist.url or dist.path))),
+            )
     return out
 
 
@@ -532,7 +602,9 @@ def stale_lock(project: Project, env: Environment, uv: Uv) -> str | None:
             reason = "uv.lock no longer fits pyproject.toml (uv lock --check: the lockfile needs to be updated)"
         elif "No solution found when resolving" in said:
             # uv resolves only when the lock no longer satisfies the project's requirements as they are now
-            reason = "uv.lock no longer fits pyproject.toml (uv lock --check had to resolve again, which needs the index)"
+            reason = (
+                "uv.lock no longer fits pyproject.toml (uv lock --check had to resolve again, which needs the index)"
+            )
         else:  # e.g. a project whose metadata must be built, offline: no answer — said, never taken for stale
             raise LockUnknown(f"could not confirm offline that uv.lock fits pyproject.toml: {first_error(proc.stderr)}")
     _cache.write_json(entry, {"stale": reason})
@@ -548,11 +620,8 @@ def _member_pyprojects(project: Project) -> list[Path]:
     root = project.lock_root
     if project.workspace is None and not (root / "pyproject.toml").is_file():
         return []
-    found = []
-    for path in sorted(root.glob("*/pyproject.toml")) + sorted(root.glob("*/*/pyproject.toml")):
-        if path != project.pyproject and ".venv" not in path.parts:
-            found.append(path)
-    return found[:200]
+    candidates = sorted(root.glob("*/pyproject.toml")) + sorted(root.glob("*/*/pyproject.toml"))
+    return [path for path in candidates if path != project.pyproject and ".venv" not in path.parts][:200]
 
 
 # ------------------------------------------------------------------------------------ reading without the network
@@ -576,14 +645,24 @@ def _registry_url(raw: str, root: Path) -> str:
     return (root / raw).absolute().as_uri() if not raw.startswith("/") else Path(raw).as_uri()
 
 
-def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[str]) -> dict[str, Wanted]:
+def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[str]) -> dict[str, Wanted]:  # noqa: C901 - issue 20: being split under 15
     """What the lock wants here, read from uv.lock and uv's requirements export (neither downloads anything)."""
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
     from .installed import marker_holds
 
-    args = ["export", "--format", "requirements.txt", "--offline", "--frozen", "--no-hashes", "--no-header",
-            "--no-annotate", *project.uv_project_args(), *project.selection_args(extras)]
+    args = [
+        "export",
+        "--format",
+        "requirements.txt",
+        "--offline",
+        "--frozen",
+        "--no-hashes",
+        "--no-header",
+        "--no-annotate",
+        *project.uv_project_args(),
+        *project.selection_args(extras),
+    ]
     proc = capture_uv(uv, args, env, cwd=project.root)
     if proc.returncode != 0:
         raise UvextraError(f"uv could not read the lock for extras {list(extras)}: {first_error(proc.stderr)}")
@@ -629,8 +708,14 @@ def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[
         pkg = found[0]
         raw_src = pkg.get("source")
         src: dict[str, Any] = raw_src if isinstance(raw_src, dict) else {}
-        ambiguous = (f"{version} is locked from {len(found)} sources, and read offline uvextra cannot tell which "
-                     "one this selection takes") if len(found) > 1 else None
+        ambiguous = (
+            (
+                f"{version} is locked from {len(found)} sources, and read offline uvextra cannot tell which "
+                "one this selection takes"
+            )
+            if len(found) > 1
+            else None
+        )
         if "registry" in src:
             best: tuple[int, dict[str, Any], str] | None = None
             for wheel in pkg.get("wheels") or []:
@@ -644,8 +729,9 @@ def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[
                 if score is not None and (best is None or score < best[0]):
                     best = (score, wheel, fname)
             if best is None:
-                out[name] = Wanted(name, version, "index", index=_registry_url(str(src["registry"]), root),
-                                   no_hash=ambiguous)
+                out[name] = Wanted(
+                    name, version, "index", index=_registry_url(str(src["registry"]), root), no_hash=ambiguous
+                )
                 continue
             _, wheel, fname = best
             algo, _, digest = str(wheel.get("hash") or "").partition(":")
@@ -657,10 +743,18 @@ def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[
             no_hash = ambiguous or (None if sha else f"uv.lock has no hash for {fname} (its index published none)")
             url = where if urlsplit(where).scheme else (root / where).absolute().as_uri() if where else None
             size = wheel.get("size")
-            out[name] = Wanted(name, version, "index", index=_registry_url(str(src["registry"]), root), wheel=fname,
-                               wheel_hash=sha, wheel_tags=tuple(str(t) for t in parse_wheel_filename(fname)[3]),
-                               no_hash=no_hash, wheel_url=_file_location(url, root),
-                               wheel_size=size if isinstance(size, int) else None)
+            out[name] = Wanted(
+                name,
+                version,
+                "index",
+                index=_registry_url(str(src["registry"]), root),
+                wheel=fname,
+                wheel_hash=sha,
+                wheel_tags=tuple(str(t) for t in parse_wheel_filename(fname)[3]),
+                no_hash=no_hash,
+                wheel_url=_file_location(url, root),
+                wheel_size=size if isinstance(size, int) else None,
+            )
         elif "editable" in src or "directory" in src:
             kind = "editable" if "editable" in src else "directory"
             out[name] = Wanted(name, version, kind, location=_file_location(str(src[kind]), root))
@@ -676,5 +770,5 @@ def first_error(stderr: str) -> str:
     """uv's error in one line: its first ``error:`` line (what failed and why) and then its causes."""
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
     start = next((i for i, ln in enumerate(lines) if ln.startswith("error:")), 0)
-    picked = lines[start:start + 4]
+    picked = lines[start : start + 4]
     return " ".join(picked)

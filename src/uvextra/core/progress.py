@@ -30,8 +30,10 @@ _LISTENER: ContextVar[Listener | None] = ContextVar("uvextra_progress", default=
 
 POLL_S = 0.25
 PROBING = "probing CUDA in a fresh process"
-PROBING_FIRST = (PROBING + " (importing torch for the first time after an install compiles its bytecode: "
-                 "seconds, more for a CUDA build)")
+PROBING_FIRST = (
+    PROBING + " (importing torch for the first time after an install compiles its bytecode: "
+    "seconds, more for a CUDA build)"
+)
 
 
 @contextmanager
@@ -114,8 +116,15 @@ def _dist_name(folder: str) -> str:
 class SyncWatch:
     """While a uv sync runs: a thread that names the phase and counts what arrived (see the module docstring)."""
 
-    def __init__(self, ctx: Context, extras: Sequence[str], before: Mapping[str, Installed], listener: Listener,
-                 *, verb: str = "switching to") -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        extras: Sequence[str],
+        before: Mapping[str, Installed],
+        listener: Listener,
+        *,
+        verb: str = "switching to",
+    ) -> None:
         self.ctx, self.extras, self.before, self.listener = ctx, tuple(extras), before, listener
         self.verb = verb
         self.phase = "resolving"
@@ -142,8 +151,9 @@ class SyncWatch:
         elif word in ("Prepared", "Installed", "Uninstalled") and self.phase != "installing":
             self.phase = "installing"  # said now: uv links the files in milliseconds, before the next poll
             n = len(self._needed) if self._needed else None
-            self._emit(f"installing {n} package{'s' if n != 1 else ''} into the venv" if n else
-                       "installing into the venv")
+            self._emit(
+                f"installing {n} package{'s' if n != 1 else ''} into the venv" if n else "installing into the venv"
+            )
         elif word in ("Audited", "Checked"):
             self.phase = "done"
 
@@ -210,14 +220,16 @@ def _listdir(folder: Path | None) -> list[str]:
 
 
 @contextmanager
-def watch_sync(ctx: Context, extras: Sequence[str], before: Mapping[str, Installed],
-               on_line: Callable[[str], None] | None) -> Iterator[Callable[[str], None] | None]:
+def watch_sync(
+    ctx: Context, extras: Sequence[str], before: Mapping[str, Installed], on_line: Callable[[str], None] | None
+) -> Iterator[Callable[[str], None] | None]:
     """Watch the uv sync run inside this block; yields the ``on_line`` to give uv (it also feeds the watch)."""
     listener = _LISTENER.get()
     if listener is None:
         yield on_line
         return
     with SyncWatch(ctx, extras, before, listener) as watch:
+
         def line(text: str) -> None:
             watch.feed(text)
             if on_line is not None:

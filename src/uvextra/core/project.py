@@ -103,9 +103,10 @@ class Project:
         """Every extra, then every dependency group that is not synced by default anyway (``dev``) — except a default
         group in a conflict set: that is the project's default backend (``default-groups = ["dev", "pypi"]``, the way
         projects persist a backend, uv having no ``default-extras``), offered like the others."""
-        return (*(Backend(e, EXTRA) for e in self.extras),
-                *(Backend(g, GROUP) for g in self.groups
-                  if g not in self.default_groups or g in self.default_backends))
+        return (
+            *(Backend(e, EXTRA) for e in self.extras),
+            *(Backend(g, GROUP) for g in self.groups if g not in self.default_groups or g in self.default_backends),
+        )
 
     @property
     def offered(self) -> tuple[Backend, ...]:
@@ -125,9 +126,12 @@ class Project:
         if self.no_default_groups:  # none is synced unasked: nothing to switch off
             return []
         picked = [name if isinstance(name, Backend) else self.backend(name) for name in chosen]
-        return [d for d in self.default_backends
-                if not any(_same(d, p) for p in picked)
-                and any(_member(d, s) and any(_member(p, s) for p in picked) for s in self.conflict_sets)]
+        return [
+            d
+            for d in self.default_backends
+            if not any(_same(d, p) for p in picked)
+            and any(_member(d, s) and any(_member(p, s) for p in picked) for s in self.conflict_sets)
+        ]
 
     def uv_project_args(self) -> list[str]:
         """``--project`` (and for a workspace member ``--package``): which project of the lock uv acts on."""
@@ -155,7 +159,7 @@ class Project:
         kind = kind or kind_of(raw)
         canon = canonicalize_name(raw) if isinstance(raw, str) else raw
         is_extra, is_group = canon in self.extras, canon in self.groups
-        if kind == EXTRA and is_extra or kind == GROUP and is_group:
+        if (kind == EXTRA and is_extra) or (kind == GROUP and is_group):
             return Backend(canon, kind)
         if kind is None and is_extra and is_group:
             raise UvextraError(
@@ -231,9 +235,13 @@ def explicit_project_root(given: str | Path) -> Path:
         if path.is_file() and path.name == PYPROJECT:
             return path.parent
         if not path.exists():
-            raise UvextraError(f"--project {given}: no such folder; pass the folder that holds the project's {PYPROJECT}")
+            raise UvextraError(
+                f"--project {given}: no such folder; pass the folder that holds the project's {PYPROJECT}"
+            )
         if not path.is_dir():
-            raise UvextraError(f"--project {given} is not a folder; pass the folder that holds the project's {PYPROJECT}")
+            raise UvextraError(
+                f"--project {given} is not a folder; pass the folder that holds the project's {PYPROJECT}"
+            )
         if not (path / PYPROJECT).is_file():
             raise UvextraError(
                 f"--project {given}: no {PYPROJECT} in {path}; pass the folder that holds the project's {PYPROJECT} "
@@ -269,8 +277,10 @@ def _workspace_table(data: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _matches(rel: PurePosixPath, patterns: Iterable[object]) -> bool:
-    return any(isinstance(p, str) and rel.match(p.rstrip("/")) and len(rel.parts) == len(PurePosixPath(p).parts)
-               for p in patterns)
+    return any(
+        isinstance(p, str) and rel.match(p.rstrip("/")) and len(rel.parts) == len(PurePosixPath(p).parts)
+        for p in patterns
+    )
 
 
 def _members(root: Path, table: dict[str, Any]) -> list[Path]:
@@ -281,9 +291,14 @@ def _members(root: Path, table: dict[str, Any]) -> list[Path]:
             continue
         for folder in sorted(root.glob(pattern)):
             rel = PurePosixPath(folder.relative_to(root).as_posix())
-            if folder.is_dir() and (folder / PYPROJECT).is_file() and not _matches(rel, table.get("exclude") or []):
-                if folder.resolve() != root.resolve() and folder not in found:
-                    found.append(folder)
+            if (
+                folder.is_dir()
+                and (folder / PYPROJECT).is_file()
+                and not _matches(rel, table.get("exclude") or [])
+                and folder.resolve() != root.resolve()
+                and folder not in found
+            ):
+                found.append(folder)
     return found
 
 
@@ -317,17 +332,17 @@ def _conflict_sets(tables: Iterable[tuple[dict[str, Any], bool]], package: str) 
                 pkg = item.get("package")
                 if (canonicalize_name(str(pkg)) if pkg else (package if own else None)) != package:
                     continue
-                for kind in (EXTRA, GROUP):
-                    if kind in item:
-                        names.append(Backend(str(item[kind]), kind))
+                names.extend(Backend(str(item[kind]), kind) for kind in (EXTRA, GROUP) if kind in item)
             if names and tuple(names) not in sets:
                 sets.append(tuple(names))
     return sets
 
 
 # What "torch or its stack" is, by name: torch, its companions and what a torch build brings or builds against.
-_STACK = re.compile(r"^(?:torch|torchvision|torchaudio|torchtext|torchdata|triton|pytorch-triton(?:-[a-z0-9]+)?|"
-                    r"xformers|flash-attn|intel-extension-for-pytorch|nvidia-[a-z0-9-]+)$")
+_STACK = re.compile(
+    r"^(?:torch|torchvision|torchaudio|torchtext|torchdata|triton|pytorch-triton(?:-[a-z0-9]+)?|"
+    r"xformers|flash-attn|intel-extension-for-pytorch|nvidia-[a-z0-9-]+)$"
+)
 _REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
 
 
@@ -353,20 +368,26 @@ def _features(project: Project, data: dict[str, Any], ws_data: dict[str, Any] | 
                     if isinstance(entry, dict) and isinstance(entry.get(kind), str):
                         routed.add((canonicalize_name(entry[kind]), kind))
     listing: set[tuple[str, str]] = set()
-    tables = ((EXTRA, (data.get("project") or {}).get("optional-dependencies") or {}),
-              (GROUP, data.get("dependency-groups") or {}))
+    tables = (
+        (EXTRA, (data.get("project") or {}).get("optional-dependencies") or {}),
+        (GROUP, data.get("dependency-groups") or {}),
+    )
     for kind, table in tables:
         for name, requirements in table.items() if isinstance(table, dict) else ():
             for req in requirements if isinstance(requirements, list) else ():
                 match = _REQUIREMENT_NAME.match(req) if isinstance(req, str) else None
                 if match and _STACK.match(canonicalize_name(match.group(1))):
                     listing.add((canonicalize_name(str(name)), kind))
+
     def key(b: str) -> tuple[str, str]:
         return str(b), kind_of(b) or EXTRA
 
     sets = project.conflict_sets
-    torch_sets = [c for c in sets if any(key(b) in routed for b in c)] or [
-        c for c in sets if any(key(b) in listing for b in c)] or list(sets)
+    torch_sets = (
+        [c for c in sets if any(key(b) in routed for b in c)]
+        or [c for c in sets if any(key(b) in listing for b in c)]
+        or list(sets)
+    )
     backends = routed | {key(b) for c in torch_sets for b in c}
     every = (*(Backend(e, EXTRA) for e in project.extras), *(Backend(g, GROUP) for g in project.groups))
     return tuple(b for b in every if key(b) not in backends)
@@ -388,8 +409,16 @@ def _read(root: Path, data: dict[str, Any], workspace: Path | None, ws_data: dic
         for ix in table.get("index") or []:
             if isinstance(ix, dict):
                 indexes.setdefault(redact(str(ix.get("name", ix.get("url")))), redact(str(ix.get("url", ""))))
-    project = Project(root=root, name=name, extras=extras, conflict_sets=tuple(_conflict_sets(tables, name)),
-                      indexes=indexes, groups=groups, default_groups=default_groups, workspace=workspace)
+    project = Project(
+        root=root,
+        name=name,
+        extras=extras,
+        conflict_sets=tuple(_conflict_sets(tables, name)),
+        indexes=indexes,
+        groups=groups,
+        default_groups=default_groups,
+        workspace=workspace,
+    )
     return replace(project, features=_features(project, data, ws_data))
 
 
@@ -418,8 +447,11 @@ def load_project(root: Path | None = None) -> Project:
         ws_data = _load_toml(workspace / PYPROJECT) if workspace is not None else None
         project = _read(root, data, workspace, ws_data)
         if table is not None and not project.backends:
-            with_backends = [p for p in (_read(m, _load_toml(m / PYPROJECT), root, data) for m in _members(root, table))
-                             if p.backends]
+            with_backends = [
+                p
+                for p in (_read(m, _load_toml(m / PYPROJECT), root, data) for m in _members(root, table))
+                if p.backends
+            ]
             if len(with_backends) == 1:
                 member = with_backends[0]
                 return Project(**{**vars(member), "via_root": root})

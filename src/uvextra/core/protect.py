@@ -24,8 +24,18 @@ if TYPE_CHECKING:
 
 # The kernel process itself, its widgets, uvextra (which the kernel is running right now), and a notebook server
 # that may run from the same venv (removing it would pull the server out from under the user's browser tab).
-KERNEL_ROOTS = ("ipykernel", "ipywidgets", "uvextra", "jupyter-server", "jupyterlab", "notebook", "nbclassic",
-                "jupyterhub", "nbconvert", "jupyter-client")
+KERNEL_ROOTS = (
+    "ipykernel",
+    "ipywidgets",
+    "uvextra",
+    "jupyter-server",
+    "jupyterlab",
+    "notebook",
+    "nbclassic",
+    "jupyterhub",
+    "nbconvert",
+    "jupyter-client",
+)
 # What `python -m venv` / `virtualenv` put into every venv: `%pip` and `%uv` need them; never the project's to take.
 SEED_PACKAGES = frozenset({"pip", "setuptools", "wheel"})
 
@@ -87,8 +97,12 @@ def project_owned(locked_names: Iterable[str], recorded: Iterable[str]) -> set[s
 
 
 def removable(
-    installed: Iterable[str], wanted: Collection[str], kernel: Collection[str], owned: Collection[str],
-    *, exact: bool = False,
+    installed: Iterable[str],
+    wanted: Collection[str],
+    kernel: Collection[str],
+    owned: Collection[str],
+    *,
+    exact: bool = False,
 ) -> tuple[list[str], list[str]]:
     """Split what is installed but not wanted into (to remove, kept because it is not the project's).
 

@@ -13,6 +13,8 @@ from .redact import redact
 
 @dataclass
 class Change:
+    """One package a switch or repair changed: ``old`` → ``new`` (``None`` on the side where it was absent)."""
+
     name: str
     old: str | None  # None: newly installed
     new: str | None  # None: removed
@@ -29,23 +31,29 @@ class Change:
 
 @dataclass
 class Changes:
+    """What an operation changed in the venv, and what it kept that the lock does not want."""
+
     installed: list[Change] = field(default_factory=list)  # new, upgraded, downgraded or reinstalled
     removed: list[Change] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # extraneous but kept (kernel's own, or --keep-extraneous)
     kept_foreign: list[str] = field(default_factory=list)  # not the lock's, not from this project: never removed
 
     def summary(self) -> str:
+        """One line: how many packages were installed, upgraded, removed …"""
         if not self.installed and not self.removed:
             return "no packages changed"
         added = sum(1 for c in self.installed if c.old is None)
         changed = [c for c in self.installed if c.old is not None]
-        parts = [f"{c.name} {c.old} → {c.new}" if c.old != c.new else f"{c.name} {c.new} reinstalled" for c in changed[:3]]
+        parts = [
+            f"{c.name} {c.old} → {c.new}" if c.old != c.new else f"{c.name} {c.new} reinstalled" for c in changed[:3]
+        ]
         if len(changed) > 3:
             parts.append(f"{len(changed) - 3} more changed")
         counts = f"+{added} −{len(self.removed)} packages"
         return ", ".join([*parts, counts])
 
     def to_dict(self) -> dict[str, Any]:
+        """As JSON: the keys ``--json`` prints."""
         return {
             "installed": [{"name": c.name, "old": c.old, "new": c.new} for c in self.installed],
             "removed": [{"name": c.name, "version": c.old} for c in self.removed],
@@ -109,14 +117,17 @@ class Report:
 
     @property
     def available_groups(self) -> list[str]:
+        """The backends that are dependency groups (``--group``), not extras."""
         return [str(e) for e in self.available_extras if getattr(e, "kind", None) == "group"]
 
     @property
     def errors(self) -> list[Drift]:
+        """Drift that makes the environment differ from the lock (everything but extraneous packages)."""
         return [d for d in self.drift if d.is_error]
 
     @property
     def extraneous(self) -> list[Drift]:
+        """Packages the lock does not want that are still installed (kept on purpose, or not the project's)."""
         return [d for d in self.drift if not d.is_error]
 
     @property
@@ -126,11 +137,18 @@ class Report:
 
     @property
     def clean(self) -> bool:
-        return (not self.errors and self.failure is None and not self.extras_unknown and not self.stack_failed
-                and self.lock_unread is None)
+        """The environment matches the lock, nothing failed and nothing was interrupted."""
+        return (
+            not self.errors
+            and self.failure is None
+            and not self.extras_unknown
+            and not self.stack_failed
+            and self.lock_unread is None
+        )
 
     @property
     def exit_code(self) -> int:
+        """The CLI's exit code: 0 matches the lock, 1 drift or a failure, 130 interrupted."""
         if self.interrupted:
             return 130
         if self.command == "probe" and getattr(self.probe, "torch_version", None) is None:
@@ -138,6 +156,7 @@ class Report:
         return 0 if self.clean else 1
 
     def to_dict(self) -> dict[str, Any]:
+        """As JSON: the keys ``--json`` prints."""
         return {
             "command": self.command,
             "project": self.project,
@@ -159,8 +178,9 @@ class Report:
             "unverified": [u.to_dict() for u in self.unverified],
             "repaired": self.repaired,
             "repaired_notes": self.repaired_notes,
-            "probe": ({**self.probe.to_dict(), "stack": [e.to_dict() for e in self.stack]}
-                      if self.probe is not None else None),
+            "probe": (
+                {**self.probe.to_dict(), "stack": [e.to_dict() for e in self.stack]} if self.probe is not None else None
+            ),
             "stack": [e.to_dict() for e in self.stack],
             "routing": [m.to_dict() for m in self.routing],
             "warnings": self.warnings,
@@ -179,36 +199,49 @@ class Report:
         }
 
     def to_json(self) -> str:
+        """The report as the CLI's ``--json`` prints it (redacted once more, as the last line of defence)."""
         # Every string already passed through redact(); this is the last line of defence for the JSON surface.
         return redact(json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
 
     @property
     def can_repair(self) -> bool:
         """Would a repair (the Reinstall button) fix something here? Never offered where it can only fail."""
-        return (bool(self.errors or self.unverified) and not self.read_only and not self.interrupted
-                and not self.missing_source_errors  # uv's sync fails on a source folder that is not there
-                and self.failure_kind not in ("network", "uv") and not self.extras_unknown
-                # a misrouted companion is what the lock says: reinstalling it from the lock brings it back as it is
-                and not (self.routing and {d.package for d in self.errors} <= {m.package for m in self.routing}
-                         and not self.unverified))
+        return (
+            bool(self.errors or self.unverified)
+            and not self.read_only
+            and not self.interrupted
+            and not self.missing_source_errors  # uv's sync fails on a source folder that is not there
+            and self.failure_kind not in ("network", "uv")
+            and not self.extras_unknown
+            # a misrouted companion is what the lock says: reinstalling it from the lock brings it back as it is
+            and not (
+                self.routing
+                and {d.package for d in self.errors} <= {m.package for m in self.routing}
+                and not self.unverified
+            )
+        )
 
     @property
     def missing_source_errors(self) -> list[str]:
+        """Drifted packages whose path/editable source folder is missing: a repair cannot fix those."""
         return sorted({d.package for d in self.errors} & set(self.missing_sources))
 
-    def next_step(self) -> str | None:
+    def next_step(self) -> str | None:  # noqa: C901 - issue 20: being split under 15
         """The one thing the user should do next, in words."""
         if self.interrupted:
             return "the switch was interrupted; run it again to finish"
         if self.failure_kind == "network":
             nothing = not self.changes.installed and not self.changes.removed
-            return (("nothing changed; " if nothing else "") +
-                    "retry when the index is reachable (uv could not reach it: see uv's words above)")
+            return (
+                "nothing changed; " if nothing else ""
+            ) + "retry when the index is reachable (uv could not reach it: see uv's words above)"
         wrong_python = _WRONG_PYTHON.search(self.uv_error or "") if self.failure_kind == "uv" else None
         if wrong_python:
             need = wrong_python.group(1)
-            return (f"this venv's Python is not one the project accepts ({need}): make a venv with one (`uv venv "
-                    f"--python '{need}' DIR`), install ipykernel into it and start the kernel from it")
+            return (
+                f"this venv's Python is not one the project accepts ({need}): make a venv with one (`uv venv "
+                f"--python '{need}' DIR`), install ipykernel into it and start the kernel from it"
+            )
         if self.failure_kind == "uv" and "(enabled by default)" in (self.uv_error or ""):
             again = f"`uvextra {self.command} {' '.join(self.extras)} --no-default-groups`".replace("  ", " ")
             return f"a group uv syncs by default conflicts with what was asked: run {again}"
@@ -216,10 +249,14 @@ class Report:
             again = " ".join(self.extras) or "EXTRA"
             return f"run `uvextra switch {again}` (it locks again, then syncs) or `uv lock`, then check again"
         if self.failure_kind in ("killed", "disk-full"):
-            again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else \
-                "`uvextra repair`"
-            first = "free space on that disk (or point UV_CACHE_DIR elsewhere), then " \
-                if self.failure_kind == "disk-full" else ""
+            again = (
+                f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else "`uvextra repair`"
+            )
+            first = (
+                "free space on that disk (or point UV_CACHE_DIR elsewhere), then "
+                if self.failure_kind == "disk-full"
+                else ""
+            )
             return f"{first}run {again} again: it reinstalls what uv left half-written"
         if self.failure_kind == "uv":
             again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else "it"
@@ -228,19 +265,28 @@ class Report:
             choices = " | ".join(self.available_extras) or "EXTRA"
             return f"run `uvextra switch {choices}` to install a backend (or pass --extra NAME to check against one)"
         if self.read_only and (self.errors or self.unverified):
-            return ("this venv is read-only, so uvextra cannot repair it: ask the image's admin, or create your own "
-                    "venv (`uv venv`) and start the kernel from it")
+            return (
+                "this venv is read-only, so uvextra cannot repair it: ask the image's admin, or create your own "
+                "venv (`uv venv`) and start the kernel from it"
+            )
         if self.routing:
             names = ", ".join(sorted({m.package for m in self.routing}))
             extra = self.routing[0].extra
-            then = ("run `uv lock`, then `uvextra repair`" if self.routing[0].kind == "marker"
-                    else f"run `uvextra switch {extra}`")
-            return (f"`uvextra repair` cannot fix this: the lock itself takes {names} from another index than torch; "
-                    f"add the [tool.uv.sources] lines shown above to pyproject.toml, then {then}")
+            then = (
+                "run `uv lock`, then `uvextra repair`"
+                if self.routing[0].kind == "marker"
+                else f"run `uvextra switch {extra}`"
+            )
+            return (
+                f"`uvextra repair` cannot fix this: the lock itself takes {names} from another index than torch; "
+                f"add the [tool.uv.sources] lines shown above to pyproject.toml, then {then}"
+            )
         if self.missing_source_errors:
             name = self.missing_source_errors[0]
-            return (f"{name}: {self.missing_sources[name]}; check it out (`git submodule update --init` if it is a "
-                    "submodule), then check again — no repair can install it before that")
+            return (
+                f"{name}: {self.missing_sources[name]}; check it out (`git submodule update --init` if it is a "
+                "submodule), then check again — no repair can install it before that"
+            )
         if self.errors:
             drifted = sorted({d.package for d in self.errors})
             # none of them installed (a fresh venv): nothing to *re*install; a lock's worth of names: a count
@@ -251,11 +297,15 @@ class Report:
             torch = next((e._torch for e in self.stack_failed if e._torch), "")
             if not built_wrong:  # the files fit; only the probe's import or operation failed
                 names = ", ".join(e.package for e in self.stack_failed)
-                return (f"{names}: the files are built for this torch, yet it failed in a fresh process (its reason "
-                        "is above); that is no build mismatch, so a reinstall from the lock will not change it")
+                return (
+                    f"{names}: the files are built for this torch, yet it failed in a fresh process (its reason "
+                    "is above); that is no build mismatch, so a reinstall from the lock will not change it"
+                )
             names = ", ".join(e.package for e in built_wrong)
-            return (f"install the build of {names} made for torch {torch}".rstrip() +
-                    " (from the index torch comes from), or switch again")
+            return (
+                f"install the build of {names} made for torch {torch}".rstrip()
+                + " (from the index torch comes from), or switch again"
+            )
         if self.unverified:
             return "run `uvextra repair` to reinstall the unverified packages from the lock"
         return None

@@ -94,7 +94,8 @@ def cached(cache_dir: Path, want: Wanted) -> bool:
     stem = want.wheel[: -len(".whl")]
     rest = stem.split("-", 1)[1] if "-" in stem else stem
     return any(cache_dir.glob(f"wheels-v*/*/*/{want.name}/{rest}")) or any(
-        cache_dir.glob(f"wheels-v*/*/*/{want.name}/{rest}.rev"))
+        cache_dir.glob(f"wheels-v*/*/*/{want.name}/{rest}.rev")
+    )
 
 
 def mount_of(path: Path) -> Path:
@@ -152,9 +153,9 @@ def needs(to_install: Iterable[Wanted], venv: Path, cache_dir: Path) -> list[Nee
     return out
 
 
-def to_install(wanted: Mapping[str, Wanted], installed_versions: Mapping[str, str],
-               reinstall: Iterable[str] = ()) -> list[Wanted]:
+def to_install(
+    wanted: Mapping[str, Wanted], installed_versions: Mapping[str, str], reinstall: Iterable[str] = ()
+) -> list[Wanted]:
     """The wheels a sync will install: those not installed at the locked version, and those reinstalled."""
     again = set(reinstall)
-    return [w for name, w in sorted(wanted.items())
-            if name in again or installed_versions.get(name) != w.version]
+    return [w for name, w in sorted(wanted.items()) if name in again or installed_versions.get(name) != w.version]

@@ -34,8 +34,16 @@ from .names import canonicalize_name
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
-__all__ = ["Flavour", "Misroute", "StackEntry", "check_stack", "companions", "elf_needed", "lint_routing",
-           "merge_dynamic"]
+__all__ = [
+    "Flavour",
+    "Misroute",
+    "StackEntry",
+    "check_stack",
+    "companions",
+    "elf_needed",
+    "lint_routing",
+    "merge_dynamic",
+]
 
 #: Companions checked whenever installed, whatever their metadata says (their compiled parts are built per torch).
 KNOWN = ("torchvision", "torchaudio")
@@ -49,6 +57,7 @@ _SCAN_MAX = 64 << 20  # the byte scan (for a file that is no ELF we can read) re
 
 
 # ---------------------------------------------------------------------------------------------------- flavour
+
 
 @dataclass(frozen=True)
 class Flavour:
@@ -105,6 +114,7 @@ def _local(version: str | None) -> str | None:
 
 # ---------------------------------------------------------------------------------------------------- files
 
+
 def _record_paths(dist: Installed) -> list[str]:
     try:
         text = (dist.dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
@@ -129,13 +139,14 @@ def _module_name(dist: Installed, paths: Sequence[str]) -> str:
     top = _read_text(dist.dist_info / "top_level.txt").split()
     if top:
         return top[0]
-    tops = sorted({p.split("/")[0] for p in paths if p.count("/") >= 1 and p.endswith("/__init__.py")
-                   and p.count("/") == 1})
+    tops = sorted(
+        {p.split("/")[0] for p in paths if p.count("/") >= 1 and p.endswith("/__init__.py") and p.count("/") == 1}
+    )
     want = dist.name.replace("-", "_")
     return want if want in tops or not tops else tops[0]
 
 
-def elf_needed(path: Path) -> list[str] | None:
+def elf_needed(path: Path) -> list[str] | None:  # noqa: C901 - issue 20: being split under 15
     """The ``DT_NEEDED`` sonames of an ELF shared object, read from its program headers; None when it is no ELF
     (or one this small reader cannot follow). Pure Python: a few small reads, whatever the file's size."""
     try:
@@ -145,10 +156,10 @@ def elf_needed(path: Path) -> list[str] | None:
                 return None
             is64, end = ident[4] == 2, "<" if ident[5] == 1 else ">"
             if is64:
-                phoff, = struct.unpack_from(end + "Q", ident, 32)
+                (phoff,) = struct.unpack_from(end + "Q", ident, 32)
                 phentsize, phnum = struct.unpack_from(end + "HH", ident, 54)
             else:
-                phoff, = struct.unpack_from(end + "I", ident, 28)
+                (phoff,) = struct.unpack_from(end + "I", ident, 28)
                 phentsize, phnum = struct.unpack_from(end + "HH", ident, 42)
             f.seek(phoff)
             table = f.read(phentsize * phnum)
@@ -208,6 +219,7 @@ def _sonames(path: Path) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------- evidence
 
+
 @dataclass
 class _Evidence:
     flavour: Flavour | None = None
@@ -244,8 +256,9 @@ def _companion_evidence(dist: Installed, paths: Sequence[str], module: str) -> _
             ev.needs_cuda = sorted(set(cuda or rocm))
             ev.extension = p.rsplit("/", 1)[-1]
             ev.notes.append(f"its {ev.extension} needs {', '.join(ev.needs_cuda)}")
-            tagged = tagged or Flavour("cuda" if cuda else "rocm", None, None, f"its {ev.extension} needs "
-                                       f"{ev.needs_cuda[0]}")
+            tagged = tagged or Flavour(
+                "cuda" if cuda else "rocm", None, None, f"its {ev.extension} needs {ev.needs_cuda[0]}"
+            )
             break
         if tagged is None and any(_TORCH_LIBS.match(n) for n in names):
             tagged = Flavour("cpu", None, None, f"its {p.rsplit('/', 1)[-1]} links torch but no CUDA library")
@@ -268,8 +281,10 @@ def torch_flavour(torch: Installed) -> Flavour | None:
         hip = re.search(r"""^hip\s*(?::[^=\n]*)?=\s*['"]""", text, re.M)
         if not hip:
             return Flavour("cpu", None, None, "torch/version.py says cuda = None")
-    if any(canonicalize_name(r.split(";")[0].split("=")[0].split(">")[0].split("<")[0].strip()).startswith("nvidia-")
-           for r in torch.requires):
+    if any(
+        canonicalize_name(r.split(";")[0].split("=")[0].split(">")[0].split("<")[0].strip()).startswith("nvidia-")
+        for r in torch.requires
+    ):
         return Flavour("cuda", None, None, "it requires nvidia-* libraries")
     return None
 
@@ -291,10 +306,11 @@ def _torch_pin(dist: Installed) -> Requirement | None:
 
 
 def _ships_extension(paths: Sequence[str]) -> bool:
-    return any(p.endswith(".so") or p.endswith(".pyd") for p in paths)
+    return any(p.endswith((".so", ".pyd")) for p in paths)
 
 
 # ---------------------------------------------------------------------------------------------------- verdicts
+
 
 @dataclass
 class StackEntry:
@@ -314,8 +330,15 @@ class StackEntry:
     _built: str = field(default="", repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"package": self.package, "version": self.version, "built_for": self.built_for, "ok": self.ok,
-                "error": self.error, "why": self.why, "evidence": list(self.evidence)}
+        return {
+            "package": self.package,
+            "version": self.version,
+            "built_for": self.built_for,
+            "ok": self.ok,
+            "error": self.error,
+            "why": self.why,
+            "evidence": list(self.evidence),
+        }
 
 
 # What the files said, kept for the process (a kernel checks the same venv after every switch and check; the static
@@ -323,7 +346,9 @@ class StackEntry:
 # Keyed on each .dist-info's folder and RECORD digest (``Installed.fingerprint``, which scan() reads again whenever
 # the folder's files change): RECORD lists every installed file with its hash, so the same key is the same files.
 _Key = tuple[str, str, str]  # (dist-info folder, version, RECORD digest)
-_COMPANIONS: _cache.Memo[tuple[tuple[str, str, str, str], ...], tuple[tuple[str, tuple[str, ...], str], ...]] = _cache.Memo(16)
+_COMPANIONS: _cache.Memo[tuple[tuple[str, str, str, str], ...], tuple[tuple[str, tuple[str, ...], str], ...]] = (
+    _cache.Memo(16)
+)
 _ENTRIES: _cache.Memo[tuple[object, ...], StackEntry] = _cache.Memo(256)
 _TORCH: _cache.Memo[_Key, tuple[Flavour | None, frozenset[str] | None]] = _cache.Memo(16)
 _SOURCES: _cache.Memo[tuple[object, ...], dict[str, Any] | None] = _cache.Memo(16)
@@ -373,10 +398,12 @@ def import_names(installed: Mapping[str, Installed]) -> list[tuple[str, str]]:
 
 def _torch_facts(torch: Installed) -> tuple[Flavour | None, frozenset[str] | None]:
     """The installed torch's flavour, and the library names its torch/lib holds (None: no such folder)."""
+
     def compute() -> tuple[Flavour | None, frozenset[str] | None]:
         try:  # torch/lib holds torch's libraries: listed, not its ~12,000-line RECORD (benchmarks/stack.py)
             shipped: frozenset[str] | None = frozenset(
-                f.name.split(".so")[0] for f in (_site(torch) / "torch" / "lib").iterdir())
+                f.name.split(".so")[0] for f in (_site(torch) / "torch" / "lib").iterdir()
+            )
         except OSError:
             shipped = None
         return torch_flavour(torch), shipped
@@ -384,8 +411,9 @@ def _torch_facts(torch: Installed) -> tuple[Flavour | None, frozenset[str] | Non
     return _TORCH.get(_key(torch), compute)
 
 
-def check_stack(installed: Mapping[str, Installed], lock_index: Mapping[str, str | None] | None = None) -> list[
-        StackEntry]:
+def check_stack(
+    installed: Mapping[str, Installed], lock_index: Mapping[str, str | None] | None = None
+) -> list[StackEntry]:
     """The static verdict for every companion (no import): pin, flavour, libraries — against the installed torch."""
     found = _companions(installed)
     if not found:  # no companion installed: nothing is read
@@ -402,18 +430,28 @@ def check_stack(installed: Mapping[str, Installed], lock_index: Mapping[str, str
     return entries
 
 
-def _static_entry(dist: Installed, paths: Sequence[str], module: str, torch: Installed | None, mine: str | None,
-                  theirs: str | None) -> StackEntry:
+def _static_entry(
+    dist: Installed, paths: Sequence[str], module: str, torch: Installed | None, mine: str | None, theirs: str | None
+) -> StackEntry:
     tflav, shipped = _torch_facts(torch) if torch else (None, None)
     ev = _companion_evidence(dist, paths, module)
-    entry = StackEntry(package=dist.name, version=dist.version, module=module,
-                       built_for=ev.flavour.label if ev.flavour else None, evidence=list(ev.notes))
+    entry = StackEntry(
+        package=dist.name,
+        version=dist.version,
+        module=module,
+        built_for=ev.flavour.label if ev.flavour else None,
+        evidence=list(ev.notes),
+    )
     entry._torch = torch.version if torch else ""
     entry._built = ev.flavour.build if ev.flavour else ""
     bad: list[str] = []
     pin = _torch_pin(dist)
-    accepts = torch is not None and pin is not None and bool(pin.specifier) and pin.specifier.contains(
-        torch.version, prereleases=True)
+    accepts = (
+        torch is not None
+        and pin is not None
+        and bool(pin.specifier)
+        and pin.specifier.contains(torch.version, prereleases=True)
+    )
     if torch is None:
         bad.append("torch is not installed")
     elif pin is not None and pin.specifier and not accepts:
@@ -422,8 +460,9 @@ def _static_entry(dist: Installed, paths: Sequence[str], module: str, torch: Ins
         what = f"is a {ev.flavour.build}" + (f" ({ev.flavour.source})" if not ev.flavour.tag else "")
         bad.append(f"{what}, torch is {torch.version}" + ("" if tflav.tag else f" ({tflav.label})"))
         if accepts and pin is not None:
-            entry.evidence.append(f"its pin {pin.name}{pin.specifier} accepts {torch.version}: PEP 440 ignores "
-                                  "the local part")
+            entry.evidence.append(
+                f"its pin {pin.name}{pin.specifier} accepts {torch.version}: PEP 440 ignores the local part"
+            )
         if ev.needs_cuda and tflav.kind == "cpu":
             if shipped is None:
                 shipped = frozenset(p.rsplit("/", 1)[-1].split(".so")[0] for p in _record_paths(torch))
@@ -453,22 +492,28 @@ def merge_dynamic(entries: Sequence[StackEntry], results: Mapping[str, Mapping[s
 
 def _word(entry: StackEntry) -> None:
     head = f"{entry.package} {entry.version}"
-    proof = next((e for e in entry.evidence if e.startswith("its ") and " needs " in e
-                  and e not in (entry._static_bad or "")), None)
+    proof = next(
+        (e for e in entry.evidence if e.startswith("its ") and " needs " in e and e not in (entry._static_bad or "")),
+        None,
+    )
     if entry._static_bad or entry.error:
         entry.ok = False
         said = f": `{entry.error}`" if entry.error else ""
         entry.why = (f"{head} {entry._static_bad}{said}" if entry._static_bad else f"{head}{said}") + (
-            f" ({proof})" if proof else "")
+            f" ({proof})" if proof else ""
+        )
         return
     entry.ok = True
     built = f"a {entry._built}" if entry._built else "its build is not stated"
     fits = f"fits torch {entry._torch}" if entry._torch else "fits torch"
-    ran = f"; {entry.ran}" + ("" if entry.ran.endswith(" loaded") else " ran") if entry.ran else ""  # "its extension loaded"
+    ran = (
+        f"; {entry.ran}" + ("" if entry.ran.endswith(" loaded") else " ran") if entry.ran else ""
+    )  # "its extension loaded"
     entry.why = f"{head}: {built}, {fits}{ran}"
 
 
 # ---------------------------------------------------------------------------------------------------- routing
+
 
 @dataclass(frozen=True)
 class Misroute:
@@ -485,15 +530,26 @@ class Misroute:
     def why(self) -> str:
         if self.kind == "marker":  # ``extra`` holds the marker (empty: an unconditional route)
             how = f"by marker `{self.extra}`" if self.extra else "to one index"
-            return (f"[tool.uv.sources] routes torch {how} but not {self.package}: here the lock takes "
-                    f"{self.package} from {self.package_index or 'the default index'}, torch from {self.torch_index}")
-        return (f"[tool.uv.sources] routes torch per {self.kind} but not {self.package}: for {self.kind} "
-                f"{self.extra} the lock takes {self.package} from {self.package_index or 'the default index'}, "
-                f"torch from {self.torch_index}")
+            return (
+                f"[tool.uv.sources] routes torch {how} but not {self.package}: here the lock takes "
+                f"{self.package} from {self.package_index or 'the default index'}, torch from {self.torch_index}"
+            )
+        return (
+            f"[tool.uv.sources] routes torch per {self.kind} but not {self.package}: for {self.kind} "
+            f"{self.extra} the lock takes {self.package} from {self.package_index or 'the default index'}, "
+            f"torch from {self.torch_index}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"package": self.package, "extra": self.extra, "kind": self.kind, "package_index": self.package_index,
-                "torch_index": self.torch_index, "why": self.why, "fix": list(self.fix)}
+        return {
+            "package": self.package,
+            "extra": self.extra,
+            "kind": self.kind,
+            "package_index": self.package_index,
+            "torch_index": self.torch_index,
+            "why": self.why,
+            "fix": list(self.fix),
+        }
 
 
 _KEYS = ("extra", "group")
@@ -552,14 +608,18 @@ def _toml_inline(entry: Mapping[str, Any]) -> str:
     return "{ " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in entry.items() if isinstance(v, (str, bool))) + " }"
 
 
-def lint_routing(pyproject: Path, extras: Sequence[str], lock_index: Mapping[str, str | None],
-                 names: Iterable[str] = ()) -> list[Misroute]:
+def lint_routing(
+    pyproject: Path, extras: Sequence[str], lock_index: Mapping[str, str | None], names: Iterable[str] = ()
+) -> list[Misroute]:
     """Companions that the selected backends' lock takes from another index than torch, while ``[tool.uv.sources]``
     routes torch per extra or per dependency group (``group = "cpu"``); with the lines that would route each like
     torch (keyed as torch's are: ``extra = …`` / ``group = …``). pyproject.toml is only read."""
     theirs = lock_index.get("torch")
-    candidates = sorted(n for n in {canonicalize_name(n) for n in (*KNOWN, *names)} & set(lock_index) - {"torch"}
-                        if lock_index.get(n) != theirs)
+    candidates = sorted(
+        n
+        for n in {canonicalize_name(n) for n in (*KNOWN, *names)} & set(lock_index) - {"torch"}
+        if lock_index.get(n) != theirs
+    )
     if not candidates:  # no companion the lock takes from elsewhere: pyproject.toml is not even read
         return []
     sources = _sources(pyproject)
@@ -583,8 +643,12 @@ def lint_routing(pyproject: Path, extras: Sequence[str], lock_index: Mapping[str
     return out
 
 
-def _marker_misroutes(sources: Mapping[str, Any], torch_entries: Sequence[Mapping[str, Any]],
-                      candidates: Sequence[str], lock_index: Mapping[str, str | None]) -> list[Misroute]:
+def _marker_misroutes(
+    sources: Mapping[str, Any],
+    torch_entries: Sequence[Mapping[str, Any]],
+    candidates: Sequence[str],
+    lock_index: Mapping[str, str | None],
+) -> list[Misroute]:
     """Companions left out of torch's routes by marker (``torch = [{ index = "pytorch-cu128", marker =
     "sys_platform == 'linux'" }]``, no backend at all) or unconditional (``torch = { index = "pytorch-cpu" }``):
     the lock takes them from another index than torch here, and no entry of theirs routes them like torch's."""
@@ -594,8 +658,11 @@ def _marker_misroutes(sources: Mapping[str, Any], torch_entries: Sequence[Mappin
     out = []
     for pkg in candidates:
         mine = _entries(sources.get(pkg) or sources.get(pkg.replace("-", "_")))
-        missing = [e for e in routes if not any(m.get("index") == e.get("index") and m.get("marker") == e.get("marker")
-                                                for m in mine)]
+        missing = [
+            e
+            for e in routes
+            if not any(m.get("index") == e.get("index") and m.get("marker") == e.get("marker") for m in mine)
+        ]
         if not missing:
             continue  # routed like torch, yet the lock differs: not a routing matter
         fix = ("[tool.uv.sources]", f"{pkg} = [", *(f"  {_toml_inline(e)}," for e in torch_entries), "]")

@@ -53,13 +53,20 @@ class State:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "version": STATE_VERSION, "extras": self.extras, "project": self.project, "updated": self.updated,
+                "version": STATE_VERSION,
+                "extras": self.extras,
+                "project": self.project,
+                "updated": self.updated,
                 "packages": {k: vars(v) for k, v in sorted(self.packages.items())},
-                "owned": sorted(set(self.owned)), "requested": self.requested,
+                "owned": sorted(set(self.owned)),
+                "requested": self.requested,
                 # per name above, "extra" or "group" (uv's --extra / --group): a project may have both of one name
-                "kinds": {key: [kind_of(n) or "extra" for n in names]
-                          for key, names in (("extras", self.extras), ("requested", self.requested))},
-                "requested_failure": self.requested_failure, "requested_changed": self.requested_changed,
+                "kinds": {
+                    key: [kind_of(n) or "extra" for n in names]
+                    for key, names in (("extras", self.extras), ("requested", self.requested))
+                },
+                "requested_failure": self.requested_failure,
+                "requested_changed": self.requested_changed,
                 "no_default_groups": self.no_default_groups,
             },
             indent=1,
@@ -80,10 +87,14 @@ def load_state(env: Environment) -> State:
             return [Backend(str(e), said[i] if i < len(said) else "extra") for i, e in enumerate(data.get(key) or [])]
 
         return State(
-            extras=names("extras"), project=data.get("project"),
-            packages=packages, updated=float(data.get("updated") or 0),
-            owned=[str(n) for n in data.get("owned") or []], requested=names("requested"),
-            requested_failure=data.get("requested_failure"), requested_changed=bool(data.get("requested_changed", True)),
+            extras=names("extras"),
+            project=data.get("project"),
+            packages=packages,
+            updated=float(data.get("updated") or 0),
+            owned=[str(n) for n in data.get("owned") or []],
+            requested=names("requested"),
+            requested_failure=data.get("requested_failure"),
+            requested_changed=bool(data.get("requested_changed", True)),
             no_default_groups=bool(data.get("no_default_groups", False)),
         )
     except (OSError, ValueError, TypeError, AttributeError):
@@ -97,7 +108,9 @@ def save_state(env: Environment, state: State) -> bool:
 
 
 @contextmanager
-def switch_lock(env: Environment, on_wait: Callable[[str], None] | None = None, timeout: float = 900.0) -> Iterator[None]:
+def switch_lock(
+    env: Environment, on_wait: Callable[[str], None] | None = None, timeout: float = 900.0
+) -> Iterator[None]:
     """One switch or repair at a time per venv (two kernels on one env): the second waits, saying so."""
     try:
         env.state_dir.mkdir(parents=True, exist_ok=True)
@@ -141,5 +154,3 @@ def _read_holder(env: Environment) -> str:
         return f" (process {pid})" if pid else ""
     except OSError:
         return ""
-
-

@@ -92,6 +92,7 @@ class Made:
 
 # -- where ---------------------------------------------------------------------------------------------------------
 
+
 def envs_dir(environ: Mapping[str, str] | None = None) -> Path:
     """``$UVEXTRA_ENVS_DIR`` when an admin sets it, else ``$XDG_DATA_HOME/uvextra/envs`` (``~/.local/share/…``)."""
     env = os.environ if environ is None else environ
@@ -139,6 +140,7 @@ def display_name(project_name: str, extras: Sequence[str]) -> str:
 
 # -- reading -------------------------------------------------------------------------------------------------------
 
+
 def read_user_env(prefix: str | os.PathLike[str]) -> UserEnv | None:
     """The user env at ``prefix``, or None when the folder is not one (no record, or an unreadable one)."""
     root = Path(prefix)
@@ -148,9 +150,15 @@ def read_user_env(prefix: str | os.PathLike[str]) -> UserEnv | None:
         state_file = root / STATE_DIR / "state.json"
         if state_file.is_file():
             extras = tuple(str(e) for e in json.loads(state_file.read_text(encoding="utf-8")).get("extras") or ())
-        return UserEnv(prefix=root, project=str(data["project"]), project_name=str(data["project_name"]),
-                       image=str(data["image"]), kernelspec=str(data["kernelspec"]),
-                       created=float(data.get("created", 0.0)), extras=extras)
+        return UserEnv(
+            prefix=root,
+            project=str(data["project"]),
+            project_name=str(data["project_name"]),
+            image=str(data["image"]),
+            kernelspec=str(data["kernelspec"]),
+            created=float(data.get("created", 0.0)),
+            extras=extras,
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
@@ -170,7 +178,9 @@ def find_user_env(name_or_path: str, environ: Mapping[str, str] | None = None) -
     envs = list_user_envs(environ)
     path = Path(name_or_path).expanduser()
     for env in envs:
-        if name_or_path in (env.name, env.kernelspec) or (path.is_absolute() and path in (env.prefix, Path(env.project))):
+        if name_or_path in (env.name, env.kernelspec) or (
+            path.is_absolute() and path in (env.prefix, Path(env.project))
+        ):
             return env
     if path.exists():
         resolved = path.resolve()
@@ -178,8 +188,9 @@ def find_user_env(name_or_path: str, environ: Mapping[str, str] | None = None) -
             if resolved in (env.prefix.resolve(), Path(env.project).resolve()):
                 return env
     names = ", ".join(e.name for e in envs) or "none yet"
-    raise UvextraError(f"no user environment {name_or_path!r} in {envs_dir(environ)} (there: {names}); "
-                       "`uvextra envs` lists them")
+    raise UvextraError(
+        f"no user environment {name_or_path!r} in {envs_dir(environ)} (there: {names}); `uvextra envs` lists them"
+    )
 
 
 @dataclass(frozen=True)
@@ -228,6 +239,7 @@ def last_used(env: UserEnv) -> float:
 
 # -- making --------------------------------------------------------------------------------------------------------
 
+
 def image_of(kernel_env: Environment) -> Environment:
     """The environment a user env is layered on: the kernel's own, or, in a user env's kernel, that env's image."""
     own = read_user_env(kernel_env.prefix)
@@ -242,8 +254,11 @@ def kernel_environment() -> Environment:
     try:
         return resolve_environment(None)
     except UvextraError:
-        return Environment(Path(sys.prefix).absolute(), Path(sys.executable).absolute(),
-                           source="this kernel's environment (not a venv)")
+        return Environment(
+            Path(sys.prefix).absolute(),
+            Path(sys.executable).absolute(),
+            source="this kernel's environment (not a venv)",
+        )
 
 
 def _site_dirs(env: Environment) -> list[str]:
@@ -270,11 +285,18 @@ def _make_venv(image: Environment, prefix: Path, record: Callable[[Path], None])
 
     building = Path(tempfile.mkdtemp(prefix=f".{prefix.name}.building-", dir=prefix.parent))  # 0700 from the start
     try:
-        done = subprocess.run([str(image.python), "-m", "venv", "--without-pip", str(building)], capture_output=True,
-                              text=True, timeout=VENV_TIMEOUT_S, stdin=subprocess.DEVNULL, check=False)
+        done = subprocess.run(
+            [str(image.python), "-m", "venv", "--without-pip", str(building)],
+            capture_output=True,
+            text=True,
+            timeout=VENV_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
-        raise UvextraError(f"cannot run {image.python} to create your environment ({exc}); is the image's Python "
-                           "usable by you?") from None
+        raise UvextraError(
+            f"cannot run {image.python} to create your environment ({exc}); is the image's Python usable by you?"
+        ) from None
     if done.returncode != 0:
         shutil.rmtree(building, ignore_errors=True)
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -318,8 +340,13 @@ def _broken(env: UserEnv, image: Environment) -> str | None:
 def _write_record(prefix: Path, project_root: Path, project_name: str, image: Environment, kernelspec: str) -> None:
     from .cache import atomic_write
 
-    record = {"project": str(project_root), "project_name": project_name, "image": str(image.prefix),
-              "kernelspec": kernelspec, "created": time.time()}
+    record = {
+        "project": str(project_root),
+        "project_name": project_name,
+        "image": str(image.prefix),
+        "kernelspec": kernelspec,
+        "created": time.time(),
+    }
     state = prefix / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
     atomic_write(state / RECORD, json.dumps(record, indent=1) + "\n")
@@ -329,13 +356,17 @@ def _ensure_private_dir(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        raise UvextraError(f"cannot create {folder} for your environments ({exc.strerror or exc}); set "
-                           f"{ENVS_DIR_VAR} to a folder of yours that persists") from None
+        raise UvextraError(
+            f"cannot create {folder} for your environments ({exc.strerror or exc}); set "
+            f"{ENVS_DIR_VAR} to a folder of yours that persists"
+        ) from None
     if not os.access(folder, os.W_OK | os.X_OK):
         raise UvextraError(f"{folder} is not writable by you; set {ENVS_DIR_VAR} to a folder of yours that persists")
 
 
-def register_kernelspec(env: UserEnv, extras: Sequence[str], environ: Mapping[str, str] | None = None) -> tuple[Path, str]:
+def register_kernelspec(
+    env: UserEnv, extras: Sequence[str], environ: Mapping[str, str] | None = None
+) -> tuple[Path, str]:
     """Write (or rewrite) the env's kernelspec in the user's Jupyter data dir; returns its folder and display name."""
     from .cache import atomic_write
 
@@ -346,8 +377,10 @@ def register_kernelspec(env: UserEnv, extras: Sequence[str], environ: Mapping[st
         "argv": [str(env.python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": name,
         "language": "python",
-        "metadata": {"debugger": True, "uvextra": {"env": str(env.prefix), "project": env.project,
-                                                   "extras": list(extras)}},
+        "metadata": {
+            "debugger": True,
+            "uvextra": {"env": str(env.prefix), "project": env.project, "extras": list(extras)},
+        },
     }
     atomic_write(folder / "kernel.json", json.dumps(spec, indent=1) + "\n")
     return folder, name
@@ -404,29 +437,44 @@ def ensure_user_env(
     created = existing is None
     if existing is None:
         if prefix.exists():
-            raise UvextraError(f"{prefix} exists but is no environment of uvextra's; move it away, or set "
-                               f"{ENVS_DIR_VAR} to another folder")
+            raise UvextraError(
+                f"{prefix} exists but is no environment of uvextra's; move it away, or set "
+                f"{ENVS_DIR_VAR} to another folder"
+            )
         _ensure_private_dir(prefix.parent)
         if on_line is not None:
             on_line(f"creating your environment {prefix}, layered on {base.prefix}")
-        _make_venv(base, prefix, lambda building: _write_record(building, root, name, base,
-                                                                KERNELSPEC_PREFIX + prefix.name))
+        _make_venv(
+            base, prefix, lambda building: _write_record(building, root, name, base, KERNELSPEC_PREFIX + prefix.name)
+        )
         existing = read_user_env(prefix)
         if existing is None:
             raise UvextraError(f"could not record {prefix / STATE_DIR / RECORD}; is the folder writable?")
     env = existing
     broken = _broken(env, base)
     if broken:
-        raise UvextraError(f"your environment {env.prefix} {broken}: remove it (`uvextra envs remove {env.name}` in a "
-                           "terminal) and run this again to make it anew")
+        raise UvextraError(
+            f"your environment {env.prefix} {broken}: remove it (`uvextra envs remove {env.name}` in a "
+            "terminal) and run this again to make it anew"
+        )
     unseed(env)  # links of the last backend go first: uv never removes through them
     seeded = seed_from_layers(env, root, extras, environ)
-    report = core.switch(list(extras), str(root), env.environment(), probe=probe, keep_extraneous=keep_extraneous,
-                         on_line=on_line, on_wait=on_wait, no_default_groups=no_default_groups)
+    report = core.switch(
+        list(extras),
+        str(root),
+        env.environment(),
+        probe=probe,
+        keep_extraneous=keep_extraneous,
+        on_line=on_line,
+        on_wait=on_wait,
+        no_default_groups=no_default_groups,
+    )
     made = Made(env=env, created=created, report=report)
     if seeded:
-        made.notes.append("linked read-only from the admin's prefetched backends (not copied): "
-                          + ", ".join(f"{name} {version}" for name, version in seeded))
+        made.notes.append(
+            "linked read-only from the admin's prefetched backends (not copied): "
+            + ", ".join(f"{name} {version}" for name, version in seeded)
+        )
     if report.failure is None and not report.interrupted:
         made.kernelspec_dir, made.display_name = register_kernelspec(env, report.extras)
     made.notes += layer_notes(env, base)
@@ -443,7 +491,9 @@ def layer_notes(env: UserEnv, image: Environment) -> list[str]:
 
     try:
         mine = scan(env.environment())
-        theirs: dict[str, Installed] = {}  # read without installed.scan's cache: that would be a file written into the image
+        theirs: dict[
+            str, Installed
+        ] = {}  # read without installed.scan's cache: that would be a file written into the image
         for site in image.site_packages():
             for folder in sorted(site.glob("*.dist-info")):
                 dist = read_dist_info(folder)
@@ -451,8 +501,11 @@ def layer_notes(env: UserEnv, image: Environment) -> list[str]:
                     theirs.setdefault(dist.name, dist)
     except Exception:  # noqa: BLE001 - notes only: an unreadable dist-info must not cost the user the env
         return []
-    notes = [f"your environment's {n} {mine[n].version} is used in its kernels, not the image's {theirs[n].version}"
-             for n in sorted(mine) if n in theirs and mine[n].version != theirs[n].version]
+    notes = [
+        f"your environment's {n} {mine[n].version} is used in its kernels, not the image's {theirs[n].version}"
+        for n in sorted(mine)
+        if n in theirs and mine[n].version != theirs[n].version
+    ]
     for name in sorted(set(theirs) - set(mine)):
         for line in theirs[name].requires:
             try:
@@ -463,9 +516,11 @@ def layer_notes(env: UserEnv, image: Environment) -> list[str]:
             if dep not in mine or (req.marker is not None and not req.marker.evaluate({"extra": ""})):
                 continue
             if not req.specifier.contains(mine[dep].version, prereleases=True):
-                notes.append(f"the image's {name} {theirs[name].version} requires {req.name}{req.specifier}, but your "
-                             f"environment has {dep} {mine[dep].version}: importing {name} may fail — add {name} to "
-                             "the project's dependencies for this backend")
+                notes.append(
+                    f"the image's {name} {theirs[name].version} requires {req.name}{req.specifier}, but your "
+                    f"environment has {dep} {mine[dep].version}: importing {name} may fail — add {name} to "
+                    "the project's dependencies for this backend"
+                )
     return notes
 
 
@@ -479,8 +534,9 @@ def in_container(environ: Mapping[str, str] | None = None) -> bool:
     return bool(env.get("KUBERNETES_SERVICE_HOST")) or any(os.path.exists(m) for m in CONTAINER_MARKERS)
 
 
-def throwaway_line(env: Environment, *, home: str | os.PathLike[str] | None = None,
-                   container: bool | None = None) -> str | None:
+def throwaway_line(
+    env: Environment, *, home: str | os.PathLike[str] | None = None, container: bool | None = None
+) -> str | None:
     """For a writable kernel environment outside the user's home on a container image (a venv in the image, writable
     by the notebook user): a switch there is gone when the server restarts — one line that says so and offers the
     way out."""
@@ -491,12 +547,15 @@ def throwaway_line(env: Environment, *, home: str | os.PathLike[str] | None = No
         return None
     if not (in_container() if container is None else container):
         return None
-    return (f"{env.prefix} is part of this server's container image, outside your home: a switch there lasts until "
-            "your server restarts; for an environment of your own that persists: "
-            "`%uvextra EXTRA --project DIR --user-env`")
+    return (
+        f"{env.prefix} is part of this server's container image, outside your home: a switch there lasts until "
+        "your server restarts; for an environment of your own that persists: "
+        "`%uvextra EXTRA --project DIR --user-env`"
+    )
 
 
 # -- layers: backends an admin prefetched, linked read-only -------------------------------------------------------
+
 
 def layer_envs(environ: Mapping[str, str] | None = None) -> list[Environment]:
     """The venvs ``$UVEXTRA_LAYERS`` names (each entry a venv, or a folder of venvs), in that order."""
@@ -505,8 +564,11 @@ def layer_envs(environ: Mapping[str, str] | None = None) -> list[Environment]:
     for entry in filter(None, env.get(LAYERS_VAR, "").split(os.pathsep)):
         folder = Path(entry).expanduser()
         try:
-            candidates = [folder] if (folder / "pyvenv.cfg").is_file() else sorted(
-                p for p in folder.iterdir() if (p / "pyvenv.cfg").is_file())
+            candidates = (
+                [folder]
+                if (folder / "pyvenv.cfg").is_file()
+                else sorted(p for p in folder.iterdir() if (p / "pyvenv.cfg").is_file())
+            )
         except OSError:
             continue
         found += [Environment(p, p / "bin" / "python", source=LAYERS_VAR) for p in candidates]
@@ -550,8 +612,9 @@ def _layer_provenance(layer: Environment) -> dict[str, str]:
         return {}
 
 
-def seed_from_layers(env: UserEnv, project_root: Path, extras: Sequence[str],
-                     environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+def seed_from_layers(
+    env: UserEnv, project_root: Path, extras: Sequence[str], environ: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
     """Link into the user's env what an admin's layer holds exactly as the lock wants it for ``extras``.
 
     Per distribution: its top-level folders become symlinks to the layer's (root-owned, read-only: nobody can change
@@ -595,21 +658,26 @@ def seed_from_layers(env: UserEnv, project_root: Path, extras: Sequence[str],
                 copy = site / dist_info.name
                 shutil.copytree(dist_info, copy, symlinks=True)
                 files = sorted(p.name for p in copy.iterdir() if p.is_file() and p.name != "RECORD")
-                record = [f"{t},," for t in sorted(tops)] + [f"{copy.name}/{f},," for f in files] + [f"{copy.name}/RECORD,,"]
+                record = (
+                    [f"{t},," for t in sorted(tops)] + [f"{copy.name}/{f},," for f in files] + [f"{copy.name}/RECORD,,"]
+                )
                 (copy / "RECORD").write_text("\n".join(record) + "\n", encoding="utf-8")
                 seeded.append((dist.name, dist.version, sorted(tops), copy.name))
     from .cache import atomic_write
 
-    atomic_write(env.prefix / STATE_DIR / SEEDS, json.dumps(
-        [{"name": n, "version": v, "links": links, "dist_info": d} for n, v, links, d in seeded], indent=1))
+    atomic_write(
+        env.prefix / STATE_DIR / SEEDS,
+        json.dumps([{"name": n, "version": v, "links": links, "dist_info": d} for n, v, links, d in seeded], indent=1),
+    )
     return [(n, v) for n, v, _, _ in seeded]
 
 
 def _uninstall(ctx: Any, name: str) -> None:
     from .uv import capture_uv
 
-    done = capture_uv(ctx.uv, ["pip", "uninstall", "--python", str(ctx.env.python), name], ctx.env,
-                      cwd=ctx.project.root)
+    done = capture_uv(
+        ctx.uv, ["pip", "uninstall", "--python", str(ctx.env.python), name], ctx.env, cwd=ctx.project.root
+    )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise UvextraError(f"could not remove your env's own {name} to link the prefetched one: {last}")
@@ -668,8 +736,16 @@ def iter_summaries(environ: Mapping[str, str] | None = None) -> Iterator[dict[st
     for env in list_user_envs(environ):
         usage = disk_usage(env.prefix)
         spec = kernels / env.kernelspec
-        yield {"name": env.name, "project": env.project, "project_name": env.project_name,
-               "backend": list(env.extras), "path": str(env.prefix), "image": env.image,
-               "own_bytes": usage.own_bytes, "shared_bytes": usage.shared_bytes, "linked": linked(env),
-               "last_used": last_used(env),
-               "kernelspec": env.kernelspec if (spec / "kernel.json").is_file() else None}
+        yield {
+            "name": env.name,
+            "project": env.project,
+            "project_name": env.project_name,
+            "backend": list(env.extras),
+            "path": str(env.prefix),
+            "image": env.image,
+            "own_bytes": usage.own_bytes,
+            "shared_bytes": usage.shared_bytes,
+            "linked": linked(env),
+            "last_used": last_used(env),
+            "kernelspec": env.kernelspec if (spec / "kernel.json").is_file() else None,
+        }

@@ -96,8 +96,11 @@ def find_uv(cache_dir: Path | None = None) -> Uv:
             raise UvextraError("no uv found; install it with `pip install 'uv>=0.9.24'` (or set UVEXTRA_UV)")
         path = found
     st = os.stat(path)
-    version = _uv_version(str(path), st.st_mtime_ns, st.st_size) if cache_dir is None else \
-        _known_uv_version(cache_dir, str(path), st)
+    version = (
+        _uv_version(str(path), st.st_mtime_ns, st.st_size)
+        if cache_dir is None
+        else _known_uv_version(cache_dir, str(path), st)
+    )
     if isinstance(version, str):  # what it printed instead of "uv X.Y.Z"
         named = f"{UV_ENV_VAR}={explicit}" if explicit else str(path)
         raise UvextraError(
@@ -111,7 +114,9 @@ def find_uv(cache_dir: Path | None = None) -> Uv:
 def _known_uv_version(cache_dir: Path, path: str, st: os.stat_result) -> Version | str:
     from . import cache as _cache
 
-    entry = _cache.entry(cache_dir, "uv", path, f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}")
+    entry = _cache.entry(
+        cache_dir, "uv", path, f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+    )
     known = _cache.read_json(entry, lambda data: Version(data["version"]))
     if known is not None:
         return known
@@ -129,8 +134,16 @@ def _uv_version(path: str, _mtime: int, _size: int) -> Version | str:
     import subprocess
 
     try:
-        proc = subprocess.run([path, "--version"], capture_output=True, text=True, encoding="utf-8",
-                              errors="replace", timeout=30, stdin=subprocess.DEVNULL, env=_no_color(os.environ))
+        proc = subprocess.run(
+            [path, "--version"],
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+            env=_no_color(os.environ),
+        )
     except subprocess.TimeoutExpired:
         return "nothing within 30 s"
     except (OSError, subprocess.SubprocessError) as exc:
@@ -193,8 +206,16 @@ def run_uv(
     cmd = [uv.path, *NO_COLOR_ARGS, *args]
     try:
         proc = subprocess.Popen(
-            cmd, cwd=cwd, env=uv_environ(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, encoding="utf-8", errors="replace", bufsize=1,
+            cmd,
+            cwd=cwd,
+            env=uv_environ(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            bufsize=1,
             start_new_session=True,  # our own process group: we decide when uv stops, and nothing is orphaned
         )
     except OSError as exc:
@@ -249,8 +270,15 @@ def capture_uv(uv: Uv, args: Sequence[str], env: Environment, *, cwd: Path) -> s
 
     try:
         proc = subprocess.run(
-            [uv.path, *NO_COLOR_ARGS, *args], cwd=cwd, env=uv_environ(env), stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600,
+            [uv.path, *NO_COLOR_ARGS, *args],
+            cwd=cwd,
+            env=uv_environ(env),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=600,
         )
     except OSError as exc:
         raise UvextraError(f"cannot start uv at {uv.path}: {exc.strerror or exc}") from None

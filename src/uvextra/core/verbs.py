@@ -46,6 +46,8 @@ AUTO = "auto"
 
 @dataclass
 class Context:
+    """What every verb works on: the project, the target venv, and the uv that syncs it."""
+
     project: Project
     env: Environment
     uv: Uv
@@ -55,11 +57,17 @@ class Context:
         return not any((str(m), kind_of(m) or EXTRA) in offered for m in members)
 
     def new_report(self, command: str) -> Report:
+        """An empty report for ``command`` that already says where (project, venv, python, uv)."""
         report = Report(
-            command=command, project=str(self.project.root), project_name=self.project.name,
-            environment=str(self.env.prefix), environment_source=self.env.source, python=str(self.env.python),
+            command=command,
+            project=str(self.project.root),
+            project_name=self.project.name,
+            environment=str(self.env.prefix),
+            environment_source=self.env.source,
+            python=str(self.env.python),
             uv=self.uv.to_dict(),
-            available_extras=list(self.project.offered), features=list(self.project.features),
+            available_extras=list(self.project.offered),
+            features=list(self.project.features),
             # the sets of backends first: a surface that offers "the" set (the toggle) offers a backend set
             conflict_sets=[list(s) for s in sorted(self.project.conflict_sets, key=self._of_features)],
             workspace=str(self.project.workspace) if self.project.workspace else None,
@@ -70,7 +78,9 @@ class Context:
         return report
 
 
-def open_context(project: str | os.PathLike[str] | None = None, python: str | os.PathLike[str] | None = None) -> Context:
+def open_context(
+    project: str | os.PathLike[str] | None = None, python: str | os.PathLike[str] | None = None
+) -> Context:
     """Find the project, the target venv and uv; every problem is a one-line UvextraError."""
     try:
         env = resolve_environment(python)
@@ -99,6 +109,7 @@ def _default_groups(ctx: Context, asked: bool | None, state: State | None = None
 
 # ---------------------------------------------------------------------------------------------------- extras
 
+
 @dataclass(frozen=True)
 class Chosen:
     """Which extras an operation aims at, how uvextra knew, and — for inference — whether it could tell at all."""
@@ -125,10 +136,10 @@ def _resolve_extras(ctx: Context, extras: Sequence[str] | None, state: State) ->
         last = f"; the last successful switch was to {', '.join(state.extras)}" if state.extras else ""
         return Chosen(tuple(asked), f"asked for by the last switch, which did not finish{why}{last}")
     if recorded_ok:
-        after = (f"; the switch to {', '.join(asked)} after it did not finish and changed nothing{why}"
-                 if asked_ok else "")
-        return Chosen(tuple(recorded), f"recorded by the last switch ({ctx.env.state_dir / 'state.json'})"
-                                       f"{after}")
+        after = (
+            f"; the switch to {', '.join(asked)} after it did not finish and changed nothing{why}" if asked_ok else ""
+        )
+        return Chosen(tuple(recorded), f"recorded by the last switch ({ctx.env.state_dir / 'state.json'}){after}")
     return _infer_extras(ctx)
 
 
@@ -186,21 +197,33 @@ def _infer_extras(ctx: Context) -> Chosen:
         rank = {e: (scores[e] / len(own[e]) if own[e] else 0.0, scores[e]) for e in group}
         asks = {e: names | {"torch"} for e, names in _asks_for(ctx, group).items()}
         # real evidence: what the extra asks for itself is installed (at its locked version), or most of its own
-        evident = [e for e in group if 2 * scores[e] > len(own[e]) or any(
-            n in asks[e] and n in installed and installed[n].version == v for n, v in own[e])]
+        evident = [
+            e
+            for e in group
+            if 2 * scores[e] > len(own[e])
+            or any(n in asks[e] and n in installed and installed[n].version == v for n, v in own[e])
+        ]
         leaders = [e for e in evident if rank[e] == max(rank[c] for c in evident)]
         counts = ", ".join(f"{e}: {scores[e]} of {len(own[e])}" for e in group)
         members = {(str(b), kind_of(b) or EXTRA) for b in group}
-        default = next((d for d in ctx.project.default_backends if (str(d), GROUP) in members
-                        and not ctx.project.no_default_groups), None)
+        default = next(
+            (
+                d
+                for d in ctx.project.default_backends
+                if (str(d), GROUP) in members and not ctx.project.no_default_groups
+            ),
+            None,
+        )
         same = not any(own.values()) and any(n in installed and installed[n].version == v for n, v in shared)
         if same:  # every extra of the set pins the same versions: what is installed fits all of them alike
             unknown = "tie"
             why.append(f"a tie: {' and '.join(group)} lock the same versions, and those are installed")
         elif best == 0 and default is not None:  # what a plain `uv sync` installs: the project's own default
             chosen.append(default)
-            why.append(f"none of {', '.join(group)} is installed; {default} is the project's default "
-                       "([tool.uv] default-groups), what `uv sync` installs")
+            why.append(
+                f"none of {', '.join(group)} is installed; {default} is the project's default "
+                "([tool.uv] default-groups), what `uv sync` installs"
+            )
         elif best == 0:
             unknown = unknown or "none"
             why.append(f"none of {', '.join(group)} is installed (their own packages installed: {counts})")
@@ -208,10 +231,14 @@ def _infer_extras(ctx: Context) -> Chosen:
             unknown = unknown or "none"
             stray = "; ".join(
                 f"{e}'s {', '.join(f'{n} {v}' for n, v in sorted(own[e]) if n in installed and installed[n].version == v)}"
-                for e in group if scores[e])
+                for e in group
+                if scores[e]
+            )
             needs = " or ".join(sorted({n for e in group for n, _v in own[e] if n in asks[e]})) or "torch"
-            why.append(f"none of {', '.join(group)} is installed: only stray packages ({stray}), without {needs} "
-                       f"or most of an extra's own packages (their own packages installed: {counts})")
+            why.append(
+                f"none of {', '.join(group)} is installed: only stray packages ({stray}), without {needs} "
+                f"or most of an extra's own packages (their own packages installed: {counts})"
+            )
         elif len(leaders) > 1:
             unknown = "tie"
             why.append(f"a tie: {' and '.join(leaders)} match what is installed equally well ({counts})")
@@ -227,11 +254,13 @@ def _infer_extras(ctx: Context) -> Chosen:
             loose_own = {(n, w.version) for n, w in readable[backend].items()} - base
             if loose_own and all(n in installed and installed[n].version == v for n, v in loose_own):
                 chosen.append(backend)
-                why.append(f"{backend} (outside every conflict set) is installed ({len(loose_own)} of its own "
-                           "packages)")
+                why.append(
+                    f"{backend} (outside every conflict set) is installed ({len(loose_own)} of its own packages)"
+                )
         if not ctx.project.conflict_sets and not chosen:
-            why.append("no extras recorded, and none outside a conflict set is installed; checking the base "
-                       "dependencies")
+            why.append(
+                "no extras recorded, and none outside a conflict set is installed; checking the base dependencies"
+            )
             return Chosen((), "; ".join(why), unreadable=tuple(unreadable.items()))
     return Chosen(tuple(chosen), "inferred: " + "; ".join(why), unknown, tuple(unreadable.items()))
 
@@ -279,6 +308,7 @@ _REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
 
 # ---------------------------------------------------------------------------------------------------- pieces
 
+
 def _wanted(ctx: Context, extras: Sequence[str]) -> dict[str, Wanted]:
     try:
         text = export_pylock(ctx.project, ctx.env, ctx.uv, extras)
@@ -295,7 +325,9 @@ def _protected(ctx: Context, installed: Mapping[str, Installed]) -> set[str]:
     return kernel_closure(installed, interpreter_info(str(ctx.env.python)).marker_env)
 
 
-def _diff(before: Mapping[str, Installed], after: Mapping[str, Installed]) -> tuple[list[Change], list[Change], set[str]]:
+def _diff(
+    before: Mapping[str, Installed], after: Mapping[str, Installed]
+) -> tuple[list[Change], list[Change], set[str]]:
     installed, removed, fresh = [], [], set()
     for name, dist in sorted(after.items()):
         old = before.get(name)
@@ -315,8 +347,12 @@ def _start_probe(ctx: Context, extras: Sequence[str]) -> ProbeHandle:
     from .cuda_probe import probe_timeout, start_probe
     from .stack import import_names
 
-    return start_probe(str(ctx.env.python), selected_extras=list(extras), timeout=probe_timeout(),
-                       companions=import_names(scan(ctx.env)))
+    return start_probe(
+        str(ctx.env.python),
+        selected_extras=list(extras),
+        timeout=probe_timeout(),
+        companions=import_names(scan(ctx.env)),
+    )
 
 
 def _owned(ctx: Context, state: State, lock: LockInfo | None = None) -> set[str]:
@@ -326,7 +362,12 @@ def _owned(ctx: Context, state: State, lock: LockInfo | None = None) -> set[str]
 
 
 def _check_into(
-    ctx: Context, report: Report, extras: Sequence[str], *, fresh: AbstractSet[str] = frozenset(), state: State | None = None,
+    ctx: Context,
+    report: Report,
+    extras: Sequence[str],
+    *,
+    fresh: AbstractSet[str] = frozenset(),
+    state: State | None = None,
     verify: bool = False,
 ) -> tuple[dict[str, Wanted], dict[str, Installed], State]:
     state = state if state is not None else load_state(ctx.env)
@@ -344,8 +385,14 @@ def _check_into(
     report.kernel_protected = sorted(n for n in kernel if n not in wanted)
     not_ours = {n for n in installed if n not in owned}  # never "extraneous": a switch would never remove them
     report.drift, report.unverified = classify(
-        wanted, installed, records=state.packages, lock=lock, protected=kernel | not_ours, fresh=fresh,
-        marker_env=interpreter_info(str(ctx.env.python)).marker_env, files=files,
+        wanted,
+        installed,
+        records=state.packages,
+        lock=lock,
+        protected=kernel | not_ours,
+        fresh=fresh,
+        marker_env=interpreter_info(str(ctx.env.python)).marker_env,
+        files=files,
     )
     _missing_sources_into(report, wanted)
     _stack_into(ctx, report, extras, wanted, installed)
@@ -365,13 +412,24 @@ def _missing_sources_into(report: Report, wanted: Mapping[str, Wanted]) -> None:
         elif not any((folder / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")):
             gone[name] = f"its source folder {folder} is empty (no pyproject.toml or setup.py)"
     report.missing_sources = gone
-    report.drift = [replace(d, wanted=d.wanted or wanted[d.package].kind, detail=(
-        f"{gone[d.package]}: a git submodule not checked out? (`git submodule update --init`); uv cannot install it "
-        "either")) if d.package in gone and d.is_error else d for d in report.drift]
+    report.drift = [
+        replace(
+            d,
+            wanted=d.wanted or wanted[d.package].kind,
+            detail=(
+                f"{gone[d.package]}: a git submodule not checked out? (`git submodule update --init`); uv cannot install it "
+                "either"
+            ),
+        )
+        if d.package in gone and d.is_error
+        else d
+        for d in report.drift
+    ]
 
 
-def _files(report: Report, wanted: Mapping[str, Wanted], installed: Mapping[str, Installed],
-           verify: bool) -> dict[str, FileCheck]:
+def _files(
+    report: Report, wanted: Mapping[str, Wanted], installed: Mapping[str, Installed], verify: bool
+) -> dict[str, FileCheck]:
     """Every package the check judges, held against its RECORD (``verify``: each file's sha256 too, timed)."""
     started = time.perf_counter()
     files = {name: check_files(installed[name], verify=verify) for name in wanted if name in installed}
@@ -382,8 +440,13 @@ def _files(report: Report, wanted: Mapping[str, Wanted], installed: Mapping[str,
     return files
 
 
-def _stack_into(ctx: Context, report: Report, extras: Sequence[str], wanted: Mapping[str, Wanted],
-                installed: Mapping[str, Installed]) -> None:
+def _stack_into(
+    ctx: Context,
+    report: Report,
+    extras: Sequence[str],
+    wanted: Mapping[str, Wanted],
+    installed: Mapping[str, Installed],
+) -> None:
     """The static stack check (files only) and the project lint; the probe adds its dynamic evidence later."""
     from .stack import check_stack, lint_routing
 
@@ -392,8 +455,14 @@ def _stack_into(ctx: Context, report: Report, extras: Sequence[str], wanted: Map
     report.routing = lint_routing(ctx.project.pyproject, extras, where, (e.package for e in report.stack))
 
 
-def _record(ctx: Context, report: Report, state: State, extras: Sequence[str],
-            wanted: Mapping[str, Wanted], installed: Mapping[str, Installed]) -> None:
+def _record(
+    ctx: Context,
+    report: Report,
+    state: State,
+    extras: Sequence[str],
+    wanted: Mapping[str, Wanted],
+    installed: Mapping[str, Installed],
+) -> None:
     """Remember the provenance of every package that is now proven to be what the lock wants."""
     doubtful = {d.package for d in report.drift} | {u.package for u in report.unverified}
     for name, want in wanted.items():
@@ -401,7 +470,11 @@ def _record(ctx: Context, report: Report, state: State, extras: Sequence[str],
         if inst is None or name in doubtful:
             continue
         state.packages[name] = Provenance(
-            version=inst.version, source=want.kind, index=want.index, wheel=want.wheel, sha256=want.wheel_hash,
+            version=inst.version,
+            source=want.kind,
+            index=want.index,
+            wheel=want.wheel,
+            sha256=want.wheel_hash,
             fingerprint=inst.fingerprint,
         )
     for name in list(state.packages):
@@ -414,8 +487,7 @@ def _record(ctx: Context, report: Report, state: State, extras: Sequence[str],
     _save(ctx, report, state)
 
 
-def _record_failure(ctx: Context, report: Report, state: State, extras: Sequence[str], *,
-                    changed: bool = True) -> None:
+def _record_failure(ctx: Context, report: Report, state: State, extras: Sequence[str], *, changed: bool = True) -> None:
     """A switch that did not finish: remember what was asked, so check and repair aim at it — or, when it changed
     nothing, at the last successful switch's extras, saying so; never at a third extra inferred from a half-way venv.
     """
@@ -437,8 +509,14 @@ def _note_owned(state: State, fresh: set[str], after: Mapping[str, Installed]) -
     state.owned = sorted((set(state.owned) | fresh) & set(after))
 
 
-def _sync_args(ctx: Context, extras: Sequence[str], reinstall: Sequence[str] = (), frozen: bool = False,
-               locked: bool = False, exact: bool = False) -> list[str]:
+def _sync_args(
+    ctx: Context,
+    extras: Sequence[str],
+    reinstall: Sequence[str] = (),
+    frozen: bool = False,
+    locked: bool = False,
+    exact: bool = False,
+) -> list[str]:
     args = ["sync", *ctx.project.uv_project_args(), "--python", str(ctx.env.python)]
     if not exact:
         args.insert(1, "--inexact")
@@ -502,9 +580,11 @@ def _fail_with_uv(ctx: Context, report: Report, args: Sequence[str], result: UvR
             name = f"signal {-result.returncode}"
         why = " — out of memory? (the OOM killer sends SIGKILL)" if name == "SIGKILL" else ""
         report.failure_kind = "killed"
-        report.failure = (f"uv was killed ({name}){why} before `uv {args[0]}` finished; packages it was writing "
-                          f"may be half-installed (the check below holds every file against its RECORD). "
-                          f"Its last words: {summary}")
+        report.failure = (
+            f"uv was killed ({name}){why} before `uv {args[0]}` finished; packages it was writing "
+            f"may be half-installed (the check below holds every file against its RECORD). "
+            f"Its last words: {summary}"
+        )
         return
     if _DISK_FULL.search(text):
         from .space import mount_of
@@ -546,6 +626,7 @@ def _follow_up_failed(report: Report, exc: UvextraError) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------- verbs
+
 
 def check(
     project: str | os.PathLike[str] | None = None,
@@ -644,19 +725,33 @@ def switch(
     report = ctx.new_report("switch")
     _default_groups(ctx, no_default_groups)  # uv's --no-default-groups, recorded for check and repair
     if not extras:
-        raise UvextraError(f"name an extra to switch to: {', '.join(ctx.project.offered) or '(none declared)'}, or auto")
+        raise UvextraError(
+            f"name an extra to switch to: {', '.join(ctx.project.offered) or '(none declared)'}, or auto"
+        )
     resolved = _resolve_extras(ctx, extras, State())
     chosen, report.extras_source = resolved.extras, resolved.source
     report.extras = list(chosen)
     if (frozen or locked) and not ctx.project.lockfile.is_file():
         flag = "--frozen" if frozen else "--locked"
-        raise UvextraError(f"no uv.lock in {ctx.project.lock_root}, and {flag} never creates one: run `uv lock` first, "
-                           f"or switch without {flag} (uvextra then locks as `uv sync` does)")
+        raise UvextraError(
+            f"no uv.lock in {ctx.project.lock_root}, and {flag} never creates one: run `uv lock` first, "
+            f"or switch without {flag} (uvextra then locks as `uv sync` does)"
+        )
     _require_writable(ctx)
     try:
         with switch_lock(ctx.env, on_wait), _probing(ctx, report, chosen, probe) as start_probe:
-            _switch_locked(ctx, report, chosen, keep_extraneous=keep_extraneous, exact=exact, repair=repair,
-                           frozen=frozen, locked=locked, on_line=on_line, space_check=space_check)
+            _switch_locked(
+                ctx,
+                report,
+                chosen,
+                keep_extraneous=keep_extraneous,
+                exact=exact,
+                repair=repair,
+                frozen=frozen,
+                locked=locked,
+                on_line=on_line,
+                space_check=space_check,
+            )
             start_probe()  # after the last change: the verdict describes what is installed now
     except Interrupted:
         report.interrupted = True
@@ -668,9 +763,19 @@ def switch(
     return report
 
 
-def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_extraneous: bool, exact: bool,
-                   repair: bool, frozen: bool, locked: bool, on_line: LineCallback | None,
-                   space_check: bool = True) -> None:
+def _switch_locked(
+    ctx: Context,
+    report: Report,
+    chosen: Sequence[str],
+    *,
+    keep_extraneous: bool,
+    exact: bool,
+    repair: bool,
+    frozen: bool,
+    locked: bool,
+    on_line: LineCallback | None,
+    space_check: bool = True,
+) -> None:
     before = scan(ctx.env)
     state = load_state(ctx.env)
     kernel_needs = _protected(ctx, before)
@@ -680,12 +785,14 @@ def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_
         _ensure_space(ctx, report, _plan(ctx, chosen, before))
     _record_failure(ctx, report, state, chosen)  # until it finishes, the venv is on its way to `chosen`
     with watch_sync(ctx, chosen, before, on_line) as sync_line:  # names the phases, counts the downloads
-        synced = _run_sync(ctx, report, _sync_args(ctx, chosen, frozen=frozen, locked=locked, exact=exact_sync),
-                           sync_line)
+        synced = _run_sync(
+            ctx, report, _sync_args(ctx, chosen, frozen=frozen, locked=locked, exact=exact_sync), sync_line
+        )
     if synced:
         try:
-            _remove_what_is_ours(ctx, report, chosen, state, keep_extraneous=keep_extraneous, exact=exact,
-                                  on_line=on_line)
+            _remove_what_is_ours(
+                ctx, report, chosen, state, keep_extraneous=keep_extraneous, exact=exact, on_line=on_line
+            )
         except Interrupted:
             raise  # in any phase an interrupt is one (exit 130), re-checked by switch()
         except UvextraError as exc:
@@ -697,10 +804,13 @@ def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_
     if replaced:  # the lock itself pins something the running kernel imports: it keeps the old copy in memory
         report.warnings.append(
             f"the lock replaced {', '.join(replaced)}, which the kernel itself uses; restart the kernel "
-            "before relying on it")
+            "before relying on it"
+        )
     if not ctx.project.lockfile.is_file():  # uv failed before it could lock: nothing to compare with
-        report.warnings.append(f"no uv.lock in {ctx.project.lock_root} yet (uv did not get as far as locking); "
-                               "nothing to compare the environment with")
+        report.warnings.append(
+            f"no uv.lock in {ctx.project.lock_root} yet (uv did not get as far as locking); "
+            "nothing to compare the environment with"
+        )
         _record_failure(ctx, report, state, chosen, changed=bool(report.changes.installed or report.changes.removed))
         return
     try:
@@ -711,8 +821,11 @@ def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_
         # a switch that finds one reinstalls it, as a repair would, and checks again; never where uv cannot install
         # a missing source folder
         broken = sorted(d.package for d in report.errors if d.kind == "files")
-        if (report.failure is None and not report.missing_source_errors
-                and (broken or (repair and (report.errors or report.unverified)))):
+        if (
+            report.failure is None
+            and not report.missing_source_errors
+            and (broken or (repair and (report.errors or report.unverified)))
+        ):
             _repair_locked(ctx, report, chosen, state, on_line, only=None if repair else broken)
             wanted, installed, state = _check_into(ctx, report, chosen, fresh=set(report.repaired), state=state)
             _say_whole(report)
@@ -726,15 +839,25 @@ def _switch_locked(ctx: Context, report: Report, chosen: Sequence[str], *, keep_
         _record_failure(ctx, report, state, chosen, changed=bool(report.changes.installed or report.changes.removed))
 
 
-def _remove_what_is_ours(ctx: Context, report: Report, chosen: Sequence[str], state: State, *,
-                          keep_extraneous: bool, exact: bool, on_line: LineCallback | None) -> None:
+def _remove_what_is_ours(
+    ctx: Context,
+    report: Report,
+    chosen: Sequence[str],
+    state: State,
+    *,
+    keep_extraneous: bool,
+    exact: bool,
+    on_line: LineCallback | None,
+) -> None:
     wanted = _wanted(ctx, chosen)
     mid = scan(ctx.env)
     remove, foreign = removable(mid, wanted, _protected(ctx, mid), _owned(ctx, state), exact=exact)
     report.changes.kept_foreign = foreign
     if remove and not keep_extraneous:
-        say(f"removing {len(remove)} package{'s' if len(remove) != 1 else ''} the new extras do not want: "
-            f"{', '.join(remove[:6])}{', …' if len(remove) > 6 else ''}")
+        say(
+            f"removing {len(remove)} package{'s' if len(remove) != 1 else ''} the new extras do not want: "
+            f"{', '.join(remove[:6])}{', …' if len(remove) > 6 else ''}"
+        )
         _run_sync(ctx, report, ["pip", "uninstall", "--python", str(ctx.env.python), *remove], on_line)
     elif remove:
         report.changes.kept.extend(remove)
@@ -788,11 +911,14 @@ def _ensure_space(ctx: Context, report: Report, plan: Sequence[Wanted]) -> None:
             raise UvextraError(
                 f"not enough disk space: this needs about {human(need.estimate)} on {need.mount} ({need.why}; at "
                 f"least {human(need.certain)}), {human(need.free)} free — free space there, or point UV_CACHE_DIR "
-                "at a roomier disk; nothing was changed (--no-space-check goes ahead anyway)", exit_code=1)
+                "at a roomier disk; nothing was changed (--no-space-check goes ahead anyway)",
+                exit_code=1,
+            )
         if need.tight:
             report.warnings.append(
                 f"disk space is tight: this may need about {human(need.estimate)} on {need.mount} ({need.why}), "
-                f"{human(need.free)} free")
+                f"{human(need.free)} free"
+            )
 
 
 def _recheck_quietly(ctx: Context, report: Report, extras: Sequence[str]) -> None:
@@ -802,10 +928,19 @@ def _recheck_quietly(ctx: Context, report: Report, extras: Sequence[str]) -> Non
         report.warnings.append(f"could not re-check the environment: {exc}")
 
 
-def _repair_locked(ctx: Context, report: Report, extras: Sequence[str], state: State,
-                   on_line: LineCallback | None, only: Sequence[str] | None = None) -> None:
-    targets = sorted(only) if only is not None else sorted(
-        {d.package for d in report.errors} | {u.package for u in report.unverified})
+def _repair_locked(
+    ctx: Context,
+    report: Report,
+    extras: Sequence[str],
+    state: State,
+    on_line: LineCallback | None,
+    only: Sequence[str] | None = None,
+) -> None:
+    targets = (
+        sorted(only)
+        if only is not None
+        else sorted({d.package for d in report.errors} | {u.package for u in report.unverified})
+    )
     report.repaired_from = {d.package: d.detail for d in report.errors if d.kind == "files" and d.package in targets}
     wanted = _wanted(ctx, extras)
     _ensure_space(ctx, report, [wanted[n] for n in targets if n in wanted])
@@ -817,8 +952,11 @@ def _repair_locked(ctx: Context, report: Report, extras: Sequence[str], state: S
         after = scan(ctx.env)
         installed, removed, fresh = _diff(before, after)
         # the same wheel again has the same RECORD (fingerprint): a reinstall still writes it anew
-        again = {n for n in targets if n in after and n not in fresh and n in written
-                 and _record_identity(after[n]) != written[n]}
+        again = {
+            n
+            for n in targets
+            if n in after and n not in fresh and n in written and _record_identity(after[n]) != written[n]
+        }
         installed += [Change(n, before[n].version, after[n].version) for n in sorted(again)]
         fresh |= again
         report.changes.installed += installed
@@ -854,8 +992,10 @@ def repair(
     _require_lock(ctx, extras or ())
     chosen = _resolve_extras(ctx, extras, state)
     if chosen.unknown:
-        raise UvextraError(f"cannot tell which extras to repair ({chosen.source.removeprefix('inferred: ')}); "
-                           f"run `uvextra switch {' | '.join(ctx.project.offered)}`, or pass --extra NAME")
+        raise UvextraError(
+            f"cannot tell which extras to repair ({chosen.source.removeprefix('inferred: ')}); "
+            f"run `uvextra switch {' | '.join(ctx.project.offered)}`, or pass --extra NAME"
+        )
     report.extras, report.extras_source = list(chosen.extras), chosen.source
     report.unreadable = dict(chosen.unreadable)
     try:
@@ -865,8 +1005,12 @@ def repair(
                 _require_writable(ctx)
                 with switch_lock(ctx.env, on_wait):
                     _repair_and_recheck(ctx, report, chosen.extras, state, on_line)
-            elif (state.requested and list(state.requested) == list(chosen.extras) and report.failure is None
-                  and not report.read_only):
+            elif (
+                state.requested
+                and list(state.requested) == list(chosen.extras)
+                and report.failure is None
+                and not report.read_only
+            ):
                 # the switch that did not finish left the venv as its extras want it: say so from now on
                 with switch_lock(ctx.env, on_wait):
                     _record(ctx, report, state, chosen.extras, wanted, installed)
@@ -880,8 +1024,9 @@ def repair(
     return report
 
 
-def _repair_and_recheck(ctx: Context, report: Report, extras: Sequence[str], state: State,
-                        on_line: LineCallback | None) -> None:
+def _repair_and_recheck(
+    ctx: Context, report: Report, extras: Sequence[str], state: State, on_line: LineCallback | None
+) -> None:
     _repair_locked(ctx, report, extras, state, on_line)
     try:
         wanted, installed, state = _check_into(ctx, report, extras, fresh=set(report.repaired), state=state)
@@ -911,16 +1056,22 @@ def probe(python: str | os.PathLike[str] | None = None, extras: Sequence[str] = 
     """Only the CUDA probe of the target interpreter, in a fresh process."""
     started = time.perf_counter()
     env = resolve_environment(python)
-    report = Report(command="probe", environment=str(env.prefix), environment_source=env.source,
-                    python=str(env.python), extras=list(extras))
+    report = Report(
+        command="probe",
+        environment=str(env.prefix),
+        environment_source=env.source,
+        python=str(env.python),
+        extras=list(extras),
+    )
     if not extras:
         report.extras = load_state(env).extras
     from .cuda_probe import probe_timeout, start_probe
     from .stack import check_stack, import_names, merge_dynamic
 
     installed = scan(env)
-    with start_probe(str(env.python), selected_extras=report.extras, timeout=probe_timeout(),
-                     companions=import_names(installed)) as handle:
+    with start_probe(
+        str(env.python), selected_extras=report.extras, timeout=probe_timeout(), companions=import_names(installed)
+    ) as handle:
         report.probe = handle.result()
     report.stack = check_stack(installed)
     merge_dynamic(report.stack, report.probe.companions)

@@ -1,5 +1,4 @@
-"""The words every wing shares: the closed sets and small value types the engine decides and the renderers draw.
-"""
+"""The words every wing shares: the closed sets and small value types the engine decides and the renderers draw."""
 
 from __future__ import annotations
 
@@ -40,9 +39,11 @@ class RestartPlan:
 
     @property
     def available(self) -> bool:
+        """A button can restart this kernel (``server`` or ``exit``)."""
         return self.how != "manual"
 
     def to_dict(self) -> dict[str, object]:
+        """As JSON: the keys ``--json`` prints."""
         return {"how": self.how, "why": self.why, "url": self.url}
 
 
@@ -56,9 +57,11 @@ class KernelState:
 
     @property
     def needs_restart(self) -> bool:
+        """Some imported module is stale: only a restart makes the kernel use what is on disk."""
         return bool(self.stale)
 
     def to_dict(self) -> dict[str, object]:
+        """As JSON: the keys ``--json`` prints."""
         return {
             "needs_restart": self.needs_restart,
             "stale": [vars(s) for s in self.stale],

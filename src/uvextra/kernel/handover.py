@@ -64,8 +64,11 @@ def _request(server: Server, method: str, path: str, body: object | None = None)
 def move_session(server: Server, kernelspec: str) -> dict[str, object]:
     """``PATCH`` the session whose kernel is this one to ``kernelspec``; the new session model (raises on failure)."""
     sessions = _request(server, "GET", "api/sessions")
-    mine = [s for s in sessions if isinstance(s, dict) and (s.get("kernel") or {}).get("id") == server.kernel_id] \
-        if isinstance(sessions, list) else []
+    mine = (
+        [s for s in sessions if isinstance(s, dict) and (s.get("kernel") or {}).get("id") == server.kernel_id]
+        if isinstance(sessions, list)
+        else []
+    )
     if not mine:
         raise LookupError("no notebook session of the server runs this kernel")
     moved = _request(server, "PATCH", f"api/sessions/{quote(str(mine[0]['id']))}", {"kernel": {"name": kernelspec}})
@@ -76,12 +79,24 @@ def move_session(server: Server, kernelspec: str) -> dict[str, object]:
 
 def start_move(server: Server, kernelspec: str) -> bool:
     """Start the move in a process of its own (it outlives this kernel); False when it cannot start."""
-    job = {"base": server.base, "kernel_id": server.kernel_id, "token": server._token, "kernelspec": kernelspec,
-           "delay": DELAY_S}
+    job = {
+        "base": server.base,
+        "kernel_id": server.kernel_id,
+        "token": server._token,
+        "kernelspec": kernelspec,
+        "delay": DELAY_S,
+    }
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "uvextra.kernel.handover"], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, text=True,
-                                encoding="utf-8", env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvextra.kernel.handover"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+            encoding="utf-8",
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         assert proc.stdin is not None
         proc.stdin.write(json.dumps(job) + "\n")
         proc.stdin.close()
@@ -90,18 +105,23 @@ def start_move(server: Server, kernelspec: str) -> bool:
     return True
 
 
-def hand_over(connection_file: str | None, kernelspec: str, display_name: str,
-              environ: Mapping[str, str] | None = None) -> str:
+def hand_over(
+    connection_file: str | None, kernelspec: str, display_name: str, environ: Mapping[str, str] | None = None
+) -> str:
     """Move the notebook to ``kernelspec`` when a server owns this kernel; one line saying what happens."""
     try:
         server = find_server(connection_file, environ)
     except Exception:  # noqa: BLE001 - no server found: say which kernel to pick
         server = None
     if server is not None and start_move(server, kernelspec):
-        return (f"moving this notebook to the kernel “{display_name}” (as Kernel › Change Kernel does); "
-                "run your cells again there")
-    return (f"pick the kernel “{display_name}” for this notebook (Kernel › Change Kernel…, or the kernel picker); "
-            f"kernelspec {kernelspec}")
+        return (
+            f"moving this notebook to the kernel “{display_name}” (as Kernel › Change Kernel does); "
+            "run your cells again there"
+        )
+    return (
+        f"pick the kernel “{display_name}” for this notebook (Kernel › Change Kernel…, or the kernel picker); "
+        f"kernelspec {kernelspec}"
+    )
 
 
 def main() -> int:

@@ -44,8 +44,9 @@ def server_runs_from(pid: str, prefix: str | os.PathLike[str]) -> bool:
     if any(os.path.isabs(arg) and _under(arg, root) for arg in argv[:2]):
         return True
     environ = dict(item.partition("=")[::2] for item in _proc_list(pid, "environ"))
-    return any(environ.get(name) and os.path.abspath(environ[name]) == str(root)
-               for name in ("VIRTUAL_ENV", "CONDA_PREFIX"))
+    return any(
+        environ.get(name) and os.path.abspath(environ[name]) == str(root) for name in ("VIRTUAL_ENV", "CONDA_PREFIX")
+    )
 
 
 def hub_server_line(prefix: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> str | None:
@@ -55,10 +56,13 @@ def hub_server_line(prefix: str | os.PathLike[str] | None, environ: Mapping[str,
     if prefix is None or not pid.isdigit():
         return None
     hub = any(env.get(name) for name in _HUB_VARS) or any(
-        item.startswith(_HUB_VARS) for item in _proc_list(pid, "environ"))
+        item.startswith(_HUB_VARS) for item in _proc_list(pid, "environ")
+    )
     if not hub or not server_runs_from(pid, prefix):
         return None
     user = env.get("JUPYTERHUB_USER", "").strip()
     whose = f"JupyterHub user server ({user})" if user else "JupyterHub user server"
-    return (f"this venv is also the one this {whose} runs from: a change here changes the server too, "
-            "and other users' servers may start from it")
+    return (
+        f"this venv is also the one this {whose} runs from: a change here changes the server too, "
+        "and other users' servers may start from it"
+    )

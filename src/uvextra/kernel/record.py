@@ -41,7 +41,9 @@ def _lock_hash(project: str | None) -> str | None:
         return None
 
 
-def torch_build(torch_version: str | None, cuda_version: str | None = None, hip_version: str | None = None) -> str | None:
+def torch_build(
+    torch_version: str | None, cuda_version: str | None = None, hip_version: str | None = None
+) -> str | None:
     """A short build name: the version's local tag (``cpu``, ``cu128``), else from the CUDA/HIP version, else cpu."""
     if not torch_version:
         return None
@@ -69,8 +71,10 @@ def make_record(report: Report, *, now: datetime | None = None) -> dict[str, Any
     cuda = None
     if probe is not None:
         if probe.torch_version:
-            torch = {"version": probe.torch_version,
-                     "build": torch_build(probe.torch_version, probe.cuda_version, probe.hip_version)}
+            torch = {
+                "version": probe.torch_version,
+                "build": torch_build(probe.torch_version, probe.cuda_version, probe.hip_version),
+            }
         cuda = {"available": probe.cuda_available, "verdict": redact(probe.verdict)}
     when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     _emitted.append(when)
@@ -138,8 +142,9 @@ class NotebookRecord:
     def ran_on(self, name: str | None = None) -> str:
         """``NB.ipynb last ran on cu128 (torch 2.9.0+cu128, 2026-12-01)``."""
         what = ", ".join(x for x in (f"torch {self.torch}" if self.torch else "", self.day) if x)
-        return (f"{name or self.path.name} last ran on {' '.join(self.extras) or '(no extras)'}"
-                + (f" ({what})" if what else ""))
+        return f"{name or self.path.name} last ran on {' '.join(self.extras) or '(no extras)'}" + (
+            f" ({what})" if what else ""
+        )
 
 
 def _records(nb: Any) -> list[dict[str, Any]]:
@@ -204,22 +209,31 @@ def _env_build(report: Report) -> tuple[str | None, str | None]:
     return probe.torch_version, torch_build(probe.torch_version, probe.cuda_version, probe.hip_version)
 
 
-def compare(record: NotebookRecord, report: Report, *, name: str | None = None, where: str = "this environment",
-            switch: str = "uvextra switch") -> Comparison:
+def compare(
+    record: NotebookRecord,
+    report: Report,
+    *,
+    name: str | None = None,
+    where: str = "this environment",
+    switch: str = "uvextra switch",
+) -> Comparison:
     """Compare the notebook's last record with what ``report`` found (its extras; torch's build when probed)."""
     ran = redact(record.ran_on(name))
     mine = [] if report.extras_unknown else list(report.extras)
     on = " ".join(mine) or "no backend of this project"
     if record.record.get("project") and report.project_name and record.record["project"] != report.project_name:
-        return Comparison(False, f"{ran} of project {record.record['project']}; {where} is project "
-                                 f"{report.project_name}", record.extras)
+        return Comparison(
+            False,
+            f"{ran} of project {record.record['project']}; {where} is project {report.project_name}",
+            record.extras,
+        )
     if sorted(record.extras) != sorted(mine):
-        return Comparison(False, f"{ran}; {where} is on {on} — run `{switch} {' '.join(record.extras)}`",
-                          record.extras)
+        return Comparison(False, f"{ran}; {where} is on {on} — run `{switch} {' '.join(record.extras)}`", record.extras)
     version, build = _env_build(report)
     if record.build and build and record.build != build:
-        return Comparison(False, f"{ran}; {where} is on {on} too, but its torch is {version} — run `uvextra repair`",
-                          record.extras)
+        return Comparison(
+            False, f"{ran}; {where} is on {on} too, but its torch is {version} — run `uvextra repair`", record.extras
+        )
     changed = ""
     lock = record.record.get("lock")
     now = _lock_hash(report.project)
@@ -229,6 +243,7 @@ def compare(record: NotebookRecord, report: Report, *, name: str | None = None, 
 
 
 # ---------------------------------------------------------------------------------------------------- in a kernel
+
 
 @dataclass(frozen=True)
 class KernelHint:
@@ -246,14 +261,18 @@ def kernel_notebook(environ: Mapping[str, str] | None = None, cwd: str | os.Path
         return None
     path = Path(raw)
     here = Path(cwd) if cwd is not None else Path.cwd()
-    for candidate in ([path] if path.is_absolute() else [here / path, here / path.name]):
+    for candidate in [path] if path.is_absolute() else [here / path, here / path.name]:
         if candidate.is_file():
             return candidate
     return None
 
 
-def kernel_hint(report: Report, environ: Mapping[str, str] | None = None,
-                cwd: str | os.PathLike[str] | None = None, emitted: Sequence[str] | None = None) -> KernelHint | None:
+def kernel_hint(
+    report: Report,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    emitted: Sequence[str] | None = None,
+) -> KernelHint | None:
     """For ``%uvextra`` status: the notebook's saved record names other extras than this environment's.
 
     Silent (None) when the server names no notebook, it cannot be read, holds no record, its record is not newer

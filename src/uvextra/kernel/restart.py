@@ -45,7 +45,8 @@ def _runtime_dir(environ: Mapping[str, str]) -> Path:
         return Path(jupyter_runtime_dir())
     except ImportError:
         data = environ.get("JUPYTER_DATA_DIR") or os.path.join(
-            environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "jupyter")
+            environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "jupyter"
+        )
         return Path(data) / "runtime"
 
 
@@ -87,7 +88,8 @@ def find_restart(
             except (OSError, ValueError):
                 continue
     exit_plan = RestartPlan(
-        "exit", "the kernel exits and its restarter starts it again (as after a crash: the page may say so)")
+        "exit", "the kernel exits and its restarter starts it again (as after a crash: the page may say so)"
+    )
     if info is None:
         if restarter:
             return exit_plan
@@ -108,8 +110,11 @@ def find_restart(
     endpoint = f"{base}api/kernels/{kernel_id}/restart"
     where = "JupyterHub's" if not info.get("token") and env.get("JUPYTERHUB_API_TOKEN") else "the"
     return RestartPlan(
-        "server", f"restart through {where} Jupyter server at {redact(base)}, as the toolbar does",
-        url=endpoint, fallback_exit=True, _token=token,
+        "server",
+        f"restart through {where} Jupyter server at {redact(base)}, as the toolbar does",
+        url=endpoint,
+        fallback_exit=True,
+        _token=token,
     )
 
 
@@ -193,17 +198,34 @@ def request_restart(
     return RESTARTING
 
 
-def _restart_from_outside(plan: RestartPlan, timeout: float, connection_file: str, after: Mapping[str, Any] | None,
-                          failed: Callable[[str], None]) -> bool:
+def _restart_from_outside(
+    plan: RestartPlan,
+    timeout: float,
+    connection_file: str,
+    after: Mapping[str, Any] | None,
+    failed: Callable[[str], None],
+) -> bool:
     """Start :mod:`uvextra.kernel.restart_helper`; False when it cannot start (the caller then posts from a thread)."""
     import subprocess
 
-    job = {"url": plan.url, "token": plan._token, "delay": REST_DELAY_S, "timeout": timeout,
-           "connection_file": connection_file, "after": dict(after or {})}
+    job = {
+        "url": plan.url,
+        "token": plan._token,
+        "delay": REST_DELAY_S,
+        "timeout": timeout,
+        "connection_file": connection_file,
+        "after": dict(after or {}),
+    }
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "uvextra.kernel.restart_helper"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True,
-                                text=True, encoding="utf-8")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvextra.kernel.restart_helper"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            text=True,
+            encoding="utf-8",
+        )
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(json.dumps(job) + "\n")  # the token on stdin: never in a process listing
         proc.stdin.close()

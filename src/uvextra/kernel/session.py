@@ -86,38 +86,79 @@ class Session:
         self._throwaway_said = False  # "a switch here lasts until the server restarts" is said once per kernel
 
     # -- actions ------------------------------------------------------------------------------------------------
-    def switch(self, extras: list[str], *, project: str | None = None, probe: bool = True,
-               keep_extraneous: bool = False, exact: bool = False, no_default_groups: bool = False) -> Action:
+    def switch(
+        self,
+        extras: list[str],
+        *,
+        project: str | None = None,
+        probe: bool = True,
+        keep_extraneous: bool = False,
+        exact: bool = False,
+        no_default_groups: bool = False,
+    ) -> Action:
         from ..core import verbs as core
 
         project = project or _user_env_project()
         if _in_user_env():  # the user's own env: switched as it was made (layers linked again, kernelspec renamed)
-            return self.user_env(extras, project=project, probe=probe, keep_extraneous=keep_extraneous,
-                                 no_default_groups=no_default_groups)
-        title = "choosing the extra for this machine, then switching" if extras == [AUTO] else \
-            f"switching to {' '.join(extras)}"
+            return self.user_env(
+                extras,
+                project=project,
+                probe=probe,
+                keep_extraneous=keep_extraneous,
+                no_default_groups=no_default_groups,
+            )
+        title = (
+            "choosing the extra for this machine, then switching"
+            if extras == [AUTO]
+            else f"switching to {' '.join(extras)}"
+        )
         return Action(
             title,
-            lambda on_line, on_wait: core.switch(extras, project, None, probe=probe, keep_extraneous=keep_extraneous,
-                                                 exact=exact, on_line=on_line, on_wait=on_wait,
-                                                 no_default_groups=no_default_groups),
+            lambda on_line, on_wait: core.switch(
+                extras,
+                project,
+                None,
+                probe=probe,
+                keep_extraneous=keep_extraneous,
+                exact=exact,
+                on_line=on_line,
+                on_wait=on_wait,
+                no_default_groups=no_default_groups,
+            ),
             recheck=lambda: core.check(project, None, extras, no_default_groups=no_default_groups),
             no_default_groups=no_default_groups,
-            user_env=lambda: self.user_env(extras, project=project, probe=probe, keep_extraneous=keep_extraneous,
-                                           no_default_groups=no_default_groups),
-            user_env_command=" ".join(["%uvextra", *map(str, extras), *(["--project", project] if project else []),
-                                       "--user-env"]),
+            user_env=lambda: self.user_env(
+                extras,
+                project=project,
+                probe=probe,
+                keep_extraneous=keep_extraneous,
+                no_default_groups=no_default_groups,
+            ),
+            user_env_command=" ".join(
+                ["%uvextra", *map(str, extras), *(["--project", project] if project else []), "--user-env"]
+            ),
         )
 
-    def check(self, extras: list[str] | None, *, project: str | None = None, probe: bool = True,
-              command: str = "check", no_default_groups: bool | None = None) -> Action:
+    def check(
+        self,
+        extras: list[str] | None,
+        *,
+        project: str | None = None,
+        probe: bool = True,
+        command: str = "check",
+        no_default_groups: bool | None = None,
+    ) -> Action:
         from ..core import verbs as core
 
         project = project or _user_env_project()
         what = f"checking against the lock for {' '.join(extras)}" if extras else "checking the environment"
-        return Action(what, lambda on_line, on_wait: core.check(project, None, extras or None, probe=probe,
-                                                                command=command, no_default_groups=no_default_groups),
-                      no_default_groups=no_default_groups)
+        return Action(
+            what,
+            lambda on_line, on_wait: core.check(
+                project, None, extras or None, probe=probe, command=command, no_default_groups=no_default_groups
+            ),
+            no_default_groups=no_default_groups,
+        )
 
     def repair(self, report: Report, *, probe: bool = True, no_default_groups: bool | None = None) -> Action:
         """Reinstall what ``report`` found drifted, for its extras (their kinds kept) and ``no_default_groups``."""
@@ -127,27 +168,52 @@ class Session:
         extras = list(report.extras)
         return Action(
             f"reinstalling {', '.join(names) or 'the drifted packages'} from the lock",
-            lambda on_line, on_wait: core.repair(report.project, None, extras, probe=probe, on_line=on_line,
-                                                 on_wait=on_wait, no_default_groups=no_default_groups),
+            lambda on_line, on_wait: core.repair(
+                report.project,
+                None,
+                extras,
+                probe=probe,
+                on_line=on_line,
+                on_wait=on_wait,
+                no_default_groups=no_default_groups,
+            ),
             recheck=lambda: core.check(report.project, None, extras, no_default_groups=no_default_groups),
             no_default_groups=no_default_groups,
         )
 
-    def user_env(self, extras: list[str], *, project: str | None = None, probe: bool = True,
-                 keep_extraneous: bool = False, no_default_groups: bool = False) -> Action:
+    def user_env(
+        self,
+        extras: list[str],
+        *,
+        project: str | None = None,
+        probe: bool = True,
+        keep_extraneous: bool = False,
+        no_default_groups: bool = False,
+    ) -> Action:
         """The user's own environment for the project (made if new), switched to ``extras`` and registered."""
+
         def call(on_line: LineCallback | None, on_wait: LineCallback | None) -> Report:
             from ..core.userenv import ensure_user_env
 
             self.made = None
-            made = ensure_user_env(extras, project, probe=probe, keep_extraneous=keep_extraneous, on_line=on_line,
-                                   on_wait=on_wait, no_default_groups=no_default_groups)
+            made = ensure_user_env(
+                extras,
+                project,
+                probe=probe,
+                keep_extraneous=keep_extraneous,
+                on_line=on_line,
+                on_wait=on_wait,
+                no_default_groups=no_default_groups,
+            )
             self.made = made
             made.report.warnings.extend(note for note in made.notes if note not in made.report.warnings)
             return made.report
 
-        return Action(f"making your own environment for {' '.join(extras) or 'the project'}", call,
-                      no_default_groups=no_default_groups)
+        return Action(
+            f"making your own environment for {' '.join(extras) or 'the project'}",
+            call,
+            no_default_groups=no_default_groups,
+        )
 
     def hand_over(self) -> str | None:
         """After :meth:`user_env`: move the notebook to the new kernel (under a server), or say which one to pick."""
@@ -159,8 +225,9 @@ class Session:
         return hand_over(_connection_file(self.shell), made.kernelspec_dir.name, made.display_name)
 
     # -- running ------------------------------------------------------------------------------------------------
-    def execute(self, action: Action, on_line: LineCallback | None = None,
-                on_wait: LineCallback | None = None) -> Outcome:
+    def execute(
+        self, action: Action, on_line: LineCallback | None = None, on_wait: LineCallback | None = None
+    ) -> Outcome:
         """Run ``action``; never raises (an interrupt included): errors come back as one line."""
         import logging
 
@@ -170,8 +237,12 @@ class Session:
             _note_hub_server(report)
             _follow_user_env(report)
             self._note_throwaway(report)
-            outcome = Outcome(report, self.kernel_state(), notebook=_notebook_hint(report),
-                              no_default_groups=_default_groups_of(action, report))
+            outcome = Outcome(
+                report,
+                self.kernel_state(),
+                notebook=_notebook_hint(report),
+                no_default_groups=_default_groups_of(action, report),
+            )
         except KeyboardInterrupt:
             outcome = self._interrupted(action)
         except Exception as exc:  # the promise: one line, never a traceback
@@ -241,8 +312,9 @@ class Session:
 
         kernel = getattr(self.shell, "kernel", None)
         shutdown = None if kernel is None else lambda: _exit_kernel(self.shell, kernel)
-        return request_restart(self.restart_plan(), shutdown, on_error=on_error,
-                               connection_file=_connection_file(self.shell), after=after)
+        return request_restart(
+            self.restart_plan(), shutdown, on_error=on_error, connection_file=_connection_file(self.shell), after=after
+        )
 
 
 def _note_hub_server(report: Report) -> None:

@@ -18,6 +18,7 @@ Modules that a ``.pth`` file imports at interpreter startup (``_distutils_hack``
 ``distutils-precedence.pth``, ``_virtualenv``, editable-install finders) are site machinery, not the user's imports:
 they are not watched, so removing setuptools never asks for a restart.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,6 +38,7 @@ _Stat = tuple[int, int, int, int]
 
 
 # ---------------------------------------------------------------------------------------------------- stale modules
+
 
 def _stat(path: str) -> _Stat | None:
     try:
@@ -58,8 +60,10 @@ def _module_version(module: object) -> str | None:
 
 
 # What a .pth line imports: `import a, b.c`, `from a import x`, `__import__('a')`, `importlib.import_module('a')`.
-_PTH_IMPORT = re.compile(r"\bfrom\s+([\w.]+)\s+import\b|\bimport\s+([\w.]+(?:\s*,\s*[\w.]+)*)"
-                         r"|(?:__import__|import_module)\(\s*['\"]([\w.]+)")
+_PTH_IMPORT = re.compile(
+    r"\bfrom\s+([\w.]+)\s+import\b|\bimport\s+([\w.]+(?:\s*,\s*[\w.]+)*)"
+    r"|(?:__import__|import_module)\(\s*['\"]([\w.]+)"
+)
 
 
 def _pth_imports(site_dirs: Sequence[str]) -> set[str]:
@@ -97,8 +101,9 @@ class ImportWatch:
     after their package is gone helps nobody.
     """
 
-    def __init__(self, site_dirs: Iterable[str | os.PathLike[str]] | None = None,
-                 modules: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self, site_dirs: Iterable[str | os.PathLike[str]] | None = None, modules: Mapping[str, object] | None = None
+    ) -> None:
         dirs = _running_site_dirs() if site_dirs is None else [os.path.abspath(p) for p in site_dirs]
         self.site_dirs: tuple[str, ...] = tuple(d.rstrip(os.sep) + os.sep for d in dirs)
         self._modules = sys.modules if modules is None else modules
@@ -181,8 +186,11 @@ class ImportWatch:
                 reason = "uninstalled since it was imported"
                 if dist is not None:
                     reason = f"its file is gone; {dist_name} {on_disk} is installed now"
-            elif imported and on_disk and (_differs(imported, on_disk)
-                                           or (replaced and not _same_version(seen.version, on_disk))):
+            elif (
+                imported
+                and on_disk
+                and (_differs(imported, on_disk) or (replaced and not _same_version(seen.version, on_disk)))
+            ):
                 # its distribution's version changed since the import (2.9.0+cpu → 2.9.0): that is the news
                 reason = f"imported as {imported}, the disk now has {on_disk}"
             elif replaced:
@@ -255,7 +263,7 @@ def _owner(module: str, path: str, site_dirs: Sequence[str], dists: Mapping[str,
     """The installed distribution whose RECORD lists ``path`` (tried first: the one named like the module)."""
     from ..core.names import canonicalize_name
 
-    rel = next((path[len(d):] for d in site_dirs if path.startswith(d)), None)
+    rel = next((path[len(d) :] for d in site_dirs if path.startswith(d)), None)
     if rel is None:
         return None
     rel = rel.replace(os.sep, "/")

@@ -59,8 +59,10 @@ def _e(text: object) -> str:
 
 
 def _badge(text: str, color: str, css: str) -> str:
-    return (f'<span class="uvextra-badge {css}" style="display:inline-block;padding:0 7px;border-radius:9px;'
-            f'font-size:0.85em;font-weight:600;white-space:nowrap;color:#fff;background:{color}">{_e(text)}</span>')
+    return (
+        f'<span class="uvextra-badge {css}" style="display:inline-block;padding:0 7px;border-radius:9px;'
+        f'font-size:0.85em;font-weight:600;white-space:nowrap;color:#fff;background:{color}">{_e(text)}</span>'
+    )
 
 
 def drift_badge(kind: str) -> str:
@@ -87,8 +89,10 @@ def _changes_cell(view: View, rows: Sequence[Row]) -> str:
             cell += _e(row.text)
             if view.changes:
                 items = "".join(f"<li><code>{_e(c)}</code></li>" for c in view.changes)
-                cell += (f"<details><summary style=\"{_SMALL}\">{_e(plural(len(view.changes), 'change'))} in detail"
-                         f"</summary><ul style=\"margin:2px 0 2px 18px;padding:0\">{items}</ul></details>")
+                cell += (
+                    f'<details><summary style="{_SMALL}">{_e(plural(len(view.changes), "change"))} in detail'
+                    f'</summary><ul style="margin:2px 0 2px 18px;padding:0">{items}</ul></details>'
+                )
         elif row.key == "removed":  # every removal named on the card itself, not only counted
             cell += f'<div class="uvextra-removed" style="{_SMALL}">removed: {_e(row.text)}</div>'
         elif row.collapse:
@@ -100,16 +104,20 @@ def _changes_cell(view: View, rows: Sequence[Row]) -> str:
 
 def _collapsed(row: Row, css: str) -> str:
     # ~40 names in a plain kernel env, ~120 on a hub image: a count at a glance, the names one click away.
-    return (f'<details class="{css}"><summary style="{_SMALL}">{_e(row.text)}</summary>'
-            f'<div style="{_SMALL}">{_names(row)}</div></details>')
+    return (
+        f'<details class="{css}"><summary style="{_SMALL}">{_e(row.text)}</summary>'
+        f'<div style="{_SMALL}">{_names(row)}</div></details>'
+    )
 
 
 def _drift_tr(package: str, kind: str, versions: str, why: str) -> str:
     """One row of the drift table: the package, its kind as a badge, installed → lock, and why."""
-    return (f"<tr><td style=\"{_VAL};padding-right:10px\"><code>{_e(package)}</code></td>"
-            f"<td style=\"{_VAL};padding-right:10px\">{drift_badge(kind)}</td>"
-            f"<td style=\"{_VAL};padding-right:10px;white-space:nowrap\">{_e(versions)}</td>"
-            f"<td style=\"{_VAL};{_SMALL}\">{_e(why)}</td></tr>")
+    return (
+        f'<tr><td style="{_VAL};padding-right:10px"><code>{_e(package)}</code></td>'
+        f'<td style="{_VAL};padding-right:10px">{drift_badge(kind)}</td>'
+        f'<td style="{_VAL};padding-right:10px;white-space:nowrap">{_e(versions)}</td>'
+        f'<td style="{_VAL};{_SMALL}">{_e(why)}</td></tr>'
+    )
 
 
 def _drift_cell(view: View, row: Row) -> str:
@@ -120,8 +128,10 @@ def _drift_cell(view: View, row: Row) -> str:
     rows = [_drift_tr(d.package, d.kind, f"{d.installed or '—'} → {d.wanted or '—'}", d.detail) for d in view.drift]
     rows += [_drift_tr(u.package, "unverified", u.version, u.reason) for u in view.unverified]
     head = "".join(f'<th style="{_KEY}">{h}</th>' for h in ("package", "drift", "installed → lock", "why"))
-    return (f'<table class="uvextra-drift" style="{_TABLE}">'
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    return (
+        f'<table class="uvextra-drift" style="{_TABLE}">'
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _stack_cell(rows: Sequence[Row]) -> str:
@@ -130,14 +140,22 @@ def _stack_cell(rows: Sequence[Row]) -> str:
     for row in rows:
         if row.key == "stack":
             ok = row.tone == "ok"
-            mark = (f'<span style="color:{_GREEN}">✓</span>' if ok else
-                    f'<span class="uvextra-stack-bad" style="color:{_RED};font-weight:600">✗</span>')
+            mark = (
+                f'<span style="color:{_GREEN}">✓</span>'
+                if ok
+                else f'<span class="uvextra-stack-bad" style="color:{_RED};font-weight:600">✗</span>'
+            )
             out.append(f'<div class="uvextra-stack-{"ok" if ok else "bad"}">{mark} {_e(row.text)}</div>')
         else:
-            fix = "" if not row.lines else (
-                f"<div style=\"{_SMALL}\">these lines in pyproject.toml fix it (uvextra never edits it):</div>"
-                f'<pre class="uvextra-routing-fix" style="margin:2px 0;font-size:12px">{_e(chr(10).join(row.lines))}'
-                "</pre>")
+            fix = (
+                ""
+                if not row.lines
+                else (
+                    f'<div style="{_SMALL}">these lines in pyproject.toml fix it (uvextra never edits it):</div>'
+                    f'<pre class="uvextra-routing-fix" style="margin:2px 0;font-size:12px">{_e(chr(10).join(row.lines))}'
+                    "</pre>"
+                )
+            )
             out.append(f'<div class="uvextra-routing" style="color:{_AMBER}">{_e(row.text)}</div>{fix}')
     return "".join(out)
 
@@ -149,30 +167,34 @@ def _kernel_cell(view: View, row: Row) -> str:
         return f"⟳ {_e(row.text)}"
     how = _e(row.text.removeprefix("restart needed — "))
     items = "".join(f"<li><code>{_e(m)}</code>: {_e(r)}</li>" for m, r in row.items)
-    return (f'<span class="uvextra-restart-needed" style="color:{_AMBER};font-weight:600">⟳ restart needed</span>'
-            f" — {how}<ul style=\"margin:2px 0 2px 18px;padding:0\">{items}</ul>")
+    return (
+        f'<span class="uvextra-restart-needed" style="color:{_AMBER};font-weight:600">⟳ restart needed</span>'
+        f' — {how}<ul style="margin:2px 0 2px 18px;padding:0">{items}</ul>'
+    )
 
 
 def _cell(view: View, row: Row) -> str:
     if row.key == "extras":
         cell = " ".join(f"<code><b>{_e(x)}</b></code>" for x, _kind in row.items) or "(none)"
         if row.lines:
-            cell += f" <span style=\"{_SMALL}\">— {_e(row.lines[0])}</span>"
+            cell += f' <span style="{_SMALL}">— {_e(row.lines[0])}</span>'
         if row.names:
-            cell += f" <span style=\"{_SMALL}\">(others: {_names(row)})</span>"
+            cell += f' <span style="{_SMALL}">(others: {_names(row)})</span>'
         return cell
     if row.key == "drift":
         return _drift_cell(view, row)
     if row.key == "extraneous":
-        return (f"{drift_badge('extraneous')} {_e(collapsed(row.names, 8))} "
-                f"<span style=\"{_SMALL}\">({_e(row.text)})</span>")
+        return (
+            f'{drift_badge("extraneous")} {_e(collapsed(row.names, 8))} <span style="{_SMALL}">({_e(row.text)})</span>'
+        )
     if row.key == "CUDA":
-        return f"{_verdict_badge(row)} <span class=\"uvextra-verdict-text\">{_e(row.text)}</span>"
+        return f'{_verdict_badge(row)} <span class="uvextra-verdict-text">{_e(row.text)}</span>'
     if row.key == "kernel":
         return _kernel_cell(view, row)
     if row.key == "uv said":
-        return (f'<pre class="uvextra-uv-error" style="margin:0;white-space:pre-wrap">'
-                f"{_e(chr(10).join(row.lines))}</pre>")
+        return (
+            f'<pre class="uvextra-uv-error" style="margin:0;white-space:pre-wrap">{_e(chr(10).join(row.lines))}</pre>'
+        )
     if row.key == "next":
         return _e(row.text).replace("click Reinstall", "click <b>Reinstall</b>", 1) if view.live else _e(row.text)
     if row.collapse:
@@ -197,18 +219,28 @@ def _card_rows(view: View) -> list[tuple[str, str]]:
             out.append(("stack", _stack_cell(list(group))))
         else:
             out += [("failure" if row.key == "FAILED" else row.key, _cell(view, row)) for row in group]
-    where = [("env" if r.key == "environment" else r.key, r.text) for r in view.rows
-             if r.part == "where" and r.key in ("environment", "uv")]
+    where = [
+        ("env" if r.key == "environment" else r.key, r.text)
+        for r in view.rows
+        if r.part == "where" and r.key in ("environment", "uv")
+    ]
     parts = [f"{k} {v.split(' (')[0]}" for k, v in where]
     if view.elapsed_s:
         parts.append(f"{view.elapsed_s:.1f} s")
     if parts:
-        out.append(("", f"<span style=\"{_SMALL}\">{_e(' · '.join(parts))}</span>"))
+        out.append(("", f'<span style="{_SMALL}">{_e(" · ".join(parts))}</span>'))
     return out
 
 
-def render_html(report: Report, kernel: KernelState | None = None, *, live: bool = False,
-                note: str | None = None, notebook: str | None = None, in_card: bool | None = None) -> str:
+def render_html(
+    report: Report,
+    kernel: KernelState | None = None,
+    *,
+    live: bool = False,
+    note: str | None = None,
+    notebook: str | None = None,
+    in_card: bool | None = None,
+) -> str:
     """The card: headline, extras, changes, drift table with badges, CUDA verdict, kernel state, uv log.
 
     ``live`` words the next step for a card with buttons; ``note`` is one extra line (e.g. a restart failure);
@@ -219,14 +251,18 @@ def render_html(report: Report, kernel: KernelState | None = None, *, live: bool
     head = view.headline
     colors = {"ok": _GREEN, "drift": _RED, "failed": _RED, "interrupted": _AMBER}
     marks = {"ok": "✓", "drift": "✗", "failed": "✗", "interrupted": "■"}
-    status = (f'<span class="uvextra-status uvextra-status-{head.state}" style="color:{colors[head.state]};'
-              f'font-weight:600">{marks[head.state]} {_e(head.text)}</span>')
+    status = (
+        f'<span class="uvextra-status uvextra-status-{head.state}" style="color:{colors[head.state]};'
+        f'font-weight:600">{marks[head.state]} {_e(head.text)}</span>'
+    )
     name = f" · <code>{_e(view.project_name)}</code>" if view.project_name else ""
     title = f"<b>uvextra</b>{name} · {_e(view.title)} — {status}"
     body = "".join(f'<tr><th style="{_KEY}">{k}</th><td style="{_VAL}">{v}</td></tr>' for k, v in _card_rows(view))
     box = _IN_CARD if (live if in_card is None else in_card) else _BOX
-    return (f'<div class="uvextra-report" style="{box}"><div style="margin-bottom:4px">{title}</div>'
-            f'<table style="{_TABLE}">{body}</table>{_log_details(view.log)}</div>')
+    return (
+        f'<div class="uvextra-report" style="{box}"><div style="margin-bottom:4px">{title}</div>'
+        f'<table style="{_TABLE}">{body}</table>{_log_details(view.log)}</div>'
+    )
 
 
 def _log_details(log: Sequence[str], label: str = "uv output") -> str:
@@ -234,22 +270,33 @@ def _log_details(log: Sequence[str], label: str = "uv output") -> str:
         return ""
     shown = list(log[-_LOG_LINES:])
     cut = f"(last {len(shown)} of {len(log)} lines)\n" if len(log) > len(shown) else ""
-    return (f'<details class="uvextra-log"><summary style="{_SMALL}">{_e(label)} ({len(log)} line'
-            f"{'s' if len(log) != 1 else ''})</summary><pre style=\"margin:4px 0;max-height:24em;overflow:auto;"
-            f"font-size:12px\">{_e(cut)}{_e(chr(10).join(shown))}</pre></details>")
+    return (
+        f'<details class="uvextra-log"><summary style="{_SMALL}">{_e(label)} ({len(log)} line'
+        f'{"s" if len(log) != 1 else ""})</summary><pre style="margin:4px 0;max-height:24em;overflow:auto;'
+        f'font-size:12px">{_e(cut)}{_e(chr(10).join(shown))}</pre></details>'
+    )
 
 
-def render_progress(title: str, elapsed_s: float, log: Sequence[str], *, waiting: str | None = None,
-                    phase: str | None = None, live: bool = False) -> str:
+def render_progress(
+    title: str,
+    elapsed_s: float,
+    log: Sequence[str],
+    *,
+    waiting: str | None = None,
+    phase: str | None = None,
+    live: bool = False,
+) -> str:
     """Live progress: what runs, for how long, the phase (downloads counted), uv's latest line, the whole output."""
     latest = next((ln for ln in reversed(log) if ln.strip()), None)
     line = f"<code>{_e(latest.strip())}</code>" if latest else f'<span style="{_SMALL}">waiting for uv…</span>'
     wait = f'<div style="color:{_AMBER}">{_e(waiting)}</div>' if waiting else ""
     if phase:
         wait += f'<div class="uvextra-phase" style="font-weight:600">{_e(phase)}</div>'
-    return (f'<div class="uvextra-progress" style="{_IN_CARD if live else _BOX}"><div>▶ <b>{_e(title)}</b> '
-            f'<span style="{_SMALL}">· {elapsed_s:.1f} s · interrupt the kernel to stop uv</span></div>'
-            f"{wait}<div>{line}</div>{_log_details(log)}</div>")
+    return (
+        f'<div class="uvextra-progress" style="{_IN_CARD if live else _BOX}"><div>▶ <b>{_e(title)}</b> '
+        f'<span style="{_SMALL}">· {elapsed_s:.1f} s · interrupt the kernel to stop uv</span></div>'
+        f"{wait}<div>{line}</div>{_log_details(log)}</div>"
+    )
 
 
 def render_error(message: str) -> str:

@@ -47,8 +47,12 @@ def render_markdown(report: Report, kernel: KernelState | None = None) -> str:
         out.append(f"| {'failure' if row.key == 'FAILED' else row.key} | {icon}{value} |")
     if view.drift or view.unverified:
         out += ["", "| package | drift | installed | lock wants | why |", "|---|---|---|---|---|"]
-        out += [f"| `{_md(d.package)}` | **{_md(d.kind)}** | {_md(d.installed or '—')} | {_md(d.wanted or '—')} "
-                f"| {_md(d.detail)} |" for d in view.drift]
-        out += [f"| `{_md(u.package)}` | **unverified** | {_md(u.version)} | | {_md(u.reason)} |"
-                for u in view.unverified]
+        out += [
+            f"| `{_md(d.package)}` | **{_md(d.kind)}** | {_md(d.installed or '—')} | {_md(d.wanted or '—')} "
+            f"| {_md(d.detail)} |"
+            for d in view.drift
+        ]
+        out += [
+            f"| `{_md(u.package)}` | **unverified** | {_md(u.version)} | | {_md(u.reason)} |" for u in view.unverified
+        ]
     return "\n".join(out) + "\n"

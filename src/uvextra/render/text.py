@@ -75,8 +75,15 @@ def _drift_lines(view: View, width: int, verbose: bool = False) -> list[str]:
     return out
 
 
-def render_text(report: Report, *, verbose: bool = False, brief: bool = False,
-                kernel: KernelState | None = None, magic: bool = False, card: bool = True) -> str:
+def render_text(
+    report: Report,
+    *,
+    verbose: bool = False,
+    brief: bool = False,
+    kernel: KernelState | None = None,
+    magic: bool = False,
+    card: bool = True,
+) -> str:
     """A report (and the kernel's state, in a notebook) as aligned text; ``magic``: in ``%uvextra``'s words (``card``:
     a card's, with its Reinstall button)."""
     return render_view_text(build_view(report, kernel, magic=magic, card=card), verbose=verbose, brief=brief)

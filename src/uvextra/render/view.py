@@ -95,7 +95,7 @@ def _failure(report: Report) -> str:
     if report.uv_error:
         summary = " ".join(ln.strip() for ln in report.uv_error.splitlines()[:4])
         if summary and failure.endswith(f": {summary}"):
-            return f"{failure[:-len(summary) - 2]} (uv's words below)"
+            return f"{failure[: -len(summary) - 2]} (uv's words below)"
     return failure
 
 
@@ -105,8 +105,9 @@ def _title(report: Report) -> str:
         return "CUDA probe"
     if report.command == "repair":
         return f"repaired {', '.join(report.repaired) or 'nothing'} for {extras}"
-    verb = {"switch": "switched to", "check": "checked against", "status": "status of"}.get(report.command,
-                                                                                          report.command)
+    verb = {"switch": "switched to", "check": "checked against", "status": "status of"}.get(
+        report.command, report.command
+    )
     return f"{verb} {extras}"
 
 
@@ -116,13 +117,20 @@ def _where_rows(report: Report) -> list[Row]:
         groups = report.available_groups
         plain = [e for e in report.available_extras if getattr(e, "kind", None) != "group"]
         features = [f"{f} (group)" if getattr(f, "kind", None) == "group" else str(f) for f in report.features]
-        listed = "; ".join(part for part in (f"extras: {', '.join(plain)}" if plain else "",
-                                              f"groups: {', '.join(groups)}" if groups else "",
-                                              f"features: {', '.join(features)}" if features else "") if part)
+        listed = "; ".join(
+            part
+            for part in (
+                f"extras: {', '.join(plain)}" if plain else "",
+                f"groups: {', '.join(groups)}" if groups else "",
+                f"features: {', '.join(features)}" if features else "",
+            )
+            if part
+        )
         rows.append(Row("project", report.project + (f" ({listed})" if listed else ""), part="where"))
         if report.workspace:
-            rows.append(Row("workspace", f"{report.workspace} (member {report.project_name}; uv.lock is there)",
-                            part="where"))
+            rows.append(
+                Row("workspace", f"{report.workspace} (member {report.project_name}; uv.lock is there)", part="where")
+            )
     if report.environment:
         why = f" ({report.environment_source})" if report.environment_source else ""
         rows.append(Row("environment", report.environment + why, part="where"))
@@ -140,19 +148,31 @@ def _change_rows(report: Report) -> list[Row]:
     if kept:
         rows.append(Row("kept", "kept, though not in the lock", names=tuple(kept), part="changes"))
     if ch.kept_foreign:
-        rows.append(Row("kept", f"{plural(len(ch.kept_foreign), 'package')} not from this project, kept",
-                        names=tuple(ch.kept_foreign), part="changes", collapse=True))
+        rows.append(
+            Row(
+                "kept",
+                f"{plural(len(ch.kept_foreign), 'package')} not from this project, kept",
+                names=tuple(ch.kept_foreign),
+                part="changes",
+                collapse=True,
+            )
+        )
     return rows
 
 
 def _drift_row(report: Report) -> Row:
     errors = report.errors
     if report.lock_unread is not None and not errors:
-        return Row("drift", "not checked: the lock could not be read for these extras (see above)", tone="warn",
-                   part="drift")
+        return Row(
+            "drift", "not checked: the lock could not be read for these extras (see above)", tone="warn", part="drift"
+        )
     if errors:
-        return Row("drift", f"{plural(len(errors), 'package differs', 'packages differ')} from the lock:",
-                   tone="bad", part="drift")
+        return Row(
+            "drift",
+            f"{plural(len(errors), 'package differs', 'packages differ')} from the lock:",
+            tone="bad",
+            part="drift",
+        )
     if report.unverified:
         return Row("drift", "none found; some packages cannot be verified:", tone="warn", part="drift")
     if report.failure is None:
@@ -175,8 +195,7 @@ def _probe_rows(report: Report) -> list[Row]:
         state = verdict_state(report)
         tone = {"ok": "ok", "bad": "bad"}.get(state[0], "") if state else ""
         rows.append(Row("CUDA", report.probe.verdict, tone=tone, badge=state[1] if state else ""))
-    for entry in report.stack:
-        rows.append(Row("stack", entry.why, tone="ok" if entry.ok else "bad"))
+    rows.extend(Row("stack", entry.why, tone="ok" if entry.ok else "bad") for entry in report.stack)
     shown: set[str] = set()
     for m in report.routing:
         first = m.package not in shown
@@ -201,8 +220,13 @@ def verdict_state(report: Report) -> tuple[str, str] | None:
     from ..core.accelerators import parse_extra
 
     gpu_selected = any(parse_extra(e).is_gpu for e in report.extras)
-    if (probe.torch_version and not probe.cuda_version and not probe.hip_version and not gpu_selected
-            and not probe.error):
+    if (
+        probe.torch_version
+        and not probe.cuda_version
+        and not probe.hip_version
+        and not gpu_selected
+        and not probe.error
+    ):
         return "neutral", "CPU"
     return "bad", f"{api} ✗"
 
@@ -235,12 +259,17 @@ def _next_step(report: Report, live: bool, magic: bool, card: bool) -> str | Non
 # can be followed). A saved or headless card has no live button: the cell run again brings one. The magic's text in
 # a terminal IPython has no card: repairing is the CLI's there.
 _IN_A_NOTEBOOK = (
-    (re.compile(r"`uvextra (?:switch|check|status) ?([^`]*)`"), lambda m: f"`%uvextra {m.group(1)}`".replace(" `", "`")),
+    (
+        re.compile(r"`uvextra (?:switch|check|status) ?([^`]*)`"),
+        lambda m: f"`%uvextra {m.group(1)}`".replace(" `", "`"),
+    ),
 )
 _ON_A_CARD = (
     (re.compile(r"`uvextra repair` cannot fix this"), "Reinstall cannot fix this"),
-    (re.compile(r"run `uvextra repair` to reinstall (.+)$"),
-     r"click Reinstall on the card to reinstall \1 (run this cell again for a live card)"),
+    (
+        re.compile(r"run `uvextra repair` to reinstall (.+)$"),
+        r"click Reinstall on the card to reinstall \1 (run this cell again for a live card)",
+    ),
 )
 
 
@@ -251,32 +280,69 @@ def notebook_words(step: str, *, card: bool = True) -> str:
     return step
 
 
-def build_view(report: Report, kernel: KernelState | None = None, *, live: bool = False, note: str | None = None,
-               notebook: str | None = None, magic: bool = False, card: bool = True) -> View:
+def build_view(
+    report: Report,
+    kernel: KernelState | None = None,
+    *,
+    live: bool = False,
+    note: str | None = None,
+    notebook: str | None = None,
+    magic: bool = False,
+    card: bool = True,
+) -> View:
     """Every row a surface shows for ``report`` (and the kernel's state), in order; nothing rendered yet."""
     headline = _headline(report)
-    view = View(title=_title(report), headline=headline, project_name=report.project_name,
-                drift=list(report.errors), unverified=list(report.unverified),
-                changes=[str(c) for c in [*report.changes.installed, *report.changes.removed]],
-                log=list(report.log), elapsed_s=report.elapsed_s, live=live)
+    view = View(
+        title=_title(report),
+        headline=headline,
+        project_name=report.project_name,
+        drift=list(report.errors),
+        unverified=list(report.unverified),
+        changes=[str(c) for c in [*report.changes.installed, *report.changes.removed]],
+        log=list(report.log),
+        elapsed_s=report.elapsed_s,
+        live=live,
+    )
     rows = view.rows
     rows += _where_rows(report)
     if report.command != "probe":
         kinds = tuple((str(e), getattr(e, "kind", None) or "extra") for e in report.extras)
         chosen = ", ".join(f"{e} (group)" if kind == "group" else e for e, kind in kinds)
         # by name and kind: a group `cpu` beside an extra `cpu` is another backend, and says which it is
-        others = [f"{x} (group)" if kind == "group" else str(x)
-                  for x, kind in ((x, getattr(x, "kind", None) or "extra") for x in report.available_extras)
-                  if (str(x), kind) not in kinds]
-        rows.append(Row("extras", chosen or "(none)", names=tuple(others), items=kinds,
-                        lines=(report.extras_source,) if report.extras_source else ()))
+        others = [
+            f"{x} (group)" if kind == "group" else str(x)
+            for x, kind in ((x, getattr(x, "kind", None) or "extra") for x in report.available_extras)
+            if (str(x), kind) not in kinds
+        ]
+        rows.append(
+            Row(
+                "extras",
+                chosen or "(none)",
+                names=tuple(others),
+                items=kinds,
+                lines=(report.extras_source,) if report.extras_source else (),
+            )
+        )
     for backend, why in report.unreadable.items():
         rows.append(Row("unread", f"{backend} could not be read here, so it was not compared: {why}", tone="warn"))
     if report.command in ("switch", "repair"):
         rows += _change_rows(report)
     if report.repaired:
-        rows.append(Row("repaired", "; ".join([*report.repaired_notes, *(
-            n for n in report.repaired if not any(note.startswith(f"{n}: ") for note in report.repaired_notes))])))
+        rows.append(
+            Row(
+                "repaired",
+                "; ".join(
+                    [
+                        *report.repaired_notes,
+                        *(
+                            n
+                            for n in report.repaired
+                            if not any(note.startswith(f"{n}: ") for note in report.repaired_notes)
+                        ),
+                    ]
+                ),
+            )
+        )
     rows += [Row("warning", w, tone="warn") for w in report.warnings]
     if report.failure:
         part = "headline" if headline.state == "failed" else "body"
@@ -287,23 +353,46 @@ def build_view(report: Report, kernel: KernelState | None = None, *, live: bool 
         unreached = _unreached(report) if magic or live else []
         if unreached:  # in a notebook, not drift: what a switch that never got to run would have installed, in one line
             view.drift = [d for d in view.drift if d not in unreached]
-            rows.append(Row("drift", f"{plural(len(unreached), 'package')} of the lock not installed: uv stopped "
-                                     "before it changed anything" + ("; these differ too:" if view.drift else ""),
-                            tone="warn", part="drift"))
+            rows.append(
+                Row(
+                    "drift",
+                    f"{plural(len(unreached), 'package')} of the lock not installed: uv stopped "
+                    "before it changed anything" + ("; these differ too:" if view.drift else ""),
+                    tone="warn",
+                    part="drift",
+                )
+            )
         else:
             rows.append(_drift_row(report))
         extraneous = report.extraneous
         if extraneous:
-            rows.append(Row("extraneous", "not in the lock; not an error", badge="extraneous",
-                            names=tuple(f"{d.package} {d.installed}" for d in extraneous)))
+            rows.append(
+                Row(
+                    "extraneous",
+                    "not in the lock; not an error",
+                    badge="extraneous",
+                    names=tuple(f"{d.package} {d.installed}" for d in extraneous),
+                )
+            )
         if report.verified is not None:
-            rows.append(Row("verified", f"sha256 of {int(report.verified['files']):,} files compared with their "
-                                        f"RECORD in {report.verified['seconds']:.1f} s"))
+            rows.append(
+                Row(
+                    "verified",
+                    f"sha256 of {int(report.verified['files']):,} files compared with their "
+                    f"RECORD in {report.verified['seconds']:.1f} s",
+                )
+            )
     rows += _probe_rows(report)
     rows += _kernel_rows(kernel, live=live)
     if report.kernel_protected:
-        rows.append(Row("protected", f"{plural(len(report.kernel_protected), 'package')} the kernel needs, kept",
-                        names=tuple(report.kernel_protected), collapse=True))
+        rows.append(
+            Row(
+                "protected",
+                f"{plural(len(report.kernel_protected), 'package')} the kernel needs, kept",
+                names=tuple(report.kernel_protected),
+                collapse=True,
+            )
+        )
     if notebook:
         rows.append(Row("notebook", notebook, tone="warn"))
     if note:
