@@ -24,7 +24,7 @@ from typing import Any
 MOO = str(Path.home() / "moo")
 OUTCOME = (
     "import json as _j; from uvextra.magic import last_outcome as _lo; _o = _lo(); _r = _o.report\n"
-    "print(_j.dumps({'error': _o.error, 'extras': _r and _r.extras, 'environment': _r and _r.environment,\n"
+    "print(_j.dumps({'error': _o.error, 'extras': _r and [str(e) for e in _r.extras], 'environment': _r and _r.environment,\n"
     "  'drift': [d.to_dict() for d in (_r.errors if _r else [])],\n"
     "  'verdict': _r and _r.probe and _r.probe.verdict}))"
 )

@@ -267,7 +267,7 @@ def test_switch_drift_reinstall_and_stale_module(
             report = json.loads(
                 await fe.stdout(
                     "from uvextra.magic import last_outcome; import json; o = last_outcome()\n"
-                    "print(json.dumps({'extras': o.report.extras, 'stale': [s.module for s in o.kernel.stale], "
+                    "print(json.dumps({'extras': [str(e) for e in o.report.extras], 'stale': [s.module for s in o.kernel.stale], "
                     "'how': o.kernel.restart.how}))"
                 )
             )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from uvextra.core import context
 from uvextra.core import verbs as core
 from uvextra.core.environment import Environment
 from uvextra.core.report import Report
@@ -45,7 +46,8 @@ def kernel_env(
     venv = make_venv(tmp_path / "kernel-venv")
     env = Environment(prefix=venv, python=venv / "bin" / "python")
     real = core.resolve_environment
-    monkeypatch.setattr(core, "resolve_environment", lambda python=None: env if python is None else real(python))
+    for module in (context, core):  # open_context finds the venv; the probe verb too
+        monkeypatch.setattr(module, "resolve_environment", lambda python=None: env if python is None else real(python))
     for key in ("UV_CACHE_DIR", "UV_PYTHON_DOWNLOADS", "UV_NO_PROGRESS", "FORCE_COLOR", "CLICOLOR_FORCE"):
         monkeypatch.setenv(key, uv_env[key])
     monkeypatch.delenv("UVEXTRA_UV", raising=False)
@@ -228,7 +230,8 @@ def test_not_in_a_virtual_environment(
 ) -> None:
     from uvextra.core import environment
 
-    monkeypatch.setattr(core, "resolve_environment", environment.resolve_environment)
+    for module in (context, core):
+        monkeypatch.setattr(module, "resolve_environment", environment.resolve_environment)
     monkeypatch.setattr(sys, "base_prefix", sys.prefix)
     line = one_line(ip, capsys, f"%uvextra --project {project} cpu")
     assert "is not in a virtual environment" in line and "start the kernel from the project's .venv" in line

@@ -176,9 +176,9 @@ def test_stream_progress_redraws_in_place_on_a_tty_and_writes_lines_in_a_pipe():
 def test_nobody_listening_costs_no_thread(tmp_path):
     import threading
 
-    from uvextra.core.progress import watch_sync
+    from uvextra.core.progress import Progress, watch_sync
 
-    with watch_sync(None, (), {}, print) as line:  # type: ignore[arg-type]
+    with watch_sync(None, (), {}, Progress(uv_line=print)) as line:  # type: ignore[arg-type]
         assert line is print and not [t for t in threading.enumerate() if t.name == "uvextra-sync-watch"]
     assert Path(tmp_path).is_dir()
 

@@ -179,7 +179,7 @@ def status(kernel: Kernel, project: Path) -> dict:
     assert shown["error"] is None, shown
     done = kernel.execute(
         "import json as _j; from uvextra.magic import last_outcome as _lo; _o = _lo()\n"
-        "print(_j.dumps({'error': _o.error and str(_o.error), 'extras': _o.report.extras,\n"
+        "print(_j.dumps({'error': _o.error and str(_o.error), 'extras': [str(e) for e in _o.report.extras],\n"
         "  'drift': [d.to_dict() for d in _o.report.errors], 'kernel': _o.kernel.to_dict()}))"
     )
     assert done["error"] is None, done

@@ -248,11 +248,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     from .core import verbs as core
 
     as_json = args.json
-    from .core.progress import StreamProgress, listen
+    from .core.progress import Progress, StreamProgress
 
     live = StreamProgress(sys.stderr)
-    listen(live)  # phases on stderr: redrawn in place on a TTY, one line each in a pipe and under --json
-    stream = None if as_json else live.uv_line
+    # phases on stderr: redrawn in place on a TTY, one line each in a pipe and under --json; uv's lines without --json
+    progress = Progress(phase=live, uv_line=None if as_json else live.uv_line, waiting=_note)
     if hasattr(args, "named"):  # positional names first, then --extra / --group ones
         args.extras = [*(getattr(args, "extras", None) or []), *args.named] or None
         if args.command == "switch" and not args.extras and not getattr(args, "notebook", None):
@@ -264,10 +264,15 @@ def run(argv: Sequence[str] | None = None) -> int:
         root, env = _target(args)
         project = str(root) if root is not None else None
         if args.command == "status":
-            report = core.status(project, env)
+            report = core.status(project, env, progress=progress)
         elif args.command == "check":
             report = core.check(
-                project, env, args.extras, no_default_groups=args.no_default_groups or None, verify=args.verify
+                project,
+                env,
+                args.extras,
+                no_default_groups=args.no_default_groups or None,
+                verify=args.verify,
+                progress=progress,
             )
         elif args.command == "repair":
             report = core.repair(
@@ -275,9 +280,8 @@ def run(argv: Sequence[str] | None = None) -> int:
                 env,
                 args.extras,
                 probe=args.probe,
-                on_line=stream,
-                on_wait=_note,
                 no_default_groups=args.no_default_groups or None,
+                progress=progress,
             )
         elif args.command == "switch":
             report = core.switch(
@@ -290,10 +294,11 @@ def run(argv: Sequence[str] | None = None) -> int:
                 repair=args.repair,
                 frozen=args.frozen,
                 locked=args.locked,
-                on_line=stream,
-                on_wait=_note,
                 no_default_groups=args.no_default_groups,
                 space_check=not args.no_space_check,
+                progress=progress,
+                # --notebook: the extras are the notebook's, and the report says so
+                extras_source=f"recorded in {record.path.name} ({record.day})" if record is not None else None,
             )
         else:
             report = core.probe(env)
@@ -301,12 +306,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         live.close()
         return _error(str(exc), exc.exit_code, as_json=as_json)
     live.close()
-    if not getattr(report, "environment_source", ""):
-        report.environment_source = env.source
     if record is not None and args.command in ("status", "check"):
         return _print_with_notebook(report, record, as_json=as_json, verbose=args.verbose)
-    if record is not None:
-        report.extras_source = f"recorded in {record.path.name} ({record.day})"
     if as_json:
         _print_json(report.to_json())
     else:

@@ -122,6 +122,7 @@ def run_demo(
     """Run the demo (its venvs on ``python``, default this one); 0 when the story ends as it should: the misrouted
     companion caught, the drift caught and repaired."""
     from .core import verbs as core
+    from .core.progress import Progress
 
     folder = Path(where).absolute() if where else Path(tempfile.mkdtemp(prefix="uvextra-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -144,12 +145,12 @@ def run_demo(
             (
                 "pypi",
                 "uvextra switch pypi — the plain PyPI build (CUDA 12.8)",
-                lambda: core.switch(["pypi"], project, venv, on_line=stream),
+                lambda: core.switch(["pypi"], project, venv, progress=Progress(uv_line=stream)),
             ),
             (
                 "cpu",
                 "uvextra switch cpu — the +cpu build from its own index",
-                lambda: core.switch(["cpu"], project, venv, on_line=stream, probe=False),
+                lambda: core.switch(["cpu"], project, venv, progress=Progress(uv_line=stream), probe=False),
             ),
             (
                 "cut",
@@ -160,27 +161,27 @@ def run_demo(
             (
                 "retry",
                 'uvextra switch cpu — again: uv says "Checked", uvextra reinstalls the half-written torch',
-                lambda: core.switch(["cpu"], project, venv, on_line=stream, probe=False),
+                lambda: core.switch(["cpu"], project, venv, progress=Progress(uv_line=stream), probe=False),
             ),
             (
                 "vision",
                 "uvextra switch cpu — in a second project that also wants torchvision but routes only torch",
-                lambda: core.switch(["cpu"], vision, vision_venv, on_line=stream),
+                lambda: core.switch(["cpu"], vision, vision_venv, progress=Progress(uv_line=stream)),
             ),
             (
                 "back",
                 "uvextra switch pypi — back again (uv <= 0.9.23 would keep 2.9.0+cpu here)",
-                lambda: core.switch(["pypi"], project, venv, on_line=stream, probe=False),
+                lambda: core.switch(["pypi"], project, venv, progress=Progress(uv_line=stream), probe=False),
             ),
             (
                 "internal",
                 "uvextra switch internal — the mirror's CPU build, also named torch 2.9.0: uv keeps the old one",
-                lambda: core.switch(["internal"], project, venv, on_line=stream, probe=False),
+                lambda: core.switch(["internal"], project, venv, progress=Progress(uv_line=stream), probe=False),
             ),
             (
                 "repair",
                 "uvextra repair — reinstall exactly what drifted",
-                lambda: core.repair(project, venv, on_line=stream, probe=True),
+                lambda: core.repair(project, venv, progress=Progress(uv_line=stream), probe=True),
             ),
             ("check", "uvextra check — clean?", lambda: core.check(project, venv)),
         ]

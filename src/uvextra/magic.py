@@ -176,7 +176,11 @@ def _present_text(session: Session, action: Action) -> None:
     def stream(line: str) -> None:
         print(f"  │ {line}", flush=True)
 
-    outcome = session.execute(action, stream, lambda line: print(f"uvextra: {line}", flush=True))
+    from .core.progress import Progress
+
+    outcome = session.execute(
+        action, Progress(uv_line=stream, waiting=lambda line: print(f"uvextra: {line}", flush=True))
+    )
     if outcome.error:
         print(f"uvextra: {outcome.error}", file=sys.stderr, flush=True)
     if outcome.report is not None:

@@ -28,7 +28,7 @@ import ipywidgets as w
 from IPython.display import display
 
 from .core.errors import UvextraError
-from .core.vocabulary import EXITING, RESTARTING
+from .core.vocabulary import EXITING, RESTARTING, Backend
 from .render.card import render_error, render_html, render_progress, render_stale, render_static
 from .render.markdown import render_markdown
 from .render.text import render_plain
@@ -46,16 +46,16 @@ _HIDDEN, _SHOWN = "none", ""
 _CARDS: list[weakref.ref[Card]] = []
 
 
-def _same(a: object, b: object) -> bool:
+def _same(a: Backend, b: Backend) -> bool:
     """The same backend: the same name and the same kind (a name may be both an extra and a dependency group)."""
-    return str(a) == str(b) and (getattr(a, "kind", None) or "extra") == (getattr(b, "kind", None) or "extra")
+    return (a.name, a.kind) == (b.name, b.kind)
 
 
-def _within(name: object, group: list[str]) -> bool:
+def _within(name: Backend, group: list[Backend]) -> bool:
     return any(_same(name, g) for g in group)
 
 
-def _conflict_group(report: Report) -> list[str]:
+def _conflict_group(report: Report) -> list[Backend]:
     for group in report.conflict_sets:
         if any(_within(e, list(group)) for e in report.extras):
             return list(group)
@@ -85,12 +85,9 @@ def _on_main_shell(widgets: list[Any]) -> None:
                 comm._reply_subshell_for = _main_shell
 
 
-def _toggle_options(group: list[str]) -> list[tuple[str, str]]:
+def _toggle_options(group: list[Backend]) -> list[tuple[str, Backend]]:
     """(label, backend) pairs: the name, and its kind where the set has an extra and a group of that name."""
-    return [
-        (f"{b} ({getattr(b, 'kind', None) or 'extra'})" if sum(str(o) == str(b) for o in group) > 1 else str(b), b)
-        for b in group
-    ]
+    return [(f"{b} ({b.kind})" if sum(o.name == b.name for o in group) > 1 else b.name, b) for b in group]
 
 
 class Card:
@@ -304,11 +301,11 @@ class Card:
         ticker = threading.Thread(target=self._tick, args=(stop,), name="uvextra-progress", daemon=True)
         ticker.start()
         try:
-            from .core.progress import listening
+            from .core.progress import Progress
 
             self._phase = None
-            with listening(self._on_progress):
-                outcome = self.session.execute(action, self._on_line, self._on_wait)
+            progress = Progress(phase=self._on_progress, uv_line=self._on_line, waiting=self._on_wait)
+            outcome = self.session.execute(action, progress)
         finally:
             stop.set()
             ticker.join()
@@ -394,7 +391,7 @@ class Card:
         self.follow.layout.display = _SHOWN if hint is not None else _HIDDEN
         self.follow.disabled = hint is None
         if hint is not None:
-            self.follow.description = f"Switch to {' '.join(hint.extras)}"
+            self.follow.description = f"Switch to {' '.join(map(str, hint.extras))}"
         drift = report.can_repair  # no button that can only fail (read-only venv, index unreachable, …)
         self.reinstall.layout.display = _SHOWN if drift else _HIDDEN
         self.reinstall.disabled = not drift

@@ -21,15 +21,15 @@ from packaging.version import InvalidVersion, Version
 from .installed import FileCheck, Installed
 from .lock import LockInfo, Wanted
 from .state import Provenance
+from .vocabulary import DRIFT_KINDS, NOT_AN_ERROR, DriftKind
 
-KINDS = ("missing", "files", "version", "local-version", "build", "source", "extraneous")
-NOT_AN_ERROR = frozenset({"extraneous"})
+KINDS = DRIFT_KINDS  # the order reports list them in
 
 
 @dataclass(frozen=True)
 class Drift:
     package: str
-    kind: str
+    kind: DriftKind
     installed: str | None
     wanted: str | None
     detail: str
@@ -58,7 +58,7 @@ class Unverified:
         return {"package": self.package, "version": self.version, "reason": self.reason}
 
 
-def _version_kind(installed: str, wanted: str) -> str | None:
+def _version_kind(installed: str, wanted: str) -> DriftKind | None:
     if installed == wanted:
         return None
     try:

@@ -34,10 +34,18 @@ from .names import canonicalize_name
 from .project import Project
 from .redact import redact, secret_values
 from .uv import MIN_EXPORT, Uv, capture_uv
+from .vocabulary import Selection, SourceKind
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from packaging.tags import Tag
     from packaging.utils import NormalizedName
+
+    from .vocabulary import Backend
+
+    # what the lock is read for: a Selection, or backends (names) that take the project's default-groups choice
+    Chosen: TypeAlias = Selection | Sequence[Backend | str]
 
 # packaging.pylock and packaging.tags are imported only where a lock must really be parsed and a wheel ranked:
 # a check whose inputs did not change reads the selection from the venv's cache and needs neither.
@@ -71,7 +79,7 @@ class Wanted:
 
     name: NormalizedName
     version: str  # exact, local part included
-    kind: str  # "index" | "editable" | "directory" | "archive" | "vcs" | "sdist"
+    kind: SourceKind  # where the lock takes it from
     index: str | None = None  # registry URL (credentials masked) for index packages
     location: str | None = None  # path or URL for non-index sources (masked)
     wheel: str | None = None  # file name of the wheel that fits this interpreter
@@ -232,24 +240,26 @@ def _load_from_disk(path: Path | None, load: Callable[[Any], _T]) -> _T | None:
     return None if path is None else _cache.read_json(path, load)  # absent, or another uvextra's: compute again
 
 
-def _export_entry(project: Project, env: Environment, extras: Sequence[str], uv: Uv, frozen: bool) -> Path:
+def _export_entry(project: Project, env: Environment, extras: Selection, uv: Uv, frozen: bool) -> Path:
     parts: list[bytes | str] = []
     for part in (project.lockfile, project.pyproject):
         try:
             parts.append(part.read_bytes())
         except OSError:
             parts.append(b"-")
-    parts.append(repr((project.selection_args(sorted(extras)), project.uv_project_args(), str(uv.version), frozen)))
+    in_order = Selection(tuple(sorted(extras.backends)), extras.no_default_groups)
+    parts.append(repr((project.selection_args(in_order), project.uv_project_args(), str(uv.version), frozen)))
     return _cache.entry(env.state_dir, "export", *parts, suffix=".toml")
 
 
-def export_pylock(project: Project, env: Environment, uv: Uv, extras: Sequence[str], *, frozen: bool = True) -> str:
-    """``uv export --format pylock.toml`` for ``extras``, cached in the venv by the lock's content."""
+def export_pylock(project: Project, env: Environment, uv: Uv, chosen: Chosen, *, frozen: bool = True) -> str:
+    """``uv export --format pylock.toml`` for a selection, cached in the venv by the lock's content."""
     if uv.version < MIN_EXPORT:
         raise UvextraError(
             f"uv {uv.version} has no `uv export --format pylock.toml` (added in uv {MIN_EXPORT}); "
             "install a newer uv: `pip install 'uv>=0.9.24'` or unset UVEXTRA_UV"
         )
+    extras = chosen if isinstance(chosen, Selection) else project.selection(chosen)
     entry = _export_entry(project, env, extras, uv, frozen)
     cached = _cache.read_text(entry)
     if cached is not None:
@@ -263,7 +273,7 @@ def export_pylock(project: Project, env: Environment, uv: Uv, extras: Sequence[s
         detail = first_error(proc.stderr)  # uv's first line says what and why; its causes follow
         if needs_download(detail):
             raise NeedsDownload(detail)
-        raise UvextraError(f"uv could not export the lock for extras {list(extras)}: {detail}")
+        raise UvextraError(f"uv could not export the lock for extras {extras.names}: {detail}")
     _cache.write_text(entry, proc.stdout)  # a read-only venv just means no cache
     return proc.stdout
 
@@ -546,7 +556,7 @@ def _wanted_from_pylock(text: str, project: Project, env: Environment, lock_text
                 wheel_size=dist.size,
             )
         elif isinstance(dist, PackageDirectory):
-            kind = "editable" if dist.editable else "directory"
+            kind: SourceKind = "editable" if dist.editable else "directory"
             out[name] = Wanted(name, version, kind, location=_file_location(dist.path, project.root))
         elif isinstance(dist, PackageVcs):
             out[name] = Wanted(name, version, "vcs", location=redact(dist.url or dist.path or ""))
@@ -645,8 +655,9 @@ def _registry_url(raw: str, root: Path) -> str:
     return (root / raw).absolute().as_uri() if not raw.startswith("/") else Path(raw).as_uri()
 
 
-def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[str]) -> dict[str, Wanted]:  # noqa: C901 - issue 20: being split under 15
+def wanted_offline(project: Project, env: Environment, uv: Uv, chosen: Chosen) -> dict[str, Wanted]:  # noqa: C901 - issue 20: being split under 15
     """What the lock wants here, read from uv.lock and uv's requirements export (neither downloads anything)."""
+    extras = chosen if isinstance(chosen, Selection) else project.selection(chosen)
     from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
     from .installed import marker_holds
@@ -665,7 +676,7 @@ def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[
     ]
     proc = capture_uv(uv, args, env, cwd=project.root)
     if proc.returncode != 0:
-        raise UvextraError(f"uv could not read the lock for extras {list(extras)}: {first_error(proc.stderr)}")
+        raise UvextraError(f"uv could not read the lock for extras {extras.names}: {first_error(proc.stderr)}")
     info = interpreter_info(str(env.python))
     root = project.lock_root
     selected: dict[NormalizedName, str] = {}
@@ -756,8 +767,8 @@ def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[
                 wheel_size=size if isinstance(size, int) else None,
             )
         elif "editable" in src or "directory" in src:
-            kind = "editable" if "editable" in src else "directory"
-            out[name] = Wanted(name, version, kind, location=_file_location(str(src[kind]), root))
+            local_kind: SourceKind = "editable" if "editable" in src else "directory"
+            out[name] = Wanted(name, version, local_kind, location=_file_location(str(src[local_kind]), root))
         elif "git" in src:
             out[name] = Wanted(name, version, "vcs", location=redact(str(src["git"])))
         elif "url" in src or "path" in src:

@@ -6,8 +6,9 @@ watches instead of parsing bars: the exported pylock says which wheels the switc
 thread polls uv's cache (``archive-v0/`` gains one folder per unpacked wheel, its ``.dist-info`` inside) and the
 venv's ``site-packages`` while uv runs, and says "downloading 3 of 27 packages, 812 of 3,120 MB".
 
-Surfaces listen with :func:`listening` (the CLI: stderr, redrawn in place on a TTY, one line per change in a pipe
-and under ``--json``; the card: its progress line). Nobody listening costs nothing: no thread, no export.
+Surfaces hand one :class:`Progress` sink to the verbs (the CLI: phases on stderr, redrawn in place on a TTY, one line
+per change in a pipe and under ``--json``; the card: its progress line and uv's output). Nobody listening for
+phases costs nothing: no thread, no export.
 """
 
 from __future__ import annotations
@@ -15,18 +16,53 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from .environment import Environment
     from .installed import Installed
-    from .verbs import Context
+    from .project import Project
+    from .uv import Uv
+    from .vocabulary import Selection
 
 Listener = Callable[[str], None]
-_LISTENER: ContextVar[Listener | None] = ContextVar("uvextra_progress", default=None)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The one sink for what an operation says while it runs: each phase as it starts (``phase``), uv's own output
+    lines (``uv_line``), and a wait for another uvextra changing the same venv (``waiting``). Each is optional; a
+    surface passes what it shows."""
+
+    phase: Listener | None = None
+    uv_line: Listener | None = None
+    waiting: Listener | None = None
+
+    def say(self, text: str) -> None:
+        """Name the phase that starts now (to whoever listens; nobody: nothing)."""
+        if self.phase is not None:
+            self.phase(text)
+
+    def wait(self, text: str) -> None:
+        """Say that the operation waits (for another uvextra's switch lock)."""
+        if self.waiting is not None:
+            self.waiting(text)
+
+
+SILENT = Progress()
+
+
+class Target(Protocol):
+    """Where a sync runs (the verbs' :class:`uvextra.core.context.Context` is one)."""
+
+    project: Project
+    env: Environment
+    uv: Uv
+
 
 POLL_S = 0.25
 PROBING = "probing CUDA in a fresh process"
@@ -36,34 +72,12 @@ PROBING_FIRST = (
 )
 
 
-@contextmanager
-def listening(listener: Listener | None) -> Iterator[None]:
-    """Send the phases of the operations run inside this block to ``listener`` (one line of text each)."""
-    token = _LISTENER.set(listener)
-    try:
-        yield
-    finally:
-        _LISTENER.reset(token)
-
-
-def listen(listener: Listener | None) -> None:
-    """Like :func:`listening`, for the rest of this context (a command line process: until it exits)."""
-    _LISTENER.set(listener)
-
-
-def say(text: str) -> None:
-    """Name the phase that starts now (to whoever listens; nobody: nothing)."""
-    listener = _LISTENER.get()
-    if listener is not None:
-        listener(text)
-
-
 def _mb(size: int) -> str:
     mb = size / 1e6
     return f"{mb:,.1f}" if mb < 100 else f"{mb:,.0f}"
 
 
-def _needed(ctx: Context, extras: Sequence[str], before: Mapping[str, Installed]) -> dict[str, int | None]:
+def _needed(ctx: Target, extras: Selection, before: Mapping[str, Installed]) -> dict[str, int | None]:
     """What the switch will install (name -> its wheel's size, when the pylock says): what the lock wants and is not
     installed at that version. Empty when there is no lock yet (uv makes it first)."""
     if sys.version_info >= (3, 11):
@@ -93,7 +107,7 @@ def _needed(ctx: Context, extras: Sequence[str], before: Mapping[str, Installed]
     return out
 
 
-def _cache_dir(ctx: Context) -> Path | None:
+def _cache_dir(ctx: Target) -> Path | None:
     given = os.environ.get("UV_CACHE_DIR")
     if given:
         return Path(given)
@@ -118,14 +132,14 @@ class SyncWatch:
 
     def __init__(
         self,
-        ctx: Context,
-        extras: Sequence[str],
+        ctx: Target,
+        extras: Selection,
         before: Mapping[str, Installed],
         listener: Listener,
         *,
         verb: str = "switching to",
     ) -> None:
-        self.ctx, self.extras, self.before, self.listener = ctx, tuple(extras), before, listener
+        self.ctx, self.extras, self.before, self.listener = ctx, extras, before, listener
         self.verb = verb
         self.phase = "resolving"
         self._stop = threading.Event()
@@ -135,7 +149,7 @@ class SyncWatch:
         self._thread = threading.Thread(target=self._run, name="uvextra-sync-watch", daemon=True)
 
     def __enter__(self) -> SyncWatch:
-        self._emit(f"resolving the lock for {' '.join(self.extras) or 'the base dependencies'}")
+        self._emit(f"resolving the lock for {' '.join(self.extras.names) or 'the base dependencies'}")
         self._thread.start()
         return self
 
@@ -221,10 +235,10 @@ def _listdir(folder: Path | None) -> list[str]:
 
 @contextmanager
 def watch_sync(
-    ctx: Context, extras: Sequence[str], before: Mapping[str, Installed], on_line: Callable[[str], None] | None
-) -> Iterator[Callable[[str], None] | None]:
-    """Watch the uv sync run inside this block; yields the ``on_line`` to give uv (it also feeds the watch)."""
-    listener = _LISTENER.get()
+    ctx: Target, extras: Selection, before: Mapping[str, Installed], progress: Progress
+) -> Iterator[Listener | None]:
+    """Watch the uv sync run inside this block; yields the line callback to give uv (it also feeds the watch)."""
+    listener, on_line = progress.phase, progress.uv_line
     if listener is None:
         yield on_line
         return

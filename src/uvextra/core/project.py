@@ -24,46 +24,29 @@ from typing import Any
 from .errors import UvextraError
 from .names import canonicalize_name
 from .redact import redact
+from .vocabulary import EXTRA, GROUP, Backend, BackendKind, Selection
+
+__all__ = [
+    "DEFAULT_GROUPS",
+    "EXTRA",
+    "GROUP",
+    "LOCKFILE",
+    "PYPROJECT",
+    "Backend",
+    "Project",
+    "Selection",
+    "load_project",
+]
 
 PYPROJECT = "pyproject.toml"
 LOCKFILE = "uv.lock"
-EXTRA, GROUP = "extra", "group"
 # uv's default for `[tool.uv] default-groups` (https://docs.astral.sh/uv/concepts/projects/dependencies/#default-groups)
 DEFAULT_GROUPS = ("dev",)
 
 
-class Backend(str):
-    """A backend's normalised name that also knows what uv calls it: an extra (``--extra``) or a group (``--group``).
-
-    It is the name everywhere a name is shown or stored (reports, JSON, the toggle); only the uv command line and
-    the state record look at :attr:`kind`.
-    """
-
-    kind: str
-
-    def __new__(cls, name: str, kind: str = EXTRA) -> Backend:
-        self = super().__new__(cls, canonicalize_name(name))
-        self.kind = GROUP if kind == GROUP else EXTRA
-        return self
-
-    @classmethod
-    def asked(cls, raw: str, kind: str) -> Backend:
-        """``raw`` exactly as the user typed it (``--extra NAME`` / ``--group NAME``), to be resolved by the project."""
-        self = super().__new__(cls, raw)
-        self.kind = GROUP if kind == GROUP else EXTRA
-        return self
-
-    @property
-    def flag(self) -> str:
-        return "--group" if self.kind == GROUP else "--extra"
-
-    def __reduce__(self) -> tuple[type[Backend], tuple[str, str]]:  # pickling keeps the kind
-        return (Backend, (str(self), self.kind))
-
-
-def kind_of(name: str) -> str | None:
-    """The kind a name carries (a :class:`Backend`), or None for a plain string."""
-    return getattr(name, "kind", None)
+def kind_of(name: Backend | str) -> BackendKind | None:
+    """The kind a name carries (a :class:`Backend`), or None for a plain string the user typed."""
+    return name.kind if isinstance(name, Backend) else None
 
 
 @dataclass(frozen=True)
@@ -73,14 +56,15 @@ class Project:
     root: Path
     name: str
     extras: tuple[str, ...]
-    conflict_sets: tuple[tuple[str, ...], ...]
+    conflict_sets: tuple[tuple[Backend, ...], ...]
     indexes: dict[str, str] = field(default_factory=dict)  # index name -> URL (credentials masked)
     groups: tuple[str, ...] = ()
     default_groups: tuple[str, ...] = DEFAULT_GROUPS  # `[tool.uv] default-groups` ("all": every group)
     workspace: Path | None = None  # the workspace root, when this project is a member of another's workspace
     # a virtual workspace root uvextra was pointed at, whose one member with backends this is
     via_root: Path | None = None
-    # uv's --no-default-groups for this operation (not read from pyproject.toml: asked, or recorded by a switch)
+    # uv's --no-default-groups when a bare list of names is turned into a Selection (:meth:`selection_args`); the
+    # verbs carry it in their Selection instead
     no_default_groups: bool = False
     # extras and groups that are features, not backends (``dev``, ``test``, ``aws``): see :func:`_features`
     features: tuple[Backend, ...] = ()
@@ -117,21 +101,30 @@ class Project:
     def default_backends(self) -> tuple[Backend, ...]:
         """The default groups that are members of a conflict set: what a plain ``uv sync`` picks from that set
         (backends all the same under ``--no-default-groups``, which only stops syncing them unasked)."""
-        members = {(str(b), kind_of(b) or EXTRA) for s in self.conflict_sets for b in s}
+        members = {(b.name, b.kind) for s in self.conflict_sets for b in s}
         return tuple(Backend(g, GROUP) for g in self.default_groups if (g, GROUP) in members)
 
-    def dropped_defaults(self, chosen: Iterable[str]) -> list[Backend]:
+    def dropped_defaults(self, chosen: Iterable[Backend | str], no_default_groups: bool | None = None) -> list[Backend]:
         """The default-group backends a selection must switch off: those in a conflict set with a chosen backend
         (uv refuses ``--group cpu`` while ``pypi`` is enabled by default; ``--no-group pypi`` keeps ``dev``)."""
-        if self.no_default_groups:  # none is synced unasked: nothing to switch off
-            return []
-        picked = [name if isinstance(name, Backend) else self.backend(name) for name in chosen]
+        if self.no_default_groups if no_default_groups is None else no_default_groups:
+            return []  # none is synced unasked: nothing to switch off
+        picked = self.resolve(chosen)
         return [
             d
             for d in self.default_backends
             if not any(_same(d, p) for p in picked)
             and any(_member(d, s) and any(_member(p, s) for p in picked) for s in self.conflict_sets)
         ]
+
+    def resolve(self, chosen: Iterable[Backend | str]) -> tuple[Backend, ...]:
+        """Each name as this project's backend (a :class:`Backend` already resolved is kept as it is)."""
+        return tuple(b if isinstance(b, Backend) else self.backend(b) for b in chosen)
+
+    def selection(self, chosen: Iterable[Backend | str], no_default_groups: bool | None = None) -> Selection:
+        """``chosen`` as a :class:`Selection` (``no_default_groups`` not said: this project's :attr:`no_default_groups`)."""
+        flag = self.no_default_groups if no_default_groups is None else no_default_groups
+        return Selection(self.resolve(chosen), flag)
 
     def uv_project_args(self) -> list[str]:
         """``--project`` (and for a workspace member ``--package``): which project of the lock uv acts on."""
@@ -140,24 +133,24 @@ class Project:
             args += ["--package", self.name]
         return args
 
-    def selection_args(self, chosen: Iterable[str]) -> list[str]:
+    def selection_args(self, chosen: Iterable[Backend | str] | Selection) -> list[str]:
         """``--extra X`` / ``--group X`` for each chosen backend (``--no-default-groups`` when asked, ``--no-group D``
         for a default-group backend the choice conflicts with): what uv syncs and exports alike."""
+        selection = chosen if isinstance(chosen, Selection) else self.selection(chosen)
         args: list[str] = []
-        chosen = list(chosen)
-        for name in chosen:
-            backend = name if isinstance(name, Backend) else self.backend(name)
-            args += [backend.flag, str(backend)]
-        if self.no_default_groups:
+        for backend in selection.backends:
+            args += [backend.flag, backend.name]
+        if selection.no_default_groups:
             args.append("--no-default-groups")
-        for dropped in self.dropped_defaults(chosen):
-            args += ["--no-group", str(dropped)]
+        for dropped in self.dropped_defaults(selection.backends, selection.no_default_groups):
+            args += ["--no-group", dropped.name]
         return args
 
-    def backend(self, raw: str, kind: str | None = None) -> Backend:
+    def backend(self, raw: Backend | str, kind: BackendKind | None = None) -> Backend:
         """``raw`` as this project's extra or group; a one-line error when it is neither, or both and unsaid."""
         kind = kind or kind_of(raw)
-        canon = canonicalize_name(raw) if isinstance(raw, str) else raw
+        raw = str(raw)
+        canon = canonicalize_name(raw)
         is_extra, is_group = canon in self.extras, canon in self.groups
         if (kind == EXTRA and is_extra) or (kind == GROUP and is_group):
             return Backend(canon, kind)
@@ -170,7 +163,7 @@ class Project:
             return Backend(canon, EXTRA if is_extra else GROUP)
         raise UvextraError(self._unknown(raw, kind))
 
-    def _unknown(self, raw: str, kind: str | None) -> str:
+    def _unknown(self, raw: str, kind: BackendKind | None) -> str:
         extras, groups = ", ".join(self.extras), ", ".join(g for g in self.groups)
         if kind == GROUP:
             return f"unknown dependency group {raw!r}; this project's groups are: {groups or '(none)'}"
@@ -180,7 +173,7 @@ class Project:
             return f"unknown extra or group {raw!r}; this project's dependency groups are: {groups}"
         return f"unknown extra or group {raw!r}; this project's extras are: {extras}; its dependency groups: {groups}"
 
-    def validate_extras(self, extras: Sequence[str]) -> tuple[Backend, ...]:
+    def validate_extras(self, extras: Sequence[Backend | str]) -> tuple[Backend, ...]:
         """Normalised backends (extras or groups), or a one-line error naming the available ones / the conflict."""
         if not self.extras and not self.groups:
             raise UvextraError(
@@ -197,18 +190,19 @@ class Project:
             if len(chosen) > 1:
                 kinds = "groups" if all(c.kind == GROUP for c in chosen) else "extras"
                 raise UvextraError(
-                    f"{kinds} {' and '.join(chosen)} conflict (conflict set: {', '.join(group)}); pick one of them"
+                    f"{kinds} {' and '.join(map(str, chosen))} conflict (conflict set: {', '.join(map(str, group))}); "
+                    "pick one of them"
                 )
         return tuple(wanted)
 
 
-def _same(a: str, b: str) -> bool:
-    return str(a) == str(b) and (kind_of(a) or EXTRA) == (kind_of(b) or EXTRA)
+def _same(a: Backend, b: Backend) -> bool:
+    return (a.name, a.kind) == (b.name, b.kind)
 
 
-def _member(name: str, group: Iterable[str]) -> bool:
-    """Is ``name`` in the conflict set? A plain string matches by name, a Backend by name and kind."""
-    return any(_same(name, g) if kind_of(name) and kind_of(g) else str(name) == str(g) for g in group)
+def _member(backend: Backend, group: Iterable[Backend]) -> bool:
+    """Is ``backend`` in the conflict set (by name and kind)?"""
+    return any(_same(backend, g) for g in group)
 
 
 def find_project(start: Path | None = None) -> Path:
@@ -379,8 +373,8 @@ def _features(project: Project, data: dict[str, Any], ws_data: dict[str, Any] | 
                 if match and _STACK.match(canonicalize_name(match.group(1))):
                     listing.add((canonicalize_name(str(name)), kind))
 
-    def key(b: str) -> tuple[str, str]:
-        return str(b), kind_of(b) or EXTRA
+    def key(b: Backend) -> tuple[str, str]:
+        return b.name, b.kind
 
     sets = project.conflict_sets
     torch_sets = (

@@ -9,6 +9,7 @@ from typing import Any
 
 from .drift import Drift, Unverified
 from .redact import redact
+from .vocabulary import EXTRA, GROUP, Backend, ExtrasUnknown, FailureKind, Selection
 
 
 @dataclass
@@ -73,11 +74,12 @@ class Report:
     environment_source: str = ""  # why that environment: "--python", "$VIRTUAL_ENV", "the project's .venv", …
     python: str | None = None
     uv: dict[str, str] | None = None
-    extras: list[str] = field(default_factory=list)
+    extras: list[Backend] = field(default_factory=list)  # the backends aimed at (a plain name: an extra)
+    no_default_groups: bool = False  # uv's --no-default-groups: with ``extras``, the :attr:`selection`
     extras_source: str = ""
-    available_extras: list[str] = field(default_factory=list)  # every backend offered: extras, then groups
-    features: list[str] = field(default_factory=list)  # extras and groups that are features, not backends (dev, test)
-    conflict_sets: list[list[str]] = field(default_factory=list)
+    available_extras: list[Backend] = field(default_factory=list)  # every backend offered: extras, then groups
+    features: list[Backend] = field(default_factory=list)  # extras and groups that are features, not backends (dev)
+    conflict_sets: list[list[Backend]] = field(default_factory=list)
     workspace: str | None = None  # the workspace root, when the project is one of its members
     changes: Changes = field(default_factory=Changes)
     kernel_protected: list[str] = field(default_factory=list)
@@ -94,10 +96,10 @@ class Report:
     # what kind of failure: "uv" (uv failed; its words in uv_error), "network" (an index could not be reached),
     # "follow-up" (uv's sync ran, what came after failed), "interrupted", "killed" (uv died of a signal: SIGKILL
     # from the OOM killer, a closed terminal), "disk-full" (uv hit ENOSPC or a quota)
-    failure_kind: str | None = None
+    failure_kind: FailureKind | None = None
     uv_error: str | None = None  # uv's own error text, as uv wrote it (redacted, no colour)
     # inference could not name the extras ("none": almost nothing of the project is installed; "tie")
-    extras_unknown: str | None = None
+    extras_unknown: ExtrasUnknown | None = None
     interrupted: bool = False
     # backends inference could not read here (name -> why: the network, no wheel for this Python); judged without
     unreadable: dict[str, str] = field(default_factory=dict)
@@ -110,15 +112,28 @@ class Report:
     elapsed_s: float = 0.0
     verified: dict[str, float] | None = None  # check --verify: {"files": sha256s compared, "seconds": how long}
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # a plain name (a report built by hand, a test) is an extra, as uv's `--extra` reads it
+        if name in _BACKEND_LISTS:
+            value = _backends(value)
+        elif name == "conflict_sets":
+            value = [_backends(s) for s in value]
+        object.__setattr__(self, name, value)
+
+    @property
+    def selection(self) -> Selection:
+        """What was (or would be) synced: the backends and the default-groups choice; what a button runs again."""
+        return Selection(tuple(self.extras), self.no_default_groups)
+
     @property
     def groups(self) -> list[str]:
         """Which of ``extras`` are dependency groups (uv's ``--group``); the rest are extras."""
-        return [str(e) for e in self.extras if getattr(e, "kind", None) == "group"]
+        return [e.name for e in self.extras if e.kind == GROUP]
 
     @property
     def available_groups(self) -> list[str]:
         """The backends that are dependency groups (``--group``), not extras."""
-        return [str(e) for e in self.available_extras if getattr(e, "kind", None) == "group"]
+        return [e.name for e in self.available_extras if e.kind == GROUP]
 
     @property
     def errors(self) -> list[Drift]:
@@ -164,12 +179,13 @@ class Report:
             "environment_source": self.environment_source,
             "python": self.python,
             "uv": self.uv,
-            "extras": self.extras,
+            "extras": [e.name for e in self.extras],
             "groups": self.groups,
+            "no_default_groups": self.no_default_groups,
             "extras_source": self.extras_source,
-            "available_extras": self.available_extras,
+            "available_extras": [e.name for e in self.available_extras],
             "available_groups": self.available_groups,
-            "features": [str(f) for f in self.features],
+            "features": [f.name for f in self.features],
             "project_name": self.project_name,
             "workspace": self.workspace,
             "changes": self.changes.to_dict(),
@@ -222,6 +238,10 @@ class Report:
         )
 
     @property
+    def _names(self) -> str:
+        return " ".join(e.name for e in self.extras)
+
+    @property
     def missing_source_errors(self) -> list[str]:
         """Drifted packages whose path/editable source folder is missing: a repair cannot fix those."""
         return sorted({d.package for d in self.errors} & set(self.missing_sources))
@@ -243,15 +263,13 @@ class Report:
                 f"--python '{need}' DIR`), install ipykernel into it and start the kernel from it"
             )
         if self.failure_kind == "uv" and "(enabled by default)" in (self.uv_error or ""):
-            again = f"`uvextra {self.command} {' '.join(self.extras)} --no-default-groups`".replace("  ", " ")
+            again = f"`uvextra {self.command} {self._names} --no-default-groups`".replace("  ", " ")
             return f"a group uv syncs by default conflicts with what was asked: run {again}"
         if self.failure_kind == "stale-lock":
-            again = " ".join(self.extras) or "EXTRA"
+            again = self._names or "EXTRA"
             return f"run `uvextra switch {again}` (it locks again, then syncs) or `uv lock`, then check again"
         if self.failure_kind in ("killed", "disk-full"):
-            again = (
-                f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else "`uvextra repair`"
-            )
+            again = f"`uvextra {self.command} {self._names}`" if self.command == "switch" else "`uvextra repair`"
             first = (
                 "free space on that disk (or point UV_CACHE_DIR elsewhere), then "
                 if self.failure_kind == "disk-full"
@@ -259,10 +277,10 @@ class Report:
             )
             return f"{first}run {again} again: it reinstalls what uv left half-written"
         if self.failure_kind == "uv":
-            again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else "it"
+            again = f"`uvextra {self.command} {self._names}`" if self.command == "switch" else "it"
             return f"fix what uv reported above, then run {again} again"
         if self.extras_unknown:
-            choices = " | ".join(self.available_extras) or "EXTRA"
+            choices = " | ".join(e.name for e in self.available_extras) or "EXTRA"
             return f"run `uvextra switch {choices}` to install a backend (or pass --extra NAME to check against one)"
         if self.read_only and (self.errors or self.unverified):
             return (
@@ -309,6 +327,13 @@ class Report:
         if self.unverified:
             return "run `uvextra repair` to reinstall the unverified packages from the lock"
         return None
+
+
+_BACKEND_LISTS = frozenset({"extras", "available_extras", "features"})
+
+
+def _backends(names: list[Backend] | list[str] | list[Backend | str]) -> list[Backend]:
+    return [n if isinstance(n, Backend) else Backend(n, EXTRA) for n in names]
 
 
 # uv's words when the target's Python is outside `requires-python` (uv 0.13.9)

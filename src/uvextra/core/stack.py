@@ -30,6 +30,7 @@ from packaging.version import InvalidVersion, Version
 from . import cache as _cache
 from .installed import Installed
 from .names import canonicalize_name
+from .vocabulary import Backend
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
@@ -574,12 +575,11 @@ def _route(entries: Sequence[Mapping[str, Any]], name: str, kind: str) -> str | 
     return None
 
 
-def _kind(name: str, torch_entries: Sequence[Mapping[str, Any]]) -> str:
-    """``extra`` or ``group``: what the backend is (a :class:`uvextra.project.Backend` says so), else whichever key
-    of torch's sources names it (an extra when both or neither do)."""
-    kind = getattr(name, "kind", None)
-    if kind in _KEYS:
-        return str(kind)
+def _kind(name: Backend | str, torch_entries: Sequence[Mapping[str, Any]]) -> str:
+    """``extra`` or ``group``: what the backend is (a :class:`uvextra.core.vocabulary.Backend` says so), else
+    whichever key of torch's sources names it (an extra when both or neither do)."""
+    if isinstance(name, Backend):
+        return name.kind
     by = {k for k in _KEYS for e in torch_entries if _named(e, k) == canonicalize_name(name)}
     return "group" if by == {"group"} else "extra"
 
@@ -609,7 +609,7 @@ def _toml_inline(entry: Mapping[str, Any]) -> str:
 
 
 def lint_routing(
-    pyproject: Path, extras: Sequence[str], lock_index: Mapping[str, str | None], names: Iterable[str] = ()
+    pyproject: Path, extras: Sequence[Backend | str], lock_index: Mapping[str, str | None], names: Iterable[str] = ()
 ) -> list[Misroute]:
     """Companions that the selected backends' lock takes from another index than torch, while ``[tool.uv.sources]``
     routes torch per extra or per dependency group (``group = "cpu"``); with the lines that would route each like
@@ -630,7 +630,7 @@ def lint_routing(
     if not extras or not any(k in e for e in torch_entries for k in _KEYS):
         return out
     for extra in extras:
-        kind, name = _kind(extra, torch_entries), canonicalize_name(extra)
+        kind, name = _kind(extra, torch_entries), canonicalize_name(str(extra))
         torch_route = _route(torch_entries, name, kind)
         if torch_route is None:
             continue

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from .cache import atomic_write
 from .environment import Environment
 from .errors import UvextraError
-from .project import Backend, kind_of
+from .vocabulary import EXTRA, Backend, BackendKind, Selection
 
 STATE_FILE = "state.json"
 LOCK_FILE = "switch.lock"
@@ -37,7 +37,7 @@ class Provenance:
 
 @dataclass
 class State:
-    extras: list[str] = field(default_factory=list)  # Backend names (extras or groups) once loaded
+    extras: list[Backend] = field(default_factory=list)  # the last successful switch's backends
     project: str | None = None
     packages: dict[str, Provenance] = field(default_factory=dict)
     updated: float = 0.0
@@ -45,25 +45,30 @@ class State:
     owned: list[str] = field(default_factory=list)
     # The extras of the last switch that did not finish (cleared by the next one that does): check and repair
     # then aim at what the user asked for, never at a third extra inferred from a half-changed venv.
-    requested: list[str] = field(default_factory=list)
+    requested: list[Backend] = field(default_factory=list)
     requested_failure: str | None = None
     requested_changed: bool = True  # did that unfinished switch change the venv? (if not, it is still on `extras`)
     no_default_groups: bool = False  # the last switch ran uv with --no-default-groups: check and repair do too
+
+    @property
+    def selection(self) -> Selection:
+        """What the last successful switch synced: its backends and its default-groups choice."""
+        return Selection(tuple(self.extras), self.no_default_groups)
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "version": STATE_VERSION,
-                "extras": self.extras,
+                "extras": [b.name for b in self.extras],
                 "project": self.project,
                 "updated": self.updated,
                 "packages": {k: vars(v) for k, v in sorted(self.packages.items())},
                 "owned": sorted(set(self.owned)),
-                "requested": self.requested,
+                "requested": [b.name for b in self.requested],
                 # per name above, "extra" or "group" (uv's --extra / --group): a project may have both of one name
                 "kinds": {
-                    key: [kind_of(n) or "extra" for n in names]
-                    for key, names in (("extras", self.extras), ("requested", self.requested))
+                    key: [b.kind for b in backends]
+                    for key, backends in (("extras", self.extras), ("requested", self.requested))
                 },
                 "requested_failure": self.requested_failure,
                 "requested_changed": self.requested_changed,
@@ -82,9 +87,9 @@ def load_state(env: Environment) -> State:
         packages = {str(k): Provenance(**v) for k, v in (data.get("packages") or {}).items()}
         kinds = data.get("kinds") or {}
 
-        def names(key: str) -> list[str]:
-            said = list(kinds.get(key) or [])
-            return [Backend(str(e), said[i] if i < len(said) else "extra") for i, e in enumerate(data.get(key) or [])]
+        def names(key: str) -> list[Backend]:
+            said: list[BackendKind] = list(kinds.get(key) or [])
+            return [Backend(str(e), said[i] if i < len(said) else EXTRA) for i, e in enumerate(data.get(key) or [])]
 
         return State(
             extras=names("extras"),

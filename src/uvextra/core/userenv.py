@@ -38,7 +38,9 @@ from .environment import STATE_DIR, Environment, resolve_environment
 from .errors import UvextraError
 
 if TYPE_CHECKING:
+    from .progress import Progress
     from .report import Report
+    from .vocabulary import Backend
 
 LineCallback = Callable[[str], None]
 
@@ -405,16 +407,16 @@ def _project_of(project: str | os.PathLike[str] | None) -> tuple[Path, str]:
 
 
 def ensure_user_env(
-    extras: Sequence[str],
+    extras: Sequence[Backend | str],
     project: str | os.PathLike[str] | None = None,
     *,
     image: Environment | None = None,
     probe: bool = True,
     keep_extraneous: bool = False,
-    on_line: LineCallback | None = None,
-    on_wait: LineCallback | None = None,
     no_default_groups: bool = False,
+    progress: Progress | None = None,
     environ: Mapping[str, str] | None = None,
+    remarks: Callable[[Environment], Sequence[str]] | None = None,
 ) -> Made:
     """The user's own env for ``project``, made if new, switched to ``extras``, checked and registered as a kernel.
 
@@ -442,8 +444,8 @@ def ensure_user_env(
                 f"{ENVS_DIR_VAR} to another folder"
             )
         _ensure_private_dir(prefix.parent)
-        if on_line is not None:
-            on_line(f"creating your environment {prefix}, layered on {base.prefix}")
+        if progress is not None and progress.uv_line is not None:
+            progress.uv_line(f"creating your environment {prefix}, layered on {base.prefix}")
         _make_venv(
             base, prefix, lambda building: _write_record(building, root, name, base, KERNELSPEC_PREFIX + prefix.name)
         )
@@ -465,9 +467,9 @@ def ensure_user_env(
         env.environment(),
         probe=probe,
         keep_extraneous=keep_extraneous,
-        on_line=on_line,
-        on_wait=on_wait,
         no_default_groups=no_default_groups,
+        progress=progress,
+        remarks=remarks,
     )
     made = Made(env=env, created=created, report=report)
     if seeded:
@@ -476,7 +478,7 @@ def ensure_user_env(
             + ", ".join(f"{name} {version}" for name, version in seeded)
         )
     if report.failure is None and not report.interrupted:
-        made.kernelspec_dir, made.display_name = register_kernelspec(env, report.extras)
+        made.kernelspec_dir, made.display_name = register_kernelspec(env, [e.name for e in report.extras])
     made.notes += layer_notes(env, base)
     return made
 
@@ -613,7 +615,7 @@ def _layer_provenance(layer: Environment) -> dict[str, str]:
 
 
 def seed_from_layers(
-    env: UserEnv, project_root: Path, extras: Sequence[str], environ: Mapping[str, str] | None = None
+    env: UserEnv, project_root: Path, extras: Sequence[Backend | str], environ: Mapping[str, str] | None = None
 ) -> list[tuple[str, str]]:
     """Link into the user's env what an admin's layer holds exactly as the lock wants it for ``extras``.
 

@@ -1,20 +1,23 @@
 """The operations behind every surface: status, check, switch, repair, probe. Each returns one Report.
 
-Nothing here imports IPython or ipywidgets; the CLI, the magic and the widgets only render what comes back.
+Nothing here imports IPython or ipywidgets; the CLI, the magic and the widgets only render what comes back. Where
+the verbs stand: :mod:`.context` (what they work on), :mod:`.aim` (which backends they aim at), :mod:`.uv_failure`
+(why uv failed), :mod:`.progress` (the one sink they speak to).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import aim as _aim
+from .context import Context, open_context
 from .drift import classify
 from .environment import Environment, interpreter_info, resolve_environment
 from .errors import Interrupted, UvextraError
@@ -30,286 +33,108 @@ from .lock import (
     wanted_from_pylock,
     wanted_offline,
 )
-from .progress import PROBING, PROBING_FIRST, say, watch_sync
-from .project import EXTRA, GROUP, Backend, Project, kind_of, load_project, name_unreadable
+from .progress import PROBING, PROBING_FIRST, Progress, watch_sync
 from .protect import kernel_closure, project_owned, removable
 from .report import Change, Report
 from .state import Provenance, State, load_state, save_state, switch_lock
-from .uv import MIN_EXPORT, Uv, UvResult, find_uv, run_uv
+from .uv import run_uv
+from .uv_failure import INTERRUPTED, Failure, follow_up
+from .uv_failure import classify as classify_failure
+from .vocabulary import Backend, Selection
 
 if TYPE_CHECKING:  # imported when a probe starts: most calls never need it
     from .cuda_probe import ProbeHandle
 
+__all__ = ["Context", "check", "open_context", "probe", "repair", "status", "switch"]
+
+AUTO = _aim.AUTO
 LineCallback = Callable[[str], None]
-AUTO = "auto"
+# What a surface knows about the target environment, said on the report: the session's "the hub's server runs from
+# this venv" and "a switch here lasts until the server restarts"
+Remarks = Callable[[Environment], Sequence[str]]
+Backends = Sequence[Backend | str]  # what a caller names: backends, or plain names the project resolves
 
 
-@dataclass
-class Context:
-    """What every verb works on: the project, the target venv, and the uv that syncs it."""
-
-    project: Project
-    env: Environment
-    uv: Uv
-
-    def _of_features(self, members: Sequence[str]) -> bool:
-        offered = {(str(b), b.kind) for b in self.project.offered}
-        return not any((str(m), kind_of(m) or EXTRA) in offered for m in members)
-
-    def new_report(self, command: str) -> Report:
-        """An empty report for ``command`` that already says where (project, venv, python, uv)."""
-        report = Report(
-            command=command,
-            project=str(self.project.root),
-            project_name=self.project.name,
-            environment=str(self.env.prefix),
-            environment_source=self.env.source,
-            python=str(self.env.python),
-            uv=self.uv.to_dict(),
-            available_extras=list(self.project.offered),
-            features=list(self.project.features),
-            # the sets of backends first: a surface that offers "the" set (the toggle) offers a backend set
-            conflict_sets=[list(s) for s in sorted(self.project.conflict_sets, key=self._of_features)],
-            workspace=str(self.project.workspace) if self.project.workspace else None,
-        )
-        if self.uv.warning:
-            report.warnings.append(self.uv.warning)
-        report.read_only = not self.env.writable()
-        return report
+# ---------------------------------------------------------------------------------------------------- the aim
 
 
-def open_context(
-    project: str | os.PathLike[str] | None = None, python: str | os.PathLike[str] | None = None
-) -> Context:
-    """Find the project, the target venv and uv; every problem is a one-line UvextraError."""
-    try:
-        env = resolve_environment(python)
-    except UvextraError:
-        name_unreadable(Path(project) if project is not None else None)  # a malformed pyproject.toml is named first
-        raise
-    proj = load_project(Path(project) if project is not None else None)
-    if proj.lockfile.is_file():
-        read_uv_lock(proj, env, store=False)  # a malformed lock is named (file and line) before uv is run at all
-    uv = find_uv(env.state_dir)  # its version is kept in the venv: no `uv --version` on every call
-    if uv.version < MIN_EXPORT:  # refuse before running it: an old uv would sync, then fail to export
-        raise UvextraError(
-            f"uv {uv.version} at {uv.path} is too old to read this project's lock: it has no "
-            f"`uv export --format pylock.toml` (added in uv {MIN_EXPORT}); install a newer one: "
-            "`pip install 'uv>=0.9.24'`, or unset UVEXTRA_UV"
-        )
-    return Context(project=proj, env=env, uv=uv)
-
-
-def _default_groups(ctx: Context, asked: bool | None, state: State | None = None) -> None:
-    """uv's ``--no-default-groups``: as asked, else as the last switch ran it (check and repair aim at what it synced)."""
-    flag = asked if asked is not None else bool(state is not None and state.no_default_groups)
-    if flag != ctx.project.no_default_groups:
-        ctx.project = replace(ctx.project, no_default_groups=flag)  # sync and export both say it (selection_args)
-
-
-# ---------------------------------------------------------------------------------------------------- extras
-
-
-@dataclass(frozen=True)
-class Chosen:
-    """Which extras an operation aims at, how uvextra knew, and — for inference — whether it could tell at all."""
-
-    extras: tuple[str, ...]
-    source: str
-    unknown: str | None = None  # "none" (almost nothing of the project installed) or "tie"
-    # backends inference could not read here (the network, no wheel for this Python …): (name, why); judged without
-    unreadable: tuple[tuple[str, str], ...] = ()
-
-
-def _resolve_extras(ctx: Context, extras: Sequence[str] | None, state: State) -> Chosen:
+def _aim_at(ctx: Context, extras: Backends | None, state: State, no_default_groups: bool) -> _aim.Aim:
+    """Which backends the operation aims at: said (``auto`` chooses by the machine), else the record, else inferred."""
     if extras:
-        if list(extras) == [AUTO]:
-            return Chosen(*_auto_extra(ctx))
-        return Chosen(ctx.project.validate_extras(list(extras)), "given")
-    mine = state.project == str(ctx.project.root)
-    asked = _still_declared(ctx, state.requested)
-    asked_ok = mine and asked and len(asked) == len(state.requested)
-    recorded = _still_declared(ctx, state.extras)
-    recorded_ok = mine and recorded and len(recorded) == len(state.extras)
-    why = f" ({state.requested_failure})" if state.requested_failure else ""
-    if asked_ok and (state.requested_changed or not recorded_ok):
-        last = f"; the last successful switch was to {', '.join(state.extras)}" if state.extras else ""
-        return Chosen(tuple(asked), f"asked for by the last switch, which did not finish{why}{last}")
-    if recorded_ok:
-        after = (
-            f"; the switch to {', '.join(asked)} after it did not finish and changed nothing{why}" if asked_ok else ""
-        )
-        return Chosen(tuple(recorded), f"recorded by the last switch ({ctx.env.state_dir / 'state.json'}){after}")
-    return _infer_extras(ctx)
+        if [str(e) for e in extras] == [AUTO]:
+            from .accelerators import detect_rocm, read_driver_version
+
+            driver, _where = read_driver_version()
+            return _aim.auto(ctx.project, driver, detect_rocm())
+        return _aim.given(ctx.project, extras)
+    record = _aim.Recorded(
+        project=state.project,
+        extras=tuple(state.extras),
+        requested=tuple(state.requested),
+        requested_failure=state.requested_failure,
+        requested_changed=state.requested_changed,
+        where=str(ctx.env.state_dir / "state.json"),
+    )
+    return _aim.from_record(ctx.project, record) or _infer(ctx, no_default_groups)
 
 
-def _still_declared(ctx: Context, names: Sequence[str]) -> list[Backend]:
-    """The recorded backends this project still declares, as the same kind (extra or group)."""
-    return [b for n in names for b in ctx.project.backends if str(b) == str(n) and b.kind == (kind_of(n) or EXTRA)]
-
-
-def _auto_extra(ctx: Context) -> tuple[tuple[str, ...], str]:
-    from .accelerators import choose_extra, detect_rocm, read_driver_version
-
-    driver, _where = read_driver_version()
-    backends = ctx.project.offered
-    try:
-        extra, reason = choose_extra(list(dict.fromkeys(str(b) for b in backends)), driver, detect_rocm())
-    except ValueError as exc:
-        raise UvextraError(f"`auto` cannot choose: {exc}") from None
-    return ctx.project.validate_extras([extra]), f"auto: {reason}"
-
-
-def _infer_extras(ctx: Context) -> Chosen:
-    """Per conflict set, the extra (or group) whose own packages (those not shared by every member of the set) are
-    installed; then each backend outside every set whose own packages (beyond the base) are all installed.
-
-    Nothing of a set's own packages installed is not a match, and two extras matching equally well is a tie: both
-    are said as they are, never turned into a guess. Nor is a stray package a match (a ``triton`` or ``nvidia-*``
-    that something else installed, and no torch): an extra matches only with real evidence — what it asks for
-    itself (its torch, at the locked version) or most of its own packages installed.
-    """
-    in_sets = {(str(b), kind_of(b) or EXTRA) for s in ctx.project.conflict_sets for b in s}
-    loose = [b for b in ctx.project.backends if (str(b), b.kind) not in in_sets]
-    if not ctx.project.conflict_sets and not loose:
-        return Chosen((), "no extras recorded; checking the base dependencies")
+def _infer(ctx: Context, no_default_groups: bool) -> _aim.Aim:
+    """Gather what inference reads (the lock per backend alone, what is installed), then infer from it."""
+    reads = _aim.to_read(ctx.project)
+    if not reads:  # no backend to infer: the base
+        return _aim.infer(ctx.project, _aim.Evidence(), no_default_groups=no_default_groups)
     installed = scan(ctx.env)
-    chosen: list[str] = []
-    why: list[str] = []
-    unknown: str | None = None
-    unreadable: dict[str, str] = {}
-    for whole in ctx.project.conflict_sets:
-        wanted = _readable(ctx, whole, unreadable)
-        group = tuple(e for e in whole if e in wanted)
-        if not group:  # nothing of this set can be read here (each named with why): judged from the other sets;
-            why.append(f"none of {', '.join(whole)} can be read here")  # a check of the base still says it fails
-            continue
-        pinned = {e: {(n, w.version) for n, w in wanted[e].items()} for e in group}
-        if len(group) > 1:
-            shared = set.intersection(*pinned.values())
-        else:  # one backend readable: what it shares with the base is not its own
-            shared = pinned[group[0]] & {(n, w.version) for n, w in _wanted(ctx, ()).items()}
-        own = {e: pinned[e] - shared for e in group}
-        scores = {e: sum(1 for n, v in own[e] if n in installed and installed[n].version == v) for e in group}
-        best = max(scores.values())
-        # the share of its own packages installed ranks first: a loose extra may bring one of a CUDA extra's
-        # packages (nvidia-*), which must not outweigh the CPU extra's whole (one-package) own set
-        rank = {e: (scores[e] / len(own[e]) if own[e] else 0.0, scores[e]) for e in group}
-        asks = {e: names | {"torch"} for e, names in _asks_for(ctx, group).items()}
-        # real evidence: what the extra asks for itself is installed (at its locked version), or most of its own
-        evident = [
-            e
-            for e in group
-            if 2 * scores[e] > len(own[e])
-            or any(n in asks[e] and n in installed and installed[n].version == v for n, v in own[e])
-        ]
-        leaders = [e for e in evident if rank[e] == max(rank[c] for c in evident)]
-        counts = ", ".join(f"{e}: {scores[e]} of {len(own[e])}" for e in group)
-        members = {(str(b), kind_of(b) or EXTRA) for b in group}
-        default = next(
-            (
-                d
-                for d in ctx.project.default_backends
-                if (str(d), GROUP) in members and not ctx.project.no_default_groups
-            ),
-            None,
-        )
-        same = not any(own.values()) and any(n in installed and installed[n].version == v for n, v in shared)
-        if same:  # every extra of the set pins the same versions: what is installed fits all of them alike
-            unknown = "tie"
-            why.append(f"a tie: {' and '.join(group)} lock the same versions, and those are installed")
-        elif best == 0 and default is not None:  # what a plain `uv sync` installs: the project's own default
-            chosen.append(default)
-            why.append(
-                f"none of {', '.join(group)} is installed; {default} is the project's default "
-                "([tool.uv] default-groups), what `uv sync` installs"
-            )
-        elif best == 0:
-            unknown = unknown or "none"
-            why.append(f"none of {', '.join(group)} is installed (their own packages installed: {counts})")
-        elif not evident:
-            unknown = unknown or "none"
-            stray = "; ".join(
-                f"{e}'s {', '.join(f'{n} {v}' for n, v in sorted(own[e]) if n in installed and installed[n].version == v)}"
-                for e in group
-                if scores[e]
-            )
-            needs = " or ".join(sorted({n for e in group for n, _v in own[e] if n in asks[e]})) or "torch"
-            why.append(
-                f"none of {', '.join(group)} is installed: only stray packages ({stray}), without {needs} "
-                f"or most of an extra's own packages (their own packages installed: {counts})"
-            )
-        elif len(leaders) > 1:
-            unknown = "tie"
-            why.append(f"a tie: {' and '.join(leaders)} match what is installed equally well ({counts})")
-        else:
-            chosen.append(leaders[0])
-            why.append(f"{leaders[0]} matches what is installed ({counts} of their own packages installed)")
-    if loose:
-        base = {(n, w.version) for n, w in _wanted(ctx, ()).items()}
-        readable = _readable(ctx, loose, unreadable)
-        for backend in loose:
-            if backend not in readable:
-                continue
-            loose_own = {(n, w.version) for n, w in readable[backend].items()} - base
-            if loose_own and all(n in installed and installed[n].version == v for n, v in loose_own):
-                chosen.append(backend)
-                why.append(
-                    f"{backend} (outside every conflict set) is installed ({len(loose_own)} of its own packages)"
-                )
-        if not ctx.project.conflict_sets and not chosen:
-            why.append(
-                "no extras recorded, and none outside a conflict set is installed; checking the base dependencies"
-            )
-            return Chosen((), "; ".join(why), unreadable=tuple(unreadable.items()))
-    return Chosen(tuple(chosen), "inferred: " + "; ".join(why), unknown, tuple(unreadable.items()))
-
-
-def _readable(ctx: Context, backends: Sequence[str], unreadable: dict[str, str]) -> dict[str, dict[str, Wanted]]:
-    """What the lock wants for each backend alone; one that cannot be read here (it has no wheel for this Python, uv
-    cannot export it) goes into ``unreadable`` with why, and inference judges from the others."""
-    out: dict[str, dict[str, Wanted]] = {}
-    for backend in backends:
+    wanted: dict[Backend, dict[str, str]] = {}
+    unreadable: dict[Backend, str] = {}
+    for backend in reads:  # one that cannot be read here (no wheel for this Python …) is judged without
         try:
-            out[backend] = _wanted(ctx, (backend,))
+            wanted[backend] = _pins(_wanted(ctx, Selection((backend,), no_default_groups)))
         except UvextraError as exc:
             unreadable[backend] = str(exc)
-    return out
-
-
-def _asks_for(ctx: Context, backends: Sequence[str]) -> dict[str, set[str]]:
-    """Per backend, the names its own table in pyproject.toml lists (what it asks for itself, not what those bring)."""
-    from .names import canonicalize_name
+    base = None
+    if _aim.needs_base(ctx.project, wanted):
+        base = _pins(_wanted(ctx, Selection((), no_default_groups)))
     from .project import _load_toml
 
     try:
         data = _load_toml(ctx.project.pyproject)
     except UvextraError:
         data = {}
-    out: dict[str, set[str]] = {}
-    for backend in backends:
-        if (kind_of(backend) or EXTRA) == EXTRA:
-            tables = (data.get("project") or {}).get("optional-dependencies") or {}
-        else:
-            tables = data.get("dependency-groups") or {}
-        names = out.setdefault(backend, set())
-        for key, requirements in tables.items() if isinstance(tables, dict) else ():
-            if canonicalize_name(str(key)) != str(backend) or not isinstance(requirements, list):
-                continue
-            for req in requirements:  # a group's {include-group = ...} is not a package: skipped
-                match = _REQUIREMENT_NAME.match(req) if isinstance(req, str) else None
-                if match:
-                    names.add(canonicalize_name(match.group(0)))
-    return out
+    evidence = _aim.Evidence(
+        installed={n: d.version for n, d in installed.items()},
+        wanted=wanted,
+        unreadable=unreadable,
+        base=base,
+        asks=_aim.asks_for(data, [b for s in ctx.project.conflict_sets for b in s]),
+    )
+    return _aim.infer(ctx.project, evidence, no_default_groups=no_default_groups)
 
 
-_REQUIREMENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?")
+def _pins(wanted: Mapping[str, Wanted]) -> dict[str, str]:
+    return {n: w.version for n, w in wanted.items()}
+
+
+def _finish(report: Report, ctx: Context, started: float, remarks: Remarks | None) -> Report:
+    """The last of a report: the surface's remarks on the environment, and how long it took."""
+    for line in remarks(ctx.env) if remarks is not None else ():
+        if line and line not in report.warnings:
+            report.warnings.append(line)
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def _aim_into(report: Report, aim: _aim.Aim, no_default_groups: bool) -> Selection:
+    """The aim on the report (its selection, how it was known), once; the selection uv syncs and exports."""
+    report.extras, report.no_default_groups = list(aim.backends), no_default_groups
+    report.extras_source, report.extras_unknown, report.unreadable = aim.source, aim.unknown, dict(aim.unreadable)
+    return report.selection
 
 
 # ---------------------------------------------------------------------------------------------------- pieces
 
 
-def _wanted(ctx: Context, extras: Sequence[str]) -> dict[str, Wanted]:
+def _wanted(ctx: Context, extras: Selection | Backends) -> dict[str, Wanted]:
+    """What the lock wants for a selection here (plain names: with the project's default-groups choice)."""
     try:
         text = export_pylock(ctx.project, ctx.env, ctx.uv, extras)
     except NeedsDownload:  # the lock lacks hashes uv would download wheels for: read it without the network
@@ -343,13 +168,13 @@ def _diff(
     return installed, removed, fresh
 
 
-def _start_probe(ctx: Context, extras: Sequence[str]) -> ProbeHandle:
+def _start_probe(ctx: Context, extras: Selection) -> ProbeHandle:
     from .cuda_probe import probe_timeout, start_probe
     from .stack import import_names
 
     return start_probe(
         str(ctx.env.python),
-        selected_extras=list(extras),
+        selected_extras=extras.names,
         timeout=probe_timeout(),
         companions=import_names(scan(ctx.env)),
     )
@@ -364,7 +189,7 @@ def _owned(ctx: Context, state: State, lock: LockInfo | None = None) -> set[str]
 def _check_into(
     ctx: Context,
     report: Report,
-    extras: Sequence[str],
+    extras: Selection,
     *,
     fresh: AbstractSet[str] = frozenset(),
     state: State | None = None,
@@ -443,7 +268,7 @@ def _files(
 def _stack_into(
     ctx: Context,
     report: Report,
-    extras: Sequence[str],
+    extras: Selection,
     wanted: Mapping[str, Wanted],
     installed: Mapping[str, Installed],
 ) -> None:
@@ -452,14 +277,14 @@ def _stack_into(
 
     where = {n: w.index or w.location for n, w in wanted.items()}
     report.stack = check_stack(installed, where)
-    report.routing = lint_routing(ctx.project.pyproject, extras, where, (e.package for e in report.stack))
+    report.routing = lint_routing(ctx.project.pyproject, extras.backends, where, (e.package for e in report.stack))
 
 
 def _record(
     ctx: Context,
     report: Report,
     state: State,
-    extras: Sequence[str],
+    extras: Selection,
     wanted: Mapping[str, Wanted],
     installed: Mapping[str, Installed],
 ) -> None:
@@ -480,18 +305,18 @@ def _record(
     for name in list(state.packages):
         if name not in installed:
             del state.packages[name]
-    state.extras = list(extras)
-    state.no_default_groups = ctx.project.no_default_groups
+    state.extras = list(extras.backends)
+    state.no_default_groups = extras.no_default_groups
     state.requested, state.requested_failure = [], None
     state.project = str(ctx.project.root)
     _save(ctx, report, state)
 
 
-def _record_failure(ctx: Context, report: Report, state: State, extras: Sequence[str], *, changed: bool = True) -> None:
+def _record_failure(ctx: Context, report: Report, state: State, extras: Selection, *, changed: bool = True) -> None:
     """A switch that did not finish: remember what was asked, so check and repair aim at it — or, when it changed
     nothing, at the last successful switch's extras, saying so; never at a third extra inferred from a half-way venv.
     """
-    state.requested = list(extras)
+    state.requested = list(extras.backends)
     state.requested_failure = report.failure
     state.requested_changed = changed
     state.project = str(ctx.project.root)
@@ -511,7 +336,7 @@ def _note_owned(state: State, fresh: set[str], after: Mapping[str, Installed]) -
 
 def _sync_args(
     ctx: Context,
-    extras: Sequence[str],
+    extras: Selection,
     reinstall: Sequence[str] = (),
     frozen: bool = False,
     locked: bool = False,
@@ -538,73 +363,25 @@ def _require_writable(ctx: Context) -> None:
         )
 
 
-def _require_lock(ctx: Context, extras: Sequence[str]) -> None:
+def _require_lock(ctx: Context, extras: Backends) -> None:
     if not ctx.project.lockfile.is_file():
-        extra = " ".join(extras) or (ctx.project.offered[0] if ctx.project.offered else "EXTRA")
+        extra = " ".join(map(str, extras)) or (ctx.project.offered[0].name if ctx.project.offered else "EXTRA")
         raise UvextraError(
             f"no uv.lock in {ctx.project.lock_root}, so there is nothing to compare with: "
             f"run `uvextra switch {extra}` (it locks) or `uv lock`"
         )
 
 
-# uv's words when it could not reach an index (connection, DNS, TLS, timeouts, a server error).
-_UNREACHABLE = re.compile(
-    r"connection refused|error sending request|dns error|failed to lookup address|could not connect|"
-    r"tcp connect error|connection reset|network is unreachable|timed out|operation timed out|"
-    r"server error|status code 5\d\d|50[234] |certificate|client error \(connect\)",
-    re.IGNORECASE,
-)
-
-
-def _uv_error(output: Sequence[str]) -> str:
-    """uv's own error text: from its first ``error:`` line on (else its last lines), as uv wrote it."""
-    lines = [ln.rstrip() for ln in output if ln.strip()]
-    first = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("error:")), None)
-    picked = lines[first:] if first is not None else lines[-5:]
-    return "\n".join(picked[:40])
-
-
-_DISK_FULL = re.compile(r"No space left on device|os error 28|Disk quota exceeded|os error 122", re.IGNORECASE)
-
-
-def _fail_with_uv(ctx: Context, report: Report, args: Sequence[str], result: UvResult) -> None:
-    text = _uv_error(result.output)
-    report.uv_error = text or None
-    summary = " ".join(ln.strip() for ln in text.splitlines()[:4]) or "no output"
-    if result.returncode < 0:  # killed by a signal: nothing of uv's own says so
-        import signal
-
-        try:
-            name = signal.Signals(-result.returncode).name
-        except ValueError:
-            name = f"signal {-result.returncode}"
-        why = " — out of memory? (the OOM killer sends SIGKILL)" if name == "SIGKILL" else ""
-        report.failure_kind = "killed"
-        report.failure = (
-            f"uv was killed ({name}){why} before `uv {args[0]}` finished; packages it was writing "
-            f"may be half-installed (the check below holds every file against its RECORD). "
-            f"Its last words: {summary}"
-        )
-        return
-    if _DISK_FULL.search(text):
-        from .space import mount_of
-
-        where = mount_of(_path_in(text) or ctx.env.prefix)
-        report.failure_kind = "disk-full"
-        report.failure = f"disk full on {where}: uv {args[0]} failed (exit {result.returncode}): {summary}"
-        return
-    report.failure_kind = "network" if _UNREACHABLE.search(text) else "uv"
-    report.failure = f"uv {args[0]} failed (exit {result.returncode}): {summary}"
-
-
-def _path_in(text: str) -> Path | None:
-    """The first absolute path uv names in backticks (the file it could not write)."""
-    for match in re.finditer(r"`(/[^`]+)`", text):
-        return Path(match.group(1))
-    return None
+def _fail(report: Report, failure: Failure) -> None:
+    """The operation did not complete: its kind, its line and (where uv failed) uv's words on the report."""
+    report.failure_kind, report.failure = failure.kind, failure.failure
+    if failure.kind in ("uv", "network", "killed", "disk-full"):
+        report.uv_error = failure.uv_error
 
 
 def _run_sync(ctx: Context, report: Report, args: list[str], on_line: LineCallback | None) -> bool:
+    """Run uv (its lines to the report's log and ``on_line``); a failure on the report, classified."""
+
     def collect(line: str) -> None:
         report.log.append(line)
         if on_line is not None:
@@ -612,15 +389,14 @@ def _run_sync(ctx: Context, report: Report, args: list[str], on_line: LineCallba
 
     result = run_uv(ctx.uv, args, ctx.env, cwd=ctx.project.root, on_line=collect)
     if result.returncode != 0:
-        _fail_with_uv(ctx, report, args, result)
+        _fail(report, classify_failure(args, result, ctx.env.prefix))
         return False
     return True
 
 
 def _follow_up_failed(report: Report, exc: UvextraError) -> None:
     if report.failure is None:
-        report.failure = f"uv's sync ran, but what came after it failed: {exc}"
-        report.failure_kind = "follow-up"
+        _fail(report, follow_up(str(exc)))
     else:
         report.warnings.append(str(exc))
 
@@ -631,41 +407,44 @@ def _follow_up_failed(report: Report, exc: UvextraError) -> None:
 def check(
     project: str | os.PathLike[str] | None = None,
     python: str | os.PathLike[str] | None = None,
-    extras: Sequence[str] | None = None,
+    extras: Backends | None = None,
     *,
     probe: bool = False,
     command: str = "check",
     no_default_groups: bool | None = None,
     verify: bool = False,
+    progress: Progress | None = None,
+    remarks: Remarks | None = None,
+    interrupted: str | None = None,
 ) -> Report:
     """Compare the venv with what the lock wants for ``extras`` (default: recorded, else inferred): versions, builds,
-    sources, and every file each package's RECORD lists (``verify``: their sha256 too)."""
+    sources, and every file each package's RECORD lists (``verify``: their sha256 too). ``no_default_groups``
+    None: as the last switch ran uv. ``interrupted``: this check follows the caller's operation that was interrupted
+    (the words for it); the report says so."""
     started = time.perf_counter()
-    ctx = open_context(project, python)
+    ctx = open_context(project, python, progress)
     report = ctx.new_report(command)
     state = load_state(ctx.env)
-    _default_groups(ctx, no_default_groups, state)
+    groups_off = state.no_default_groups if no_default_groups is None else no_default_groups
     _require_lock(ctx, extras or ())
-    chosen = _resolve_extras(ctx, extras, state)
-    report.extras, report.extras_source, report.extras_unknown = list(chosen.extras), chosen.source, chosen.unknown
-    report.unreadable = dict(chosen.unreadable)
+    chosen = _aim_into(report, _aim_at(ctx, extras, state, groups_off), groups_off)
     try:
         stale = stale_lock(ctx.project, ctx.env, ctx.uv)
     except LockUnknown as exc:
         stale = None
         report.warnings.append(str(exc))
     if stale:  # never "matches the lock" when the lock no longer says what the project declares
-        report.failure_kind = "stale-lock"
-        report.failure = stale
-    with _probing(ctx, report, chosen.extras, probe) as start:
+        _fail(report, Failure("stale-lock", stale))
+    with _probing(ctx, report, chosen, probe) as start:
         start()
-        _check_into(ctx, report, chosen.extras, state=state, verify=verify)
-    report.elapsed_s = time.perf_counter() - started
-    return report
+        _check_into(ctx, report, chosen, state=state, verify=verify)
+    if interrupted is not None:
+        report.interrupted, report.failure = True, interrupted
+    return _finish(report, ctx, started, remarks)
 
 
 @contextmanager
-def _probing(ctx: Context, report: Report, extras: Sequence[str], wanted: bool) -> Iterator[Callable[[], None]]:
+def _probing(ctx: Context, report: Report, extras: Selection, wanted: bool) -> Iterator[Callable[[], None]]:
     """Start the probe when the caller says the venv will not change any more; collect it; never leak its process.
 
     The handle is closed on every way out (an error beside the probe, an interrupt while it is awaited): no child
@@ -684,18 +463,24 @@ def _probing(ctx: Context, report: Report, extras: Sequence[str], wanted: bool) 
 
             if not started[0].done():
                 fresh_torch = any(c.name == "torch" for c in report.changes.installed)
-                say(PROBING_FIRST if fresh_torch else PROBING)
+                ctx.progress.say(PROBING_FIRST if fresh_torch else PROBING)
             report.probe = started[0].result()
             merge_dynamic(report.stack, report.probe.companions)
 
 
-def status(project: str | os.PathLike[str] | None = None, python: str | os.PathLike[str] | None = None) -> Report:
+def status(
+    project: str | os.PathLike[str] | None = None,
+    python: str | os.PathLike[str] | None = None,
+    *,
+    progress: Progress | None = None,
+    remarks: Remarks | None = None,
+) -> Report:
     """The current extras, drift and CUDA verdict of the venv."""
-    return check(project, python, None, probe=True, command="status")
+    return check(project, python, None, probe=True, command="status", progress=progress, remarks=remarks)
 
 
 def switch(
-    extras: Sequence[str],
+    extras: Backends,
     project: str | os.PathLike[str] | None = None,
     python: str | os.PathLike[str] | None = None,
     *,
@@ -705,10 +490,11 @@ def switch(
     repair: bool = False,
     frozen: bool = False,
     locked: bool = False,
-    on_line: LineCallback | None = None,
-    on_wait: LineCallback | None = None,
     no_default_groups: bool = False,
     space_check: bool = True,
+    progress: Progress | None = None,
+    extras_source: str | None = None,
+    remarks: Remarks | None = None,
 ) -> Report:
     """``uv sync --inexact --extra …`` into the target venv, then remove what only this project put there; check.
 
@@ -718,19 +504,19 @@ def switch(
     ``keep_extraneous`` removes nothing. A missing ``uv.lock`` is created as ``uv sync`` would; ``frozen`` (use
     the lock as it is) and ``locked`` (refuse a lock that is out of date) refuse instead. The probe runs after the
     last change. ``space_check`` refuses (exit 1, nothing changed) when the lock's wheels cannot fit on the venv's or
-    uv's cache's filesystem.
+    uv's cache's filesystem. ``no_default_groups`` is uv's, recorded for check and repair; ``progress`` hears the
+    phases, uv's lines and a wait for another uvextra; ``extras_source`` says why these extras when the caller
+    knows (a notebook's record); ``remarks`` adds what the caller knows about the environment.
     """
     started = time.perf_counter()
-    ctx = open_context(project, python)
+    ctx = open_context(project, python, progress)
     report = ctx.new_report("switch")
-    _default_groups(ctx, no_default_groups)  # uv's --no-default-groups, recorded for check and repair
     if not extras:
-        raise UvextraError(
-            f"name an extra to switch to: {', '.join(ctx.project.offered) or '(none declared)'}, or auto"
-        )
-    resolved = _resolve_extras(ctx, extras, State())
-    chosen, report.extras_source = resolved.extras, resolved.source
-    report.extras = list(chosen)
+        offered = ", ".join(b.name for b in ctx.project.offered)
+        raise UvextraError(f"name an extra to switch to: {offered or '(none declared)'}, or auto")
+    chosen = _aim_into(report, _aim_at(ctx, extras, State(), no_default_groups), no_default_groups)
+    if extras_source:
+        report.extras_source = extras_source
     if (frozen or locked) and not ctx.project.lockfile.is_file():
         flag = "--frozen" if frozen else "--locked"
         raise UvextraError(
@@ -739,7 +525,7 @@ def switch(
         )
     _require_writable(ctx)
     try:
-        with switch_lock(ctx.env, on_wait), _probing(ctx, report, chosen, probe) as start_probe:
+        with switch_lock(ctx.env, ctx.progress.waiting), _probing(ctx, report, chosen, probe) as start_probe:
             _switch_locked(
                 ctx,
                 report,
@@ -749,31 +535,27 @@ def switch(
                 repair=repair,
                 frozen=frozen,
                 locked=locked,
-                on_line=on_line,
                 space_check=space_check,
             )
             start_probe()  # after the last change: the verdict describes what is installed now
     except Interrupted:
         report.interrupted = True
-        report.failure_kind = "interrupted"
-        report.failure = "interrupted: uv was stopped before it finished; the environment was checked again"
+        _fail(report, Failure("interrupted", INTERRUPTED))
         _recheck_quietly(ctx, report, chosen)
         _record_failure(ctx, report, load_state(ctx.env), chosen)
-    report.elapsed_s = time.perf_counter() - started
-    return report
+    return _finish(report, ctx, started, remarks)
 
 
 def _switch_locked(
     ctx: Context,
     report: Report,
-    chosen: Sequence[str],
+    chosen: Selection,
     *,
     keep_extraneous: bool,
     exact: bool,
     repair: bool,
     frozen: bool,
     locked: bool,
-    on_line: LineCallback | None,
     space_check: bool = True,
 ) -> None:
     before = scan(ctx.env)
@@ -784,15 +566,13 @@ def _switch_locked(
     if space_check:  # refused here, nothing has changed yet (not even the record of what was asked)
         _ensure_space(ctx, report, _plan(ctx, chosen, before))
     _record_failure(ctx, report, state, chosen)  # until it finishes, the venv is on its way to `chosen`
-    with watch_sync(ctx, chosen, before, on_line) as sync_line:  # names the phases, counts the downloads
+    with watch_sync(ctx, chosen, before, ctx.progress) as sync_line:  # names the phases, counts the downloads
         synced = _run_sync(
             ctx, report, _sync_args(ctx, chosen, frozen=frozen, locked=locked, exact=exact_sync), sync_line
         )
     if synced:
         try:
-            _remove_what_is_ours(
-                ctx, report, chosen, state, keep_extraneous=keep_extraneous, exact=exact, on_line=on_line
-            )
+            _remove_what_is_ours(ctx, report, chosen, state, keep_extraneous=keep_extraneous, exact=exact)
         except Interrupted:
             raise  # in any phase an interrupt is one (exit 130), re-checked by switch()
         except UvextraError as exc:
@@ -814,7 +594,7 @@ def _switch_locked(
         _record_failure(ctx, report, state, chosen, changed=bool(report.changes.installed or report.changes.removed))
         return
     try:
-        say("checking the environment against the lock")
+        ctx.progress.say("checking the environment against the lock")
         wanted, installed, state = _check_into(ctx, report, chosen, fresh=fresh, state=state)
         report.changes.kept = sorted(set(report.changes.kept) | set(report.kernel_protected))
         # uv takes a half-installed package (a killed or disk-full install) for a whole one ("Checked 10 packages"):
@@ -826,7 +606,7 @@ def _switch_locked(
             and not report.missing_source_errors
             and (broken or (repair and (report.errors or report.unverified)))
         ):
-            _repair_locked(ctx, report, chosen, state, on_line, only=None if repair else broken)
+            _repair_locked(ctx, report, chosen, state, only=None if repair else broken)
             wanted, installed, state = _check_into(ctx, report, chosen, fresh=set(report.repaired), state=state)
             _say_whole(report)
     except Interrupted:
@@ -840,25 +620,18 @@ def _switch_locked(
 
 
 def _remove_what_is_ours(
-    ctx: Context,
-    report: Report,
-    chosen: Sequence[str],
-    state: State,
-    *,
-    keep_extraneous: bool,
-    exact: bool,
-    on_line: LineCallback | None,
+    ctx: Context, report: Report, chosen: Selection, state: State, *, keep_extraneous: bool, exact: bool
 ) -> None:
     wanted = _wanted(ctx, chosen)
     mid = scan(ctx.env)
     remove, foreign = removable(mid, wanted, _protected(ctx, mid), _owned(ctx, state), exact=exact)
     report.changes.kept_foreign = foreign
     if remove and not keep_extraneous:
-        say(
+        ctx.progress.say(
             f"removing {len(remove)} package{'s' if len(remove) != 1 else ''} the new extras do not want: "
             f"{', '.join(remove[:6])}{', …' if len(remove) > 6 else ''}"
         )
-        _run_sync(ctx, report, ["pip", "uninstall", "--python", str(ctx.env.python), *remove], on_line)
+        _run_sync(ctx, report, ["pip", "uninstall", "--python", str(ctx.env.python), *remove], ctx.progress.uv_line)
     elif remove:
         report.changes.kept.extend(remove)
 
@@ -871,7 +644,7 @@ def _record_identity(dist: Installed) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
-def _plan(ctx: Context, chosen: Sequence[str], before: Mapping[str, Installed]) -> list[Wanted]:
+def _plan(ctx: Context, chosen: Selection, before: Mapping[str, Installed]) -> list[Wanted]:
     """What a sync to ``chosen`` will install, as the lock says (nothing when there is no lock yet to read)."""
     from .space import to_install
 
@@ -921,7 +694,7 @@ def _ensure_space(ctx: Context, report: Report, plan: Sequence[Wanted]) -> None:
             )
 
 
-def _recheck_quietly(ctx: Context, report: Report, extras: Sequence[str]) -> None:
+def _recheck_quietly(ctx: Context, report: Report, extras: Selection) -> None:
     try:
         _check_into(ctx, report, extras)
     except UvextraError as exc:
@@ -929,12 +702,7 @@ def _recheck_quietly(ctx: Context, report: Report, extras: Sequence[str]) -> Non
 
 
 def _repair_locked(
-    ctx: Context,
-    report: Report,
-    extras: Sequence[str],
-    state: State,
-    on_line: LineCallback | None,
-    only: Sequence[str] | None = None,
+    ctx: Context, report: Report, extras: Selection, state: State, only: Sequence[str] | None = None
 ) -> None:
     targets = (
         sorted(only)
@@ -946,7 +714,7 @@ def _repair_locked(
     _ensure_space(ctx, report, [wanted[n] for n in targets if n in wanted])
     before = scan(ctx.env)
     written = {n: _record_identity(before[n]) for n in targets if n in before}
-    with watch_sync(ctx, extras, {n: d for n, d in before.items() if n not in targets}, on_line) as sync_line:
+    with watch_sync(ctx, extras, {n: d for n, d in before.items() if n not in targets}, ctx.progress) as sync_line:
         synced = _run_sync(ctx, report, _sync_args(ctx, extras, reinstall=targets, frozen=True), sync_line)
     if synced:
         after = scan(ctx.env)
@@ -971,63 +739,61 @@ def _repair_locked(
 def repair(
     project: str | os.PathLike[str] | None = None,
     python: str | os.PathLike[str] | None = None,
-    extras: Sequence[str] | None = None,
+    extras: Backends | None = None,
     *,
     probe: bool = False,
-    on_line: LineCallback | None = None,
-    on_wait: LineCallback | None = None,
     no_default_groups: bool | None = None,
+    progress: Progress | None = None,
+    extras_source: str | None = None,
+    remarks: Remarks | None = None,
 ) -> Report:
     """Reinstall exactly the drifted (and unverified) packages, then check again.
 
     Without ``extras``: those the user asked for last (a switch that did not finish), else the last successful
     switch's, else inferred; when inference cannot tell (nothing of the project installed, or a tie) nothing is
-    installed and the error says to switch.
+    installed and the error says to switch. ``no_default_groups`` None: as the last switch ran uv.
     """
     started = time.perf_counter()
-    ctx = open_context(project, python)
+    ctx = open_context(project, python, progress)
     report = ctx.new_report("repair")
     state = load_state(ctx.env)
-    _default_groups(ctx, no_default_groups, state)
+    groups_off = state.no_default_groups if no_default_groups is None else no_default_groups
     _require_lock(ctx, extras or ())
-    chosen = _resolve_extras(ctx, extras, state)
-    if chosen.unknown:
+    aim = _aim_at(ctx, extras, state, groups_off)
+    if aim.unknown:
         raise UvextraError(
-            f"cannot tell which extras to repair ({chosen.source.removeprefix('inferred: ')}); "
-            f"run `uvextra switch {' | '.join(ctx.project.offered)}`, or pass --extra NAME"
+            f"cannot tell which extras to repair ({aim.source.removeprefix('inferred: ')}); "
+            f"run `uvextra switch {' | '.join(b.name for b in ctx.project.offered)}`, or pass --extra NAME"
         )
-    report.extras, report.extras_source = list(chosen.extras), chosen.source
-    report.unreadable = dict(chosen.unreadable)
+    chosen = _aim_into(report, aim, groups_off)
+    if extras_source:
+        report.extras_source = extras_source
     try:
-        with _probing(ctx, report, chosen.extras, probe) as start_probe:
-            wanted, installed, state = _check_into(ctx, report, chosen.extras, state=state)
+        with _probing(ctx, report, chosen, probe) as start_probe:
+            wanted, installed, state = _check_into(ctx, report, chosen, state=state)
             if (report.errors or report.unverified) and not report.missing_source_errors:  # uv would fail on those
                 _require_writable(ctx)
-                with switch_lock(ctx.env, on_wait):
-                    _repair_and_recheck(ctx, report, chosen.extras, state, on_line)
+                with switch_lock(ctx.env, ctx.progress.waiting):
+                    _repair_and_recheck(ctx, report, chosen, state)
             elif (
                 state.requested
-                and list(state.requested) == list(chosen.extras)
+                and list(state.requested) == list(chosen.backends)
                 and report.failure is None
                 and not report.read_only
             ):
                 # the switch that did not finish left the venv as its extras want it: say so from now on
-                with switch_lock(ctx.env, on_wait):
-                    _record(ctx, report, state, chosen.extras, wanted, installed)
+                with switch_lock(ctx.env, ctx.progress.waiting):
+                    _record(ctx, report, state, chosen, wanted, installed)
             start_probe()
     except Interrupted:
         report.interrupted = True
-        report.failure_kind = "interrupted"
-        report.failure = "interrupted: uv was stopped before it finished; the environment was checked again"
-        _recheck_quietly(ctx, report, chosen.extras)
-    report.elapsed_s = time.perf_counter() - started
-    return report
+        _fail(report, Failure("interrupted", INTERRUPTED))
+        _recheck_quietly(ctx, report, chosen)
+    return _finish(report, ctx, started, remarks)
 
 
-def _repair_and_recheck(
-    ctx: Context, report: Report, extras: Sequence[str], state: State, on_line: LineCallback | None
-) -> None:
-    _repair_locked(ctx, report, extras, state, on_line)
+def _repair_and_recheck(ctx: Context, report: Report, extras: Selection, state: State) -> None:
+    _repair_locked(ctx, report, extras, state)
     try:
         wanted, installed, state = _check_into(ctx, report, extras, fresh=set(report.repaired), state=state)
     except UvextraError as exc:
@@ -1052,7 +818,7 @@ def _say_whole(report: Report) -> None:
             report.repaired_notes.append(f"{name}: was {was.split(' — ')[0]}; reinstalled, every file there now")
 
 
-def probe(python: str | os.PathLike[str] | None = None, extras: Sequence[str] = ()) -> Report:
+def probe(python: str | os.PathLike[str] | None = None, extras: Backends = ()) -> Report:
     """Only the CUDA probe of the target interpreter, in a fresh process."""
     started = time.perf_counter()
     env = resolve_environment(python)
@@ -1061,7 +827,7 @@ def probe(python: str | os.PathLike[str] | None = None, extras: Sequence[str] = 
         environment=str(env.prefix),
         environment_source=env.source,
         python=str(env.python),
-        extras=list(extras),
+        extras=[b if isinstance(b, Backend) else Backend(b) for b in extras],
     )
     if not extras:
         report.extras = load_state(env).extras
@@ -1070,7 +836,10 @@ def probe(python: str | os.PathLike[str] | None = None, extras: Sequence[str] = 
 
     installed = scan(env)
     with start_probe(
-        str(env.python), selected_extras=report.extras, timeout=probe_timeout(), companions=import_names(installed)
+        str(env.python),
+        selected_extras=[e.name for e in report.extras],
+        timeout=probe_timeout(),
+        companions=import_names(installed),
     ) as handle:
         report.probe = handle.result()
     report.stack = check_stack(installed)

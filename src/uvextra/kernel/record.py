@@ -23,6 +23,7 @@ from typing import Any
 from ..core.errors import UvextraError
 from ..core.redact import redact
 from ..core.report import Report
+from ..core.vocabulary import Backend
 
 __all__ = ["MIME", "Comparison", "NotebookRecord", "compare", "kernel_hint", "make_record", "read_record"]
 
@@ -105,20 +106,20 @@ class NotebookRecord:
         return [str(e) for e in self.record.get("extras") or []]
 
     @property
-    def backends(self) -> list[str]:
+    def backends(self) -> list[Backend | str]:
         """:attr:`extras` as :class:`uvextra.project.Backend` names: each knows whether it is an extra or a group.
 
         The record lists the names in ``extras`` and those of them that are dependency groups in ``groups``; a name
         both an extra and a group of the project, switched to as both, is in ``extras`` twice (extra first). A
         record without ``groups`` (an older uvextra's) gives plain names, which the project resolves.
         """
-        from ..core.project import EXTRA, GROUP, Backend
+        from ..core.vocabulary import EXTRA, GROUP
 
         names = self.extras
         if not isinstance(self.record.get("groups"), list):
-            return names
+            return list(names)
         groups = [str(g) for g in self.record["groups"]]
-        found: list[str] = []
+        found: list[Backend | str] = []
         for name in names:
             twice = names.count(name) > 1 and not any(str(f) == name for f in found)
             kind = GROUP if name in groups and not twice else EXTRA
@@ -219,7 +220,7 @@ def compare(
 ) -> Comparison:
     """Compare the notebook's last record with what ``report`` found (its extras; torch's build when probed)."""
     ran = redact(record.ran_on(name))
-    mine = [] if report.extras_unknown else list(report.extras)
+    mine = [] if report.extras_unknown else [e.name for e in report.extras]
     on = " ".join(mine) or "no backend of this project"
     if record.record.get("project") and report.project_name and record.record["project"] != report.project_name:
         return Comparison(
@@ -250,7 +251,7 @@ class KernelHint:
     """The kernel's own notebook last ran on other extras: one line, and the extras a button switches to."""
 
     line: str
-    extras: list[str]  # Backend names: a name both an extra and a group is switched to as the record says
+    extras: list[Backend | str]  # a name both an extra and a group is switched to as the record says
 
 
 def kernel_notebook(environ: Mapping[str, str] | None = None, cwd: str | os.PathLike[str] | None = None) -> Path | None:
@@ -294,12 +295,13 @@ def kernel_hint(
     if not backends or any(not _offered(b, declared) for b in backends):
         return None
     result = compare(record, report, name="this notebook", where="this kernel's environment", switch="%uvextra")
-    if result.agrees or sorted(record.extras) == sorted(report.extras):
+    if result.agrees or sorted(record.extras) == sorted(e.name for e in report.extras):
         return None  # the same extras: drift, if any, has its own row and button
     return KernelHint(result.line, backends)
 
 
-def _offered(backend: str, available: Sequence[str]) -> bool:
-    """Does the project offer ``backend`` as what it is (an extra, a group)? Plain names match by name."""
-    kind = getattr(backend, "kind", None)
-    return any(str(a) == str(backend) and getattr(a, "kind", kind) == kind for a in available)
+def _offered(backend: Backend | str, available: Sequence[Backend]) -> bool:
+    """Does the project offer ``backend`` as what it is (an extra, a group)? By name and kind."""
+    if not isinstance(backend, Backend):
+        return False  # a plain name (an older record) is never taken for one the project offers, as before
+    return any((a.name, a.kind) == (backend.name, backend.kind) for a in available)

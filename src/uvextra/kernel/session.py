@@ -11,14 +11,16 @@ standard library, and the core, the kernel helpers and ipykernel are imported wh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ..core.environment import Environment
+    from ..core.progress import Progress
     from ..core.report import Report
     from ..core.userenv import Made
-    from ..core.vocabulary import KernelState, RestartPlan
+    from ..core.vocabulary import Backend, KernelState, RestartPlan
     from .record import KernelHint
 
 LineCallback = Callable[[str], None]
@@ -26,6 +28,7 @@ LineCallback = Callable[[str], None]
 __all__ = ["AUTO", "Action", "Outcome", "Session"]
 
 AUTO = "auto"
+INTERRUPTED = "interrupted before uvextra finished"
 UNEXPECTED_HINT = "run `uvextra check` in a terminal for details"
 READ_ONLY = " is read-only; uvextra changes nothing there"
 USER_ENV_HINT = " — make your own environment for this project, layered on this one, in one step: `{command}`"
@@ -36,10 +39,8 @@ class Action:
     """One core operation to run with live progress: a title for the user and the call itself."""
 
     title: str
-    call: Callable[[LineCallback | None, LineCallback | None], Report]
+    call: Callable[[Progress], Report]  # given the one sink for its progress
     recheck: Callable[[], Report] | None = None  # the environment as it is, after an interrupt
-    # uv's --no-default-groups as the action says it (None: as the venv's last switch recorded it)
-    no_default_groups: bool | None = None
     # the same switch in the user's own environment: what a read-only refusal offers (``--user-env``), and its magic
     user_env: Callable[[], Action] | None = None
     user_env_command: str = "%uvextra EXTRA --project DIR --user-env"
@@ -53,7 +54,7 @@ class Outcome:
     kernel: KernelState | None = None
     error: str | None = None
     notebook: KernelHint | None = None  # status only: this kernel's notebook last ran on other extras
-    # the --no-default-groups the report was made with: what a button's next action keeps (the toggle, Reinstall)
+    # the --no-default-groups the report was made with (its selection's): what a button's next action keeps
     no_default_groups: bool = False
     # the environment was read-only: the same switch in the user's own environment, offered (the card's button)
     offer_user_env: Callable[[], Action] | None = None
@@ -88,7 +89,7 @@ class Session:
     # -- actions ------------------------------------------------------------------------------------------------
     def switch(
         self,
-        extras: list[str],
+        extras: Sequence[Backend | str],
         *,
         project: str | None = None,
         probe: bool = True,
@@ -109,24 +110,25 @@ class Session:
             )
         title = (
             "choosing the extra for this machine, then switching"
-            if extras == [AUTO]
-            else f"switching to {' '.join(extras)}"
+            if list(extras) == [AUTO]
+            else f"switching to {' '.join(map(str, extras))}"
         )
         return Action(
             title,
-            lambda on_line, on_wait: core.switch(
+            lambda progress: core.switch(
                 extras,
                 project,
                 None,
                 probe=probe,
                 keep_extraneous=keep_extraneous,
                 exact=exact,
-                on_line=on_line,
-                on_wait=on_wait,
                 no_default_groups=no_default_groups,
+                progress=progress,
+                remarks=self._remarks(switch=True),
             ),
-            recheck=lambda: core.check(project, None, extras, no_default_groups=no_default_groups),
-            no_default_groups=no_default_groups,
+            recheck=lambda: core.check(
+                project, None, extras, no_default_groups=no_default_groups, interrupted=_RECHECKED
+            ),
             user_env=lambda: self.user_env(
                 extras,
                 project=project,
@@ -141,7 +143,7 @@ class Session:
 
     def check(
         self,
-        extras: list[str] | None,
+        extras: Sequence[Backend | str] | None,
         *,
         project: str | None = None,
         probe: bool = True,
@@ -151,13 +153,19 @@ class Session:
         from ..core import verbs as core
 
         project = project or _user_env_project()
-        what = f"checking against the lock for {' '.join(extras)}" if extras else "checking the environment"
+        what = f"checking against the lock for {' '.join(map(str, extras))}" if extras else "checking the environment"
         return Action(
             what,
-            lambda on_line, on_wait: core.check(
-                project, None, extras or None, probe=probe, command=command, no_default_groups=no_default_groups
+            lambda progress: core.check(
+                project,
+                None,
+                extras or None,
+                probe=probe,
+                command=command,
+                no_default_groups=no_default_groups,
+                progress=progress,
+                remarks=self._remarks(),
             ),
-            no_default_groups=no_default_groups,
         )
 
     def repair(self, report: Report, *, probe: bool = True, no_default_groups: bool | None = None) -> Action:
@@ -168,22 +176,23 @@ class Session:
         extras = list(report.extras)
         return Action(
             f"reinstalling {', '.join(names) or 'the drifted packages'} from the lock",
-            lambda on_line, on_wait: core.repair(
+            lambda progress: core.repair(
                 report.project,
                 None,
                 extras,
                 probe=probe,
-                on_line=on_line,
-                on_wait=on_wait,
                 no_default_groups=no_default_groups,
+                progress=progress,
+                remarks=self._remarks(),
             ),
-            recheck=lambda: core.check(report.project, None, extras, no_default_groups=no_default_groups),
-            no_default_groups=no_default_groups,
+            recheck=lambda: core.check(
+                report.project, None, extras, no_default_groups=no_default_groups, interrupted=_RECHECKED
+            ),
         )
 
     def user_env(
         self,
-        extras: list[str],
+        extras: Sequence[Backend | str],
         *,
         project: str | None = None,
         probe: bool = True,
@@ -192,7 +201,7 @@ class Session:
     ) -> Action:
         """The user's own environment for the project (made if new), switched to ``extras`` and registered."""
 
-        def call(on_line: LineCallback | None, on_wait: LineCallback | None) -> Report:
+        def call(progress: Progress) -> Report:
             from ..core.userenv import ensure_user_env
 
             self.made = None
@@ -201,18 +210,17 @@ class Session:
                 project,
                 probe=probe,
                 keep_extraneous=keep_extraneous,
-                on_line=on_line,
-                on_wait=on_wait,
                 no_default_groups=no_default_groups,
+                progress=progress,
+                remarks=self._remarks(switch=True),
             )
             self.made = made
             made.report.warnings.extend(note for note in made.notes if note not in made.report.warnings)
             return made.report
 
         return Action(
-            f"making your own environment for {' '.join(extras) or 'the project'}",
+            f"making your own environment for {' '.join(map(str, extras)) or 'the project'}",
             call,
-            no_default_groups=no_default_groups,
         )
 
     def hand_over(self) -> str | None:
@@ -225,23 +233,22 @@ class Session:
         return hand_over(_connection_file(self.shell), made.kernelspec_dir.name, made.display_name)
 
     # -- running ------------------------------------------------------------------------------------------------
-    def execute(
-        self, action: Action, on_line: LineCallback | None = None, on_wait: LineCallback | None = None
-    ) -> Outcome:
-        """Run ``action``; never raises (an interrupt included): errors come back as one line."""
+    def execute(self, action: Action, progress: Progress | None = None) -> Outcome:
+        """Run ``action``, its progress to ``progress``; never raises (an interrupt included): errors come back as
+        one line."""
         import logging
+
+        from ..core.progress import SILENT
 
         self.watch.update()  # fingerprint what is imported before uv replaces any file
         try:
-            report = action.call(on_line, on_wait)
-            _note_hub_server(report)
+            report = action.call(progress or SILENT)
             _follow_user_env(report)
-            self._note_throwaway(report)
             outcome = Outcome(
                 report,
                 self.kernel_state(),
                 notebook=_notebook_hint(report),
-                no_default_groups=_default_groups_of(action, report),
+                no_default_groups=report.no_default_groups,
             )
         except KeyboardInterrupt:
             outcome = self._interrupted(action)
@@ -259,33 +266,34 @@ class Session:
         self.last = outcome
         return outcome
 
-    def _note_throwaway(self, report: Report) -> None:
-        if self._throwaway_said or report.command != "switch" or not report.environment:
-            return
-        try:
-            from pathlib import Path
+    def _remarks(self, *, switch: bool = False) -> Callable[[Environment], list[str]]:
+        """What this kernel knows about the environment an action changes, for the report to say: the hub's server
+        runs from it; for a switch, once per kernel, that a switch there lasts until the server restarts."""
 
-            from ..core.environment import Environment
-            from ..core.userenv import throwaway_line
+        def remarks(env: Environment) -> list[str]:
+            lines = [line for line in (_hub_server_line(env),) if line]
+            if switch and not self._throwaway_said:
+                try:
+                    from ..core.userenv import throwaway_line
 
-            line = throwaway_line(Environment(Path(report.environment), Path(report.python or report.environment)))
-        except Exception:  # noqa: BLE001 - a hint: an unreadable folder says nothing
-            return
-        if line:
-            report.warnings.append(line)
-            self._throwaway_said = True
+                    line = throwaway_line(env)
+                except Exception:  # noqa: BLE001 - a hint: an unreadable folder says nothing
+                    line = None
+                if line:
+                    lines.append(line)
+                    self._throwaway_said = True
+            return lines
+
+        return remarks
 
     def _interrupted(self, action: Action) -> Outcome:
-        message = "interrupted before uvextra finished"
         if action.recheck is None:
-            return Outcome(error=message)
+            return Outcome(error=INTERRUPTED)
         try:
-            report = action.recheck()
+            report = action.recheck()  # a check that says the action was interrupted (_RECHECKED)
         except (Exception, KeyboardInterrupt):  # noqa: BLE001 - a second interrupt, or the check failing
-            return Outcome(error=f"{message}; run `%uvextra` to see the environment's state")
-        report.interrupted = True
-        report.failure = f"{message}; the environment was checked again"
-        return Outcome(report, self.kernel_state(), error=None, no_default_groups=_default_groups_of(action, report))
+            return Outcome(error=f"{INTERRUPTED}; run `%uvextra` to see the environment's state")
+        return Outcome(report, self.kernel_state(), error=None, no_default_groups=report.no_default_groups)
 
     def kernel_state(self) -> KernelState:
         from ..core.vocabulary import KernelState
@@ -317,16 +325,17 @@ class Session:
         )
 
 
-def _note_hub_server(report: Report) -> None:
+_RECHECKED = f"{INTERRUPTED}; the environment was checked again"
+
+
+def _hub_server_line(env: Environment) -> str | None:
     """On a hub whose server runs from the venv this kernel changes: one warning line on the card."""
     try:
         from .hub import hub_server_line
 
-        line = hub_server_line(report.environment)
+        return hub_server_line(str(env.prefix))
     except Exception:  # noqa: BLE001 - unreadable /proc: say nothing
-        return
-    if line and line not in report.warnings:
-        report.warnings.append(line)
+        return None
 
 
 def _in_user_env() -> bool:
@@ -353,27 +362,9 @@ def _follow_user_env(report: Report) -> None:
     try:
         from ..core.userenv import refresh_kernelspec
 
-        refresh_kernelspec(report.environment, report.extras)
+        refresh_kernelspec(report.environment, [e.name for e in report.extras])
     except Exception:  # noqa: BLE001 - a display name: never worth a failed switch
         return
-
-
-def _default_groups_of(action: Action, report: Report) -> bool:
-    """The --no-default-groups ``report`` was made with: as the action said, else as the venv's record says."""
-    if action.no_default_groups is not None:
-        return action.no_default_groups
-    if not report.environment:
-        return False
-    try:
-        from pathlib import Path
-
-        from ..core.environment import Environment
-        from ..core.state import load_state
-
-        prefix = Path(report.environment)
-        return load_state(Environment(prefix, Path(report.python or prefix / "bin" / "python"))).no_default_groups
-    except Exception:  # noqa: BLE001 - an unreadable record: uv's default, as core's check does then
-        return False
 
 
 def _notebook_hint(report: Report) -> KernelHint | None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..core.drift import Drift, Unverified
 from ..core.report import Report
+from ..core.vocabulary import GROUP
 
 if TYPE_CHECKING:
     from ..core.vocabulary import KernelState
@@ -100,7 +101,7 @@ def _failure(report: Report) -> str:
 
 
 def _title(report: Report) -> str:
-    extras = ", ".join(report.extras) or "(no extras)"
+    extras = ", ".join(e.name for e in report.extras) or "(no extras)"
     if report.command == "probe":
         return "CUDA probe"
     if report.command == "repair":
@@ -115,8 +116,8 @@ def _where_rows(report: Report) -> list[Row]:
     rows = []
     if report.project:
         groups = report.available_groups
-        plain = [e for e in report.available_extras if getattr(e, "kind", None) != "group"]
-        features = [f"{f} (group)" if getattr(f, "kind", None) == "group" else str(f) for f in report.features]
+        plain = [e.name for e in report.available_extras if e.kind != GROUP]
+        features = [f"{f} (group)" if f.kind == GROUP else f.name for f in report.features]
         listed = "; ".join(
             part
             for part in (
@@ -219,7 +220,7 @@ def verdict_state(report: Report) -> tuple[str, str] | None:
         return "neutral", "no torch"
     from ..core.accelerators import parse_extra
 
-    gpu_selected = any(parse_extra(e).is_gpu for e in report.extras)
+    gpu_selected = any(parse_extra(e.name).is_gpu for e in report.extras)
     if (
         probe.torch_version
         and not probe.cuda_version
@@ -306,13 +307,13 @@ def build_view(
     rows = view.rows
     rows += _where_rows(report)
     if report.command != "probe":
-        kinds = tuple((str(e), getattr(e, "kind", None) or "extra") for e in report.extras)
-        chosen = ", ".join(f"{e} (group)" if kind == "group" else e for e, kind in kinds)
+        kinds = tuple((e.name, e.kind) for e in report.extras)
+        chosen = ", ".join(f"{e} (group)" if kind == GROUP else e for e, kind in kinds)
         # by name and kind: a group `cpu` beside an extra `cpu` is another backend, and says which it is
         others = [
-            f"{x} (group)" if kind == "group" else str(x)
-            for x, kind in ((x, getattr(x, "kind", None) or "extra") for x in report.available_extras)
-            if (str(x), kind) not in kinds
+            f"{x} (group)" if x.kind == GROUP else x.name
+            for x in report.available_extras
+            if (x.name, x.kind) not in kinds
         ]
         rows.append(
             Row(
