@@ -31,15 +31,14 @@ class Context:
         offered = {(b.name, b.kind) for b in self.project.offered}
         return not any((m.name, m.kind) in offered for m in members)
 
-    def new_report(self, command: str, *, environment_source: str | None = None) -> Report:
-        """An empty report for ``command`` that already says where (project, venv, python, uv) and why that venv
-        (``environment_source``: what the surface chose it by, else how the venv was found)."""
+    def new_report(self, command: str) -> Report:
+        """An empty report for ``command`` that already says where (project, venv, python, uv) and why that venv."""
         report = Report(
             command=command,
             project=str(self.project.root),
             project_name=self.project.name,
             environment=str(self.env.prefix),
-            environment_source=environment_source or self.env.source,
+            environment_source=self.env.source,
             python=str(self.env.python),
             uv=self.uv.to_dict(),
             available_extras=list(self.project.offered),

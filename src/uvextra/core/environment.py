@@ -17,14 +17,16 @@ from pathlib import Path
 
 from . import cache as _cache
 from .errors import UvextraError
+from .vocabulary import EnvironmentSource
 
 STATE_DIR = ".uvextra"  # inside the venv: state.json, the switch lock, cached exports
-KERNEL_SOURCE = "this kernel's environment"  # python=None: the interpreter running uvextra (in a kernel, its own)
-PYTHON_SOURCE = "--python"
-VIRTUAL_ENV_SOURCE = "$VIRTUAL_ENV"
-UV_PROJECT_ENVIRONMENT_SOURCE = "UV_PROJECT_ENVIRONMENT"
-PROJECT_VENV_SOURCE = "the project's .venv"
-RUNNING_SOURCE = "the Python running uvextra: no $VIRTUAL_ENV, no project upward"
+# python=None: the interpreter running uvextra (in a kernel, its own)
+KERNEL_SOURCE: EnvironmentSource = "this kernel's environment"
+PYTHON_SOURCE: EnvironmentSource = "--python"
+VIRTUAL_ENV_SOURCE: EnvironmentSource = "$VIRTUAL_ENV"
+UV_PROJECT_ENVIRONMENT_SOURCE: EnvironmentSource = "UV_PROJECT_ENVIRONMENT"
+PROJECT_VENV_SOURCE: EnvironmentSource = "the project's .venv"
+RUNNING_SOURCE: EnvironmentSource = "the Python running uvextra: no $VIRTUAL_ENV, no project upward"
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class Environment:
 
     prefix: Path
     python: Path
-    source: str = field(default="", compare=False)  # why this environment is the target, in words
+    source: EnvironmentSource = field(default="", compare=False)  # why this environment is the target, in words
 
     def __fspath__(self) -> str:
         # An Environment may stand wherever an interpreter path is expected (``python=`` of the core's verbs).
@@ -60,7 +62,7 @@ def _venv_root_of(python: Path) -> Path | None:
 
 
 def resolve_environment(
-    python: str | os.PathLike[str] | Environment | None = None, *, source: str | None = None
+    python: str | os.PathLike[str] | Environment | None = None, *, source: EnvironmentSource | None = None
 ) -> Environment:
     """The venv of ``python`` (default: the running interpreter); refuses anything that is not a venv.
 
@@ -131,7 +133,7 @@ def _refuse_dangling(python: Path) -> None:
     )
 
 
-def environment_at(prefix: str | os.PathLike[str], source: str, *, create_hint: str) -> Environment:
+def environment_at(prefix: str | os.PathLike[str], source: EnvironmentSource, *, create_hint: str) -> Environment:
     """The venv folder ``prefix`` (chosen for ``source``); a one-line error saying how to create it if it is not one."""
     path = Path(prefix).expanduser().absolute()
     named = f"{source} ({path})" if source.startswith(("$", "UV_")) else f"{source} {path}"
@@ -153,7 +155,7 @@ def environment_at(prefix: str | os.PathLike[str], source: str, *, create_hint: 
     return Environment(prefix=path, python=python, source=source)
 
 
-def project_environment(root: Path, environ: Mapping[str, str] | None = None) -> tuple[Path, str]:
+def project_environment(root: Path, environ: Mapping[str, str] | None = None) -> tuple[Path, EnvironmentSource]:
     """The environment uv uses for the project at ``root``: ``UV_PROJECT_ENVIRONMENT`` (relative: to the project
     root, as uv resolves it), else ``<root>/.venv``; with the reason in words."""
     env = os.environ if environ is None else environ

@@ -9,7 +9,7 @@ from typing import Any
 
 from .drift import Drift, Unverified
 from .redact import redact
-from .vocabulary import EXTRA, GROUP, Backend, ExtrasUnknown, FailureKind, Selection
+from .vocabulary import EXTRA, GROUP, Backend, EnvironmentSource, ExtrasUnknown, FailureKind, Selection
 
 
 @dataclass
@@ -71,7 +71,9 @@ class Report:
     project: str | None = None
     project_name: str | None = None
     environment: str | None = None
-    environment_source: str = ""  # why that environment: "--python", "$VIRTUAL_ENV", "the project's .venv", …
+    environment_source: EnvironmentSource = (
+        ""  # why that environment: "--python", "$VIRTUAL_ENV", "the project's .venv", …
+    )
     python: str | None = None
     uv: dict[str, str] | None = None
     extras: list[Backend] = field(default_factory=list)  # the backends aimed at (a plain name: an extra)

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from .environment import STATE_DIR, Environment, resolve_environment
 from .errors import UvextraError
@@ -52,7 +52,7 @@ KERNELSPEC_PREFIX = "uvextra-"
 STARTUP_FILE = "90-uvextra.py"  # the image's auto-load file (see docs/jupyterhub.md), copied into the user's env
 VENV_TIMEOUT_S = 300.0
 # Read-only environments an admin prefetched backends into (os.pathsep-separated: a venv, or a folder of venvs).
-LAYERS_VAR = "UVEXTRA_LAYERS"
+LAYERS_VAR: Final = "UVEXTRA_LAYERS"
 SEEDS = "layer-seeds.json"  # in <env>/.uvextra/: the distributions linked from a layer, their links
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "Backend",
     "BackendKind",
     "DriftKind",
+    "EnvironmentSource",
     "ExtrasUnknown",
     "FailureKind",
     "KernelState",
@@ -52,6 +53,25 @@ FailureKind = Literal["uv", "network", "killed", "disk-full", "follow-up", "inte
 
 # Where a locked (or installed) package comes from.
 SourceKind = Literal["index", "editable", "directory", "archive", "vcs", "sdist"]
+
+# Why a venv is the target, in words the report shows (core/environment.py, core/userenv.py and the demo choose):
+# the kernel's own, `--python`, $VIRTUAL_ENV, UV_PROJECT_ENVIRONMENT, the project's .venv, the Python running
+# uvextra; a user's own env, the image under it, a kernel outside any venv, an admin's layer ($UVEXTRA_LAYERS); the
+# demo's venv; "" when nobody said.
+EnvironmentSource = Literal[
+    "",
+    "this kernel's environment",
+    "--python",
+    "$VIRTUAL_ENV",
+    "UV_PROJECT_ENVIRONMENT",
+    "the project's .venv",
+    "the Python running uvextra: no $VIRTUAL_ENV, no project upward",
+    "your own environment for this project",
+    "the image your env is layered on",
+    "this kernel's environment (not a venv)",
+    "UVEXTRA_LAYERS",
+    "the demo's venv",
+]
 
 # Inference could not name the backends: almost nothing of the project is installed ("none"), or two fit ("tie").
 ExtrasUnknown = Literal["none", "tie"]
