@@ -25,6 +25,7 @@ from uvextra.core.errors import UvextraError
 from uvextra.core.installed import Installed, read_dist_info
 from uvextra.core.lock import LockInfo, Wanted, read_uv_lock, wanted_from_pylock
 from uvextra.core.project import Project, load_project
+from uvextra.core.vocabulary import Backend
 
 SETTINGS = settings(
     max_examples=int(__import__("os").environ.get("UVEXTRA_PROP_EXAMPLES", "150")),
@@ -202,7 +203,7 @@ def _load_pyproject(scratch: Path, data: bytes) -> Project | None:
         return None
     assert isinstance(project, Project)
     assert all(isinstance(e, str) for e in project.extras)
-    assert all(isinstance(e, str) for group in project.conflict_sets for e in group)
+    assert all(isinstance(e, Backend) and isinstance(e.name, str) for group in project.conflict_sets for e in group)
     assert "s3cret" not in repr(project.indexes)
     # validate_extras on anything must also answer with a result or the clean error.
     for extras in (list(project.extras[:1]), list(project.extras[:2]), ["nope"]):

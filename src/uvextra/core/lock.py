@@ -385,7 +385,10 @@ def _uv_lock_hashes(lock_text: str) -> dict[tuple[str, str, str], dict[str, set[
 def _local_file(url_or_path: object, root: Path) -> Path | None:
     if not isinstance(url_or_path, str) or not url_or_path:
         return None
-    parts = urlsplit(url_or_path)
+    try:
+        parts = urlsplit(url_or_path)
+    except ValueError:  # e.g. "http://[bad": no file uvextra could hash (as _file_location reads it)
+        return None
     if parts.scheme == "file":
         path = Path(unquote(parts.path))
     elif parts.scheme and len(parts.scheme) > 1:  # http(s) and the like; a one-letter scheme is a Windows drive
