@@ -11,12 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UvextraError
 from .names import canonicalize_name
-from .project import Project
 from .vocabulary import EXTRA, GROUP, AimHow, Backend, ExtrasUnknown
+
+if TYPE_CHECKING:
+    from .project import Project
 
 __all__ = ["Aim", "Evidence", "Recorded", "asks_for", "auto", "from_record", "given", "infer", "needs_base", "to_read"]
 

@@ -8,9 +8,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .uv import UvResult
 from .vocabulary import FailureKind
+
+if TYPE_CHECKING:
+    from .uv import UvResult
 
 __all__ = ["INTERRUPTED", "Failure", "classify", "follow_up", "uv_error"]
 
