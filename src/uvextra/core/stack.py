@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -146,7 +146,7 @@ def _module_name(dist: Installed, paths: Sequence[str]) -> str:
     return want if want in tops or not tops else tops[0]
 
 
-def elf_needed(path: Path) -> list[str] | None:  # noqa: C901 - issue 20: being split under 15
+def elf_needed(path: Path) -> list[str] | None:
     """The ``DT_NEEDED`` sonames of an ELF shared object, read from its program headers; None when it is no ELF
     (or one this small reader cannot follow). Pure Python: a few small reads, whatever the file's size."""
     try:
@@ -155,41 +155,11 @@ def elf_needed(path: Path) -> list[str] | None:  # noqa: C901 - issue 20: being 
             if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
                 return None
             is64, end = ident[4] == 2, "<" if ident[5] == 1 else ">"
-            if is64:
-                (phoff,) = struct.unpack_from(end + "Q", ident, 32)
-                phentsize, phnum = struct.unpack_from(end + "HH", ident, 54)
-            else:
-                (phoff,) = struct.unpack_from(end + "I", ident, 28)
-                phentsize, phnum = struct.unpack_from(end + "HH", ident, 42)
-            f.seek(phoff)
-            table = f.read(phentsize * phnum)
-            loads: list[tuple[int, int, int]] = []
-            dynamic: tuple[int, int] | None = None
-            for i in range(phnum):
-                at = i * phentsize
-                if is64:
-                    p_type, _fl, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIQQQQ", table, at)
-                else:
-                    p_type, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIIII", table, at)
-                if p_type == 1:
-                    loads.append((vaddr, off, filesz))
-                elif p_type == 2:
-                    dynamic = (off, filesz)
+            loads, dynamic = _elf_segments(f, ident, is64, end)
             if dynamic is None:
                 return []
             f.seek(dynamic[0])
-            raw = f.read(dynamic[1])
-            fmt, size = (end + "qQ", 16) if is64 else (end + "iI", 8)
-            needed: list[int] = []
-            strtab = None
-            for at in range(0, len(raw) - size + 1, size):
-                tag, val = struct.unpack_from(fmt, raw, at)
-                if tag == 0:
-                    break
-                if tag == 1:
-                    needed.append(val)
-                elif tag == 5:
-                    strtab = val
+            needed, strtab = _elf_dynamic(f.read(dynamic[1]), is64, end)
             if strtab is None:
                 return None
             base = next((off + strtab - va for va, off, sz in loads if va <= strtab < va + sz), None)
@@ -202,6 +172,49 @@ def elf_needed(path: Path) -> list[str] | None:  # noqa: C901 - issue 20: being 
             return names
     except (OSError, struct.error):
         return None
+
+
+def _elf_segments(
+    f: BinaryIO, ident: bytes, is64: bool, end: str
+) -> tuple[list[tuple[int, int, int]], tuple[int, int] | None]:
+    """The program headers: the loaded segments (vaddr, offset, size) and the dynamic section (offset, size)."""
+    if is64:
+        (phoff,) = struct.unpack_from(end + "Q", ident, 32)
+        phentsize, phnum = struct.unpack_from(end + "HH", ident, 54)
+    else:
+        (phoff,) = struct.unpack_from(end + "I", ident, 28)
+        phentsize, phnum = struct.unpack_from(end + "HH", ident, 42)
+    f.seek(phoff)
+    table = f.read(phentsize * phnum)
+    loads: list[tuple[int, int, int]] = []
+    dynamic: tuple[int, int] | None = None
+    for i in range(phnum):
+        at = i * phentsize
+        if is64:
+            p_type, _fl, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIQQQQ", table, at)
+        else:
+            p_type, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIIII", table, at)
+        if p_type == 1:  # PT_LOAD
+            loads.append((vaddr, off, filesz))
+        elif p_type == 2:  # PT_DYNAMIC
+            dynamic = (off, filesz)
+    return loads, dynamic
+
+
+def _elf_dynamic(raw: bytes, is64: bool, end: str) -> tuple[list[int], int | None]:
+    """The dynamic section's DT_NEEDED string offsets and its string table's address (DT_STRTAB), if any."""
+    fmt, size = (end + "qQ", 16) if is64 else (end + "iI", 8)
+    needed: list[int] = []
+    strtab = None
+    for at in range(0, len(raw) - size + 1, size):
+        tag, val = struct.unpack_from(fmt, raw, at)
+        if tag == 0:  # DT_NULL
+            break
+        if tag == 1:  # DT_NEEDED
+            needed.append(val)
+        elif tag == 5:  # DT_STRTAB
+            strtab = val
+    return needed, strtab
 
 
 def _sonames(path: Path) -> list[str]:
