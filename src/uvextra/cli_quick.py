@@ -6,15 +6,16 @@ the files it opens (pyproject.toml, uv.lock, the venv's state.json, each package
 file a package's RECORD lists is there, of its size. After a clean check (exit 0, nothing said on stderr) the CLI
 writes down the identity of all of that (inode, size, mtime and ctime of each file; inode and mtime of each folder;
 the size of each RECORD file, or that it is absent) with the words it printed, in the target venv's
-``.uvextra/quick-<digest>`` (named by the command line, the folder and the environment). The next identical call
-stats every one of those again — every RECORD file included, so a deleted file or a killed install is never answered
-from here — and, when nothing differs, prints the same words (``--json``: with this call's own ``elapsed_s``) without
-importing the engine: about 20 ms instead of about 120 (Python's start-up, ``argparse``, ``tomllib``,
-``dataclasses``, ``pathlib`` and the engine's modules). Anything else — another command, ``--verify``, a changed
-input, a missing or unreadable entry, a read-only venv — runs the whole CLI (:mod:`uvextra.cli`).
+``.uvextra/quick-<digest>``, named by the command line, the folder and the environment (held as one sha256: an
+entry never holds a secret). The next identical call stats every one of those again — every RECORD file included,
+so a deleted file or a killed install is never answered from here — and, when nothing differs, prints the same
+words (``--json``: with this call's own ``elapsed_s``) without importing the engine: about 20 ms instead of about
+120 (``argparse``, ``tomllib``, ``dataclasses``, ``pathlib`` and the engine's modules). Anything else — another
+command, ``--verify``, a drifted or failed check, a changed input, a missing or unreadable entry, a read-only venv —
+runs the whole CLI (:mod:`uvextra.cli`).
 
-This module imports only what Python has already loaded at start-up (``os``, ``sys``, ``marshal``): that is the
-point of it.
+Answering imports only ``os``, ``sys`` and ``marshal`` (loaded by Python's own start-up) and the built-in ``zlib``
+and sha256: that is the point of this module.
 """
 
 from __future__ import annotations
@@ -44,10 +45,26 @@ _ELAPSED = '"elapsed_s": '
 
 
 def _key(argv: Sequence[str]) -> tuple[Any, ...]:
-    env = tuple(sorted((k, v) for k, v in os.environ.items() if k not in _VOLATILE_ENV))
+    env = _environment_digest()
     ttys = tuple(_isatty(fd) for fd in (0, 1, 2))
     out = (getattr(sys.stdout, "encoding", None), getattr(sys.stdout, "errors", None))  # the words' bytes (-X utf8)
     return (FORMAT, tuple(argv), os.getcwd(), env, sys.executable, sys.version, ttys, out)
+
+
+def _environment_digest() -> str:
+    """The environment variables, as one sha256: an entry never holds a value (``UV_INDEX_*_PASSWORD``)."""
+    try:
+        from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]  # CPython >= 3.12: no OpenSSL
+    except ImportError:
+        try:
+            from _sha256 import sha256  # type: ignore[import-not-found, unused-ignore]  # CPython <= 3.11
+        except ImportError:
+            from hashlib import sha256
+    h = sha256()
+    for name, value in sorted(os.environ.items()):
+        if name not in _VOLATILE_ENV:
+            h.update(f"{name}={value}\0".encode("utf-8", "surrogateescape"))
+    return str(h.hexdigest())
 
 
 def _isatty(fd: int) -> bool:
