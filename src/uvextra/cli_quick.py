@@ -384,6 +384,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = answer(args, started)
     except (OSError, ValueError, TypeError, KeyError):  # an unreadable entry: the whole check
         code = None
+    except KeyboardInterrupt:  # as the whole CLI says it
+        print("uvextra: interrupted", file=sys.stderr)
+        sys.exit(130)
     if code is not None:
         sys.exit(code)
     key = _key(args)
