@@ -36,7 +36,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests"))  # _pip_indexes: pip's configuration, read
+sys.path.insert(0, str(REPO / "tests"))  # support.pip_indexes: pip's configuration, read
 try:
     import uvextra
 except ImportError:  # not installed: the source tree
@@ -78,9 +78,9 @@ def demo_env(work: Path) -> tuple[Path, Path, str]:
 def torch_env(work: Path) -> tuple[Path, Path, str] | None:
     """PyPI's CUDA torch switched into a fresh venv (benchmarks/files.py's project), or None where pip's
     configuration names no such index."""
-    import _pip_indexes as pi
     from files import write_project
     from stack import real_torch_environ
+    from support import pip_indexes as pi
 
     cuda = pi.cuda_torch()
     if cuda is None:

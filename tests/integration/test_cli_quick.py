@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import site_packages
+from support.venvs import site_packages
 from uvextra._demo_wheels import build_indexes
 from uvextra.core.uv import find_uv
 from uvextra.demo import _cut_short, create_demo
