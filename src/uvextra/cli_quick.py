@@ -5,7 +5,7 @@ the files it opens (pyproject.toml, uv.lock, the venv's state.json, each package
 (site-packages); the interpreters and the code that run it; and — the file-level check of issue 16 — whether each
 file a package's RECORD lists is there, of its size. After a clean check (exit 0, nothing said on stderr) the CLI
 writes down the identity of all of that (inode, size, mtime and ctime of each file; inode and mtime of each folder;
-the size of each RECORD file, or that it is absent) with the words it printed, in the target venv's
+the size RECORD gives each of its files) with the words it printed, in the target venv's
 ``.uvextra/quick-<digest>``, named by the command line, the folder and the environment (held as one sha256: an
 entry never holds a secret). The next identical call stats every one of those again — every RECORD file included,
 so a deleted file or a killed install is never answered from here — and, when nothing differs, prints the same
@@ -126,7 +126,7 @@ def _folder_identity(path: str) -> tuple[int, int] | None:
 
 
 def _unchanged(entry: dict[str, Any]) -> bool:
-    """Every input as it was: files, folders, and each RECORD file there (or absent) with the size it had."""
+    """Every input as it was: files, folders, and each RECORD file there, of the size RECORD gives (issue 16)."""
     stat = os.stat
     for path, ident in entry["files"]:
         if _identity(path) != ident:
@@ -248,8 +248,9 @@ def _module_files() -> list[str]:
 
 
 def _record_files(site_dirs: Sequence[str]) -> list[tuple[str, tuple[tuple[str, int], ...]]]:
-    """Every file each package's RECORD lists (bytecode aside, as the file check leaves it), with its size now
-    (-1: absent), by folder."""
+    """Every file each package's RECORD lists (bytecode aside, as the file check leaves it) with the size RECORD
+    gives — after a clean check, each judged one is there of that size — or, where RECORD gives none, its size now
+    (-1: absent); by folder."""
     from pathlib import Path
 
     from .core.installed import _NOT_PART, record_entries
@@ -257,15 +258,18 @@ def _record_files(site_dirs: Sequence[str]) -> list[tuple[str, tuple[tuple[str, 
     by_dir: dict[str, list[tuple[str, int]]] = {}
     for site in site_dirs:
         for dist_info in sorted(Path(site).glob("*.dist-info")):
-            for rel, _, _ in record_entries(dist_info) or []:
+            for rel, _, listed in record_entries(dist_info) or []:
                 if rel.endswith(_NOT_PART):
                     continue
                 full = os.path.normpath(rel if rel.startswith("/") else f"{site}/{rel}")
                 folder, _, name = full.rpartition("/")
-                try:
-                    size = os.stat(full).st_size
-                except OSError:
-                    size = -1
+                if listed.isdigit():
+                    size = int(listed)
+                else:
+                    try:
+                        size = os.stat(full).st_size
+                    except OSError:
+                        size = -1
                 by_dir.setdefault(folder, []).append((name, size))
     return [(folder, tuple(files)) for folder, files in by_dir.items()]
 
