@@ -94,10 +94,12 @@ def _candidates(argv: Sequence[str]) -> list[str]:
     out: list[str] = []
     args = list(argv)
     start = os.getcwd()
-    for flag, value in zip(args, [*args[1:], ""], strict=True):
-        if flag == "--python" and value:
+    for flag, following in zip(args, [*args[1:], ""], strict=True):
+        name, eq, value = flag.partition("=")
+        value = value if eq else following
+        if name == "--python" and value:
             out += [value, os.path.dirname(os.path.dirname(value))]
-        elif flag == "--project" and value:
+        elif name == "--project" and value:
             start = os.path.abspath(value)
     out += [os.environ.get("VIRTUAL_ENV", ""), os.environ.get("UV_PROJECT_ENVIRONMENT", "")]
     folder = start
@@ -280,8 +282,8 @@ def write_entry(argv: Sequence[str], recorder: Recorder, out: _Watched, err: _Wa
     if recorder.report is None or err.written:
         return False
     env, report, code = recorder.report
-    if code != 0 or not report.clean:
-        return False
+    if code != 0 or not report.clean or report.command != "check" or report.verified is not None:
+        return False  # only a plain clean check (argparse takes `--verif` for --verify: the report says what ran)
     import time
 
     now = time.time()

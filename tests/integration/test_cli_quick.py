@@ -136,6 +136,9 @@ def test_what_a_check_reads_changing_is_always_a_whole_check(demo):
     # --verify reads every byte, always
     verified = run(project, env, "check", "--json", "--verify")
     assert verified.returncode == 0 and not answered(verified) and json.loads(verified.stdout)["verified"]["files"]
+    for _ in range(2):  # argparse's abbreviation of it, too: a repeated one still reads every byte
+        abbreviated = run(project, env, "check", "--json", "--verif")
+        assert not answered(abbreviated) and json.loads(abbreviated.stdout)["verified"]["files"]
     # another extra switched to: the next check says so
     settled(project, env, "--json")
     assert run(project, env, "switch", "cu128", "--no-probe").returncode == 0
