@@ -25,14 +25,18 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
-from packaging.version import InvalidVersion, Version
 
 from . import cache as _cache
-from .installed import Installed
+from .flavour import Flavour, flavour_of_tag
+from .flavour import local_tag as _local
+from .installed import Installed, record_paths
 from .names import canonicalize_name
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
+
+    from .probe_child import CompanionAnswer
+    from .vocabulary import FlavourKind
 
 __all__ = [
     "Flavour",
@@ -41,6 +45,7 @@ __all__ = [
     "check_stack",
     "companions",
     "elf_needed",
+    "flavour_of_tag",
     "lint_routing",
     "merge_dynamic",
 ]
@@ -56,71 +61,14 @@ _SONAME_BYTES = re.compile(rb"lib[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*?\.so(?:\.
 _SCAN_MAX = 64 << 20  # the byte scan (for a file that is no ELF we can read) reads at most this much
 
 
-# ---------------------------------------------------------------------------------------------------- flavour
-
-
-@dataclass(frozen=True)
-class Flavour:
-    """What a build is for: ``cpu``, ``cuda`` (with its version, e.g. ``13.0``), ``rocm``, ``xpu``; and how we know."""
-
-    kind: str
-    version: str | None = None
-    tag: str | None = None  # the local tag that said so ("cu130"), if one did
-    source: str = ""
-
-    @property
-    def label(self) -> str:
-        name = {"cpu": "CPU", "cuda": "CUDA", "rocm": "ROCm", "xpu": "XPU"}.get(self.kind, self.kind)
-        text = f"{name} {self.version}" if self.version else name
-        return text + (f" (+{self.tag})" if self.tag else "")
-
-    @property
-    def build(self) -> str:
-        """``CUDA 13.0 build (+cu130)``: the label, worded as a build."""
-        return self.label.replace(f" (+{self.tag})", "") + " build" + (f" (+{self.tag})" if self.tag else "")
-
-    def fits(self, other: Flavour) -> bool:
-        if self.kind != other.kind:
-            return False
-        if self.kind == "cuda" and self.version and other.version:  # CUDA major versions must agree (torchvision's
-            return self.version.split(".")[0] == other.version.split(".")[0]  # own _check_cuda_version rule)
-        return True
-
-
-def flavour_of_tag(local: str | None, source: str = "") -> Flavour | None:
-    """``cpu`` → CPU, ``cu130`` → CUDA 13.0, ``rocm6.3`` → ROCm 6.3, ``xpu`` → XPU; anything else: unknown."""
-    if not local:
-        return None
-    tag = local.lower()
-    if tag == "cpu" or tag.startswith("cpu."):
-        return Flavour("cpu", None, local, source)
-    m = re.fullmatch(r"cu(\d+)(\d)", tag)
-    if m:
-        return Flavour("cuda", f"{m.group(1)}.{m.group(2)}", local, source)
-    m = re.fullmatch(r"rocm(\d+(?:\.\d+)*)", tag)
-    if m:
-        return Flavour("rocm", m.group(1), local, source)
-    if tag.startswith("xpu"):
-        return Flavour("xpu", None, local, source)
-    return None
-
-
-def _local(version: str | None) -> str | None:
-    try:
-        return Version(version).local if version else None
-    except InvalidVersion:
-        return None
+# What a flavour is (names, local tags, what torch says) is core/flavour.py's; this module reads one from files.
 
 
 # ---------------------------------------------------------------------------------------------------- files
 
 
 def _record_paths(dist: Installed) -> list[str]:
-    try:
-        text = (dist.dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    return [line.split(",", 1)[0] for line in text.splitlines() if line.strip()]
+    return record_paths(dist.dist_info)
 
 
 def _site(dist: Installed) -> Path:
@@ -272,7 +220,8 @@ def torch_flavour(torch: Installed) -> Flavour | None:
     if found:
         return found
     text = _read_text(_site(torch) / "torch" / "version.py")
-    for key, kind in (("cuda", "cuda"), ("hip", "rocm")):
+    keys: tuple[tuple[str, FlavourKind], ...] = (("cuda", "cuda"), ("hip", "rocm"))
+    for key, kind in keys:
         m = re.search(rf"""^{key}\s*(?::[^=\n]*)?=\s*(?:['"]([^'"]+)['"]|None)""", text, re.M)
         if m and m.group(1):
             version = ".".join(re.findall(r"\d+", m.group(1))[:2])
@@ -328,6 +277,16 @@ class StackEntry:
     _static_bad: str | None = field(default=None, repr=False)
     _torch: str = field(default="", repr=False)
     _built: str = field(default="", repr=False)
+
+    @property
+    def mismatch(self) -> str | None:
+        """What the files say does not fit the installed torch (None: they fit; the probe may still fail it)."""
+        return self._static_bad
+
+    @property
+    def torch_version(self) -> str:
+        """The installed torch's version it was judged against ("" when torch is not installed)."""
+        return self._torch
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -479,14 +438,14 @@ def _static_entry(
 _RUN = {"torchvision": "ops.nms on two boxes", "torchaudio": "its extension loaded"}
 
 
-def merge_dynamic(entries: Sequence[StackEntry], results: Mapping[str, Mapping[str, Any]] | None) -> None:
-    """Add what the probe's fresh process saw (``{package: {"ok": bool, "error": str|None}}``) to the verdicts."""
+def merge_dynamic(entries: Sequence[StackEntry], results: Mapping[str, CompanionAnswer] | None) -> None:
+    """Add what the probe's fresh process saw of each companion (:attr:`ProbeResult.companions`) to the verdicts."""
     for entry in entries:
         got = (results or {}).get(entry.package)
         if got is None:
             continue
-        entry.error = None if got.get("ok") else (got.get("error") or "failed")
-        entry.ran = str(got.get("ran") or _RUN.get(entry.package, f"import {entry.module}"))
+        entry.error = None if got.ok else (got.error or "failed")
+        entry.ran = got.ran or _RUN.get(entry.package, f"import {entry.module}")
         _word(entry)
 
 
