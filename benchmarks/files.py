@@ -5,7 +5,7 @@
     python benchmarks/files.py --quick    # 3 rounds
 
 One project, extra ``cuNNN`` = PyPI's CUDA torch (with its nvidia-* wheels and triton), found through pip's
-configuration (``tests/_pip_indexes.py``), never a hard-coded folder; switched into a fresh venv with uvextra. Then,
+configuration (``tests/support/pip_indexes.py``), never a hard-coded folder; switched into a fresh venv with uvextra. Then,
 interleaved, the order alternating, medians after a warm-up:
 
   F1  ``python -m uvextra check --json`` as a whole process   vs  the same process with ``check_files`` stubbed out
@@ -32,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests"))  # _pip_indexes: pip's configuration, read
+sys.path.insert(0, str(REPO / "tests"))  # support.pip_indexes: pip's configuration, read
 try:
     import uvextra  # noqa: F401
 except ImportError:  # not installed: the source tree
@@ -41,8 +41,8 @@ except ImportError:  # not installed: the source tree
 from packaging.requirements import Requirement  # noqa: E402
 from packaging.utils import canonicalize_name  # noqa: E402
 
-import _pip_indexes as pi  # noqa: E402
 from stack import interleaved, ms, real_torch_environ, say  # noqa: E402 - this folder's other benchmark
+from support import pip_indexes as pi  # noqa: E402
 
 STUBBED = (
     "import sys; import uvextra.core.verbs as c; from uvextra.core.installed import FileCheck; "

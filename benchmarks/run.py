@@ -8,7 +8,7 @@ Options: ``--only B1,B5`` runs some cases, ``--out FILE`` writes the markdown th
 unless asked), ``--keep`` keeps the work folder. Each figure is the median of repeated runs after a warm-up; the
 uvextra side and the uv side are interleaved run by run so that both see the same machine.
 
-Everything is built here, offline: real wheels (``build_wheel`` of the test harness, ``tests/_localindex.py``)
+Everything is built here, offline: real wheels (``build_wheel`` of the test harness, ``tests/support/localindex.py``)
 served as PEP 503 indexes on 127.0.0.1, real ``uv``, real venvs, a real IPython and real Jupyter kernels. The large
 B5 wheels are cached in ``~/.cache/uvextra-bench`` (``$UVEXTRA_BENCH_CACHE``) so reruns are fast; the per-run work
 folder (venvs, uv's cache) lives beside it and is removed at the end. Benchmarks are not tests: nothing fails on a time.
@@ -53,7 +53,7 @@ except ImportError:  # not installed: use the source tree
     sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests"))  # the test harness: wheels, indexes, projects
 
-import _localindex as li  # noqa: E402
+from support import localindex as li  # noqa: E402
 
 RESULTS = HERE / "RESULTS.md"
 CASES = ("B1", "B2", "B3", "B4", "B5", "B6", "B7")

@@ -5,7 +5,7 @@
     python benchmarks/stack.py --repeats 3  # fewer rounds
     python benchmarks/stack.py --quick      # a smoke run: 2 rounds
 
-The wheels are found through pip's configuration (``tests/_pip_indexes.py``), never a hard-coded folder: the real
+The wheels are found through pip's configuration (``tests/support/pip_indexes.py``), never a hard-coded folder: the real
 ``torch-*+cpu`` wheel in a find-links folder, PyPI's CUDA torch and torchvision in ``file://`` simple indexes. One
 project, extras ``cpu`` and ``cuNNN`` that route torch per extra and leave torchvision unrouted (the classic state:
 ``cpu`` gets PyPI's CUDA torchvision beside the CPU torch, which fails ``import torchvision``; ``cuNNN`` gets a stack
@@ -39,7 +39,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tests"))  # _pip_indexes: pip's configuration, read
+sys.path.insert(0, str(REPO / "tests"))  # support.pip_indexes: pip's configuration, read
 try:
     import uvextra  # noqa: F401
 except ImportError:  # not installed: the source tree
@@ -48,7 +48,7 @@ except ImportError:  # not installed: the source tree
 from packaging.requirements import Requirement  # noqa: E402
 from packaging.utils import canonicalize_name, parse_wheel_filename  # noqa: E402
 
-import _pip_indexes as pi  # noqa: E402
+from support import pip_indexes as pi  # noqa: E402
 
 TAG = f"cp{sys.version_info.major}{sys.version_info.minor}"
 COMPANION_SCRIPT = """import time, sys

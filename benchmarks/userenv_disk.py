@@ -16,7 +16,7 @@ layered on one image venv, and counts every inode once:
 
 "per user" is what the second user adds (their env and their own cache); "shared" is paid once per hub (the shared
 cache, the layer). Runs as any user; the isolation (who can write what) is tested with real users in
-tests/test_userenv_users.py. Benchmarks are not tests: nothing here fails on a number.
+tests/e2e/test_userenv_users.py. Benchmarks are not tests: nothing here fails on a number.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ except ImportError:  # not installed: use the source tree
     sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from _pip_indexes import cpu_torch_wheel, local_simple_indexes  # noqa: E402
-from test_real_torch import write_real_project  # noqa: E402
+from support.pip_indexes import cpu_torch_wheel, local_simple_indexes  # noqa: E402
+from support.real_torch import write_real_project  # noqa: E402
 from uvextra.core import userenv  # noqa: E402
 from uvextra.core.environment import Environment  # noqa: E402
 

@@ -44,7 +44,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -52,18 +52,13 @@ import pytest
 if importlib.util.find_spec("uvextra") is None:  # not installed (yet): use the source tree
     sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
 
-from _localindex import (
-    IndexServer,
-    build_demo_indexes,
-    write_project,
-)
+from support.kernels import build_uvextra_wheel
+from support.localindex import IndexServer, build_demo_indexes, write_project
+from support.run import KERNEL_COLOR_ENV, run_uv
+from support.venvs import MakeProject, MakeVenv
 
 #: The old uv release that still has the astral-sh/uv#16368 bug.
 UV_OLD_VERSION = "0.9.4"
-
-#: What ipykernel puts in every kernel's environment (so a uv started from a notebook colours its output even into
-#: a pipe unless told otherwise). Every subprocess and kernel test runs with these.
-KERNEL_COLOR_ENV = {"FORCE_COLOR": "1", "CLICOLOR_FORCE": "1"}
 
 _DROPPED = {
     "VIRTUAL_ENV",
@@ -84,33 +79,6 @@ _DROPPED = {
     "UVEXTRA_FAKE_TORCH_CRASH",
     "UVEXTRA_FAKE_TORCH_HANG",
 }
-
-
-def run_uv(
-    uv: str,
-    *args: str | os.PathLike[str],
-    env: Mapping[str, str],
-    cwd: Path | None = None,
-    check: bool = True,
-    timeout: float = 120,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``uv *args``; on an unexpected failure, fail the test showing uv's output."""
-    proc = subprocess.run(
-        [uv, *map(os.fspath, args)],
-        cwd=cwd,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(
-            f"uv {' '.join(map(os.fspath, args))} exited {proc.returncode}\n"
-            f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}",
-            pytrace=False,
-        )
-    return proc
 
 
 @pytest.fixture(scope="session")
@@ -216,9 +184,6 @@ def index_server(index_root: Path) -> Iterator[IndexServer]:
         yield server
 
 
-MakeProject = Callable[..., Path]
-
-
 @pytest.fixture
 def make_project(tmp_path: Path, index_server: IndexServer, uv_new: str, uv_env: dict[str, str]) -> MakeProject:
     """Factory for seed-shaped projects (see the module docstring)."""
@@ -258,9 +223,6 @@ def make_project(tmp_path: Path, index_server: IndexServer, uv_new: str, uv_env:
     return factory
 
 
-MakeVenv = Callable[..., Path]
-
-
 @pytest.fixture
 def make_venv(index_server: IndexServer, uv_new: str, uv_env: dict[str, str]) -> MakeVenv:
     """Factory for venvs made by the newest uv (see the module docstring)."""
@@ -283,17 +245,9 @@ def make_venv(index_server: IndexServer, uv_new: str, uv_env: dict[str, str]) ->
     return factory
 
 
-def site_packages(venv: Path) -> Path:
-    """The ``site-packages`` folder of a POSIX venv."""
-    found = sorted(Path(venv).glob("lib/python*/site-packages"))
-    if not found:
-        raise FileNotFoundError(f"no site-packages under {venv}")
-    return found[0]
-
-
-def dist_infos(venv: Path, name: str | None = None) -> list[str]:
-    """Names of the ``.dist-info`` folders in ``venv`` (only ``name``'s when given)."""
-    prefix = None if name is None else name.replace("-", "_").lower() + "-"
-    return sorted(
-        p.name for p in site_packages(venv).glob("*.dist-info") if prefix is None or p.name.lower().startswith(prefix)
-    )
+@pytest.fixture(scope="session")
+def uvextra_wheel(tmp_path_factory: pytest.TempPathFactory, uv_new: str, uv_env: dict[str, str]) -> Path:
+    """The uvextra wheel of this checkout (with its startup file), built once per session."""
+    if importlib.util.find_spec("hatchling") is None:  # the build must not fetch its backend from a registry
+        pytest.skip("building the uvextra wheel offline needs hatchling in the test environment (the `test` extra)")
+    return build_uvextra_wheel(uv_new, tmp_path_factory.mktemp("uvextra-wheel"), uv_env)

@@ -10,7 +10,7 @@ of another flavour, as the real one does; torch's small dependencies. Only the s
 is ``/dev/kfd``.
 
 uvextra itself never imports this module; the demo does, and the tests build their indexes (and their index server,
-fault injection and build backend, in ``tests/_localindex.py``) on top of it.
+fault injection and build backend, in ``tests/support/localindex.py``) on top of it.
 """
 
 from __future__ import annotations
