@@ -2,9 +2,9 @@
 
 The child prints lines behind a random marker (``<marker>stage "import"``, ``<marker>result {...}``,
 ``<marker>companion {...}``), so whatever torch prints cannot be mistaken for them. The keys it writes are the fields
-of :class:`TorchAnswer`, :class:`Device` and :class:`CompanionAnswer` (tests/unit hold the script to them);
-:func:`parse_output` turns its stdout into those values, whatever else the output holds. No process is run here:
-:mod:`uvextra.core.cuda_probe` collects, :mod:`uvextra.core.probe_verdict` judges.
+of :class:`TorchAnswer`, :class:`Device` and :class:`CompanionAnswer` (tests/unit/test_probe_parse_and_judge.py
+holds the script to them); :func:`parse_output` turns its stdout into those values, whatever else the output holds.
+No process is run here: :mod:`uvextra.core.cuda_probe` collects, :mod:`uvextra.core.probe_verdict` judges.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 ``parse_output`` gets the bytes a child would print; ``judge`` gets a :class:`ChildRun` as collecting one would
 leave it (exit status, timeout, stderr). The words asserted are the ones the CLI and the card show; the state is the
-one the card's badge draws (``verdict_state``). tests/test_probe.py runs the same cases in real child processes.
+one the card's badge draws (``verdict_state``). tests/integration/test_probe.py runs the same cases in real child
+processes.
 """
 
 from __future__ import annotations
