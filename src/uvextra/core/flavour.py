@@ -1,9 +1,10 @@
 """What a torch build is for — CPU, CUDA X.Y, ROCm X.Y, XPU — decided here, once, for everyone.
 
-Three things say it: a name (an extra ``cu128``, a version's local tag ``2.9.0+cu128``), torch's own answer in a fresh
-process (``torch.version.cuda`` / ``.hip``), and the files of an installed build (:func:`uvextra.core.stack.torch_flavour`
-reads those and words them with :class:`Flavour`). The probe's verdict, the stack check, the notebook record, the
-extra chooser and the renderers all draw on this module; none works the flavour out on its own.
+Three things say it: a name (an extra ``cu128``, a version's local tag ``2.9.0+cu128``), torch's own answer in a
+fresh process (``torch.version.cuda`` / ``.hip``), and the files of an installed build
+(:func:`uvextra.core.stack.torch_flavour` reads those and words them with :class:`Flavour`). The probe's verdict, the
+stack check, the notebook record, the extra chooser and the renderers all draw on this module; none works the
+flavour out on its own.
 """
 
 from __future__ import annotations
