@@ -94,50 +94,70 @@ def _module_name(dist: Installed, paths: Sequence[str]) -> str:
     return want if want in tops or not tops else tops[0]
 
 
-def elf_needed(path: Path) -> list[str] | None:  # noqa: C901 - issue 20: being split under 15
+def _elf_header(ident: bytes) -> tuple[bool, str, int, int, int] | None:
+    """(64-bit, byte order, program header offset, entry size, entry count) of an ELF file's first 64 bytes."""
+    if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+        return None
+    is64, end = ident[4] == 2, "<" if ident[5] == 1 else ">"
+    if is64:
+        (phoff,) = struct.unpack_from(end + "Q", ident, 32)
+        phentsize, phnum = struct.unpack_from(end + "HH", ident, 54)
+    else:
+        (phoff,) = struct.unpack_from(end + "I", ident, 28)
+        phentsize, phnum = struct.unpack_from(end + "HH", ident, 42)
+    return is64, end, phoff, phentsize, phnum
+
+
+def _segments(
+    table: bytes, is64: bool, end: str, phentsize: int, phnum: int
+) -> tuple[list[tuple[int, int, int]], tuple[int, int] | None]:
+    """The loaded segments (vaddr, offset, size) and the dynamic segment (offset, size) of a program header table."""
+    loads: list[tuple[int, int, int]] = []
+    dynamic: tuple[int, int] | None = None
+    for i in range(phnum):
+        at = i * phentsize
+        if is64:
+            p_type, _fl, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIQQQQ", table, at)
+        else:
+            p_type, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIIII", table, at)
+        if p_type == 1:
+            loads.append((vaddr, off, filesz))
+        elif p_type == 2:
+            dynamic = (off, filesz)
+    return loads, dynamic
+
+
+def _dynamic_entries(raw: bytes, is64: bool, end: str) -> tuple[list[int], int | None]:
+    """The DT_NEEDED string offsets and the DT_STRTAB address of a dynamic section."""
+    fmt, size = (end + "qQ", 16) if is64 else (end + "iI", 8)
+    needed: list[int] = []
+    strtab = None
+    for at in range(0, len(raw) - size + 1, size):
+        tag, val = struct.unpack_from(fmt, raw, at)
+        if tag == 0:
+            break
+        if tag == 1:
+            needed.append(val)
+        elif tag == 5:
+            strtab = val
+    return needed, strtab
+
+
+def elf_needed(path: Path) -> list[str] | None:
     """The ``DT_NEEDED`` sonames of an ELF shared object, read from its program headers; None when it is no ELF
     (or one this small reader cannot follow). Pure Python: a few small reads, whatever the file's size."""
     try:
         with open(path, "rb") as f:
-            ident = f.read(64)
-            if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+            header = _elf_header(f.read(64))
+            if header is None:
                 return None
-            is64, end = ident[4] == 2, "<" if ident[5] == 1 else ">"
-            if is64:
-                (phoff,) = struct.unpack_from(end + "Q", ident, 32)
-                phentsize, phnum = struct.unpack_from(end + "HH", ident, 54)
-            else:
-                (phoff,) = struct.unpack_from(end + "I", ident, 28)
-                phentsize, phnum = struct.unpack_from(end + "HH", ident, 42)
+            is64, end, phoff, phentsize, phnum = header
             f.seek(phoff)
-            table = f.read(phentsize * phnum)
-            loads: list[tuple[int, int, int]] = []
-            dynamic: tuple[int, int] | None = None
-            for i in range(phnum):
-                at = i * phentsize
-                if is64:
-                    p_type, _fl, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIQQQQ", table, at)
-                else:
-                    p_type, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIIII", table, at)
-                if p_type == 1:
-                    loads.append((vaddr, off, filesz))
-                elif p_type == 2:
-                    dynamic = (off, filesz)
+            loads, dynamic = _segments(f.read(phentsize * phnum), is64, end, phentsize, phnum)
             if dynamic is None:
                 return []
             f.seek(dynamic[0])
-            raw = f.read(dynamic[1])
-            fmt, size = (end + "qQ", 16) if is64 else (end + "iI", 8)
-            needed: list[int] = []
-            strtab = None
-            for at in range(0, len(raw) - size + 1, size):
-                tag, val = struct.unpack_from(fmt, raw, at)
-                if tag == 0:
-                    break
-                if tag == 1:
-                    needed.append(val)
-                elif tag == 5:
-                    strtab = val
+            needed, strtab = _dynamic_entries(f.read(dynamic[1]), is64, end)
             if strtab is None:
                 return None
             base = next((off + strtab - va for va, off, sz in loads if va <= strtab < va + sz), None)
