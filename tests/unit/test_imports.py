@@ -202,7 +202,7 @@ def test_the_cycle_finder_finds_cycles() -> None:
 def test_the_graph_reads_every_module() -> None:
     edges = graph()
     assert {"core.verbs", "kernel.session", "magic", "widgets", "cli", "render.card"} <= set(edges)
-    assert "kernel.session" in edges["magic"] and edges["__main__"] == {"cli"}
+    assert "kernel.session" in edges["magic"] and edges["__main__"] == {"cli_quick"}
     assert "core.verbs" not in edges["cli"] and "core.verbs" in graph(functions=True)["cli"]  # imported on use
     assert "core.drift" in edges["core.verbs"] and "render.view" in edges["render.card"]
 
@@ -268,6 +268,20 @@ def test_the_package_faces_are_lazy() -> None:
         assert edges[face] == set(), f"{face} imports {edges[face]} at load"
 
 
+def test_the_cli_front_door_loads_only_what_python_starts_with() -> None:
+    """``uvextra check`` enters through ``cli_quick``, which answers a repeated clean check before anything else is
+    imported (issue 20's start-up): at load it imports only modules Python's own start-up has loaded, and no
+    ``typing`` comes in through the package faces."""
+    assert graph()["cli_quick"] == set()
+    assert external("cli_quick") <= {"__future__", "marshal", "os", "sys"}
+    code = (
+        "import sys, uvextra.cli_quick; print(sorted(m for m in ('typing', 'dataclasses', 'pathlib', 'argparse',"
+        " 'json', 'tomllib', 'enum', 'uvextra.cli', 'uvextra.core.verbs') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+
+
 def test_the_controller_is_imported_by_the_surfaces_and_imports_none() -> None:
     every = graph(functions=True, type_checking=True)
     assert "kernel.session" in graph()["magic"]  # the magic builds a Session when it loads
@@ -309,3 +323,22 @@ def test_the_controller_is_usable_without_ipython(tmp_path: Path) -> None:
         assert not loaded & {"uvextra.magic", "uvextra.widgets", "uvextra.cli"}, when
     assert "uvextra.core.verbs" not in got["import"]  # the core comes with the first action, not with the import
     assert got["error"].startswith("unexpected RuntimeError: no project here") and got["last"] and got["outcome"]
+
+
+def test_the_probes_parse_and_judge_run_no_process() -> None:
+    """collect → parse → judge: only ``core.cuda_probe`` starts and waits for the child; parsing its output and
+    judging it are pure (unit-tested without a process), and neither reaches back to the collector."""
+    every = graph(functions=True, type_checking=True)
+    for module in ("core.probe_child", "core.probe_verdict"):
+        assert not external(module, functions=True) & {"subprocess", "tempfile", "select"}, module
+        assert "core.cuda_probe" not in every[module], module
+    assert {"core.probe_child", "core.probe_verdict"} <= every["core.cuda_probe"]
+
+
+def test_the_renderers_draw_the_verdict_and_the_flavour_without_judging() -> None:
+    """The verdict's state and the build flavour are decided in the core: no renderer reads extras' names, torch
+    versions or the probe's child on its own."""
+    judges = {"core.accelerators", "core.flavour", "core.cuda_probe", "core.probe_child", "core.probe_verdict"}
+    for module, targets in graph(functions=True).items():
+        if wing(module) == "render":
+            assert not targets & judges, f"{module} imports {sorted(targets & judges)}"
