@@ -2,7 +2,7 @@
 
 The process tests put a fabricated ``torch`` package (plain Python files) into a venv made with
 ``python -m venv --without-pip`` and probe that venv's interpreter for real: import, crash, hang, missing.
-The real CPU wheel is used only with ``UVEXTRA_SLOW=1`` and only where pip's find-links configuration has it.
+The real CPU wheel is used only under ``pytest -m slow`` and only where pip's find-links configuration has it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from support.cli import run_cli
 from uvextra.core.accelerators import read_driver_version
 from uvextra.core.cuda_probe import ProbeResult, make_verdict, probe, start_probe
 
@@ -435,8 +436,7 @@ def _cpu_torch_wheel() -> Path | None:
     return None
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("UVEXTRA_SLOW") != "1", reason="installs a ~200 MB wheel; set UVEXTRA_SLOW=1")
+@pytest.mark.slow  # installs a ~200 MB wheel
 def test_probe_real_cpu_torch(tmp_path: Path) -> None:
     wheel = _cpu_torch_wheel()
     if wheel is None:
@@ -532,15 +532,8 @@ def install_stack(
 
 
 def probe_cli(python: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "uvextra", "probe", "--python", str(python), *args],
-        env={**clean_env(), **env, "UV_CUDA_DRIVER_VERSION": "580.95.05"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        cwd=python.parents[2],
-    )
+    env = {**clean_env(), **env, "UV_CUDA_DRIVER_VERSION": "580.95.05"}
+    return run_cli("probe", "--python", python, *args, env=env, timeout=120, cwd=python.parents[2])
 
 
 def cli_rows(text: str, key: str) -> list[str]:
