@@ -189,7 +189,7 @@ def write_fake_torch(
             print('{{"torch_version": "fake"}}')
             {on_import}
             __version__ = {version!r}
-            from uvextra import version, cuda
+            from . import version, cuda
             """
         )
     )

@@ -74,11 +74,15 @@ _scalars = st.one_of(
     st.booleans(),
     st.floats(allow_nan=True, allow_infinity=True),
 )
-_json_like = st.recursive(
-    _scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_text, inner, max_size=4)),
-    max_leaves=12,
-)
+
+
+def _nested(inner: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    # a named function, not a lambda: hypothesis reads a lambda's source to see that it recurses, and loses it
+    # once the formatter spreads the call over several lines
+    return st.one_of(st.lists(inner, max_size=4), st.dictionaries(_text, inner, max_size=4))
+
+
+_json_like = st.recursive(_scalars, _nested, max_leaves=12)
 
 
 def _maybe(strategy: st.SearchStrategy) -> st.SearchStrategy:
