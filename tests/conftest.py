@@ -224,7 +224,7 @@ def make_project(tmp_path: Path, index_server: IndexServer, uv_new: str, uv_env:
 
         Index names become ``simple_url(name)``, or ``flat_url(name)`` for extras listed in
         ``flat=``.  The default index is the local ``pypi`` one.  Other keyword arguments go
-        to :func:`_localindex.write_project`.
+        to :func:`support.localindex.write_project`.
         """
         if extras_map is None:
             extras_map = {"cpu": "cpu", "cu128": "cu128", "pypi": "pypi"}
