@@ -29,6 +29,9 @@ def test_every_test_module_is_in_a_tier_folder() -> None:
     assert misplaced == [], f"put these in tests/unit, tests/integration or tests/e2e: {misplaced}"
     assert not list(TESTS.glob("*/conftest.py")), "fixtures live in tests/conftest.py only"
     assert (TESTS / "support" / "__init__.py").is_file(), "the harness is the package tests/support"
+    names = sorted(p.name for p in TESTS.rglob("test_*.py"))
+    twice = sorted({n for n in names if names.count(n) > 1})
+    assert twice == [], f"pytest imports test modules by their file name: one of each, please: {twice}"
 
 
 def test_helpers_come_from_the_support_package_not_from_tests_or_conftest() -> None:
