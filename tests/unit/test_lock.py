@@ -1,8 +1,8 @@
 """Reading a lock (``uvextra.core.lock``) from small ``uv.lock`` and ``pylock.toml`` files written here: sources and
 dependencies per package, the one-line errors, the selection for this interpreter, and uv's error in one line.
 
-No uv runs here (``tests/integration/test_lock_with_uv.py`` exports and checks real locks with the real uv); the selection asks
-the running interpreter for its markers and tags, as a check does.
+No uv runs here (``tests/integration/test_lock_with_uv.py`` exports and checks real locks with the real uv); the
+selection asks the running interpreter for its markers and tags, as a check does.
 """
 
 from __future__ import annotations
