@@ -58,10 +58,8 @@ def _card(payload: dict[str, Any], said: str) -> tuple[str, dict[str, Any]]:
         line = f"{said}; checking the environment failed: {exc}"
         return render_error(line), {"text/html": render_static(render_error(line)), "text/plain": f"uvextra: {line}"}
     probe = report.probe
-    if probe is not None and probe.torch_version:
-        from .kernel.record import torch_build
-
-        said += f"; torch {probe.torch_version} ({torch_build(probe.torch_version, probe.cuda_version, probe.hip_version)} build)"
+    if probe is not None and probe.flavour is not None:
+        said += f"; torch {probe.torch_version} ({probe.flavour.name} build)"
     state = KernelState(stale=[], restart=session.restart_plan())
     card = render_html(report, state, note=said)
     return render_html(report, state, note=said, in_card=True), {

@@ -73,12 +73,21 @@ GPU_OK = ProbeResult(
     torch_version="2.9.0+cu128",
     cuda_version="12.8",
     cuda_available=True,
-    ok=True,
+    state="available",
     devices=[{"name": "NVIDIA H100", "capability": "sm_90"}],
     verdict="CUDA available: 1× NVIDIA H100 (sm_90), driver 580.65.06",
 )
 CPU = ProbeResult(
-    torch_version="2.9.0+cpu", cuda_available=False, verdict="CPU build of torch (2.9.0+cpu); CUDA not expected"
+    torch_version="2.9.0+cpu",
+    cuda_available=False,
+    state="cpu",
+    verdict="CPU build of torch (2.9.0+cpu); CUDA not expected",
+)
+# the probe decides the state with the selected extras: a CPU build under a CUDA extra is unavailable
+CPU_UNDER_CUDA = ProbeResult(
+    torch_version="2.9.0+cpu",
+    cuda_available=False,
+    verdict="not available: CPU build of torch installed (2.9.0+cpu) while extra cu128 is selected",
 )
 
 
@@ -132,7 +141,7 @@ def test_drift_table_has_one_badge_per_kind_and_words_for_the_extraneous() -> No
         (GPU_OK, ["cu128"], "ok", "CUDA ✓"),
         (NO_GPU, ["cu128"], "bad", "CUDA ✗"),
         (CPU, ["cpu"], "neutral", "CPU"),
-        (CPU, ["cu128"], "bad", "CUDA ✗"),
+        (CPU_UNDER_CUDA, ["cu128"], "bad", "CUDA ✗"),
     ],
 )
 def test_cuda_verdict_badge_is_green_red_or_grey_with_its_why(

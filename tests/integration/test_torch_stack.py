@@ -20,6 +20,7 @@ from support.cli import Setup, report_of
 from support.localindex import build_wheel
 from support.run import run_uv
 from uvextra.core.installed import read_dist_info
+from uvextra.core.probe_child import CompanionAnswer
 from uvextra.core.stack import check_stack, companions, elf_needed, flavour_of_tag
 
 
@@ -312,7 +313,12 @@ def test_a_kernels_repeated_checks_see_a_reinstalled_companion_and_not_the_last_
         "torchvision 0.24.0 is a CUDA 12.8 build (+cu128), torch is 2.9.0+cpu"
     ), first.why
     merge_dynamic(
-        [first], {"torchvision": {"ok": False, "error": "RuntimeError: operator torchvision::nms does not exist"}}
+        [first],
+        {
+            "torchvision": CompanionAnswer(
+                "torchvision", False, "RuntimeError: operator torchvision::nms does not exist"
+            )
+        },
     )
     (again,) = check_stack({"torch": torch, "torchvision": torchvision("cu128")})
     assert again.error is None and "nms" not in again.why and again.evidence == first.evidence, (again, first)

@@ -297,3 +297,22 @@ def test_the_controller_is_usable_without_ipython(tmp_path: Path) -> None:
         assert not loaded & {"uvextra.magic", "uvextra.widgets", "uvextra.cli"}, when
     assert "uvextra.core.verbs" not in got["import"]  # the core comes with the first action, not with the import
     assert got["error"].startswith("unexpected RuntimeError: no project here") and got["last"] and got["outcome"]
+
+
+def test_the_probes_parse_and_judge_run_no_process() -> None:
+    """collect → parse → judge: only ``core.cuda_probe`` starts and waits for the child; parsing its output and
+    judging it are pure (unit-tested without a process), and neither reaches back to the collector."""
+    every = graph(functions=True, type_checking=True)
+    for module in ("core.probe_child", "core.probe_verdict"):
+        assert not external(module, functions=True) & {"subprocess", "tempfile", "select"}, module
+        assert "core.cuda_probe" not in every[module], module
+    assert {"core.probe_child", "core.probe_verdict"} <= every["core.cuda_probe"]
+
+
+def test_the_renderers_draw_the_verdict_and_the_flavour_without_judging() -> None:
+    """The verdict's state and the build flavour are decided in the core: no renderer reads extras' names, torch
+    versions or the probe's child on its own."""
+    judges = {"core.accelerators", "core.flavour", "core.cuda_probe", "core.probe_child", "core.probe_verdict"}
+    for module, targets in graph(functions=True).items():
+        if wing(module) == "render":
+            assert not targets & judges, f"{module} imports {sorted(targets & judges)}"

@@ -19,6 +19,8 @@ from typing import Literal
 
 from packaging.version import InvalidVersion, Version
 
+from .flavour import flavour_of_name
+
 __all__ = [
     "CHECKED_DRIVER_SOURCES",
     "CUDA_DRIVER_TABLE",
@@ -88,8 +90,6 @@ _MAJOR_COMPAT_MIN: dict[int, str] = {11: "450.80.02", 12: "525.60.13", 13: "580"
 
 AccelKind = Literal["cpu", "cuda", "rocm", "xpu", "unknown"]
 
-_CUDA_EXTRA = re.compile(r"cu(\d{2,3})")
-_ROCM_EXTRA = re.compile(r"rocm(\d+(?:\.\d+)*)")
 # rocm_agent_enumerator lists gfx000 for the CPU agent; only a real GPU architecture counts.
 _GFX_AGENT = re.compile(r"gfx(?!0+$)[0-9a-f]+")
 
@@ -116,19 +116,10 @@ def parse_extra(name: str) -> Accel:
     """Classify an extra by its name: ``cpu``, ``cuXYZ``, ``rocmX.Y``, ``xpu``, or ``unknown``.
 
     The last digit of ``cuXYZ`` is the minor version, as on the PyTorch index: cu118 → 11.8, cu92 → 9.2,
-    cu130 → 13.0.
+    cu130 → 13.0. The grammar is :func:`uvextra.core.flavour.flavour_of_name`'s (a version's local tag reads alike).
     """
-    key = name.strip().lower()
-    if key == "cpu":
-        return Accel(name, "cpu")
-    if key == "xpu":
-        return Accel(name, "xpu")
-    if m := _CUDA_EXTRA.fullmatch(key):
-        digits = m.group(1)
-        return Accel(name, "cuda", f"{int(digits[:-1])}.{digits[-1]}")
-    if m := _ROCM_EXTRA.fullmatch(key):
-        return Accel(name, "rocm", m.group(1))
-    return Accel(name, "unknown")
+    found = flavour_of_name(name)
+    return Accel(name, "unknown") if found is None else Accel(name, found.kind, found.version)
 
 
 def _major_minor(cuda: str) -> tuple[int, int]:

@@ -397,6 +397,12 @@ def record_entries(dist_info: Path) -> list[tuple[str, str, str]] | None:
     return rows
 
 
+def record_paths(dist_info: Path) -> list[str]:
+    """The paths RECORD lists, in its order ([] without a readable RECORD): the one RECORD reader's rows, for the
+    stack check (which files a companion ships) and the kernel's stale check (which distribution owns a file)."""
+    return [path for path, _digest, _size in record_entries(dist_info) or ()]
+
+
 # A kernel checks the same packages again and again: RECORD's rows, grouped by folder, are kept per RECORD digest.
 _GROUPED: dict[tuple[str, str], tuple[int, dict[str, list[tuple[str, str, str]]]] | None] = {}
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .drift import Drift, Unverified
 from .redact import redact
+
+if TYPE_CHECKING:  # the types only: loading the report loads neither the probe nor the stack check
+    from .probe_verdict import ProbeResult
+    from .stack import Misroute, StackEntry
 
 
 @dataclass
@@ -86,9 +90,9 @@ class Report:
     repaired: list[str] = field(default_factory=list)
     repaired_from: dict[str, str] = field(default_factory=dict)  # package -> what was broken on disk before
     repaired_notes: list[str] = field(default_factory=list)  # "torch: was 8,958 of 12,248 files missing; whole now"
-    probe: Any = None  # probe.ProbeResult | None
-    stack: list[Any] = field(default_factory=list)  # stack.StackEntry: does each companion fit the installed torch
-    routing: list[Any] = field(default_factory=list)  # stack.Misroute: companions the project does not route as torch
+    probe: ProbeResult | None = None  # what a fresh process of the target says about torch and its GPU
+    stack: list[StackEntry] = field(default_factory=list)  # does each companion fit the installed torch
+    routing: list[Misroute] = field(default_factory=list)  # companions the project does not route as torch
     warnings: list[str] = field(default_factory=list)
     failure: str | None = None  # the operation did not complete (uv failed, interrupted, …); env re-checked
     # what kind of failure: "uv" (uv failed; its words in uv_error), "network" (an index could not be reached),
@@ -131,7 +135,7 @@ class Report:
         return [d for d in self.drift if not d.is_error]
 
     @property
-    def stack_failed(self) -> list[Any]:
+    def stack_failed(self) -> list[StackEntry]:
         """The companions that do not fit the installed torch (a failing one makes the exit code 1)."""
         return [e for e in self.stack if not e.ok]
 
@@ -151,7 +155,7 @@ class Report:
         """The CLI's exit code: 0 matches the lock, 1 drift or a failure, 130 interrupted."""
         if self.interrupted:
             return 130
-        if self.command == "probe" and getattr(self.probe, "torch_version", None) is None:
+        if self.command == "probe" and (self.probe is None or self.probe.torch_version is None):
             return 1  # the target Python cannot run, or has no working torch
         return 0 if self.clean else 1
 
@@ -179,7 +183,9 @@ class Report:
             "repaired": self.repaired,
             "repaired_notes": self.repaired_notes,
             "probe": (
-                {**self.probe.to_dict(), "stack": [e.to_dict() for e in self.stack]} if self.probe is not None else None
+                {**self.probe.to_dict(), "state": self.probe.state, "stack": [e.to_dict() for e in self.stack]}
+                if self.probe is not None
+                else None
             ),
             "stack": [e.to_dict() for e in self.stack],
             "routing": [m.to_dict() for m in self.routing],
@@ -226,8 +232,12 @@ class Report:
         """Drifted packages whose path/editable source folder is missing: a repair cannot fix those."""
         return sorted({d.package for d in self.errors} & set(self.missing_sources))
 
-    def next_step(self) -> str | None:  # noqa: C901 - issue 20: being split under 15
+    def next_step(self) -> str | None:
         """The one thing the user should do next, in words."""
+        return self._after_failure() or self._blocked() or self._to_fix()
+
+    def _after_failure(self) -> str | None:
+        """The operation did not complete: what to do before anything else."""
         if self.interrupted:
             return "the switch was interrupted; run it again to finish"
         if self.failure_kind == "network":
@@ -235,16 +245,8 @@ class Report:
             return (
                 "nothing changed; " if nothing else ""
             ) + "retry when the index is reachable (uv could not reach it: see uv's words above)"
-        wrong_python = _WRONG_PYTHON.search(self.uv_error or "") if self.failure_kind == "uv" else None
-        if wrong_python:
-            need = wrong_python.group(1)
-            return (
-                f"this venv's Python is not one the project accepts ({need}): make a venv with one (`uv venv "
-                f"--python '{need}' DIR`), install ipykernel into it and start the kernel from it"
-            )
-        if self.failure_kind == "uv" and "(enabled by default)" in (self.uv_error or ""):
-            again = f"`uvextra {self.command} {' '.join(self.extras)} --no-default-groups`".replace("  ", " ")
-            return f"a group uv syncs by default conflicts with what was asked: run {again}"
+        if self.failure_kind == "uv":
+            return self._after_uv()
         if self.failure_kind == "stale-lock":
             again = " ".join(self.extras) or "EXTRA"
             return f"run `uvextra switch {again}` (it locks again, then syncs) or `uv lock`, then check again"
@@ -258,9 +260,25 @@ class Report:
                 else ""
             )
             return f"{first}run {again} again: it reinstalls what uv left half-written"
-        if self.failure_kind == "uv":
-            again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else "it"
-            return f"fix what uv reported above, then run {again} again"
+        return None
+
+    def _after_uv(self) -> str:
+        """uv failed: a Python the project does not accept, a default group in the way, or uv's own words."""
+        wrong_python = _WRONG_PYTHON.search(self.uv_error or "")
+        if wrong_python:
+            need = wrong_python.group(1)
+            return (
+                f"this venv's Python is not one the project accepts ({need}): make a venv with one (`uv venv "
+                f"--python '{need}' DIR`), install ipykernel into it and start the kernel from it"
+            )
+        if "(enabled by default)" in (self.uv_error or ""):
+            again = f"`uvextra {self.command} {' '.join(self.extras)} --no-default-groups`".replace("  ", " ")
+            return f"a group uv syncs by default conflicts with what was asked: run {again}"
+        again = f"`uvextra {self.command} {' '.join(self.extras)}`" if self.command == "switch" else "it"
+        return f"fix what uv reported above, then run {again} again"
+
+    def _blocked(self) -> str | None:
+        """Something a repair cannot fix stands in the way: unknown extras, a read-only venv, routing, sources."""
         if self.extras_unknown:
             choices = " | ".join(self.available_extras) or "EXTRA"
             return f"run `uvextra switch {choices}` to install a backend (or pass --extra NAME to check against one)"
@@ -287,14 +305,18 @@ class Report:
                 f"{name}: {self.missing_sources[name]}; check it out (`git submodule update --init` if it is a "
                 "submodule), then check again — no repair can install it before that"
             )
+        return None
+
+    def _to_fix(self) -> str | None:
+        """Drift, a companion that does not fit torch, or unverified packages: what fixes them."""
         if self.errors:
             drifted = sorted({d.package for d in self.errors})
             # none of them installed (a fresh venv): nothing to *re*install; a lock's worth of names: a count
             verb = "install" if all(d.kind == "missing" for d in self.errors) else "reinstall"
             return f"run `uvextra repair` to {verb} {_few(drifted)}"
         if self.stack_failed:
-            built_wrong = [e for e in self.stack_failed if e._static_bad]
-            torch = next((e._torch for e in self.stack_failed if e._torch), "")
+            built_wrong = [e for e in self.stack_failed if e.mismatch]
+            torch = next((e.torch_version for e in self.stack_failed if e.torch_version), "")
             if not built_wrong:  # the files fit; only the probe's import or operation failed
                 names = ", ".join(e.package for e in self.stack_failed)
                 return (

@@ -25,14 +25,18 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, from PyPI
     import tomli as tomllib
 
-from packaging.version import InvalidVersion, Version
 
 from . import cache as _cache
-from .installed import Installed
+from .flavour import Flavour, flavour_of_tag
+from .flavour import local_tag as _local
+from .installed import Installed, record_paths
 from .names import canonicalize_name
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
+
+    from .probe_child import CompanionAnswer
+    from .vocabulary import FlavourKind
 
 __all__ = [
     "Flavour",
@@ -41,6 +45,7 @@ __all__ = [
     "check_stack",
     "companions",
     "elf_needed",
+    "flavour_of_tag",
     "lint_routing",
     "merge_dynamic",
 ]
@@ -56,71 +61,14 @@ _SONAME_BYTES = re.compile(rb"lib[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*?\.so(?:\.
 _SCAN_MAX = 64 << 20  # the byte scan (for a file that is no ELF we can read) reads at most this much
 
 
-# ---------------------------------------------------------------------------------------------------- flavour
-
-
-@dataclass(frozen=True)
-class Flavour:
-    """What a build is for: ``cpu``, ``cuda`` (with its version, e.g. ``13.0``), ``rocm``, ``xpu``; and how we know."""
-
-    kind: str
-    version: str | None = None
-    tag: str | None = None  # the local tag that said so ("cu130"), if one did
-    source: str = ""
-
-    @property
-    def label(self) -> str:
-        name = {"cpu": "CPU", "cuda": "CUDA", "rocm": "ROCm", "xpu": "XPU"}.get(self.kind, self.kind)
-        text = f"{name} {self.version}" if self.version else name
-        return text + (f" (+{self.tag})" if self.tag else "")
-
-    @property
-    def build(self) -> str:
-        """``CUDA 13.0 build (+cu130)``: the label, worded as a build."""
-        return self.label.replace(f" (+{self.tag})", "") + " build" + (f" (+{self.tag})" if self.tag else "")
-
-    def fits(self, other: Flavour) -> bool:
-        if self.kind != other.kind:
-            return False
-        if self.kind == "cuda" and self.version and other.version:  # CUDA major versions must agree (torchvision's
-            return self.version.split(".")[0] == other.version.split(".")[0]  # own _check_cuda_version rule)
-        return True
-
-
-def flavour_of_tag(local: str | None, source: str = "") -> Flavour | None:
-    """``cpu`` → CPU, ``cu130`` → CUDA 13.0, ``rocm6.3`` → ROCm 6.3, ``xpu`` → XPU; anything else: unknown."""
-    if not local:
-        return None
-    tag = local.lower()
-    if tag == "cpu" or tag.startswith("cpu."):
-        return Flavour("cpu", None, local, source)
-    m = re.fullmatch(r"cu(\d+)(\d)", tag)
-    if m:
-        return Flavour("cuda", f"{m.group(1)}.{m.group(2)}", local, source)
-    m = re.fullmatch(r"rocm(\d+(?:\.\d+)*)", tag)
-    if m:
-        return Flavour("rocm", m.group(1), local, source)
-    if tag.startswith("xpu"):
-        return Flavour("xpu", None, local, source)
-    return None
-
-
-def _local(version: str | None) -> str | None:
-    try:
-        return Version(version).local if version else None
-    except InvalidVersion:
-        return None
+# What a flavour is (names, local tags, what torch says) is core/flavour.py's; this module reads one from files.
 
 
 # ---------------------------------------------------------------------------------------------------- files
 
 
 def _record_paths(dist: Installed) -> list[str]:
-    try:
-        text = (dist.dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    return [line.split(",", 1)[0] for line in text.splitlines() if line.strip()]
+    return record_paths(dist.dist_info)
 
 
 def _site(dist: Installed) -> Path:
@@ -146,50 +94,70 @@ def _module_name(dist: Installed, paths: Sequence[str]) -> str:
     return want if want in tops or not tops else tops[0]
 
 
-def elf_needed(path: Path) -> list[str] | None:  # noqa: C901 - issue 20: being split under 15
+def _elf_header(ident: bytes) -> tuple[bool, str, int, int, int] | None:
+    """(64-bit, byte order, program header offset, entry size, entry count) of an ELF file's first 64 bytes."""
+    if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+        return None
+    is64, end = ident[4] == 2, "<" if ident[5] == 1 else ">"
+    if is64:
+        (phoff,) = struct.unpack_from(end + "Q", ident, 32)
+        phentsize, phnum = struct.unpack_from(end + "HH", ident, 54)
+    else:
+        (phoff,) = struct.unpack_from(end + "I", ident, 28)
+        phentsize, phnum = struct.unpack_from(end + "HH", ident, 42)
+    return is64, end, phoff, phentsize, phnum
+
+
+def _segments(
+    table: bytes, is64: bool, end: str, phentsize: int, phnum: int
+) -> tuple[list[tuple[int, int, int]], tuple[int, int] | None]:
+    """The loaded segments (vaddr, offset, size) and the dynamic segment (offset, size) of a program header table."""
+    loads: list[tuple[int, int, int]] = []
+    dynamic: tuple[int, int] | None = None
+    for i in range(phnum):
+        at = i * phentsize
+        if is64:
+            p_type, _fl, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIQQQQ", table, at)
+        else:
+            p_type, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIIII", table, at)
+        if p_type == 1:
+            loads.append((vaddr, off, filesz))
+        elif p_type == 2:
+            dynamic = (off, filesz)
+    return loads, dynamic
+
+
+def _dynamic_entries(raw: bytes, is64: bool, end: str) -> tuple[list[int], int | None]:
+    """The DT_NEEDED string offsets and the DT_STRTAB address of a dynamic section."""
+    fmt, size = (end + "qQ", 16) if is64 else (end + "iI", 8)
+    needed: list[int] = []
+    strtab = None
+    for at in range(0, len(raw) - size + 1, size):
+        tag, val = struct.unpack_from(fmt, raw, at)
+        if tag == 0:
+            break
+        if tag == 1:
+            needed.append(val)
+        elif tag == 5:
+            strtab = val
+    return needed, strtab
+
+
+def elf_needed(path: Path) -> list[str] | None:
     """The ``DT_NEEDED`` sonames of an ELF shared object, read from its program headers; None when it is no ELF
     (or one this small reader cannot follow). Pure Python: a few small reads, whatever the file's size."""
     try:
         with open(path, "rb") as f:
-            ident = f.read(64)
-            if len(ident) < 52 or ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+            header = _elf_header(f.read(64))
+            if header is None:
                 return None
-            is64, end = ident[4] == 2, "<" if ident[5] == 1 else ">"
-            if is64:
-                (phoff,) = struct.unpack_from(end + "Q", ident, 32)
-                phentsize, phnum = struct.unpack_from(end + "HH", ident, 54)
-            else:
-                (phoff,) = struct.unpack_from(end + "I", ident, 28)
-                phentsize, phnum = struct.unpack_from(end + "HH", ident, 42)
+            is64, end, phoff, phentsize, phnum = header
             f.seek(phoff)
-            table = f.read(phentsize * phnum)
-            loads: list[tuple[int, int, int]] = []
-            dynamic: tuple[int, int] | None = None
-            for i in range(phnum):
-                at = i * phentsize
-                if is64:
-                    p_type, _fl, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIQQQQ", table, at)
-                else:
-                    p_type, off, vaddr, _pa, filesz = struct.unpack_from(end + "IIIII", table, at)
-                if p_type == 1:
-                    loads.append((vaddr, off, filesz))
-                elif p_type == 2:
-                    dynamic = (off, filesz)
+            loads, dynamic = _segments(f.read(phentsize * phnum), is64, end, phentsize, phnum)
             if dynamic is None:
                 return []
             f.seek(dynamic[0])
-            raw = f.read(dynamic[1])
-            fmt, size = (end + "qQ", 16) if is64 else (end + "iI", 8)
-            needed: list[int] = []
-            strtab = None
-            for at in range(0, len(raw) - size + 1, size):
-                tag, val = struct.unpack_from(fmt, raw, at)
-                if tag == 0:
-                    break
-                if tag == 1:
-                    needed.append(val)
-                elif tag == 5:
-                    strtab = val
+            needed, strtab = _dynamic_entries(f.read(dynamic[1]), is64, end)
             if strtab is None:
                 return None
             base = next((off + strtab - va for va, off, sz in loads if va <= strtab < va + sz), None)
@@ -272,7 +240,8 @@ def torch_flavour(torch: Installed) -> Flavour | None:
     if found:
         return found
     text = _read_text(_site(torch) / "torch" / "version.py")
-    for key, kind in (("cuda", "cuda"), ("hip", "rocm")):
+    keys: tuple[tuple[str, FlavourKind], ...] = (("cuda", "cuda"), ("hip", "rocm"))
+    for key, kind in keys:
         m = re.search(rf"""^{key}\s*(?::[^=\n]*)?=\s*(?:['"]([^'"]+)['"]|None)""", text, re.M)
         if m and m.group(1):
             version = ".".join(re.findall(r"\d+", m.group(1))[:2])
@@ -328,6 +297,16 @@ class StackEntry:
     _static_bad: str | None = field(default=None, repr=False)
     _torch: str = field(default="", repr=False)
     _built: str = field(default="", repr=False)
+
+    @property
+    def mismatch(self) -> str | None:
+        """What the files say does not fit the installed torch (None: they fit; the probe may still fail it)."""
+        return self._static_bad
+
+    @property
+    def torch_version(self) -> str:
+        """The installed torch's version it was judged against ("" when torch is not installed)."""
+        return self._torch
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -479,14 +458,14 @@ def _static_entry(
 _RUN = {"torchvision": "ops.nms on two boxes", "torchaudio": "its extension loaded"}
 
 
-def merge_dynamic(entries: Sequence[StackEntry], results: Mapping[str, Mapping[str, Any]] | None) -> None:
-    """Add what the probe's fresh process saw (``{package: {"ok": bool, "error": str|None}}``) to the verdicts."""
+def merge_dynamic(entries: Sequence[StackEntry], results: Mapping[str, CompanionAnswer] | None) -> None:
+    """Add what the probe's fresh process saw of each companion (:attr:`ProbeResult.companions`) to the verdicts."""
     for entry in entries:
         got = (results or {}).get(entry.package)
         if got is None:
             continue
-        entry.error = None if got.get("ok") else (got.get("error") or "failed")
-        entry.ran = str(got.get("ran") or _RUN.get(entry.package, f"import {entry.module}"))
+        entry.error = None if got.ok else (got.error or "failed")
+        entry.ran = got.ran or _RUN.get(entry.package, f"import {entry.module}")
         _word(entry)
 
 

@@ -584,13 +584,13 @@ def _record_links(dist_info: Path, layer_site: Path) -> set[str] | None:
     folder that is a regular package (has ``__init__.py``) or at the file — below namespace folders that other
     distributions share (``nvidia/`` of the ``nvidia-*`` wheels), which stay the user's own. None: no RECORD, or
     nothing in site-packages."""
-    try:
-        lines = (dist_info / "RECORD").read_text(encoding="utf-8").splitlines()
-    except OSError:
+    from .installed import record_entries  # the one RECORD reader
+
+    rows = record_entries(dist_info)
+    if rows is None:
         return None
     links: set[str] = set()
-    for line in lines:
-        path = line.rsplit(",", 2)[0] if line.count(",") >= 2 else line
+    for path, _digest, _size in rows:
         if not path or path.startswith(("../", "/")):
             continue  # console scripts (torchrun): their shebang names the layer's Python; `python -m` still works
         parts = path.split("/")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-__all__ = ["EXITING", "RESTARTING", "KernelState", "RestartPlan", "StaleModule"]
+__all__ = ["EXITING", "RESTARTING", "FlavourKind", "KernelState", "RestartPlan", "StaleModule", "VerdictState"]
 
 # ---------------------------------------------------------------------------------------------------- the kernel
 
@@ -67,3 +68,14 @@ class KernelState:
             "stale": [vars(s) for s in self.stale],
             "restart": self.restart.to_dict(),
         }
+
+
+# ---------------------------------------------------------------------------------------------------- torch and its GPU
+
+#: What a torch build is for (core/flavour.py decides it, from a name, a version's local tag or torch's own answer)
+FlavourKind = Literal["cpu", "cuda", "rocm", "xpu"]
+
+#: The CUDA verdict's state, decided once by the probe (core/probe_verdict.py) and only drawn by the renderers:
+#: ``available`` the GPU works; ``no-torch`` nothing to probe; ``cpu`` a CPU (or XPU) build where no GPU extra is
+#: selected — nothing wrong, no GPU to use; ``unavailable`` a GPU was expected or the probe itself failed.
+VerdictState = Literal["available", "no-torch", "cpu", "unavailable"]

@@ -41,27 +41,6 @@ def _lock_hash(project: str | None) -> str | None:
         return None
 
 
-def torch_build(
-    torch_version: str | None, cuda_version: str | None = None, hip_version: str | None = None
-) -> str | None:
-    """A short build name: the version's local tag (``cpu``, ``cu128``), else from the CUDA/HIP version, else cpu."""
-    if not torch_version:
-        return None
-    from packaging.version import InvalidVersion, Version
-
-    try:
-        local = Version(torch_version).local
-    except InvalidVersion:
-        local = None
-    if local:
-        return local
-    if cuda_version:
-        return "cu" + "".join(cuda_version.split(".")[:2])
-    if hip_version:
-        return "rocm" + ".".join(hip_version.split(".")[:2])
-    return "cpu"
-
-
 def make_record(report: Report, *, now: datetime | None = None) -> dict[str, Any]:
     """The record of ``report`` for an output's :data:`MIME` entry (JSON-ready, redacted, no paths or tokens)."""
     from ..core import __version__
@@ -73,7 +52,7 @@ def make_record(report: Report, *, now: datetime | None = None) -> dict[str, Any
         if probe.torch_version:
             torch = {
                 "version": probe.torch_version,
-                "build": torch_build(probe.torch_version, probe.cuda_version, probe.hip_version),
+                "build": probe.flavour.name if probe.flavour else None,
             }
         cuda = {"available": probe.cuda_available, "verdict": redact(probe.verdict)}
     when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -206,7 +185,7 @@ def _env_build(report: Report) -> tuple[str | None, str | None]:
     probe = report.probe
     if probe is None or not probe.torch_version:
         return None, None
-    return probe.torch_version, torch_build(probe.torch_version, probe.cuda_version, probe.hip_version)
+    return probe.torch_version, probe.flavour.name if probe.flavour else None
 
 
 def compare(

@@ -252,11 +252,9 @@ def _scan_site(site_dirs: Sequence[str], only: Collection[str] | None = None) ->
 
 
 def _record_paths(dist_info: Path) -> set[str]:
-    try:
-        text = (dist_info / "RECORD").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return set()
-    return {line.split(",", 1)[0] for line in text.splitlines() if line}
+    from ..core.installed import record_paths  # the one RECORD reader
+
+    return set(record_paths(dist_info))
 
 
 def _owner(module: str, path: str, site_dirs: Sequence[str], dists: Mapping[str, Any]) -> Any:

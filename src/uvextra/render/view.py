@@ -205,30 +205,21 @@ def _probe_rows(report: Report) -> list[Row]:
 
 
 def verdict_state(report: Report) -> tuple[str, str] | None:
-    """The CUDA verdict as (state, label): state ``ok`` (green), ``bad`` (red) or ``neutral`` (grey); None: no probe.
+    """The CUDA verdict as (tone, label): ``ok`` (green), ``bad`` (red) or ``neutral`` (grey); None: no probe.
 
-    A CPU build under a non-GPU extra is neutral — nothing is wrong, there is just no GPU to use.
+    Drawn from the state the probe decided (:attr:`ProbeResult.state`): a CPU build where no GPU extra is selected,
+    or no torch at all, is neutral — nothing is wrong, there is just no GPU to use.
     """
     probe = report.probe
     if probe is None:
         return None
-    api = "ROCm" if probe.hip_version else "CUDA"
-    if probe.ok:
-        return "ok", f"{api} ✓"
-    if probe.torch_version is None and probe.error is None and probe.verdict.startswith("torch is not installed"):
-        return "neutral", "no torch"
-    from ..core.accelerators import parse_extra
-
-    gpu_selected = any(parse_extra(e).is_gpu for e in report.extras)
-    if (
-        probe.torch_version
-        and not probe.cuda_version
-        and not probe.hip_version
-        and not gpu_selected
-        and not probe.error
-    ):
-        return "neutral", "CPU"
-    return "bad", f"{api} ✗"
+    api = probe.flavour.api if probe.flavour else "CUDA"
+    return {
+        "available": ("ok", f"{api} ✓"),
+        "no-torch": ("neutral", "no torch"),
+        "cpu": ("neutral", "CPU"),
+        "unavailable": ("bad", f"{api} ✗"),
+    }[probe.state]
 
 
 def _kernel_rows(kernel: KernelState | None, *, live: bool) -> list[Row]:
