@@ -8,7 +8,9 @@ One project, extra ``cuNNN`` = PyPI's CUDA torch (with its nvidia-* wheels and t
 configuration (``tests/support/pip_indexes.py``), never a hard-coded folder; switched into a fresh venv with uvextra. Then,
 interleaved, the order alternating, medians after a warm-up:
 
-  F1  ``python -m uvextra check --json`` as a whole process   vs  the same process with ``check_files`` stubbed out
+  F1  ``python -m uvextra check --json`` as a whole process (the whole check: ``uvextra.cli.main``, not the quick
+      path of a repeated clean check, which ``benchmarks/startup.py`` measures)
+                                                          vs  the same process with ``check_files`` stubbed out
       (what check cost before issue 16), and vs a no-op ``uv sync --check`` (whole process, same venv)
   F2  the same check in-process, repeated (what a kernel's ``%uvextra --check`` does after the first)
   F3  ``check --verify`` (sha256 of every file RECORD lists) once: how long reading every byte takes
@@ -44,6 +46,9 @@ from packaging.utils import canonicalize_name  # noqa: E402
 from stack import interleaved, ms, real_torch_environ, say  # noqa: E402 - this folder's other benchmark
 from support import pip_indexes as pi  # noqa: E402
 
+# Both F1 sides run the whole check (uvextra.cli.main): `python -m uvextra` answers a repeated clean check from its
+# last answer (uvextra.cli_quick, issue 20), which would leave nothing of what F1 measures. startup.py measures that.
+WHOLE = "import sys; from uvextra.cli import main; main(sys.argv[1:])"
 STUBBED = (
     "import sys; import uvextra.core.verbs as c; from uvextra.core.installed import FileCheck; "
     "c.check_files = lambda dist, verify=False: FileCheck(0, 0, 0, ()); "
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
         f1 = interleaved(
             {
-                "check": whole([sys.executable, "-m", "uvextra", "check", "--json", *where]),
+                "check": whole([sys.executable, "-c", WHOLE, "check", "--json", *where]),
                 "check, files stubbed": whole([sys.executable, "-c", STUBBED, "check", "--json", *where]),
                 "uv sync --check": uv_check,
             },

@@ -1266,7 +1266,8 @@ B7_PAIRS = 10  # interleaved pairs (issue 13): the median of each side
 
 def case_b7(b: Bench, res: Results) -> None:
     """The CLI's own cost: a whole ``python -m uvextra check --json`` process against a no-op ``uv sync --dry-run``
-    on the same project and env (what a terminal user or a script pays per call: start-up, imports, the check)."""
+    on the same project and env (what a terminal user or a script pays per call: start-up, imports, the check; from
+    the second call on, a repeated clean check is answered by ``uvextra.cli_quick``)."""
     import uvextra
 
     project = b.seed_project("b7")
@@ -1324,7 +1325,8 @@ def case_b7(b: Bench, res: Results) -> None:
     cached = sorted(p.name.split("-", 1)[0] for p in (venv / ".uvextra" / "exports").iterdir())
     res.detail(
         "B7 what a later call reads instead of recomputing: " + ", ".join(cached) + " (.uvextra/exports/, "
-        "content-addressed) and scan.json"
+        "content-addressed) and scan.json; a repeated clean check reads only its quick-* entry (uvextra.cli_quick: "
+        "the last answer and the identity of everything it read, every RECORD file stat'ed again)"
     )
 
 

@@ -1,5 +1,5 @@
-"""``python -m uvextra``: the command line (:mod:`uvextra.cli`)."""
+"""``python -m uvextra``: the command line (:mod:`uvextra.cli`), through its quick path (:mod:`uvextra.cli_quick`)."""
 
-from .cli import main
+from .cli_quick import main
 
 main()

@@ -19,11 +19,14 @@ from .core.errors import UvextraError
 from .core.redact import redact
 
 if TYPE_CHECKING:  # the CLI imports the core only when a command runs
+    from collections.abc import Callable
     from pathlib import Path
 
     from .core.environment import Environment
     from .core.report import Report
     from .kernel.record import NotebookRecord
+
+    Done = Callable[[Environment, Report, int], None]
 
 _PYTHON_HELP = (
     "interpreter (or folder) of the target venv (default: $VIRTUAL_ENV, else the project's environment: "
@@ -232,8 +235,10 @@ def _print_json(text: str) -> None:
     print(text)
 
 
-def run(argv: Sequence[str] | None = None) -> int:
-    """Run one command line and return its exit code (0, 1, 2 or 130); errors are one line on stderr."""
+def run(argv: Sequence[str] | None = None, *, on_done: Done | None = None) -> int:
+    """Run one command line and return its exit code (0, 1, 2 or 130); errors are one line on stderr. ``on_done``
+    is told the target, the report and the exit code of a command that got as far as a report (the quick path of
+    :mod:`uvextra.cli_quick` writes down a clean check's inputs)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = _parser().parse_args(argv)
@@ -303,11 +308,19 @@ def run(argv: Sequence[str] | None = None) -> int:
     live.close()
     if not getattr(report, "environment_source", ""):
         report.environment_source = env.source
+    code = _print_report(report, record, args)
+    if on_done is not None:
+        on_done(env, report, code)
+    return code
+
+
+def _print_report(report: Report, record: NotebookRecord | None, args: argparse.Namespace) -> int:
+    """The report on stdout (JSON or text; with ``--notebook``, held against its record); the exit code."""
     if record is not None and args.command in ("status", "check"):
-        return _print_with_notebook(report, record, as_json=as_json, verbose=args.verbose)
+        return _print_with_notebook(report, record, as_json=args.json, verbose=args.verbose)
     if record is not None:
         report.extras_source = f"recorded in {record.path.name} ({record.day})"
-    if as_json:
+    if args.json:
         _print_json(report.to_json())
     else:
         from .render.text import render_text  # the text view only: --json needs none
@@ -413,12 +426,13 @@ def _answer_interrupts() -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """The ``uvextra`` console script: :func:`run`, then exit with its code."""
+def main(argv: Sequence[str] | None = None, *, on_done: Done | None = None) -> None:
+    """The whole command line: :func:`run`, then exit with its code (the console script enters through
+    :func:`uvextra.cli_quick.main`, which answers a repeated clean check without it)."""
     _tolerant_streams()
     _answer_interrupts()
     try:
-        code = run(argv)
+        code = run(argv, on_done=on_done)
     except KeyboardInterrupt:
         print("uvextra: interrupted", file=sys.stderr)
         code = 130

@@ -90,3 +90,29 @@ def test_figures_parse(quick_run):
         assert _is_number(base) or base == "n/a", row
         assert figure == "n/a" if ours == "n/a" else re.search(r"\d", figure), row
         assert met in ("yes", "**no**", "n/a"), row
+
+
+def test_the_startup_benchmark_runs_and_catches_a_removed_file(tmp_path):
+    """``benchmarks/startup.py --quick`` (issue 20): the demo project's four rows against uv, figures that are
+    numbers, the load said — and it ends only after the very next check caught a removed RECORD file."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT", "UV_PYTHON")}
+    env["TMPDIR"] = str(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "startup.py"), "--quick"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 0, f"exit {proc.returncode}\n--- stderr\n{proc.stderr[-4000:]}"
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in proc.stdout.splitlines()
+        if line.startswith("| demo project")
+    ]
+    for phrase in ("`python -m uvextra check --json`, unchanged venv", "the whole check", "after a change"):
+        assert any(phrase in r[1] for r in rows), (phrase, proc.stdout)
+    assert all(_is_number(r[2]) and _is_number(r[4]) and r[5].endswith("×") for r in rows), rows
+    assert re.search(r"load [\d.]+ → [\d.]+", proc.stdout) and ": caught (exit 1)" in proc.stdout, proc.stdout

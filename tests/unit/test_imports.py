@@ -202,7 +202,7 @@ def test_the_cycle_finder_finds_cycles() -> None:
 def test_the_graph_reads_every_module() -> None:
     edges = graph()
     assert {"core.verbs", "kernel.session", "magic", "widgets", "cli", "render.card"} <= set(edges)
-    assert "kernel.session" in edges["magic"] and edges["__main__"] == {"cli"}
+    assert "kernel.session" in edges["magic"] and edges["__main__"] == {"cli_quick"}
     assert "core.verbs" not in edges["cli"] and "core.verbs" in graph(functions=True)["cli"]  # imported on use
     assert "core.drift" in edges["core.verbs"] and "render.view" in edges["render.card"]
 
@@ -254,6 +254,20 @@ def test_the_package_faces_are_lazy() -> None:
     assert edges["__init__"] == {"core"}  # for __version__: core's face itself imports nothing
     for face in WINGS:
         assert edges[face] == set(), f"{face} imports {edges[face]} at load"
+
+
+def test_the_cli_front_door_loads_only_what_python_starts_with() -> None:
+    """``uvextra check`` enters through ``cli_quick``, which answers a repeated clean check before anything else is
+    imported (issue 20's start-up): at load it imports only modules Python's own start-up has loaded, and no
+    ``typing`` comes in through the package faces."""
+    assert graph()["cli_quick"] == set()
+    assert external("cli_quick") <= {"__future__", "marshal", "os", "sys"}
+    code = (
+        "import sys, uvextra.cli_quick; print(sorted(m for m in ('typing', 'dataclasses', 'pathlib', 'argparse',"
+        " 'json', 'tomllib', 'enum', 'uvextra.cli', 'uvextra.core.verbs') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
 
 
 def test_the_controller_is_imported_by_the_surfaces_and_imports_none() -> None:

@@ -645,12 +645,8 @@ def _registry_url(raw: str, root: Path) -> str:
     return (root / raw).absolute().as_uri() if not raw.startswith("/") else Path(raw).as_uri()
 
 
-def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[str]) -> dict[str, Wanted]:  # noqa: C901 - issue 20: being split under 15
+def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[str]) -> dict[str, Wanted]:
     """What the lock wants here, read from uv.lock and uv's requirements export (neither downloads anything)."""
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
-
-    from .installed import marker_holds
-
     args = [
         "export",
         "--format",
@@ -668,26 +664,52 @@ def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[
         raise UvextraError(f"uv could not read the lock for extras {list(extras)}: {first_error(proc.stderr)}")
     info = interpreter_info(str(env.python))
     root = project.lock_root
-    selected: dict[NormalizedName, str] = {}
-    local: set[str] = set()  # path / editable requirements, as absolute folders
-    for raw in proc.stdout.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        req, _, marker = line.partition(";")
-        if marker.strip() and not marker_holds(marker.strip(), info.marker_env):
-            continue
-        req = req.strip().removeprefix("-e ").strip()
-        if req.startswith((".", "/", "file:")):
-            local.add(str(Path(_file_location(req, project.root) or req).resolve()))
-            continue
-        name, sep, version = req.partition("==")
-        if sep:
-            selected[canonicalize_name(name.strip())] = version.strip()
+    selected, local = _exported_selection(proc.stdout, info.marker_env, project.root)
     try:
         data = tomllib.loads(project.lockfile.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UvextraError(f"cannot read {project.lockfile}: {exc}") from None
+    entries = _lock_entries(data, root, local, selected)
+    rank = {t: i for i, t in enumerate(_parsed_tags(info.tags))}
+    out: dict[str, Wanted] = {}
+    for name, version in selected.items():
+        found = entries.get((name, version)) or []
+        wanted = _wanted_entry(name, version, found, root, rank) if found else None
+        if wanted is not None:
+            out[name] = wanted
+    return out
+
+
+def _exported_selection(
+    export: str, marker_env: dict[str, str], project_root: Path
+) -> tuple[dict[NormalizedName, str], set[str]]:
+    """From a requirements export: the exact versions it selects on this interpreter, and its path / editable
+    requirements as absolute folders (their versions come from uv.lock)."""
+    from .installed import marker_holds
+
+    selected: dict[NormalizedName, str] = {}
+    local: set[str] = set()
+    for raw in export.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        req, _, marker = line.partition(";")
+        if marker.strip() and not marker_holds(marker.strip(), marker_env):
+            continue
+        req = req.strip().removeprefix("-e ").strip()
+        if req.startswith((".", "/", "file:")):
+            local.add(str(Path(_file_location(req, project_root) or req).resolve()))
+            continue
+        name, sep, version = req.partition("==")
+        if sep:
+            selected[canonicalize_name(name.strip())] = version.strip()
+    return selected, local
+
+
+def _lock_entries(
+    data: dict[str, Any], root: Path, local: set[str], selected: dict[NormalizedName, str]
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """uv.lock's packages by (name, version); a local (path / editable) one the export selected joins ``selected``."""
     entries: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for pkg in data.get("package", []) if isinstance(data.get("package"), list) else []:
         if isinstance(pkg, dict) and "name" in pkg:
@@ -698,72 +720,91 @@ def wanted_offline(project: Project, env: Environment, uv: Uv, extras: Sequence[
                 where = source.get(kind) if isinstance(source, dict) else None
                 if isinstance(where, str) and str((root / where).resolve()) in local:
                     selected[key[0]] = key[1]
-    tags = _parsed_tags(info.tags)
-    rank = {t: i for i, t in enumerate(tags)}
-    out: dict[str, Wanted] = {}
-    for name, version in selected.items():
-        found = entries.get((name, version)) or []
-        if not found:
-            continue
-        pkg = found[0]
-        raw_src = pkg.get("source")
-        src: dict[str, Any] = raw_src if isinstance(raw_src, dict) else {}
-        ambiguous = (
-            (
-                f"{version} is locked from {len(found)} sources, and read offline uvextra cannot tell which "
-                "one this selection takes"
-            )
-            if len(found) > 1
-            else None
+    return entries
+
+
+def _wanted_entry(
+    name: NormalizedName, version: str, found: list[dict[str, Any]], root: Path, rank: dict[Tag, int]
+) -> Wanted | None:
+    """What one locked package (its uv.lock entries for this version) wants, by the kind of its source."""
+    pkg = found[0]
+    raw_src = pkg.get("source")
+    src: dict[str, Any] = raw_src if isinstance(raw_src, dict) else {}
+    ambiguous = (
+        (
+            f"{version} is locked from {len(found)} sources, and read offline uvextra cannot tell which "
+            "one this selection takes"
         )
-        if "registry" in src:
-            best: tuple[int, dict[str, Any], str] | None = None
-            for wheel in pkg.get("wheels") or []:
-                where = str(wheel.get("url") or wheel.get("path") or "")
-                fname = str(wheel.get("filename") or _file_name(where))
-                try:
-                    wtags = parse_wheel_filename(fname)[3]
-                except InvalidWheelFilename:
-                    continue
-                score = min((rank[t] for t in wtags if t in rank), default=None)
-                if score is not None and (best is None or score < best[0]):
-                    best = (score, wheel, fname)
-            if best is None:
-                out[name] = Wanted(
-                    name, version, "index", index=_registry_url(str(src["registry"]), root), no_hash=ambiguous
-                )
-                continue
-            _, wheel, fname = best
-            algo, _, digest = str(wheel.get("hash") or "").partition(":")
-            sha = digest.lower() if algo == "sha256" and digest else None
-            where = str(wheel.get("url") or wheel.get("path") or "")
-            if sha is None:  # as the export does: a wheel that lies on this machine is hashed here
-                file = _local_file(where, root)
-                sha = _sha256_of(file) if file is not None else None
-            no_hash = ambiguous or (None if sha else f"uv.lock has no hash for {fname} (its index published none)")
-            url = where if urlsplit(where).scheme else (root / where).absolute().as_uri() if where else None
-            size = wheel.get("size")
-            out[name] = Wanted(
-                name,
-                version,
-                "index",
-                index=_registry_url(str(src["registry"]), root),
-                wheel=fname,
-                wheel_hash=sha,
-                wheel_tags=tuple(str(t) for t in parse_wheel_filename(fname)[3]),
-                no_hash=no_hash,
-                wheel_url=_file_location(url, root),
-                wheel_size=size if isinstance(size, int) else None,
-            )
-        elif "editable" in src or "directory" in src:
-            kind = "editable" if "editable" in src else "directory"
-            out[name] = Wanted(name, version, kind, location=_file_location(str(src[kind]), root))
-        elif "git" in src:
-            out[name] = Wanted(name, version, "vcs", location=redact(str(src["git"])))
-        elif "url" in src or "path" in src:
-            where = str(src.get("url") or src.get("path"))
-            out[name] = Wanted(name, version, "archive", location=_file_location(where, root))
-    return out
+        if len(found) > 1
+        else None
+    )
+    if "registry" in src:
+        return _wanted_wheel(name, version, pkg, _registry_url(str(src["registry"]), root), root, rank, ambiguous)
+    if "editable" in src or "directory" in src:
+        kind = "editable" if "editable" in src else "directory"
+        return Wanted(name, version, kind, location=_file_location(str(src[kind]), root))
+    if "git" in src:
+        return Wanted(name, version, "vcs", location=redact(str(src["git"])))
+    if "url" in src or "path" in src:
+        where = str(src.get("url") or src.get("path"))
+        return Wanted(name, version, "archive", location=_file_location(where, root))
+    return None
+
+
+def _best_wheel(pkg: dict[str, Any], rank: dict[Tag, int]) -> tuple[dict[str, Any], str, tuple[Tag, ...]] | None:
+    """The locked wheel this interpreter prefers (its best-ranked tag), with its file name and tags."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    best: tuple[int, dict[str, Any], str, tuple[Tag, ...]] | None = None
+    for wheel in pkg.get("wheels") or []:
+        where = str(wheel.get("url") or wheel.get("path") or "")
+        fname = str(wheel.get("filename") or _file_name(where))
+        try:
+            wtags = tuple(parse_wheel_filename(fname)[3])
+        except InvalidWheelFilename:
+            continue
+        score = min((rank[t] for t in wtags if t in rank), default=None)
+        if score is not None and (best is None or score < best[0]):
+            best = (score, wheel, fname, wtags)
+    return None if best is None else best[1:]
+
+
+def _wanted_wheel(
+    name: NormalizedName,
+    version: str,
+    pkg: dict[str, Any],
+    index: str,
+    root: Path,
+    rank: dict[Tag, int],
+    ambiguous: str | None,
+) -> Wanted:
+    """A registry package: the wheel this interpreter would take, with its hash (hashed here when the lock has none
+    and the wheel lies on this machine, as the export does)."""
+    best = _best_wheel(pkg, rank)
+    if best is None:
+        return Wanted(name, version, "index", index=index, no_hash=ambiguous)
+    wheel, fname, wtags = best
+    algo, _, digest = str(wheel.get("hash") or "").partition(":")
+    sha = digest.lower() if algo == "sha256" and digest else None
+    where = str(wheel.get("url") or wheel.get("path") or "")
+    if sha is None:
+        file = _local_file(where, root)
+        sha = _sha256_of(file) if file is not None else None
+    no_hash = ambiguous or (None if sha else f"uv.lock has no hash for {fname} (its index published none)")
+    url = where if urlsplit(where).scheme else (root / where).absolute().as_uri() if where else None
+    size = wheel.get("size")
+    return Wanted(
+        name,
+        version,
+        "index",
+        index=index,
+        wheel=fname,
+        wheel_hash=sha,
+        wheel_tags=tuple(str(t) for t in wtags),
+        no_hash=no_hash,
+        wheel_url=_file_location(url, root),
+        wheel_size=size if isinstance(size, int) else None,
+    )
 
 
 def first_error(stderr: str) -> str:
