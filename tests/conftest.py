@@ -1,7 +1,12 @@
-"""Shared pytest fixtures: real uv binaries, real local package indexes, real projects.
+"""Shared pytest fixtures: real uv binaries, real local package indexes, real projects and venvs; the tiers' markers.
+
+The tests live in three folders, one per tier, and each test carries its folder's marker (see ``TIERS``):
+``unit/`` (no uv process, no kernel), ``integration/`` (the real uv, real kernels, the CLI in processes) and
+``e2e/`` (a real browser, a real hub, real torch wheels, real users). The harness they share is the package
+``tests/support`` (imported as ``support.…``); fixtures are here and only here.
 
 Everything here runs the real ``uv`` against indexes served on 127.0.0.1 by
-:class:`_localindex.IndexServer` (this folder's test harness); nothing is mocked and nothing reaches the network
+:class:`support.localindex.IndexServer`; nothing is mocked and nothing reaches the network
 (except the one-time install of the old uv 0.9.4 binary, see ``uv_old``).
 
 Fixtures
@@ -12,7 +17,7 @@ Fixtures
     ``CONDA_PREFIX``, ``UV_INDEX*``, ``PIP_*`` and a few more, see ``_DROPPED``) plus a
     session ``UV_CACHE_DIR``, ``UV_PYTHON_DOWNLOADS=never``, ``UV_NO_PROGRESS=1``, and
     ``FORCE_COLOR=1`` ``CLICOLOR_FORCE=1`` (ipykernel sets both in every kernel, so every uvextra
-    started from a notebook runs with them; see :data:`KERNEL_COLOR_ENV`).  Shared by
+    started from a notebook runs with them; see :data:`support.run.KERNEL_COLOR_ENV`).  Shared by
     the whole session: copy it (``dict(uv_env, X="1")``) before changing anything.
 ``uv_new`` (session)
     ``str`` path of the newest uv: ``uv.find_uv_bin()`` of the running interpreter.
@@ -22,11 +27,13 @@ Fixtures
     instead.  Skips (with the reason) only when it cannot be installed.
 ``index_root`` (session)
     ``Path`` of a folder holding one folder of wheels per index: the demo indexes of
-    :func:`_localindex.build_demo_indexes` (``pypi``, ``cpu``, ``cu128``, ``mirror``,
+    :func:`support.localindex.build_demo_indexes` (``pypi``, ``cpu``, ``cu128``, ``mirror``,
     ``mirror-meta``) plus ``kernelish`` (stand-ins for ``ipykernel``, ``tornado``, ``comm``).
 ``index_server`` (session)
-    A started :class:`~_localindex.IndexServer` serving ``index_root``.  Do not stop
+    A started :class:`~support.localindex.IndexServer` serving ``index_root``.  Do not stop
     it; for "index unreachable" tests start your own ``IndexServer(index_root)``.
+``uvextra_wheel`` (session)
+    ``Path`` of the uvextra wheel of this checkout, built offline once (skips without hatchling).
 ``make_project`` (function)
     Factory ``make_project(extras_map=None, *, lock=True, **write_project_kwargs) -> Path``:
     a seed-shaped project in a fresh folder under ``tmp_path``, locked with ``uv_new``.
@@ -34,6 +41,12 @@ Fixtures
     Factory ``make_venv(path, python=sys.executable, packages=(), indexes=("pypi",
     "kernelish")) -> Path``: ``uv venv`` (nothing seeded) and, if ``packages`` are given,
     ``uv pip install`` of them from the local indexes.
+``target_venv`` (function)
+    ``Path`` of a venv a switch *targets*: made by uv, holding the stand-in ipykernel only.
+``pyvenv`` (function)
+    ``Path`` of the same made as users make it: ``python -m venv`` (pip, setuptools), then the stand-in ipykernel.
+``kernel_python`` (function)
+    ``Path`` of the python of a venv that *runs* real kernels, with this checkout's uvextra wheel.
 """
 
 from __future__ import annotations
@@ -52,7 +65,7 @@ import pytest
 if importlib.util.find_spec("uvextra") is None:  # not installed (yet): use the source tree
     sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
 
-from support.kernels import build_uvextra_wheel
+from support.kernels import build_uvextra_wheel, make_kernel_venv
 from support.localindex import IndexServer, build_demo_indexes, write_project
 from support.run import KERNEL_COLOR_ENV, run_uv
 from support.venvs import MakeProject, MakeVenv
@@ -79,6 +92,18 @@ _DROPPED = {
     "UVEXTRA_FAKE_TORCH_CRASH",
     "UVEXTRA_FAKE_TORCH_HANG",
 }
+
+
+#: Each folder under tests/ is a tier; its tests carry the tier's marker (``pytest -m unit`` runs the fast ones).
+TIERS = ("unit", "integration", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = item.path.parent.name
+        if tier in TIERS:
+            item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")
@@ -199,7 +224,7 @@ def make_project(tmp_path: Path, index_server: IndexServer, uv_new: str, uv_env:
 
         Index names become ``simple_url(name)``, or ``flat_url(name)`` for extras listed in
         ``flat=``.  The default index is the local ``pypi`` one.  Other keyword arguments go
-        to :func:`_localindex.write_project`.
+        to :func:`support.localindex.write_project`.
         """
         if extras_map is None:
             extras_map = {"cpu": "cpu", "cu128": "cu128", "pypi": "pypi"}
@@ -251,3 +276,42 @@ def uvextra_wheel(tmp_path_factory: pytest.TempPathFactory, uv_new: str, uv_env:
     if importlib.util.find_spec("hatchling") is None:  # the build must not fetch its backend from a registry
         pytest.skip("building the uvextra wheel offline needs hatchling in the test environment (the `test` extra)")
     return build_uvextra_wheel(uv_new, tmp_path_factory.mktemp("uvextra-wheel"), uv_env)
+
+
+# ---------------------------------------------------------------------------------------------------- venvs
+# Two kinds, named apart: a venv a switch *targets* (what a kernel runs from, without a kernel running), and a venv
+# that *runs* a real kernel with this checkout's uvextra (its python).
+
+
+@pytest.fixture
+def target_venv(make_venv: MakeVenv, tmp_path: Path) -> Path:
+    """A venv as a kernel's, made by uv: the stand-in ipykernel (with tornado and comm) and nothing else."""
+    return make_venv(tmp_path / "kernel-venv", packages=["ipykernel"])
+
+
+@pytest.fixture
+def pyvenv(tmp_path: Path, uv_new: str, uv_env: dict[str, str], index_server: IndexServer) -> Path:
+    """A kernel venv as users make one: ``python -m venv`` (pip, setuptools), then the stand-in ipykernel."""
+    venv = tmp_path / "kernel-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    run_uv(
+        uv_new,
+        "pip",
+        "install",
+        "--python",
+        venv / "bin" / "python",
+        "--index-url",
+        index_server.simple_url("kernelish"),
+        "--extra-index-url",
+        index_server.simple_url("pypi"),
+        "ipykernel",
+        env=uv_env,
+    )
+    return venv
+
+
+@pytest.fixture
+def kernel_python(tmp_path: Path, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]) -> Path:
+    """The python of a fresh venv that runs real kernels: this checkout's uvextra wheel installed, ipykernel and the
+    rest linked from the test environment (:func:`support.kernels.make_kernel_venv`)."""
+    return make_kernel_venv(tmp_path / "venv", uvextra_wheel, uv_new, uv_env)

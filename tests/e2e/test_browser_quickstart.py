@@ -24,32 +24,34 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import nbformat
 import pytest
 
+from support.browser import (
+    ALL_RUN,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    IDLE_AFTER_RESTART,
+    KERNEL_IDLE,
+    PANEL,
+    STEP_TIMEOUT_MS,
+    alive,
+    browser_missing,
+    free_port,
+    kernel_pid,
+    page_statuses,
+    wait_for_server,
+)
 from support.kernels import ROOT, kernel_env, make_kernel_venv, stop_process, write_kernelspec
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-dev-shm-usage",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 KERNEL_NAME = "uvextra-quickstart"
-STEP_TIMEOUT_MS = 180_000  # a switch on a 2-core CI machine with a cold uv cache
 IDLE_WITHIN_S = 8.0  # the kernel is back at Idle this soon after the click on Restart kernel, no cell run
 STALL_S = 3.0  # how long the toggle's switch to cu128 stays in its download phase
 # The kernel's uv: the real one, whose stderr is held back after "Resolved" on `sync ... cu128` (see the docstring).
@@ -70,41 +72,7 @@ sys.exit(proc.wait())
 """
 
 
-def _missing() -> str | None:
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} is missing (Debian: apt-get install -y --no-install-recommends chromium fonts-dejavu-core)"
-    for module, pip_name in (("playwright", "playwright"), ("jupyterlab", "jupyterlab")):
-        if importlib.util.find_spec(module) is None:
-            return f"the Python package {pip_name} is missing (pip install {pip_name})"
-    return None
-
-
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(_missing() is not None, reason=str(_missing()))]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_server(
-    proc: subprocess.Popen[bytes], url: str, token: str, log: IO[str], what: str, timeout: float = 90
-) -> None:
-    """Until the Jupyter server at ``url`` answers ``GET api/status`` (not its jpserver file: jupyter_server 2.21
-    writes that before the port is bound); fails the test with the server's log if it exits or never answers."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}api/status?token={token}", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log.seek(0)
-            pytest.fail(f"{what} did not start (exit {proc.poll()}):\n{log.read()[-3000:]}")
-        time.sleep(0.25)
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))]
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +113,7 @@ def lab(
     )
 
     token = secrets.token_hex(16)
-    port = _free_port()
+    port = free_port()
     # The server's environment is every kernel's too (kernel.json's "env" is merged into it).
     env = kernel_env(
         python,
@@ -197,39 +165,6 @@ def lab(
         log.close()
 
 
-# JavaScript run in the page: the notebook panel of the quickstart, through the app JupyterLab exposes.
-_PANEL = """() => {
-  const app = window.jupyterapp;
-  if (!app) return null;
-  const current = app.shell.currentWidget;  // Notebook 7: the one notebook of the page
-  if (current && current.context && current.context.path === 'quickstart.ipynb') return current;
-  for (const w of app.shell.widgets('main')) {
-    if (w.context && w.context.path === 'quickstart.ipynb') return w;
-  }
-  return null;
-}"""
-_KERNEL_IDLE = f"""() => {{
-  const panel = ({_PANEL})();
-  const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
-  return !!kernel && kernel.status === 'idle' && kernel.connectionStatus === 'connected';
-}}"""
-# Idle, and the last status since the click came after the new kernel's first words (its "starting" when the
-# page heard it; else the busy/idle around the card's redraw, which only the new kernel sends).
-_IDLE_AFTER_RESTART = f"""(since) => {{
-  const seen = (window.__uvextraStatuses || []).slice(since);
-  const start = seen.lastIndexOf('starting');
-  return ({_KERNEL_IDLE})() && seen.length > 0 && seen[seen.length - 1] === 'idle'
-    && (start < 0 || seen.slice(start).includes('idle'));
-}}"""
-_ALL_RUN = f"""() => {{
-  const panel = ({_PANEL})();
-  if (!panel) return false;
-  const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
-  const cells = panel.content.widgets.filter(c => c.model.type === 'code');
-  return !!kernel && kernel.status === 'idle' && cells.every(c => c.model.executionCount !== null);
-}}"""
-
-
 # The card's one bordered box (the card, or a box drawn inside it) holds the toggle and the Reinstall button.
 _CONTROLS_INSIDE_THE_BORDER = """(card) => {
   const boxes = [card, ...card.querySelectorAll('*')]
@@ -249,10 +184,10 @@ _ONE_BORDER = """(card) => [card, ...card.querySelectorAll('*')]
   .length === 1"""
 
 
-_KERNEL_STATUS = f"""() => ({_PANEL})().sessionContext.session.kernel.status"""
+_KERNEL_STATUS = f"""() => ({PANEL})().sessionContext.session.kernel.status"""
 # Code sent to the kernel as a cell's would be; resolves with what it printed.
 _RUN_CODE = f"""(code) => new Promise(resolve => {{
-  const future = ({_PANEL})().sessionContext.session.kernel.requestExecute({{code, store_history: false}});
+  const future = ({PANEL})().sessionContext.session.kernel.requestExecute({{code, store_history: false}});
   let out = '';
   future.onIOPub = msg => {{ if (msg.header.msg_type === 'stream') out += msg.content.text; }};
   future.done.then(() => resolve(out));
@@ -268,7 +203,7 @@ def _shot(page: Any, folder: Path, name: str, target: Any = None) -> Path:
     return path
 
 
-def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
+def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path, request: pytest.FixtureRequest) -> None:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect, sync_playwright
 
@@ -279,13 +214,13 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             page = browser.new_page(viewport={"width": 1360, "height": 1000})
             page.set_default_timeout(STEP_TIMEOUT_MS)
             page.goto(f"{lab['url']}lab/tree/quickstart.ipynb?token={lab['token']}")
-            page.wait_for_function(_KERNEL_IDLE, polling=250)
+            page.wait_for_function(KERNEL_IDLE, polling=250)
             page.evaluate("() => window.jupyterapp.shell.collapseLeft()")  # more room for the cards
 
             # 1. Run the whole notebook, as a newcomer would.
             page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
             page.wait_for_timeout(1000)
-            page.wait_for_function(_ALL_RUN, polling=500)
+            page.wait_for_function(ALL_RUN, polling=500)
             cards = page.locator(".uvextra-card")
             expect(cards).to_have_count(5)  # auto, pypi, internal (drift), --check, the after-restart cell
             # each cell's static card (for viewers without widgets) stays out of sight beside its live card
@@ -341,20 +276,20 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
 
             # 4. Restart kernel: the server restarts it (as the toolbar does); the last cell runs in a new process.
             last = page.locator(".jp-CodeCell").last
-            old_pid = _pid(last.inner_text())
+            old_pid = kernel_pid(last.inner_text())
             page.evaluate(f"""() => {{
-              const kernel = ({_PANEL})().sessionContext.session.kernel;
+              const kernel = ({PANEL})().sessionContext.session.kernel;
               window.__uvextraStatuses = [];
               kernel.statusChanged.connect((_, status) => window.__uvextraStatuses.push(status));
             }}""")
-            clicked_at = len(_statuses(page))
+            clicked_at = len(page_statuses(page))
             clicked = time.monotonic()
             restart.click()
             expect(drift_card).to_contain_text("restarting through the Jupyter server")
             # The old kernel process ends (the server shuts it down, then starts a new one).
             deadline = time.monotonic() + 90
-            while _alive(old_pid):
-                assert time.monotonic() < deadline, f"kernel process {old_pid} did not end: {_statuses(page)}"
+            while alive(old_pid):
+                assert time.monotonic() < deadline, f"kernel process {old_pid} did not end: {page_statuses(page)}"
                 time.sleep(0.2)
             # Like the toolbar's restart: the same card says what happened (written by the new kernel, with its
             # torch build; its controls gone, its output rewritten), JupyterLab is back at Idle on its own — no
@@ -366,11 +301,11 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
             expect(drift_cell.locator("button.jupyter-button:visible")).to_have_count(0)
             expect(drift_cell.locator(".uvextra-static")).to_be_hidden()  # saved, not shown twice
             assert drift_cell.locator(".uvextra-card").evaluate(_ONE_BORDER)
-            page.wait_for_function(_IDLE_AFTER_RESTART, arg=clicked_at, polling=100, timeout=15_000)
+            page.wait_for_function(IDLE_AFTER_RESTART, arg=clicked_at, polling=100, timeout=15_000)
             idle_after = time.monotonic() - clicked
             # "on its own within a few seconds": measured 5-7 s from the click on 2 busy cores (the old kernel's
             # shutdown, the new one's start, the card's redraw); the toolbar's own restart takes about as long
-            assert idle_after < IDLE_WITHIN_S, f"Idle {idle_after:.1f} s after the click: {_statuses(page)}"
+            assert idle_after < IDLE_WITHIN_S, f"Idle {idle_after:.1f} s after the click: {page_statuses(page)}"
             for index in (1, 2, 5):  # auto, pypi, --check
                 old = page.locator(".jp-CodeCell").nth(index)
                 expect(old).to_contain_text("out of date: the kernel restarted at")
@@ -388,23 +323,23 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
                     last.locator(".uvextra-card").wait_for(timeout=20_000)
                 except PlaywrightTimeout:
                     continue
-                new_pid = _pid(last.inner_text())
+                new_pid = kernel_pid(last.inner_text())
                 if new_pid != old_pid:
                     break
-            assert new_pid != old_pid, f"the cell did not run in a new kernel: {_statuses(page)}"
+            assert new_pid != old_pid, f"the cell did not run in a new kernel: {page_statuses(page)}"
             expect(last).to_contain_text("torch 2.9.0+cu128 cu128")
             expect(last.locator(".uvextra-card .uvextra-status-ok")).to_contain_text(
                 "matches the lock"
             )  # %uvextra, autoloaded
             _shot(page, artifacts, "05-after-restart.png", last)
-            statuses = _statuses(page)
+            statuses = page_statuses(page)
 
             # 5. The new kernel's card works, click after click (the page kept no subshell of the old kernel).
             _clicks_after_restart(page, last, lab, artifacts, "06-clicks-after-restart.png")
-            statuses = _statuses(page)
+            statuses = page_statuses(page)
         except BaseException:
             page.screenshot(path=str(artifacts / "99-failure.png"))
-            print(f"failure screenshot: {artifacts / '99-failure.png'}; kernel statuses: {_statuses(page)}")
+            print(f"failure screenshot: {artifacts / '99-failure.png'}; kernel statuses: {page_statuses(page)}")
             raise
         finally:
             browser.close()
@@ -415,7 +350,8 @@ def test_quickstart_in_jupyterlab(lab: dict[str, Any], artifacts: Path) -> None:
     )
     if "1" in (os.environ.get("UVEXTRA_SCREENSHOTS"), os.environ.get("UVEXTRA_UPDATE_SCREENSHOT")):
         shutil.copyfile(artifacts / "drift-cell.png", ROOT / "docs" / "screenshot.png")
-        if os.environ.get(REAL_TORCH_ENV) != "1":  # else the real multi-GB switch's card is the picture
+        real = any(item.name == "test_the_card_counts_a_real_multi_gb_switch" for item in request.session.items)
+        if not real:  # else the real multi-GB switch's card (`pytest -m slow`) is the picture
             shutil.copyfile(artifacts / "progress-cell.png", ROOT / "docs" / "progress.png")
 
 
@@ -432,7 +368,7 @@ def notebook7(lab: dict[str, Any]) -> Iterator[dict[str, Any]]:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
     nbformat.write(nb, lab["root"] / NB7_FILE)
-    token, port = secrets.token_hex(16), _free_port()
+    token, port = secrets.token_hex(16), free_port()
     log = open(lab["base"] / "notebook7.log", "w+")
     cmd = [
         sys.executable,
@@ -469,8 +405,8 @@ def test_restart_and_controls_in_notebook7(notebook7: dict[str, Any], artifacts:
     works click after click."""
     from playwright.sync_api import expect, sync_playwright
 
-    panel_idle = _KERNEL_IDLE.replace("quickstart.ipynb", NB7_FILE)
-    all_run = _ALL_RUN.replace("quickstart.ipynb", NB7_FILE)
+    panel_idle = KERNEL_IDLE.replace("quickstart.ipynb", NB7_FILE)
+    all_run = ALL_RUN.replace("quickstart.ipynb", NB7_FILE)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
@@ -496,10 +432,10 @@ def test_restart_and_controls_in_notebook7(notebook7: dict[str, Any], artifacts:
             drift_card = drift_cell.locator(".uvextra-card")
             drift_card.locator("button.uvextra-reinstall").click()
             expect(drift_card).to_contain_text("repaired torch")
-            old_pid = _pid(page.locator(".jp-CodeCell").nth(6).inner_text())
+            old_pid = kernel_pid(page.locator(".jp-CodeCell").nth(6).inner_text())
             drift_card.locator("button.uvextra-restart").click()
             deadline = time.monotonic() + 90
-            while _alive(old_pid):
+            while alive(old_pid):
                 assert time.monotonic() < deadline, f"kernel process {old_pid} did not end"
                 time.sleep(0.2)
             expect(drift_cell).to_contain_text("restarted at", timeout=30_000)
@@ -518,7 +454,7 @@ def test_restart_and_controls_in_notebook7(notebook7: dict[str, Any], artifacts:
                     last.locator(".uvextra-card").wait_for(timeout=20_000)
                 except Exception:  # noqa: BLE001 - Playwright's timeout: send it again
                     continue
-                new_pid = _pid(last.inner_text())
+                new_pid = kernel_pid(last.inner_text())
                 if new_pid != old_pid:
                     break
             assert new_pid != old_pid, "the cell did not run in a new kernel"
@@ -532,7 +468,7 @@ def test_restart_and_controls_in_notebook7(notebook7: dict[str, Any], artifacts:
 
 # Clear the after-restart cell (the second to last) and run it, without waiting: a restart may swallow the reply.
 _RUN_AFTER_RESTART_CELL = f"""() => {{
-  const panel = ({_PANEL})();
+  const panel = ({PANEL})();
   const index = panel.content.widgets.length - 2;
   panel.content.widgets[index].model.sharedModel.setOutputs([]);
   panel.content.activeCellIndex = index;
@@ -581,28 +517,8 @@ def _torch_on_disk(base: Path) -> list[str]:
     return sorted(p.name for p in (base / "venv").glob("lib/python*/site-packages/torch-*.dist-info"))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _statuses(page: Any) -> list[str]:
-    return page.evaluate("() => window.__uvextraStatuses || []")
-
-
-def _pid(text: str) -> int:
-    for line in text.splitlines():
-        if line.startswith("kernel process "):
-            return int(line.split()[2])
-    raise AssertionError(f"no 'kernel process N' line in the cell:\n{text[:2000]}")
-
-
 # --- opt-in: the card during a real multi-GB switch (PyPI's CUDA torch, found through pip's configuration) --------
 
-REAL_TORCH_ENV = "UVEXTRA_BROWSER_REAL_TORCH"
 REAL_KERNEL = "uvextra-realtorch"
 REAL_STALL_S = 20.0  # the largest wheel (cuDNN, ~550 MB) is held back this long: the card shows "N-1 of N packages"
 _REAL_PHASE = re.compile(r"^downloading (\d+) of (\d+) packages, ([\d,.]+) of ([\d,]+) MB$")
@@ -692,10 +608,7 @@ def _served_real_torch(base: Path, uv: str, env: dict[str, str]) -> tuple[Path, 
     return folder.parent, cuda, drop
 
 
-@pytest.mark.skipif(
-    os.environ.get(REAL_TORCH_ENV) != "1",
-    reason=f"{REAL_TORCH_ENV}=1 runs it: a real ~3 GB CUDA torch switch (minutes, cold uv cache)",
-)
+@pytest.mark.slow  # a real ~3 GB CUDA torch switch (minutes, cold uv cache)
 def test_the_card_counts_a_real_multi_gb_switch(
     lab: dict[str, Any], artifacts: Path, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]
 ) -> None:
@@ -736,7 +649,7 @@ def test_the_card_counts_a_real_multi_gb_switch(
                 page = browser.new_page(viewport={"width": 1100, "height": 700})
                 page.set_default_timeout(STEP_TIMEOUT_MS)
                 page.goto(f"{lab['url']}lab/tree/realtorch.ipynb?token={lab['token']}")
-                page.wait_for_function(_KERNEL_IDLE.replace("quickstart.ipynb", "realtorch.ipynb"), polling=250)
+                page.wait_for_function(KERNEL_IDLE.replace("quickstart.ipynb", "realtorch.ipynb"), polling=250)
                 page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
                 page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
                 page.evaluate(_WATCH_PHASES)

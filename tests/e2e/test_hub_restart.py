@@ -16,11 +16,9 @@ Needs what tests/e2e/test_browser_quickstart.py needs (Chromium, playwright, Jup
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -32,21 +30,21 @@ from typing import Any
 
 import nbformat
 import pytest
-from test_browser_quickstart import (
-    _ALL_RUN,
-    _IDLE_AFTER_RESTART,
-    _KERNEL_IDLE,
-    _PANEL,
+
+from support.browser import (
+    ALL_RUN,
     CHROMIUM,
     CHROMIUM_ARGS,
+    IDLE_AFTER_RESTART,
+    KERNEL_IDLE,
+    PANEL,
     STEP_TIMEOUT_MS,
-    _alive,
-    _free_port,
-    _pid,
-    _statuses,
+    alive,
+    free_port,
+    kernel_pid,
+    page_statuses,
 )
-from test_browser_quickstart import _missing as _browser_missing
-
+from support.hub import hub_missing, proxy_binary
 from support.kernels import ROOT, kernel_env, make_kernel_venv, stop_process, write_kernelspec
 
 USER = "alice"
@@ -56,25 +54,7 @@ IDLE_WITHIN_S = 8.0  # the toolbar's restart is back at Idle in a few seconds; t
 HUB_START_S = 120  # the hub, its proxy, and a single-user server on a busy 2-core CI machine
 
 
-def _proxy() -> str | None:
-    return os.environ.get("UVEXTRA_CHP") or shutil.which("configurable-http-proxy")
-
-
-def _missing() -> str | None:
-    reason = _browser_missing()
-    if reason:
-        return reason
-    if importlib.util.find_spec("jupyterhub") is None:
-        return "the Python package jupyterhub is missing (pip install jupyterhub)"
-    if not _proxy():
-        return (
-            "configurable-http-proxy is not on PATH and $UVEXTRA_CHP is not set "
-            "(npm install -g configurable-http-proxy)"
-        )
-    return None
-
-
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(_missing() is not None, reason=str(_missing()))]
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(hub_missing() is not None, reason=str(hub_missing()))]
 
 
 def _js(code: str) -> str:
@@ -161,14 +141,14 @@ def hub(
     )
     env["PATH"] = os.environ.get("PATH", "")
     env = {k: v for k, v in env.items() if not k.startswith("JUPYTERHUB_") and k not in ("HOME", "USER", "SHELL")}
-    port, hub_port, proxy_api_port = _free_port(), _free_port(), _free_port()
+    port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
     job = {
         "port": port,
         "hub_port": hub_port,
         "proxy_api_port": proxy_api_port,
         "base": str(base),
         "user": USER,
-        "proxy": _proxy(),
+        "proxy": proxy_binary(),
         "python": sys.executable,
         "root": str(root),
         "env": env,
@@ -238,7 +218,7 @@ def test_card_restart_through_jupyterhub(hub: dict[str, Any], artifacts: Path) -
     from playwright.sync_api import expect, sync_playwright
 
     started = time.monotonic()
-    panel, kernel_idle, all_run, idle_after_restart = map(_js, (_PANEL, _KERNEL_IDLE, _ALL_RUN, _IDLE_AFTER_RESTART))
+    panel, kernel_idle, all_run, idle_after_restart = map(_js, (PANEL, KERNEL_IDLE, ALL_RUN, IDLE_AFTER_RESTART))
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1360, "height": 1000})
@@ -259,7 +239,7 @@ def test_card_restart_through_jupyterhub(hub: dict[str, Any], artifacts: Path) -
             page.wait_for_timeout(1000)
             page.wait_for_function(all_run, polling=500)
             cells = page.locator(".jp-CodeCell")
-            old_pid = _pid(cells.nth(1).inner_text())
+            old_pid = kernel_pid(cells.nth(1).inner_text())
             card = cells.last.locator(".uvextra-card")
             expect(card).to_contain_text("switched to cu128")
             restart = card.locator("button.uvextra-restart")
@@ -276,13 +256,13 @@ def test_card_restart_through_jupyterhub(hub: dict[str, Any], artifacts: Path) -
                 window.__uvextraStatusTimes.push(Math.round(performance.now() - window.__uvextraClicked));
               }});
             }}""")
-            clicked_at = len(_statuses(page))
+            clicked_at = len(page_statuses(page))
             page.evaluate("() => { window.__uvextraClicked = performance.now(); }")
             clicked = time.monotonic()
             restart.click()
             expect(card).to_contain_text("restarting through", timeout=10_000)
             deadline = time.monotonic() + 60
-            while _alive(old_pid):  # the single-user server shuts the old kernel down, then starts a new one
+            while alive(old_pid):  # the single-user server shuts the old kernel down, then starts a new one
                 assert time.monotonic() < deadline, f"kernel process {old_pid} did not end: {_timeline(page)}"
                 time.sleep(0.1)
             ended = time.monotonic() - clicked
@@ -313,7 +293,7 @@ def test_card_restart_through_jupyterhub(hub: dict[str, Any], artifacts: Path) -
             expect(statusbar).not_to_contain_text("Starting")
             text = card.inner_text()
             new_pid = int(text.split("a new kernel process (", 1)[1].split(")", 1)[0])
-            assert new_pid != old_pid and _alive(new_pid), (old_pid, new_pid, text[:1000])
+            assert new_pid != old_pid and alive(new_pid), (old_pid, new_pid, text[:1000])
             expect(card).to_contain_text("torch 2.9.0+cu128 (cu128 build)")
             expect(card.locator(".uvextra-status-ok")).to_contain_text("matches the lock")
             expect(restart).to_be_hidden()

@@ -33,12 +33,11 @@ from typing import Any
 
 import nbformat
 import pytest
-from test_browser_quickstart import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, _free_port
-from test_hub_restart import _missing as _hub_missing
-from test_hub_restart import _proxy
-from test_userenv import tree_digest
 
+from support.browser import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, free_port
+from support.hub import hub_missing, proxy_binary
 from support.kernels import LINK_PTH, ROOT, _linked_paths, install_wheel, stop_process
+from support.venvs import tree_digest
 
 NOTEBOOK = "moo.ipynb"
 HUB_START_S = 120
@@ -51,7 +50,7 @@ def _missing() -> str | None:
     for tool in ("useradd", "userdel", "runuser"):
         if shutil.which(tool) is None:
             return f"{tool} is missing"
-    return _hub_missing()
+    return hub_missing()
 
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_missing() is not None, reason=str(_missing()))]
@@ -81,7 +80,7 @@ c.Spawner.start_timeout = job["timeout"]
 c.Spawner.http_timeout = job["timeout"]
 """
 
-_PANEL = f"""() => {{
+PANEL = f"""() => {{
   const app = window.jupyterapp;
   if (!app) return null;
   for (const w of app.shell.widgets('main')) {{
@@ -90,13 +89,13 @@ _PANEL = f"""() => {{
   return null;
 }}"""
 _ON = f"""(name) => {{
-  const panel = ({_PANEL})();
+  const panel = ({PANEL})();
   const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
   return !!kernel && (!name || kernel.name === name) && kernel.connectionStatus === 'connected'
     && kernel.status === 'idle';
 }}"""
 _RUN = f"""async (code) => {{
-  const kernel = ({_PANEL})().sessionContext.session.kernel;
+  const kernel = ({PANEL})().sessionContext.session.kernel;
   const out = [];
   const future = kernel.requestExecute({{code}});
   future.onIOPub = (msg) => {{ if (msg.header.msg_type === 'stream') out.push(msg.content.text); }};
@@ -215,7 +214,7 @@ def hub(
             '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}', encoding="utf-8"
         )
         subprocess.run(["chown", "-R", f"{user}:{user}", str(home / ".jupyter")], check=True, timeout=60)
-        port, hub_port, proxy_api_port = _free_port(), _free_port(), _free_port()
+        port, hub_port, proxy_api_port = free_port(), free_port(), free_port()
         hubdir = base / "hub"  # the hub's own files: root's alone
         hubdir.mkdir(mode=0o700)
         job = {
@@ -224,7 +223,7 @@ def hub(
             "proxy_api_port": proxy_api_port,
             "base": str(hubdir),
             "user": user,
-            "proxy": _proxy(),
+            "proxy": proxy_binary(),
             "python": str(image / "bin" / "python"),
             "env": env,
             "timeout": HUB_START_S,

@@ -26,6 +26,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import parse_wheel_filename
 
+from support.cli import run_cli
 from support.pip_indexes import _links, _requires, cpu_torch_wheel, cuda_torch, indexes_with
 from support.real_torch import (
     COLOUR,
@@ -98,14 +99,7 @@ def real_stack(tmp_path_factory: pytest.TempPathFactory, uv_env, uv_new):
 
 
 def text_run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "uvextra", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli(*args, env=env, timeout=600)
 
 
 def rows(text: str, key: str) -> list[str]:

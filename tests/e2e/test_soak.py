@@ -5,9 +5,9 @@ another build: the case even the newest uv misses. Every switch runs with ``--re
 asserts zero drift (and nothing unverified), the right torch *build* on disk, the kernel's own packages (the
 stand-in ipykernel, installed outside the lock) still there, and a separate ``uvextra check`` agreeing.
 
-Not in the default run (a few minutes). Run it with one command, from the repository root:
+Not in the default run (a few minutes): marked ``soak``. Run it with one command, from the repository root:
 
-    UVEXTRA_SOAK=1 .venv/bin/python -m pytest tests/e2e/test_soak.py -q -s
+    ./uvw run --extra test pytest -m soak -q -s
 
 ``UVEXTRA_SOAK_STEPS`` changes the number of switches per uv (default 50).
 """
@@ -17,16 +17,15 @@ from __future__ import annotations
 import json
 import os
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from support.cli import run_json
 from support.venvs import dist_infos, site_packages
 
-pytestmark = pytest.mark.skipif(os.environ.get("UVEXTRA_SOAK") != "1", reason="soak test: set UVEXTRA_SOAK=1")
+pytestmark = pytest.mark.soak
 
 STEPS = int(os.environ.get("UVEXTRA_SOAK_STEPS", "50"))
 EXTRAS = ("cpu", "cu128", "pypi", "mirror")
@@ -54,21 +53,6 @@ def sequence(steps: int, seed: int = 16368) -> list[str]:
     return out[:steps]
 
 
-def uvextra(*args: str, env: dict[str, str]) -> tuple[int, dict]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "uvextra", *args, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        return proc.returncode, json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON (exit {proc.returncode})\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
-
-
 def torch_build(venv: Path) -> str | None:
     init = site_packages(venv) / "torch" / "__init__.py"
     for line in init.read_text().splitlines():
@@ -77,7 +61,6 @@ def torch_build(venv: Path) -> str | None:
     return None
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("which", ["newest", "0.9.4"])
 def test_soak_alternating_switches(which, make_project, make_venv, tmp_path, uv_env, uv_new, request, capsys):
     uv = uv_new if which == "newest" else request.getfixturevalue("uv_old")
@@ -90,7 +73,7 @@ def test_soak_alternating_switches(which, make_project, make_venv, tmp_path, uv_
     changed = 0
     started = time.monotonic()
     for n, extra in enumerate(steps):
-        code, report = uvextra("switch", extra, "--repair", "--no-probe", *target, env=env)
+        code, report, _ = run_json("switch", extra, "--repair", "--no-probe", *target, env=env, timeout=300)
         where = f"step {n} ({steps[n - 1] if n else '-'} -> {extra}, uv {which})"
         assert code == 0, f"{where}: {report}"
         assert report["uv"]["path"] == uv
@@ -104,7 +87,7 @@ def test_soak_alternating_switches(which, make_project, make_venv, tmp_path, uv_
         assert dist_infos(venv, "torch") == [dist], where
         assert torch_build(venv) == build, where
         assert [d for d in dist_infos(venv) if d.split("-")[0] in ("comm", "ipykernel", "tornado")] == KERNEL, where
-        code, check = uvextra("check", *target, env=env)
+        code, check, _ = run_json("check", *target, env=env, timeout=300)
         assert (code, check["extras"], check["drift"], check["unverified"]) == (0, [extra], [], []), f"{where}: {check}"
     took = time.monotonic() - started
     with capsys.disabled():

@@ -21,18 +21,17 @@ from typing import Any
 
 import nbformat
 import pytest
-from test_browser_quickstart import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, _free_port, wait_for_server
-from test_browser_quickstart import _missing as _browser_missing
 
+from support.browser import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, browser_missing, free_port, wait_for_server
 from support.kernels import kernel_env, make_kernel_venv, stop_process, write_kernelspec
 
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))]
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))]
 
 IMAGE_KERNEL = "uvextra-image"
 NOTEBOOK = "moo.ipynb"
 FOLLOW_WITHIN_S = 60.0  # JupyterLab hears of the session's new kernel when it next refreshes its sessions
 
-_PANEL = f"""() => {{
+PANEL = f"""() => {{
   const app = window.jupyterapp;
   if (!app) return null;
   for (const w of app.shell.widgets('main')) {{
@@ -41,17 +40,17 @@ _PANEL = f"""() => {{
   return null;
 }}"""
 _IDLE = f"""() => {{
-  const panel = ({_PANEL})();
+  const panel = ({PANEL})();
   const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
   return !!kernel && kernel.status === 'idle' && kernel.connectionStatus === 'connected';
 }}"""
 _ON = f"""(name) => {{
-  const panel = ({_PANEL})();
+  const panel = ({PANEL})();
   const kernel = panel && panel.sessionContext.session && panel.sessionContext.session.kernel;
   return !!kernel && kernel.name === name && kernel.connectionStatus === 'connected' && kernel.status === 'idle';
 }}"""
 _RUN = f"""async (code) => {{
-  const kernel = ({_PANEL})().sessionContext.session.kernel;
+  const kernel = ({PANEL})().sessionContext.session.kernel;
   const out = [];
   const future = kernel.requestExecute({{code}});
   future.onIOPub = (msg) => {{ if (msg.header.msg_type === 'stream') out.push(msg.content.text); }};
@@ -85,7 +84,7 @@ def lab(
     (labconfig / "page_config.json").write_text(
         '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}', encoding="utf-8"
     )
-    token, port = secrets.token_hex(16), _free_port()
+    token, port = secrets.token_hex(16), free_port()
     env = kernel_env(
         python,
         uv_env,

@@ -30,7 +30,7 @@ HAS_MAGIC = "print('uvextra' in get_ipython().magics_manager.magics['line'])"
 
 
 @pytest.fixture(scope="module")
-def kernel_venv(
+def shared_kernel_python(
     tmp_path_factory: pytest.TempPathFactory, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]
 ) -> Path:
     """A fresh venv with the uvextra wheel installed (its python)."""
@@ -43,16 +43,16 @@ def _kernel(tmp_path: Path, python: Path, **env: str) -> Kernel:
     return Kernel(kernels, "autoload")
 
 
-def test_wheel_ships_the_startup_file_as_shared_data(uvextra_wheel: Path, kernel_venv: Path) -> None:
+def test_wheel_ships_the_startup_file_as_shared_data(uvextra_wheel: Path, shared_kernel_python: Path) -> None:
     with zipfile.ZipFile(uvextra_wheel) as zf:
         names = [n for n in zf.namelist() if "/data/" in n]
     assert names == [f"uvextra-0.1.0.data/data/etc/ipython/startup/{STARTUP_FILE}"]
-    installed = kernel_venv.parents[1] / "etc" / "ipython" / "startup" / STARTUP_FILE
+    installed = shared_kernel_python.parents[1] / "etc" / "ipython" / "startup" / STARTUP_FILE
     assert installed.read_text() == SOURCE.read_text()
 
 
-def test_kernel_has_the_magic_without_load_ext(tmp_path: Path, kernel_venv: Path) -> None:
-    with _kernel(tmp_path, kernel_venv) as kernel:
+def test_kernel_has_the_magic_without_load_ext(tmp_path: Path, shared_kernel_python: Path) -> None:
+    with _kernel(tmp_path, shared_kernel_python) as kernel:
         help_ = kernel.execute("%uvextra?")
         assert help_["error"] is None, help_
         assert "%uvextra" in help_["page"] and "--check" in help_["page"], help_["page"][:500]
@@ -65,15 +65,15 @@ def test_kernel_has_the_magic_without_load_ext(tmp_path: Path, kernel_venv: Path
             "print(sorted(m for m in ('ipywidgets', 'nbformat', 'uvextra.core.verbs') if m in sys.modules))\n"
         )
     prefix, loaded, leaked, heavy = state["stdout"].splitlines()
-    assert Path(prefix) == kernel_venv.parents[1]
+    assert Path(prefix) == shared_kernel_python.parents[1]
     assert loaded == "loaded"
     assert leaked == "[]", "the startup file must not leave names in the user's namespace"
     assert heavy == "[]", f"autoload imported heavy modules: {heavy}"
     assert state["stderr"] == ""
 
 
-def test_opt_out_leaves_the_magic_absent(tmp_path: Path, kernel_venv: Path) -> None:
-    with _kernel(tmp_path, kernel_venv, UVEXTRA_NO_AUTOLOAD="1") as kernel:
+def test_opt_out_leaves_the_magic_absent(tmp_path: Path, shared_kernel_python: Path) -> None:
+    with _kernel(tmp_path, shared_kernel_python, UVEXTRA_NO_AUTOLOAD="1") as kernel:
         absent = kernel.execute(HAS_MAGIC)
         assert (absent["stdout"], absent["stderr"]) == ("False\n", ""), absent
         assert "not found" in kernel.execute("%uvextra?")["stdout"]
@@ -81,13 +81,13 @@ def test_opt_out_leaves_the_magic_absent(tmp_path: Path, kernel_venv: Path) -> N
         assert loaded["error"] is None and "%uvextra" in loaded["page"], loaded
 
 
-def test_a_failing_load_is_one_warning_line_and_the_kernel_lives(tmp_path: Path, kernel_venv: Path) -> None:
+def test_a_failing_load_is_one_warning_line_and_the_kernel_lives(tmp_path: Path, shared_kernel_python: Path) -> None:
     # An earlier startup file makes `import uvextra.magic` fail, as a broken install would.
-    startup = kernel_venv.parents[1] / "etc" / "ipython" / "startup"
+    startup = shared_kernel_python.parents[1] / "etc" / "ipython" / "startup"
     breaker = startup / "00-break-uvextra.py"
     breaker.write_text("import sys\nsys.modules['uvextra.magic'] = None\n")
     try:
-        with _kernel(tmp_path, kernel_venv) as kernel:
+        with _kernel(tmp_path, shared_kernel_python) as kernel:
             first = kernel.execute("1 + 1")
             second = kernel.execute("2 + 2")
     finally:
@@ -99,18 +99,18 @@ def test_a_failing_load_is_one_warning_line_and_the_kernel_lives(tmp_path: Path,
     assert second["stderr"] == "" and second["data"] == "4", "the warning is shown once"
 
 
-def test_terminal_ipython_loads_it_too(tmp_path: Path, kernel_venv: Path) -> None:
-    env = kernel_env(kernel_venv, os.environ, tmp_path)
+def test_terminal_ipython_loads_it_too(tmp_path: Path, shared_kernel_python: Path) -> None:
+    env = kernel_env(shared_kernel_python, os.environ, tmp_path)
     code = HAS_MAGIC
     on = subprocess.run(
-        [str(kernel_venv), "-m", "IPython", "--no-banner", "-c", code],
+        [str(shared_kernel_python), "-m", "IPython", "--no-banner", "-c", code],
         capture_output=True,
         text=True,
         env=env,
         timeout=60,
     )
     off = subprocess.run(
-        [str(kernel_venv), "-m", "IPython", "--no-banner", "-c", code],
+        [str(shared_kernel_python), "-m", "IPython", "--no-banner", "-c", code],
         capture_output=True,
         text=True,
         env={**env, "UVEXTRA_NO_AUTOLOAD": "1"},
@@ -136,12 +136,12 @@ def test_uninstall_removes_the_startup_file(
     assert startup.is_file()
 
 
-def test_autoload_adds_little_to_kernel_start(tmp_path: Path, kernel_venv: Path) -> None:
+def test_autoload_adds_little_to_kernel_start(tmp_path: Path, shared_kernel_python: Path) -> None:
     """Kernel start to first reply, with and without autoload (medians of 3; loose bound for 2-core CI)."""
 
     def start_to_reply(**env: str) -> float:
         started = time.perf_counter()
-        with _kernel(tmp_path, kernel_venv, **env) as kernel:
+        with _kernel(tmp_path, shared_kernel_python, **env) as kernel:
             kernel.execute("pass")
         return time.perf_counter() - started
 

@@ -9,36 +9,14 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_cli_failures import Setup, error_line, project_on, report_of
 
+from support.cli import Setup, error_line, project_on, report_of
 from support.localindex import IndexServer, build_wheel, write_project
 from support.run import run_uv
 from support.venvs import dist_infos
-
-
-@pytest.fixture
-def pyvenv(tmp_path, uv_new, uv_env, index_server) -> Path:
-    """A kernel venv as users make one: ``python -m venv`` (pip, setuptools), then the stand-in ipykernel."""
-    venv = tmp_path / "kernel-venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    run_uv(
-        uv_new,
-        "pip",
-        "install",
-        "--python",
-        venv / "bin" / "python",
-        "--index-url",
-        index_server.simple_url("kernelish"),
-        "--extra-index-url",
-        index_server.simple_url("pypi"),
-        "ipykernel",
-        env=uv_env,
-    )
-    return venv
 
 
 @pytest.fixture

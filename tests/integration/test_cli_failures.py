@@ -17,7 +17,6 @@ nothing. Instead the venv stays owned by root (an admin's shared image) and the 
 from __future__ import annotations
 
 import base64
-import json
 import os
 import shutil
 import signal
@@ -27,124 +26,25 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from support.localindex import IndexServer, write_project
+from support.cli import Setup, drift_kinds, error_line, project_on, report_of, run_cli
+from support.localindex import IndexServer
+from support.processes import assert_no_process_left, processes_mentioning
 from support.run import run_uv
-from support.venvs import dist_infos
 
-KERNEL_PACKAGES = ("comm-0.2.3.dist-info", "ipykernel-7.4.0.dist-info", "tornado-6.5.2.dist-info")
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def cli(
-    *args: str | os.PathLike[str],
-    env: dict[str, str],
-    cwd: Path | None = None,
-    timeout: float = 120,
-    prefix: Sequence[str] = (),
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "uvextra", *map(os.fspath, args)],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def error_line(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
-    """The one line a refused command prints: exit ``code``, stderr exactly ``uvextra: error: …``."""
-    assert proc.returncode == code, f"exit {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("uvextra: error: "), proc.stderr
-    assert "Traceback" not in proc.stdout + proc.stderr
-    return lines[0].removeprefix("uvextra: error: ")
-
-
-def report_of(proc: subprocess.CompletedProcess[str]) -> dict:
-    try:
-        return json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON on stdout (exit {proc.returncode})\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
-
-
-def drift_kinds(report: dict) -> dict[str, str]:
-    return {d["package"]: d["kind"] for d in report["drift"] if d["kind"] != "extraneous"}
-
-
-def processes_mentioning(text: str) -> list[tuple[int, str]]:
-    """Live processes whose command line contains ``text`` (a /proc scan, no psutil)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = next((ln for ln in (entry / "status").read_text().splitlines() if ln.startswith("State:")), "")
-        except OSError:
-            continue
-        if text in cmdline and "zombie" not in state:
-            found.append((int(entry.name), cmdline.strip()))
-    return found
-
-
-def assert_no_process_left(venv: Path, grace: float = 5.0) -> None:
-    deadline = time.monotonic() + grace
-    while (left := processes_mentioning(str(venv))) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not left, f"processes still running for {venv}: {left}"
-
-
-@dataclass
-class Setup:
-    """A seed-shaped project and a kernel venv holding the stand-in ipykernel outside the lock."""
-
-    project: Path
-    venv: Path
-    env: dict[str, str]
-
-    def __post_init__(self) -> None:
-        self.pyproject_bytes = (self.project / "pyproject.toml").read_bytes()
-
-    @property
-    def python(self) -> str:
-        return str(self.venv / "bin" / "python")
-
-    def target(self) -> list[str]:
-        return ["--project", str(self.project), "--python", self.python]
-
-    def run(self, *args: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess[str]:
-        command, *rest = args
-        return cli(command, *rest, *self.target(), env=self.env if env is None else env, **kw)
-
-    def torch(self) -> list[str]:
-        return dist_infos(self.venv, "torch")
-
-    def assert_nothing_lost(self) -> None:
-        assert (self.project / "pyproject.toml").read_bytes() == self.pyproject_bytes, "pyproject.toml changed"
-        assert (self.venv / "pyvenv.cfg").is_file() and Path(self.python).exists(), "the venv is gone"
-        kernel = [d for d in dist_infos(self.venv) if d.split("-")[0] in ("comm", "ipykernel", "tornado")]
-        assert tuple(kernel) == KERNEL_PACKAGES, f"the kernel's own packages were touched: {kernel}"
-
-
 @pytest.fixture
-def kernel_venv(make_venv, tmp_path) -> Path:
-    return make_venv(tmp_path / "kernel-venv", packages=["ipykernel"])
-
-
-@pytest.fixture
-def setup(make_project, kernel_venv, uv_env, uv_new) -> Setup:
-    return Setup(make_project(), kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+def setup(make_project, target_venv, uv_env, uv_new) -> Setup:
+    return Setup(make_project(), target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
 
 
 @pytest.fixture
@@ -153,13 +53,6 @@ def own_server(index_root) -> Iterator[IndexServer]:
     server = IndexServer(index_root).start()
     yield server
     server.stop()
-
-
-def project_on(server: IndexServer, path: Path, uv: str, env: dict[str, str], *, credentials: bool = True) -> Path:
-    indexes = {e: server.simple_url(e, credentials=credentials) for e in ("cpu", "cu128", "pypi")}
-    write_project(path, indexes, default_index=server.simple_url("pypi", credentials=credentials))
-    run_uv(uv, "lock", env=env, cwd=path)
-    return path
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -194,30 +87,32 @@ def test_extra_names_with_shell_metacharacters_are_refused_literally(setup, tmp_
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     before = sorted(p.name for p in tmp_path.rglob("*"))
-    proc = cli("switch", "--project", setup.project, "--python", setup.python, "--", name, env=setup.env, cwd=cwd)
+    proc = run_cli("switch", "--project", setup.project, "--python", setup.python, "--", name, env=setup.env, cwd=cwd)
     message = error_line(proc)
     assert message == f"unknown extra {name!r}; this project's extras are: cpu, cu128, pypi"
-    proc = cli("check", "--project", setup.project, "--python", setup.python, f"--extra={name}", env=setup.env, cwd=cwd)
+    proc = run_cli(
+        "check", "--project", setup.project, "--python", setup.python, f"--extra={name}", env=setup.env, cwd=cwd
+    )
     assert error_line(proc).startswith(f"unknown extra {name!r}")
     assert sorted(p.name for p in tmp_path.rglob("*")) == before, "a file was created"
     assert not list(Path.cwd().glob("pwned")) and not (cwd / "pwned").exists()
     setup.assert_nothing_lost()
 
 
-def test_no_pyproject_anywhere_up(tmp_path, kernel_venv, uv_env, uv_new):
+def test_no_pyproject_anywhere_up(tmp_path, target_venv, uv_env, uv_new):
     empty = tmp_path / "not-a-project"
     empty.mkdir()
     env = dict(uv_env, UVEXTRA_UV=uv_new)
-    message = error_line(cli("switch", "cpu", "--python", kernel_venv / "bin" / "python", env=env, cwd=empty))
+    message = error_line(run_cli("switch", "cpu", "--python", target_venv / "bin" / "python", env=env, cwd=empty))
     assert message.startswith(f"no pyproject.toml found in {empty} or any folder above it")
     assert "pass --project DIR" in message
-    message = error_line(cli("check", "--project", empty, "--python", kernel_venv / "bin" / "python", env=env))
+    message = error_line(run_cli("check", "--project", empty, "--python", target_venv / "bin" / "python", env=env))
     assert message.startswith(f"--project {empty}: no pyproject.toml in {empty}")  # never a parent's project
     assert sorted(p.name for p in empty.iterdir()) == []
 
 
-def test_no_extras_declared(make_project, kernel_venv, uv_env, uv_new):
-    s = Setup(make_project({}), kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+def test_no_extras_declared(make_project, target_venv, uv_env, uv_new):
+    s = Setup(make_project({}), target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
     message = error_line(s.run("switch", "cpu"))
     assert message == (
         f"{s.project / 'pyproject.toml'} declares no extras or dependency groups: add "
@@ -226,8 +121,8 @@ def test_no_extras_declared(make_project, kernel_venv, uv_env, uv_new):
     s.assert_nothing_lost()
 
 
-def test_missing_lock_is_created_as_uv_sync_would(make_project, kernel_venv, uv_env, uv_new):
-    s = Setup(make_project(lock=False), kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+def test_missing_lock_is_created_as_uv_sync_would(make_project, target_venv, uv_env, uv_new):
+    s = Setup(make_project(lock=False), target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
     assert not (s.project / "uv.lock").exists()
     proc = s.run("switch", "cpu", "--no-probe", "--json")
     report = report_of(proc)
@@ -238,8 +133,8 @@ def test_missing_lock_is_created_as_uv_sync_would(make_project, kernel_venv, uv_
 
 
 @pytest.mark.parametrize("flag", ["--frozen", "--locked"])
-def test_missing_lock_is_refused_under_frozen_or_locked(make_project, kernel_venv, uv_env, uv_new, flag):
-    s = Setup(make_project(lock=False), kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+def test_missing_lock_is_refused_under_frozen_or_locked(make_project, target_venv, uv_env, uv_new, flag):
+    s = Setup(make_project(lock=False), target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
     message = error_line(s.run("switch", "cpu", flag))
     assert message.startswith(f"no uv.lock in {s.project}, and {flag} never creates one: run `uv lock` first")
     assert not (s.project / "uv.lock").exists()
@@ -335,35 +230,20 @@ def test_python_not_in_a_virtual_environment_is_refused(setup, tmp_path):
     base = Path(sys.base_prefix) / "bin" / "python3"
     if not base.exists():
         pytest.skip(f"no base interpreter at {base}")
-    message = error_line(cli("switch", "cpu", "--project", setup.project, "--python", base, env=setup.env))
+    message = error_line(run_cli("switch", "cpu", "--project", setup.project, "--python", base, env=setup.env))
     assert message.startswith(f"{base} is not in a virtual environment (no pyvenv.cfg next to it)")
     assert "uvextra only changes venvs" in message
     message = error_line(
-        cli("check", "--project", setup.project, "--python", tmp_path / "nope" / "python", env=setup.env)
+        run_cli("check", "--project", setup.project, "--python", tmp_path / "nope" / "python", env=setup.env)
     )
     assert "no such interpreter" in message
     # run by the base interpreter (outside any venv) with no --python: the CLI targets the project's .venv (issue 9),
     # which does not exist here; `probe` with no project upward targets the running interpreter, which is no venv
     env = dict(setup.env, PYTHONPATH=os.pathsep.join([str(SRC), sysconfig.get_paths()["purelib"]]))
-    proc = subprocess.run(
-        [str(base), "-m", "uvextra", "switch", "cpu", "--project", str(setup.project)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = run_cli("switch", "cpu", "--project", setup.project, python=base, env=env, timeout=60)
     message = error_line(proc)
     assert message.startswith(f"the project's .venv {setup.project / '.venv'} does not exist: create it"), message
-    proc = subprocess.run(
-        [str(base), "-m", "uvextra", "probe"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = run_cli("probe", python=base, env=env, cwd=tmp_path, timeout=60)
     message = error_line(proc)
     assert "is not in a virtual environment; uvextra only changes venvs" in message
     setup.assert_nothing_lost()
@@ -373,10 +253,10 @@ def test_python_not_in_a_virtual_environment_is_refused(setup, tmp_path):
 
 
 def test_index_unreachable_during_a_switch_shows_uvs_error_and_reports_the_env(
-    own_server, kernel_venv, tmp_path, uv_new, uv_env
+    own_server, target_venv, tmp_path, uv_new, uv_env
 ):
     env = dict(uv_env, UVEXTRA_UV=uv_new, UV_CACHE_DIR=str(tmp_path / "cache"), UV_HTTP_RETRIES="0")
-    s = Setup(project_on(own_server, tmp_path / "project", uv_new, env), kernel_venv, env)
+    s = Setup(project_on(own_server, tmp_path / "project", uv_new, env), target_venv, env)
     proc = s.run("switch", "cpu", "--no-probe")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     own_server.stop()
@@ -395,9 +275,9 @@ def test_index_unreachable_during_a_switch_shows_uvs_error_and_reports_the_env(
     assert (report["extras"], report["exit_code"], drift_kinds(report)) == (["cpu"], 0, {})
 
 
-def test_ctrl_c_in_the_middle_of_a_switch(own_server, kernel_venv, tmp_path, uv_new, uv_env):
+def test_ctrl_c_in_the_middle_of_a_switch(own_server, target_venv, tmp_path, uv_new, uv_env):
     env = dict(uv_env, UVEXTRA_UV=uv_new, UV_CACHE_DIR=str(tmp_path / "cache"))
-    s = Setup(project_on(own_server, tmp_path / "project", uv_new, env), kernel_venv, env)
+    s = Setup(project_on(own_server, tmp_path / "project", uv_new, env), target_venv, env)
     assert s.run("switch", "cpu", "--no-probe").returncode == 0
     own_server.delay["torch-2.9.0+cu128"] = 60.0  # uv hangs in the download of the cu128 build
     proc = subprocess.Popen(
@@ -433,9 +313,9 @@ def test_ctrl_c_in_the_middle_of_a_switch(own_server, kernel_venv, tmp_path, uv_
     assert (proc.returncode, s.torch()) == (0, ["torch-2.9.0+cu128.dist-info"]), proc.stdout + proc.stderr
 
 
-def test_two_switches_at_once_never_interleave(own_server, kernel_venv, tmp_path, uv_new, uv_env):
+def test_two_switches_at_once_never_interleave(own_server, target_venv, tmp_path, uv_new, uv_env):
     env = dict(uv_env, UVEXTRA_UV=uv_new, UV_CACHE_DIR=str(tmp_path / "cache"))
-    s = Setup(project_on(own_server, tmp_path / "project", uv_new, env), kernel_venv, env)
+    s = Setup(project_on(own_server, tmp_path / "project", uv_new, env), target_venv, env)
     own_server.delay["torch-2.9.0+cu128"] = 3.0
     popen = dict(env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = subprocess.Popen([sys.executable, "-m", "uvextra", "switch", "cu128", "--no-probe", *s.target()], **popen)
@@ -538,11 +418,11 @@ def test_read_only_venv_refuses_cleanly(index_server, uv_new, uv_env, make_venv)
                     p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
         before = _tree(s.venv)
         for args in (("switch", "cu128"), ("switch", "pypi", "--repair"), ("repair", "--extra", "pypi")):
-            message = error_line(cli(*args, *s.target(), env=user_env, prefix=prefix))
+            message = error_line(run_cli(*args, *s.target(), env=user_env, prefix=prefix))
             assert message.startswith(f"the environment {s.venv} is read-only; uvextra changes nothing there"), message
             assert "create your own venv (`uv venv`)" in message
         # reading still works: check says the env matches the cpu switch, and writes nothing
-        proc = cli("check", *s.target(), "--json", env=user_env, prefix=prefix)
+        proc = run_cli("check", *s.target(), "--json", env=user_env, prefix=prefix)
         report = report_of(proc)
         assert (proc.returncode, report["extras"], drift_kinds(report)) == (0, ["cpu"], {}), proc.stderr
         assert _tree(s.venv) == before, "the read-only venv was changed"
@@ -561,7 +441,7 @@ def test_read_only_venv_refuses_cleanly(index_server, uv_new, uv_env, make_venv)
                 "torch==2.9.0+cu128",
                 env=env,
             )
-            proc = cli("check", *s.target(), env=user_env, prefix=prefix)
+            proc = run_cli("check", *s.target(), env=user_env, prefix=prefix)
             assert proc.returncode == 1, proc.stderr
             assert "this venv is read-only, so uvextra cannot repair it" in proc.stdout
             assert "uvextra repair" not in proc.stdout
@@ -578,7 +458,7 @@ SECRET = "Zx9-s3cr3t-Tok3n-7Qp"
 
 
 @pytest.mark.parametrize("where", ["url", "env", "loud-uv"])
-def test_credentials_never_appear_anywhere(index_root, kernel_venv, tmp_path, uv_new, uv_env, where):
+def test_credentials_never_appear_anywhere(index_root, target_venv, tmp_path, uv_new, uv_env, where):
     """``url``: credentials inside the index URLs of pyproject.toml; ``env``: in ``UV_INDEX_<NAME>_PASSWORD``;
     ``loud-uv``: both, and a uv that prints the URL with its password and the bare password on every run
     (today's uv masks them itself; an older or newer one might not)."""
@@ -589,7 +469,7 @@ def test_credentials_never_appear_anywhere(index_root, kernel_venv, tmp_path, uv
             for name in ("PYTORCH_CPU", "PYTORCH_CU128", "PYTORCH_PYPI", "DEFAULT"):
                 env[f"UV_INDEX_{name}_USERNAME"] = "alice"
                 env[f"UV_INDEX_{name}_PASSWORD"] = SECRET
-        s = Setup(project_on(server, tmp_path / "project", uv_new, env, credentials=where != "env"), kernel_venv, env)
+        s = Setup(project_on(server, tmp_path / "project", uv_new, env, credentials=where != "env"), target_venv, env)
         if where == "loud-uv":
             loud = tmp_path / "loud-uv"
             loud.write_text(
@@ -640,7 +520,7 @@ def test_credentials_never_appear_anywhere(index_root, kernel_venv, tmp_path, uv
 
 def test_probe_says_when_torch_crashes_or_hangs_on_import(setup):
     assert setup.run("switch", "cpu", "--no-probe").returncode == 0
-    proc = cli("probe", "--python", setup.python, "--json", env=dict(setup.env, UVEXTRA_FAKE_TORCH_CRASH="1"))
+    proc = run_cli("probe", "--python", setup.python, "--json", env=dict(setup.env, UVEXTRA_FAKE_TORCH_CRASH="1"))
     probe = report_of(proc)["probe"]
     assert probe["verdict"] == "import torch crashed (signal SIGABRT)", probe
     assert probe["ok"] is False and proc.returncode == 1  # probe: no working torch is exit 1 (issue 9)

@@ -6,32 +6,14 @@ Each test asserts what a user sees: the exit code and the JSON report (drift kin
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from support import localindex
+from support.cli import run_json
 from support.run import run_uv
 from support.venvs import dist_infos, site_packages
-
-
-def uvextra(*args: str, env: dict[str, str], cwd: Path | None = None, timeout: float = 180) -> tuple[int, dict, str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "uvextra", *args, "--json"],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        data = json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON on stdout (exit {proc.returncode})\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
-    return proc.returncode, data, proc.stderr
 
 
 def torch_dist(venv: Path) -> list[str]:
@@ -59,11 +41,13 @@ def seed(make_project, make_venv, tmp_path, uv_env, uv_new):
 
 
 def switch(extra: str, project: Path, venv: Path, env: dict[str, str], *more: str) -> tuple[int, dict, str]:
-    return uvextra("switch", extra, "--project", str(project), "--python", str(venv / "bin" / "python"), *more, env=env)
+    return run_json(
+        "switch", extra, "--project", str(project), "--python", str(venv / "bin" / "python"), *more, env=env
+    )
 
 
 def check(project: Path, venv: Path, env: dict[str, str], *more: str) -> tuple[int, dict, str]:
-    return uvextra("check", "--project", str(project), "--python", str(venv / "bin" / "python"), *more, env=env)
+    return run_json("check", "--project", str(project), "--python", str(venv / "bin" / "python"), *more, env=env)
 
 
 def test_seed_sequence_with_newest_uv_stays_clean(seed):
@@ -103,7 +87,7 @@ def test_seed_sequence_with_uv_094_catches_and_repairs_local_version(seed, uv_ol
         # the done-when of the core issue: check names it and exits 1, repair exits 0, the next check is clean
         code, report, _ = check(project, venv, env)
         assert (code, kinds(report)) == (1, {"torch": "local-version"})
-        code, report, _ = uvextra(
+        code, report, _ = run_json(
             "repair", "--project", str(project), "--python", str(venv / "bin" / "python"), env=env
         )
         assert code == 0, report
@@ -129,7 +113,7 @@ def test_same_version_from_two_indexes_is_build_drift(make_project, make_venv, t
     assert "/pypi/simple" in drift["detail"] and "/mirror/simple" in drift["detail"]
     code, report, _ = check(project, venv, env)
     assert (code, kinds(report)) == (1, {"torch": "build"})
-    code, report, _ = uvextra("repair", "--project", str(project), "--python", str(venv / "bin" / "python"), env=env)
+    code, report, _ = run_json("repair", "--project", str(project), "--python", str(venv / "bin" / "python"), env=env)
     assert (code, report["repaired"]) == (0, ["torch"])
     assert torch_build(venv) != pypi_build and "mirror" in torch_build(venv)
     code, report, _ = check(project, venv, env)
@@ -153,7 +137,7 @@ def test_build_drift_without_a_record_uses_evidence_or_says_unverified(
     assert (code, kinds(report)) == (0, {})
     assert [u["package"] for u in report["unverified"]] == ["torch"]
     assert "more than one index" in report["unverified"][0]["reason"]
-    code, report, _ = uvextra(
+    code, report, _ = run_json(
         "repair", "--project", str(same), "--python", str(venv / "bin" / "python"), "--extra", "mirror", env=env
     )
     assert code == 0 and report["repaired"] == ["torch"]
@@ -186,7 +170,7 @@ def test_editable_install_then_index_is_source_drift(seed, uv_new, tmp_path):
     assert (code, kinds(report)) == (1, {"torch": "source"})
     [drift] = [d for d in report["drift"] if d["package"] == "torch"]
     assert "editable" in drift["detail"] and str(src) in drift["detail"]
-    code, report, _ = uvextra("repair", "--project", str(project), "--python", str(venv / "bin" / "python"), env=env)
+    code, report, _ = run_json("repair", "--project", str(project), "--python", str(venv / "bin" / "python"), env=env)
     assert code == 0
     assert not (site_packages(venv) / "_torch_editable.pth").exists()
     assert (site_packages(venv) / "torch" / "__init__.py").exists()
@@ -308,7 +292,7 @@ def test_switch_auto_without_a_driver_picks_cpu_and_probe_says_why(seed):
     assert code == 0
     assert report["probe"]["cuda_version"] == "12.8"
     assert report["probe"]["verdict"] == "not available: CUDA 12.8 build but no NVIDIA driver on this machine"
-    code, report, _ = uvextra("probe", "--python", str(venv / "bin" / "python"), env=env)
+    code, report, _ = run_json("probe", "--python", str(venv / "bin" / "python"), env=env)
     assert code == 0 and report["probe"]["torch_version"] == "2.9.0+cu128"
 
 
@@ -330,7 +314,7 @@ def test_status_infers_extras_when_nothing_was_recorded(seed, uv_new, index_serv
         "numpy",
         env=env,
     )
-    code, report, _ = uvextra("status", "--project", str(project), "--python", str(venv / "bin" / "python"), env=env)
+    code, report, _ = run_json("status", "--project", str(project), "--python", str(venv / "bin" / "python"), env=env)
     assert report["extras"] == ["cu128"]
     assert report["extras_source"].startswith("inferred: cu128 matches what is installed")
     assert code == 0, report

@@ -22,8 +22,8 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from test_cli_failures import error_line
 
+from support.cli import error_line, report_of, run_cli
 from support.localindex import IndexServer, write_project
 from support.run import run_uv
 from support.venvs import dist_infos, site_packages
@@ -36,35 +36,10 @@ ESC = "\x1b"
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def cli(
-    python: str | os.PathLike[str],
-    *args: str | os.PathLike[str],
-    env: dict[str, str],
-    cwd: Path | None = None,
-    timeout: float = 180,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [os.fspath(python), "-m", "uvextra", *map(os.fspath, args)],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def json_error(proc: subprocess.CompletedProcess[str]) -> str:
     message = error_line(proc)
     assert json.loads(proc.stdout) == {"error": message, "exit_code": 2}, proc.stdout
     return message
-
-
-def report_of(proc: subprocess.CompletedProcess[str]) -> dict:
-    try:
-        return json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON on stdout (exit {proc.returncode})\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
 
 
 def listing(venv: Path) -> list[str]:
@@ -125,7 +100,7 @@ def test_no_colour_codes_anywhere_even_with_force_color(index_root, make_venv, t
         )
         assert ESC in forced.stderr, forced.stderr
         outputs: dict[str, str] = {}
-        proc = cli(sys.executable, "switch", "cpu", "-v", *target, env=env)
+        proc = run_cli("switch", "cpu", "-v", *target, env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "+ torch==2.9.0+cpu" in proc.stderr  # uv's own lines, streamed
         outputs.update(switch_out=proc.stdout, switch_err=proc.stderr)
@@ -138,11 +113,11 @@ def test_no_colour_codes_anywhere_even_with_force_color(index_root, make_venv, t
         assert report.exit_code == 0 and report.log, report.to_dict()
         outputs.update(log="\n".join(report.log), report=json.dumps(report.to_dict(), ensure_ascii=False))
         server.stop()  # the index goes away: uv fails, with its (normally red) error
-        proc = cli(sys.executable, "switch", "cu128", *target, env=env)
+        proc = run_cli("switch", "cu128", *target, env=env)
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert "FAILED" in proc.stdout and "127.0.0.1" in proc.stderr
         outputs.update(fail_out=proc.stdout, fail_err=proc.stderr)
-        proc = cli(sys.executable, "switch", "cu128", "--json", *target, env=env)
+        proc = run_cli("switch", "cu128", "--json", *target, env=env)
         data = report_of(proc)
         assert proc.returncode == 1 and data["failure"], proc.stdout
         outputs.update(
@@ -182,10 +157,10 @@ def test_colour_codes_a_uv_prints_anyway_are_stripped(setup_project, tmp_path, e
     loud.chmod(0o755)
     env = dict(env, UVEXTRA_UV=str(loud))
     target = ["--project", project, "--python", venv / "bin" / "python"]
-    proc = cli(sys.executable, "switch", "cpu", "--no-probe", *target, env=env)
+    proc = run_cli("switch", "cpu", "--no-probe", *target, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "  │ warning: a link from the wrapper" in proc.stderr.splitlines()
-    proc2 = cli(sys.executable, "switch", "pypi", "--no-probe", "--json", *target, env=env)
+    proc2 = run_cli("switch", "pypi", "--no-probe", "--json", *target, env=env)
     assert report_of(proc2)["exit_code"] == 0 and proc2.returncode == 0, proc2.stderr
     for text in (proc.stdout, proc.stderr, proc2.stdout, proc2.stderr):
         assert ESC not in text and "\\u001b" not in text, repr(text)
@@ -199,7 +174,7 @@ def test_switch_without_python_lands_in_the_projects_venv_not_the_tool_venv(make
     dot_venv = make_venv(project / ".venv")
     sub = project / "notebooks"
     sub.mkdir()
-    proc = cli(tool, "switch", "cpu", "--no-probe", "--json", env=env, cwd=sub)
+    proc = run_cli("switch", "cpu", "--no-probe", "--json", python=tool, env=env, cwd=sub)
     report = report_of(proc)
     assert proc.returncode == 0, proc.stderr
     assert (report["environment"], report["environment_source"]) == (str(dot_venv), "the project's .venv")
@@ -208,11 +183,11 @@ def test_switch_without_python_lands_in_the_projects_venv_not_the_tool_venv(make
     assert dist_infos(tool.parent.parent, "torch") == []
     assert subprocess.run([tool, "-m", "pip", "--version"], capture_output=True, timeout=60).returncode == 0
     # the text report says which environment and why
-    proc = cli(tool, "check", env=env, cwd=project)
+    proc = run_cli("check", python=tool, env=env, cwd=project)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"environment  {dot_venv} (the project's .venv)" in proc.stdout.splitlines()
     # probe without --python: the same environment (the nearest project's), and torch is there: exit 0
-    proc = cli(tool, "probe", "--json", env=env, cwd=sub)
+    proc = run_cli("probe", "--json", python=tool, env=env, cwd=sub)
     report = report_of(proc)
     assert (proc.returncode, report["environment"], report["environment_source"]) == (
         0,
@@ -233,7 +208,9 @@ def test_virtual_env_wins_then_uv_project_environment_relative_to_the_project(
     sub.mkdir()
 
     def target_of(extra_env: dict[str, str], *args: str | os.PathLike[str]) -> tuple[str, str]:
-        report = report_of(cli(tool, "check", "--extra", "cpu", "--json", *args, env=dict(env, **extra_env), cwd=sub))
+        report = report_of(
+            run_cli("check", "--extra", "cpu", "--json", *args, python=tool, env=dict(env, **extra_env), cwd=sub)
+        )
         return report["environment"], report["environment_source"]
 
     assert target_of({"VIRTUAL_ENV": str(active)}) == (str(active), "$VIRTUAL_ENV")
@@ -245,28 +222,28 @@ def test_virtual_env_wins_then_uv_project_environment_relative_to_the_project(
         str(elsewhere),
         "--python",
     )
-    proc = cli(tool, "check", "--extra", "cpu", "--python", elsewhere, env=env, cwd=sub)
+    proc = run_cli("check", "--extra", "cpu", "--python", elsewhere, python=tool, env=env, cwd=sub)
     assert f"environment  {elsewhere} (--python)" in proc.stdout.splitlines(), proc.stdout
 
 
 def test_missing_target_environment_is_one_line_saying_how_to_create_it(make_project, make_venv, tool, env, tmp_path):
     project = make_project()
     for args in (("switch", "cpu"), ("check",), ("status",), ("repair",), ("probe",)):
-        message = error_line(cli(tool, *args, env=env, cwd=project))
+        message = error_line(run_cli(*args, python=tool, env=env, cwd=project))
         assert message == (
             f"the project's .venv {project / '.venv'} does not exist: create it (`uv sync` or "
             f"`uv venv` in {project}), or pass --python PY"
         ), message
     message = json_error(
-        cli(tool, "switch", "cpu", "--json", env=dict(env, UV_PROJECT_ENVIRONMENT="nope"), cwd=project)
+        run_cli("switch", "cpu", "--json", python=tool, env=dict(env, UV_PROJECT_ENVIRONMENT="nope"), cwd=project)
     )
     assert message.startswith(f"UV_PROJECT_ENVIRONMENT ({project / 'nope'}) does not exist: create it (`uv sync`")
     gone = tmp_path / "deactivated"
-    message = error_line(cli(tool, "switch", "cpu", env=dict(env, VIRTUAL_ENV=str(gone)), cwd=project))
+    message = error_line(run_cli("switch", "cpu", python=tool, env=dict(env, VIRTUAL_ENV=str(gone)), cwd=project))
     assert message == f"$VIRTUAL_ENV ({gone}) does not exist: create it (`uv venv {gone}`), or pass --python PY"
     not_venv = project / "not-a-venv"
     not_venv.mkdir()
-    message = error_line(cli(tool, "check", env=dict(env, UV_PROJECT_ENVIRONMENT="not-a-venv"), cwd=project))
+    message = error_line(run_cli("check", python=tool, env=dict(env, UV_PROJECT_ENVIRONMENT="not-a-venv"), cwd=project))
     assert message.startswith(f"UV_PROJECT_ENVIRONMENT ({not_venv}) is not a virtual environment (no pyvenv.cfg)")
     assert not (project / ".venv").exists() and not list(project.glob("nope"))
 
@@ -274,11 +251,11 @@ def test_missing_target_environment_is_one_line_saying_how_to_create_it(make_pro
 def test_probe_without_a_project_targets_virtual_env_else_the_running_venv(make_venv, tool, env, tmp_path):
     empty = tmp_path / "no-project"
     empty.mkdir()
-    report = report_of(cli(tool, "probe", "--json", env=env, cwd=empty))
+    report = report_of(run_cli("probe", "--json", python=tool, env=env, cwd=empty))
     assert report["environment"] == str(tool.parent.parent)
     assert report["environment_source"] == "the Python running uvextra: no $VIRTUAL_ENV, no project upward"
     active = make_venv(tmp_path / "active")
-    report = report_of(cli(tool, "probe", "--json", env=dict(env, VIRTUAL_ENV=str(active)), cwd=empty))
+    report = report_of(run_cli("probe", "--json", python=tool, env=dict(env, VIRTUAL_ENV=str(active)), cwd=empty))
     assert (report["environment"], report["environment_source"]) == (str(active), "$VIRTUAL_ENV")
 
 
@@ -304,14 +281,13 @@ def test_project_naming_a_missing_folder_or_one_without_pyproject_is_refused(mak
         (project / "sub", f"no pyproject.toml in {project / 'sub'}"),
     ):
         for args in (("switch", "cpu"), ("check",), ("status", "--json"), ("repair",)):
-            proc = cli(sys.executable, *args, "--project", given, "--python", venv / "bin" / "python", env=env)
+            proc = run_cli(*args, "--project", given, "--python", venv / "bin" / "python", env=env)
             message = json_error(proc) if "--json" in args else error_line(proc)
             assert message.startswith(f"--project {given}: {why}"), message
     assert dist_infos(venv, "torch") == [] and not (venv / ".uvextra").exists()
     # the pyproject.toml itself is accepted, as the folder
     report = report_of(
-        cli(
-            sys.executable,
+        run_cli(
             "check",
             "--extra",
             "cpu",
@@ -328,18 +304,18 @@ def test_project_naming_a_missing_folder_or_one_without_pyproject_is_refused(mak
 
 def test_probe_exits_1_when_python_cannot_run_or_torch_is_missing(make_venv, env, tmp_path):
     bare = make_venv(tmp_path / "bare")
-    proc = cli(sys.executable, "probe", "--python", bare / "bin" / "python", "--json", env=env)
+    proc = run_cli("probe", "--python", bare / "bin" / "python", "--json", env=env)
     report = report_of(proc)
     assert (proc.returncode, report["exit_code"]) == (1, 1), proc.stdout
     assert report["probe"]["verdict"] == "torch is not installed"
-    proc = cli(sys.executable, "probe", "--python", bare / "bin" / "python", env=env)
+    proc = run_cli("probe", "--python", bare / "bin" / "python", env=env)
     assert proc.returncode == 1 and "torch is not installed" in proc.stdout
     broken = tmp_path / "broken"
     (broken / "bin").mkdir(parents=True)
     (broken / "pyvenv.cfg").write_text("home = /nonexistent\n")
     (broken / "bin" / "python").write_text("not a program\n")  # there, but nobody may run it
     (broken / "bin" / "python").chmod(0o644)
-    proc = cli(sys.executable, "probe", "--python", broken / "bin" / "python", "--json", env=env)
+    proc = run_cli("probe", "--python", broken / "bin" / "python", "--json", env=env)
     report = report_of(proc)
     assert (proc.returncode, report["exit_code"]) == (1, 1), proc.stdout
     assert report["probe"]["verdict"].startswith("target Python not found or not runnable")
@@ -349,22 +325,22 @@ def test_ascii_only_output_never_raises(setup_project, env):
     project, venv = setup_project
     ascii_env = dict(env, PYTHONIOENCODING="ascii")
     target = ["--project", project, "--python", venv / "bin" / "python"]
-    proc = cli(sys.executable, "switch", "cpu", "--no-probe", *target, env=ascii_env)
+    proc = run_cli("switch", "cpu", "--no-probe", *target, env=ascii_env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "  \\u2502 " in proc.stderr  # the streamed uv lines' "│", escaped instead of a crash
-    proc = cli(sys.executable, "switch", "pypi", "--no-probe", "-v", "--json", *target, env=ascii_env)
+    proc = run_cli("switch", "pypi", "--no-probe", "-v", "--json", *target, env=ascii_env)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     proc.stdout.encode("ascii")
     report = report_of(proc)
     assert {"name": "torch", "old": "2.9.0+cpu", "new": "2.9.0"} in report["changes"]["installed"]
-    proc = cli(sys.executable, "check", "--extra", "cpu", *target, env=ascii_env)  # drift rows hold "→" and "—"
+    proc = run_cli("check", "--extra", "cpu", *target, env=ascii_env)  # drift rows hold "→" and "—"
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "\\u2192" in proc.stdout
 
 
 def test_version(env):
-    proc = cli(sys.executable, "--version", env=env)
+    proc = run_cli("--version", env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"uvextra {metadata.version('uvextra')}"
 
@@ -375,9 +351,9 @@ def test_usage_errors_are_one_line(env, tmp_path):
         (("switch", "cpu", "--no-such-flag"), "unrecognized arguments: --no-such-flag"),
         ((), "the following arguments are required: COMMAND"),
     ):
-        message = error_line(cli(sys.executable, *args, env=env, cwd=tmp_path))
+        message = error_line(run_cli(*args, env=env, cwd=tmp_path))
         assert message.startswith(starts), message
-    message = json_error(cli(sys.executable, "switch", "--json", env=env, cwd=tmp_path))
+    message = json_error(run_cli("switch", "--json", env=env, cwd=tmp_path))
     assert message == "the following arguments are required: EXTRA (see `uvextra switch --help`)"
 
 
@@ -405,8 +381,7 @@ def test_a_uvextra_uv_that_is_not_uv_is_named_as_such(setup_project, env, tmp_pa
     }
     for fake, printed in fakes.items():
         for args in (("switch", "cpu"), ("check", "--json"), ("status",)):
-            proc = cli(
-                sys.executable,
+            proc = run_cli(
                 *args,
                 "--project",
                 project,

@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli_answers import pyvenv  # noqa: F401 - a fixture: a kernel venv as users make one
-from test_cli_failures import Setup, cli, error_line, report_of
 
+from support.cli import Setup, error_line, report_of, run_cli
 from support.localindex import IndexServer, build_demo_indexes, build_wheel, torch_files, write_project
 from support.pip_indexes import cpu_torch_wheel
 from support.run import run_uv
@@ -275,7 +274,7 @@ def test_a_venv_whose_base_interpreter_is_gone_says_so(make_project, tmp_path, u
             link.symlink_to(gone)
     project = make_project()
     for target in (venv, venv / "bin" / "python"):
-        line = error_line(cli("check", "--project", project, "--python", target, env=uv_env))
+        line = error_line(run_cli("check", "--project", project, "--python", target, env=uv_env))
         assert f"points to {gone}, which no longer exists" in line, line
         assert "base interpreter was moved or removed" in line and f"uv venv {venv}" in line
         assert "pyvenv.cfg" not in line and "no such interpreter" not in line

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_cli_failures import Setup, report_of
 
+from support.cli import Setup, report_of
 from support.run import run_uv
 from support.venvs import dist_infos
 

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
+
+from support.cli import run_cli
 
 
 def test_demo_catches_the_drift_uv_misses_and_repairs_it(uv_env, tmp_path):
-    proc = subprocess.run(
-        [sys.executable, "-m", "uvextra", "demo", "--dir", str(tmp_path / "demo")],
-        env=uv_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli("demo", "--dir", tmp_path / "demo", env=uv_env, timeout=300)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert re.search(r"Checked \d+ packages", out)  # uv's own answer to the switch to the mirror's build…

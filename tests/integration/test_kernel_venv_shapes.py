@@ -35,6 +35,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from support import localindex
+from support.cli import run_cli
 from support.run import KERNEL_COLOR_ENV
 from support.venvs import dist_infos, site_packages
 
@@ -418,24 +419,7 @@ def test_piped_cli_writes_no_colour_codes_with_the_kernels_colour_variables(
         )
 
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvextra",
-                    *args,
-                    "--project",
-                    os.fspath(project),
-                    "--python",
-                    python,
-                    "--no-probe",
-                ],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=300,
-                stdin=subprocess.DEVNULL,
-            )
+            return run_cli(*args, "--project", project, "--python", python, "--no-probe", env=env, timeout=300)
 
         ok = cli("switch", "cpu")
         assert ok.returncode == 0, ok.stdout + ok.stderr

@@ -14,7 +14,6 @@ extension is loaded by ``%load_ext`` or, for the restart test, by IPython's own
 from __future__ import annotations
 
 import asyncio
-import html
 import json
 import os
 import re
@@ -29,152 +28,11 @@ from typing import Any
 
 import pytest
 
-from support.kernels import kernel_env, make_kernel_venv, stop_process, write_kernelspec
+from support.frontend import TIMEOUT, Frontend
+from support.kernels import kernel_env, stop_process, write_kernelspec
 from support.venvs import MakeProject, dist_infos
 
-TIMEOUT = 90
 RECORD = "application/vnd.uvextra.record+json"  # uvextra.notebook.MIME: what `uvextra check --notebook` reads
-
-
-class Frontend:
-    """A kernel and a client, plus what a frontend keeps: widget models and the outputs by display id."""
-
-    def __init__(self, kernels_dir: Path, name: str, cwd: Path, *, time_to_dead: float = 3.0) -> None:
-        self.kernels_dir, self.name, self.cwd, self.time_to_dead = kernels_dir, name, cwd, time_to_dead
-        self.models: dict[str, dict[str, Any]] = {}  # comm id -> widget state
-        self.displays: dict[str, dict[str, str]] = {}  # display id -> latest mime bundle
-        self.km: Any = None
-        self.kc: Any = None
-
-    @classmethod
-    async def connect(cls, connection_file: Path) -> Frontend:
-        """Attach to a kernel someone else (a Jupyter server) owns, as a second frontend would."""
-        from jupyter_client.asynchronous import AsyncKernelClient
-
-        fe = cls(connection_file.parent, "", connection_file.parent)
-        fe.kc = AsyncKernelClient(connection_file=str(connection_file))
-        fe.kc.load_connection_file()
-        fe.kc.start_channels()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + TIMEOUT
-        while True:  # without a KernelManager, jupyter_client calls a kernel still starting "died" (busy machines)
-            try:
-                await fe.kc.wait_for_ready(timeout=max(1.0, deadline - loop.time()))
-                return fe
-            except RuntimeError:
-                if loop.time() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
-
-    async def start(self) -> Frontend:
-        from jupyter_client.ioloop import AsyncIOLoopKernelManager
-        from jupyter_client.kernelspec import KernelSpecManager
-        from traitlets.config import Config
-
-        # An IOLoop manager runs jupyter_client's auto-restarter (as a notebook server does for its kernels).
-        config = Config({"KernelRestarter": {"time_to_dead": self.time_to_dead, "stable_start_time": 1.0}})
-        self.km = AsyncIOLoopKernelManager(
-            kernel_name=self.name,
-            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(self.kernels_dir)]),
-            config=config,
-        )
-        await self.km.start_kernel(cwd=str(self.cwd))
-        self.kc = self.km.client()
-        self.kc.start_channels()
-        await self.kc.wait_for_ready(timeout=TIMEOUT)
-        return self
-
-    async def stop(self) -> None:
-        if self.kc is not None:
-            self.kc.stop_channels()
-        if self.km is not None and self.km.has_kernel:
-            await self.km.shutdown_kernel(now=True)
-
-    def _track(self, msg: dict[str, Any]) -> None:
-        kind, content = msg["msg_type"], msg["content"]
-        if kind == "comm_open" and content.get("target_name") == "jupyter.widget":
-            self.models[content["comm_id"]] = dict(content["data"]["state"])
-        elif kind == "comm_msg" and content["data"].get("method") in ("update", "echo_update"):
-            self.models.setdefault(content["comm_id"], {}).update(content["data"]["state"])
-        elif kind in ("display_data", "update_display_data"):
-            display_id = (content.get("transient") or {}).get("display_id")
-            if display_id:
-                self.displays[display_id] = content["data"]
-
-    async def _until_idle(self, msg_id: str) -> list[dict[str, Any]]:
-        seen = []
-        while True:
-            msg = await self.kc.get_iopub_msg(timeout=TIMEOUT)
-            self._track(msg)
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            seen.append(msg)
-            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
-                return seen
-
-    async def run(self, code: str) -> list[dict[str, Any]]:
-        """Execute a cell; returns its iopub messages. Fails on an error (there should never be a traceback)."""
-        messages = await self._until_idle(self.kc.execute(code))
-        errors = [m["content"] for m in messages if m["msg_type"] == "error"]
-        assert not errors, errors
-        return messages
-
-    async def stdout(self, code: str) -> str:
-        return "".join(
-            m["content"]["text"]
-            for m in await self.run(code)
-            if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
-        )
-
-    async def send_comm(
-        self, comm_id: str, data: dict[str, Any], *, subshell_id: str | None = None, wait: bool = True
-    ) -> list[dict[str, Any]]:
-        """What a browser sends when the user clicks a button or picks a toggle (JupyterLab 4.6: over the subshell
-        ``subshell_id``); ``wait=False`` returns at once, with no messages."""
-        msg = self.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
-        if subshell_id is not None:
-            msg["header"]["subshell_id"] = subshell_id
-        self.kc.shell_channel.send(msg)
-        return await self._until_idle(msg["header"]["msg_id"]) if wait else []
-
-    async def create_subshell(self) -> str:
-        """A kernel subshell, as JupyterLab 4.6 makes one per comm target (JEP 91, control channel)."""
-        msg = self.kc.session.msg("create_subshell_request", {})
-        self.kc.control_channel.send(msg)
-        while True:
-            reply = await self.kc.get_control_msg(timeout=TIMEOUT)
-            if reply["parent_header"].get("msg_id") == msg["header"]["msg_id"]:
-                return str(reply["content"]["subshell_id"])
-
-    # -- the card as a user sees it ---------------------------------------------------------------------------
-    def widget(self, css_class: str) -> str:
-        """The comm id of the newest widget carrying ``css_class`` (what a browser test's selector finds)."""
-        found = [cid for cid, state in self.models.items() if css_class in state.get("_dom_classes", ())]
-        assert found, f"no widget with class {css_class}"
-        return found[-1]
-
-    def visible(self, css_class: str) -> bool:
-        state = self.models[self.widget(css_class)]
-        layout = self.models.get(str(state.get("layout", "")).removeprefix("IPY_MODEL_"), {})
-        return layout.get("display") != "none" and not state.get("disabled", False)
-
-    def card(self) -> str:
-        """What the newest live card shows now (its body widget), as a reader sees it: tags dropped."""
-        markup = self.models[self.widget("uvextra-body")]["value"]
-        inline = re.sub(r"</?(code|b|span)\b[^>]*>", "", markup)
-        return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", inline)).split())
-
-    def output(self, messages: list[dict[str, Any]]) -> dict[str, str]:
-        """The mime bundle of the output the cell displayed (the card), as it stands now."""
-        ids = [
-            (m["content"].get("transient") or {}).get("display_id") for m in messages if m["msg_type"] == "display_data"
-        ]
-        assert ids and ids[-1], "the cell displayed no card"
-        return self.displays[ids[-1]]
-
-    def card_text(self, messages: list[dict[str, Any]]) -> str:
-        """The plain text of the card's static fallback (written when its cell finished)."""
-        return self.output(messages)["text/plain"]
 
 
 def _kernel(
@@ -196,17 +54,12 @@ def _kernel(
     return kernels, "uvx"
 
 
-@pytest.fixture
-def kernel_venv(tmp_path: Path, uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]) -> Path:
-    return make_kernel_venv(tmp_path / "venv", uvextra_wheel, uv_new, uv_env)
-
-
 def test_switch_drift_reinstall_and_stale_module(
-    tmp_path: Path, make_project: MakeProject, kernel_venv: Path, uv_old: str, uv_env: dict[str, str]
+    tmp_path: Path, make_project: MakeProject, kernel_python: Path, uv_old: str, uv_env: dict[str, str]
 ) -> None:
     project = make_project()
-    kernels, name = _kernel(tmp_path, kernel_venv, uv_env)
-    venv = kernel_venv.parents[1]
+    kernels, name = _kernel(tmp_path, kernel_python, uv_env)
+    venv = kernel_python.parents[1]
 
     async def scenario() -> None:
         fe = await Frontend(kernels, name, tmp_path).start()
@@ -279,11 +132,15 @@ def test_switch_drift_reinstall_and_stale_module(
 
 
 def test_restart_button_restarts_the_kernel_under_its_restarter(
-    tmp_path: Path, make_project: MakeProject, kernel_venv: Path, uv_env: dict[str, str]
+    tmp_path: Path, make_project: MakeProject, kernel_python: Path, uv_env: dict[str, str]
 ) -> None:
     project = make_project()
     kernels, name = _kernel(
-        tmp_path, kernel_venv, uv_env, argv=("--InteractiveShellApp.extensions=uvextra",), UVEXTRA_KERNEL_RESTARTER="1"
+        tmp_path,
+        kernel_python,
+        uv_env,
+        argv=("--InteractiveShellApp.extensions=uvextra",),
+        UVEXTRA_KERNEL_RESTARTER="1",
     )
 
     async def scenario() -> None:
@@ -322,7 +179,7 @@ def test_restart_button_restarts_the_kernel_under_its_restarter(
 
 
 def test_interrupt_stops_uv_and_the_card_says_where_the_environment_is(
-    tmp_path: Path, make_project: MakeProject, kernel_venv: Path, uv_new: str, uv_env: dict[str, str]
+    tmp_path: Path, make_project: MakeProject, kernel_python: Path, uv_new: str, uv_env: dict[str, str]
 ) -> None:
     project = make_project()
     # A uv whose `sync` hangs after its first line, like a slow download: the kernel's stop button must end it.
@@ -334,7 +191,7 @@ def test_interrupt_stops_uv_and_the_card_says_where_the_environment_is(
         f'exec sleep 120;; esac\nexec {uv_new} "$@"\n'
     )
     slow.chmod(0o755)
-    kernels, name = _kernel(tmp_path, kernel_venv, uv_env)
+    kernels, name = _kernel(tmp_path, kernel_python, uv_env)
 
     async def scenario() -> None:
         fe = await Frontend(kernels, name, tmp_path).start()
@@ -376,12 +233,12 @@ def _free_port() -> int:
 
 
 def test_restart_button_goes_through_the_owning_jupyter_server(
-    tmp_path: Path, make_project: MakeProject, kernel_venv: Path, uv_env: dict[str, str]
+    tmp_path: Path, make_project: MakeProject, kernel_python: Path, uv_env: dict[str, str]
 ) -> None:
     pytest.importorskip("jupyter_server")
     project = make_project()
     share, runtime = tmp_path / "share", tmp_path / "runtime"
-    _kernel(tmp_path, kernel_venv, uv_env, kernels_dir=share / "kernels")
+    _kernel(tmp_path, kernel_python, uv_env, kernels_dir=share / "kernels")
     token, port = "uvx-" + secrets.token_hex(16), _free_port()
     env = dict(
         uv_env,

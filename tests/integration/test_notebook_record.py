@@ -21,33 +21,22 @@ from typing import Any
 import nbformat
 import pytest
 
+from support.cli import assert_plain, error_line, run_cli
+from support.frontend import Frontend
 from support.kernels import kernel_env, make_kernel_venv, write_kernelspec
 from support.localindex import write_project
+from support.notebooks import MIME, saved_with
 from support.run import run_uv
 
-MIME = "application/vnd.uvextra.record+json"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-ESC = "\x1b"
 
 
 def cli(*args: str | os.PathLike[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "uvextra", *map(os.fspath, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    assert ESC not in proc.stdout + proc.stderr and "Traceback" not in proc.stdout + proc.stderr, proc.stderr
-    return proc
+    """:func:`~support.cli.run_cli`, whose output must be plain (:func:`~support.cli.assert_plain`)."""
+    return assert_plain(run_cli(*args, env=env, timeout=300))
 
 
-def error_line(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("uvextra: error: "), proc.stderr
-    return lines[0].removeprefix("uvextra: error: ")
+ESC = "\x1b"
 
 
 def run_notebook(nb: Any, kernels: Path, name: str, cwd: Path) -> Any:
@@ -213,26 +202,11 @@ def test_status_in_a_kernel_names_its_notebooks_backend_with_a_button(
     assert "last ran on" not in _plain(nb.cells[0]) and "extras       pypi" in _plain(nb.cells[0])
 
 
-def _saved_with(nb_path: Path, outputs: list[dict[str, Any]]) -> Any:
-    """The notebook as a frontend saves it: one ``%uvextra`` cell per output, each as it stands now (after every
-    ``update_display_data`` for its display id), without the display id (transient, never saved)."""
-    cells = []
-    for data in outputs:
-        cell = nbformat.v4.new_code_cell("%uvextra")
-        cell.outputs = [nbformat.v4.new_output("display_data", data=data)]
-        cells.append(cell)
-    nb = nbformat.v4.new_notebook(cells=cells)
-    nbformat.write(nb, nb_path)
-    return nb
-
-
 def test_button_clicks_rewrite_the_record_so_the_saved_notebook_names_the_last_action(
     setup: dict[str, Any], uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str], tmp_path: Path
 ) -> None:
     """ "Switch to cpu" and the toggle change the venv after the cell finished: the output's record follows them."""
     import asyncio
-
-    from test_magic_in_kernel import Frontend
 
     env, project = setup["env"], setup["project"]
     python = make_kernel_venv(tmp_path / "kvenv", uvextra_wheel, uv_new, uv_env)
@@ -273,7 +247,7 @@ def test_button_clicks_rewrite_the_record_so_the_saved_notebook_names_the_last_a
 
     output = asyncio.run(scenario())
     assert {"text/html", "text/plain", MIME} <= set(output) and WIDGET_VIEW not in output  # the static output
-    _saved_with(notebook, [output])  # the user saves the notebook
+    saved_with(notebook, [output])  # the user saves the notebook
     nbformat.validate(nbformat.read(notebook, as_version=4))
     checked = cli("check", "--notebook", notebook, "--project", project, "--python", python, env=env)
     assert checked.returncode == 0, checked.stdout + checked.stderr

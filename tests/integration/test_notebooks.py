@@ -21,6 +21,7 @@ import nbformat
 import pytest
 import tomllib
 
+from support.browser import CHROMIUM, CHROMIUM_ARGS, browser_missing
 from support.kernels import ROOT, kernel_env, make_kernel_venv, write_kernelspec
 
 NOTEBOOKS = ROOT / "notebooks"
@@ -258,9 +259,8 @@ def _every_card_reads_in_html_offline(executed: Path, nb: Any) -> None:
         "checked against internal",
         "checked against internal",
     ], headlines
-    from test_browser_quickstart import CHROMIUM, CHROMIUM_ARGS, _missing
 
-    if _missing() is not None:
+    if browser_missing() is not None:
         return  # the words are in the file; the browser check needs Chromium and Playwright (test_browser_quickstart says how)
     from playwright.sync_api import expect, sync_playwright
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from support.cli import run_json
 from support.venvs import dist_infos
 from uvextra.core.drift import classify
 from uvextra.core.environment import Environment
@@ -28,22 +28,6 @@ from uvextra.core.state import Provenance
 
 # As ipykernel sets them in every kernel; uvextra must not let them colour what it reports.
 COLOUR = {"FORCE_COLOR": "1", "CLICOLOR_FORCE": "1"}
-
-
-def uvextra(*args: str, env: dict[str, str], timeout: float = 180) -> tuple[int, dict, str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "uvextra", *args, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        data = json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON on stdout (exit {proc.returncode})\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
-    return proc.returncode, data, proc.stderr
 
 
 def errors(report: dict) -> dict[str, str]:
@@ -94,7 +78,7 @@ def test_switch_to_a_flat_index_extra(
     outputs: list[str] = []
 
     def run(*args: str) -> tuple[int, dict]:
-        code, report, err = uvextra(*args, *where, env=env)
+        code, report, err = run_json(*args, *where, env=env)
         outputs.append(json.dumps(report))
         assert report["uv"]["version"] == ("0.9.4" if old else report["uv"]["version"])
         return code, report

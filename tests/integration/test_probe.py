@@ -2,7 +2,7 @@
 
 The process tests put a fabricated ``torch`` package (plain Python files) into a venv made with
 ``python -m venv --without-pip`` and probe that venv's interpreter for real: import, crash, hang, missing.
-The real CPU wheel is used only with ``UVEXTRA_SLOW=1`` and only where pip's find-links configuration has it.
+The real CPU wheel is used only under ``pytest -m slow`` and only where pip's find-links configuration has it.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from support.cli import run_cli
+from support.run import run_uv
 from uvextra.core.accelerators import read_driver_version
 from uvextra.core.cuda_probe import ProbeResult, make_verdict, probe, start_probe
 
@@ -435,18 +437,14 @@ def _cpu_torch_wheel() -> Path | None:
     return None
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("UVEXTRA_SLOW") != "1", reason="installs a ~200 MB wheel; set UVEXTRA_SLOW=1")
-def test_probe_real_cpu_torch(tmp_path: Path) -> None:
+@pytest.mark.slow  # installs a ~200 MB wheel
+def test_probe_real_cpu_torch(tmp_path: Path, uv_new: str, uv_env: dict[str, str]) -> None:
     wheel = _cpu_torch_wheel()
     if wheel is None:
         pytest.skip("no torch-*+cpu wheel for this Python in pip's find-links")
     python, site = make_venv(tmp_path / "venv")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
-        check=True,
-        capture_output=True,
-    )
+    # uv, not pip: the test environment is a venv uv made, without pip
+    run_uv(uv_new, "pip", "install", "--python", python, "--no-deps", "--offline", wheel, env=uv_env, timeout=600)
     version = wheel.name.split("-")[1]
 
     # Without its dependencies a real torch fails to import: the verdict names the missing module.
@@ -507,7 +505,6 @@ def install_stack(
     """A venv made by the real uv holding the stand-in torch and ``companions`` ({name: (version, files)}, each
     pinning ``torch==2.9.0``), built as wheels and installed with ``uv pip install``; returns its python."""
     from support.localindex import build_wheel
-    from support.run import run_uv
 
     wheels = [build_wheel(tmp_path / "wheels", "torch", "2.9.0+cu128", _H100_TORCH)]
     wheels += [
@@ -532,15 +529,8 @@ def install_stack(
 
 
 def probe_cli(python: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "uvextra", "probe", "--python", str(python), *args],
-        env={**clean_env(), **env, "UV_CUDA_DRIVER_VERSION": "580.95.05"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        cwd=python.parents[2],
-    )
+    env = {**clean_env(), **env, "UV_CUDA_DRIVER_VERSION": "580.95.05"}
+    return run_cli("probe", "--python", python, *args, env=env, timeout=120, cwd=python.parents[2])
 
 
 def cli_rows(text: str, key: str) -> list[str]:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_failures import processes_mentioning
 
+from support.processes import processes_mentioning
 from uvextra.core import cuda_probe as probe
 from uvextra.core import verbs as core
 from uvextra.core.cuda_probe import ProbeHandle, start_probe

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_cli_failures import Setup, cli, error_line, report_of
 
+from support.cli import Setup, error_line, report_of, run_cli
 from support.localindex import write_project
 from support.run import run_uv
 from support.venvs import dist_infos
@@ -189,13 +189,13 @@ def test_workspace_member_from_the_member_and_from_the_root(tmp_path, index_serv
     member = root / "packages" / "member"
     venv = make_venv(root / ".venv", packages=["ipykernel"])  # the workspace's environment, as uv's own
     env = dict(uv_env, UVEXTRA_UV=uv_new)
-    proc = cli("switch", "cpu", "--no-probe", env=env, cwd=member)
+    proc = run_cli("switch", "cpu", "--no-probe", env=env, cwd=member)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"workspace    {root} (member member; uv.lock is there)" in proc.stdout
     assert torch(venv) == ["torch-2.9.0+cpu.dist-info"] and not (member / ".venv").exists()
     assert not (member / "uv.lock").exists()
     for cwd in (member, root):
-        report = report_of(cli("check", "--json", env=env, cwd=cwd))
+        report = report_of(run_cli("check", "--json", env=env, cwd=cwd))
         assert (report["exit_code"], report["extras"], report["project"], report["workspace"]) == (
             0,
             ["cpu"],
@@ -204,12 +204,12 @@ def test_workspace_member_from_the_member_and_from_the_root(tmp_path, index_serv
         ), report
         assert not report["drift"], "torch is the member's, never extraneous"
     (venv / ".uvextra" / "state.json").unlink()
-    report = report_of(cli("check", "--json", env=env, cwd=root))
+    report = report_of(run_cli("check", "--json", env=env, cwd=root))
     assert report["extras"] == ["cpu"] and report["extras_source"].startswith("inferred: cpu")
-    report = report_of(cli("switch", "cu128", "--no-probe", "--json", env=env, cwd=root))
+    report = report_of(run_cli("switch", "cu128", "--no-probe", "--json", env=env, cwd=root))
     assert report["exit_code"] == 0 and torch(venv) == ["torch-2.9.0+cu128.dist-info"]
     (root / "uv.lock").unlink()
-    message = error_line(cli("check", env=env, cwd=member))
+    message = error_line(run_cli("check", env=env, cwd=member))
     assert message == (
         f"no uv.lock in {root}, so there is nothing to compare with: run `uvextra switch cpu` (it locks) or `uv lock`"
     )
@@ -220,7 +220,7 @@ def test_workspace_root_with_several_backend_members_refuses_before_uv(
 ):
     root = workspace(tmp_path, index_server, uv_new, uv_env, members=2, lock=False)  # uv could not lock it anyway
     venv = make_venv(root / ".venv", packages=["ipykernel"])
-    message = error_line(cli("switch", "cpu", env=dict(uv_env, UVEXTRA_UV=uv_new), cwd=root))
+    message = error_line(run_cli("switch", "cpu", env=dict(uv_env, UVEXTRA_UV=uv_new), cwd=root))
     assert message == (
         f"the workspace at {root} has several members with backends (member: packages/member, "
         "member1: packages/member1); pass --project packages/member (or cd there)"

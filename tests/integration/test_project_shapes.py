@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
-from test_cli_failures import Setup, error_line, report_of
 
+from support.cli import Setup, error_line, report_of, run_cli
 from support.localindex import IndexServer
 from support.run import run_uv
-from support.venvs import dist_infos
+from support.venvs import dist_infos, find_python
 from uvextra._demo_wheels import build_wheel
 
 
@@ -72,16 +72,11 @@ def add_to_extra(project: Path, extra: str, requirement: str, index: tuple[str, 
     pyproject.write_text(text, encoding="utf-8")
 
 
-@pytest.fixture
-def kernel_venv(make_venv, tmp_path) -> Path:
-    return make_venv(tmp_path / "kernel-venv", packages=["ipykernel"])
-
-
 # ---------------------------------------------------------------------------------------------------- item 2
 
 
 def test_a_backend_with_no_wheel_for_this_python_does_not_sink_status(
-    make_project, kernel_venv, tmp_path, uv_env, uv_new
+    make_project, target_venv, tmp_path, uv_env, uv_new
 ):
     # Shape: a CUDA extra that pins flash-attn, published only for cp310 (as its GitHub-release wheels are, pinned by
     # URL in e.g. allenai/OLMo-core's and huggingface/lerobot's CUDA extras); the kernel runs Python 3.11.
@@ -90,7 +85,7 @@ def test_a_backend_with_no_wheel_for_this_python_does_not_sink_status(
     project = make_project(lock=False)
     add_to_extra(project, "cu128", "flash-attn", ("flash-attn-wheels", wheels.as_uri()))
     run_uv(uv_new, "lock", env=uv_env, cwd=project)
-    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    s = Setup(project, target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
     uv_sync(s, uv_new, "--extra", "cpu")
 
     for verb in ("check", "status"):
@@ -115,7 +110,7 @@ def test_a_backend_with_no_wheel_for_this_python_does_not_sink_status(
 
 
 def test_a_set_of_features_none_of_which_can_be_read_here_does_not_sink_status(
-    make_project, kernel_venv, tmp_path, uv_env, uv_new
+    make_project, target_venv, tmp_path, uv_env, uv_new
 ):
     # Shape: inference engines in a conflict set of their own (volcengine/verl's `vllm` / `sglang`), whose pinned
     # kernels ship wheels for one Python only (here flash-attn for cp310, the kernel runs 3.11)
@@ -132,7 +127,7 @@ def test_a_set_of_features_none_of_which_can_be_read_here_does_not_sink_status(
         'format = "flat"\nexplicit = true\n'
     )
     run_uv(uv_new, "lock", env=uv_env, cwd=project)
-    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    s = Setup(project, target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
     uv_sync(s, uv_new, "--extra", "cpu")
 
     report = report_of(s.run("status", "--json"))
@@ -143,7 +138,7 @@ def test_a_set_of_features_none_of_which_can_be_read_here_does_not_sink_status(
 
 
 def test_a_backend_whose_export_needs_the_network_does_not_sink_status(
-    make_project, kernel_venv, index_root, uv_env, uv_new
+    make_project, target_venv, index_root, uv_env, uv_new
 ):
     # Shape: a ROCm extra on PyTorch's index whose wheels uv.lock records without a hash (uv then downloads them to
     # export, see FIELD-NOTES), as in locks of projects with cpu/cu/rocm extras such as ComfyUI forks and
@@ -157,7 +152,7 @@ def test_a_backend_whose_export_needs_the_network_does_not_sink_status(
     stripped = [re.sub(r', hash = "sha256:[0-9a-f]+"', "", b) if host in b else b for b in blocks]
     assert stripped != blocks
     lock.write_text("\n[[package]]\n".join(stripped), encoding="utf-8")
-    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    s = Setup(project, target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
     uv_sync(s, uv_new, "--extra", "cpu")
 
     report = report_of(s.run("status", "--json"))
@@ -171,7 +166,7 @@ def test_a_backend_whose_export_needs_the_network_does_not_sink_status(
 # ---------------------------------------------------------------------------------------------------- item 3
 
 
-def test_features_are_not_offered_as_backends(make_project, kernel_venv, uv_env, uv_new):
+def test_features_are_not_offered_as_backends(make_project, target_venv, uv_env, uv_new):
     # Shape: torch routed per extra (cpu / cu128 / pypi) beside feature extras (`dev`, `test`, `aws`), a `kernels`
     # group that builds CUDA code outside every conflict set, and a second conflict set of inference engines that
     # route no torch (`vllm` / `sglang`, as in volcengine/verl's extras).
@@ -193,7 +188,7 @@ def test_features_are_not_offered_as_backends(make_project, kernel_venv, uv_env,
         )
     )
     run_uv(uv_new, "lock", env=uv_env, cwd=project)
-    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    s = Setup(project, target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
 
     report = report_of(s.run("check", "--json"))
     assert report["available_extras"] == ["cpu", "cu128", "pypi"], report
@@ -245,17 +240,16 @@ conflicts = [[{ extra = "jax" }, { extra = "tf" }]]
 # ---------------------------------------------------------------------------------------------------- item 4
 
 
-def test_a_python_the_lock_does_not_accept_says_which_and_how(make_project, kernel_venv, uv_env, uv_new):
+def test_a_python_the_lock_does_not_accept_says_which_and_how(make_project, target_venv, uv_env, uv_new):
     # Shape: `requires-python` pinned above the kernel's Python (as NVIDIA/NeMo-RL pins one minor, and a project
     # pinned to a patch release is refused by a venv of an older patch of the same minor)
-    from test_python_versions import find_python
 
     python312 = find_python("3.12")
     if python312 is None:
         pytest.skip("no Python 3.12 on this machine to lock with (python3.12 on PATH or under pyenv)")
     project = make_project(requires_python=">=3.12", lock=False)
     run_uv(uv_new, "lock", "--python", python312, env=uv_env, cwd=project)
-    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    s = Setup(project, target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
     for args in (("status",), ("check", "--extra", "cpu")):
         line = error_line(s.run(*args))
         assert line.startswith("the lock needs Python >=3.12, and ") and "is Python 3.11" in line, line
@@ -273,16 +267,15 @@ def test_a_python_the_lock_does_not_accept_says_which_and_how(make_project, kern
     assert "drift        not checked" in text and "none found" not in text
 
 
-def test_a_python_too_new_for_the_lock_says_which_and_how(make_project, kernel_venv, uv_env, uv_new):
+def test_a_python_too_new_for_the_lock_says_which_and_how(make_project, target_venv, uv_env, uv_new):
     # Shape: `requires-python` capped below the kernel's Python (projects pinned to one minor, `>=3.10,<3.11`)
-    from test_python_versions import find_python
 
     python310 = find_python("3.10")
     if python310 is None:
         pytest.skip("no Python 3.10 on this machine to lock with (python3.10 on PATH or under pyenv)")
     project = make_project(requires_python=">=3.10,<3.11", lock=False)
     run_uv(uv_new, "lock", "--python", python310, env=uv_env, cwd=project)
-    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    s = Setup(project, target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
     line = error_line(s.run("check"))
     assert line.startswith("the lock needs Python ==3.10.*, and "), line  # uv's export writes the cap so
     assert "is Python 3.11" in line and "(`uv venv --python '==3.10.*' DIR`)" in line, line
@@ -310,7 +303,7 @@ def test_advice_for_a_lock_worth_of_missing_packages_is_a_count():
 
 
 def test_a_path_dependency_in_a_missing_submodule_is_named_and_not_repaired(
-    make_project, kernel_venv, tmp_path, index_server, uv_env, uv_new
+    make_project, target_venv, tmp_path, index_server, uv_env, uv_new
 ):
     # Shape: a workspace whose member depends on a library vendored as a git submodule, installed editable from
     # its path (as NVIDIA/NeMo-RL's 3rdparty/ members and facebookresearch projects' third_party/ libraries);
@@ -335,7 +328,7 @@ def test_a_path_dependency_in_a_missing_submodule_is_named_and_not_repaired(
     run_uv(uv_new, "lock", env=uv_env, cwd=ws)
     for child in sorted((ws / "third_party" / "libfoo").rglob("*"), reverse=True):  # the submodule, not checked out
         child.rmdir() if child.is_dir() else child.unlink()
-    s = Setup(app, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    s = Setup(app, target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
 
     report = report_of(s.run("check", "--extra", "cpu", "--json"))
     libfoo = next(d for d in report["drift"] if d["package"] == "libfoo")
@@ -366,16 +359,15 @@ def test_a_path_dependency_in_a_missing_submodule_is_named_and_not_repaired(
 def test_a_malformed_pyproject_is_named_before_the_missing_venv(tmp_path, uv_env):
     # Shape: a fresh clone (no .venv yet) whose pyproject.toml has a merge conflict left in it
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n<<<<<<< HEAD\nversion = "1"\n')
-    from test_cli_failures import cli
 
-    line = error_line(cli("status", env=uv_env, cwd=tmp_path))
+    line = error_line(run_cli("status", env=uv_env, cwd=tmp_path))
     assert line.startswith(f"{tmp_path / 'pyproject.toml'}: invalid TOML"), line  # was: "create it (`uv sync` …)"
 
 
 # ---------------------------------------------------------------------------------------------------- item 5
 
 
-def test_a_companion_left_out_of_a_marker_route_is_a_finding(tmp_path, kernel_venv, index_server, uv_env, uv_new):
+def test_a_companion_left_out_of_a_marker_route_is_a_finding(tmp_path, target_venv, index_server, uv_env, uv_new):
     # Shape: uv's PyTorch guide routing torch by platform marker, no backend at all
     # (`torch = [{ index = "pytorch-cpu", marker = "sys_platform == 'linux'" }]`), torchvision left to the default
     # index, as projects copying that guide do for torch alone.
@@ -401,7 +393,7 @@ url = "{index_server.simple_url("pypi")}"
 default = true
 ''')
     run_uv(uv_new, "lock", env=uv_env, cwd=project)
-    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    s = Setup(project, target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
     uv_sync(s, uv_new)
     assert dist_infos(s.venv, "torchvision") == ["torchvision-0.24.0.dist-info"], "PyPI's (CUDA) build, as locked"
 
@@ -428,7 +420,7 @@ default = true
 # ---------------------------------------------------------------------------------------------------- big locks
 
 
-def test_a_lock_over_a_megabyte_is_read_and_agrees_with_uv(make_project, kernel_venv, uv_env, uv_new):
+def test_a_lock_over_a_megabyte_is_read_and_agrees_with_uv(make_project, target_venv, uv_env, uv_new):
     # Shape: real locks of 1–4 MB (e.g. huggingface/lerobot's, NVIDIA/NeMo-RL's): most of it is every platform's
     # wheels of torch and its stack, each with its hash. Here torch's entries list 2,000 wheels per build for other
     # platforms and Pythons (with build tags, so the names are unique), as uv writes them.
@@ -448,7 +440,7 @@ def test_a_lock_over_a_megabyte_is_read_and_agrees_with_uv(make_project, kernel_
             blocks[i] = block.replace("wheels = [\n", "wheels = [\n" + extra, 1)
     lock.write_text("\n[[package]]\n".join(blocks), encoding="utf-8")
     assert lock.stat().st_size > 1_000_000
-    s = Setup(project, kernel_venv, dict(uv_env, UVEXTRA_UV=uv_new))
+    s = Setup(project, target_venv, dict(uv_env, UVEXTRA_UV=uv_new))
 
     report = report_of(s.run("switch", "cu128", "--frozen", "--no-probe", "--json"))
     assert report["exit_code"] == 0 and s.torch() == ["torch-2.9.0+cu128.dist-info"], report

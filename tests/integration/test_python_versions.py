@@ -12,36 +12,18 @@ The Pythons are the machine's own (``python3.X`` on PATH, else pyenv's ``version
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from support.cli import run_cli
 from support.run import run_uv
-from support.venvs import dist_infos
+from support.venvs import dist_infos, find_python
 
 PYTHONS = ("3.10", "3.11", "3.12", "3.13")
-
-
-def find_python(version: str) -> str | None:
-    """An interpreter of ``version`` that runs: ``python3.X`` on PATH (a pyenv shim may not), else pyenv's."""
-    candidates = [shutil.which(f"python{version}")]
-    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
-    candidates += sorted(str(p) for p in pyenv_root.glob(f"versions/{version}.*/bin/python{version}"))
-    for candidate in filter(None, candidates):
-        proc = subprocess.run(
-            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-        if proc.returncode == 0 and proc.stdout.strip() == version:
-            return candidate
-    return None
 
 
 @pytest.fixture(params=PYTHONS)
@@ -53,14 +35,7 @@ def python(request) -> str:
 
 
 def demo(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "uvextra", "demo", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_cli("demo", *args, env=env, timeout=300)
 
 
 def test_the_demo_story_on_each_python(python, uv_env, tmp_path):
@@ -87,14 +62,7 @@ def test_a_kept_demo_still_switches_after_the_demo_ended(uv_env, tmp_path):
     proc = demo("--dir", str(where), "--keep", env=uv_env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"demo folder kept: {where} (try `uvextra switch cpu --project {where / 'moo'}`)" in proc.stdout
-    proc = subprocess.run(
-        [sys.executable, "-m", "uvextra", "switch", "cpu", "--project", str(where / "moo"), "--no-probe", "--json"],
-        env=uv_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = run_cli("switch", "cpu", "--project", where / "moo", "--no-probe", "--json", env=uv_env, timeout=120)
     report = json.loads(proc.stdout)
     assert (proc.returncode, report["extras"], report["failure"]) == (0, ["cpu"], None), proc.stderr
     assert dist_infos(where / "moo" / ".venv", "torch") == ["torch-2.9.0+cpu.dist-info"]
@@ -192,14 +160,7 @@ def test_uvextra_itself_runs_in_a_kernel_venv_of_each_python(
     env = dict(uv_env, UVEXTRA_UV=uv_new, FORCE_COLOR="1", CLICOLOR_FORCE="1")
 
     def uvextra(*args: str) -> tuple[int, dict]:
-        proc = subprocess.run(
-            [str(vpy), "-m", "uvextra", *args, "--project", str(project), "--python", str(vpy), "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            stdin=subprocess.DEVNULL,
-        )
+        proc = run_cli(*args, "--project", project, "--python", vpy, "--json", python=vpy, env=env, timeout=300)
         assert "Traceback" not in proc.stderr, proc.stderr
         report = json.loads(proc.stdout)
         assert "error" not in report, report["error"]

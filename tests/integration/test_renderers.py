@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_failures import project_on
 
+from support.cli import project_on
 from support.localindex import IndexServer
 from uvextra.core.cuda_probe import ProbeResult
 from uvextra.core.drift import Drift, Unverified

@@ -15,18 +15,13 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from test_cli_failures import Setup, report_of
 
+from support.cli import Setup, report_of
 from support.localindex import build_wheel
 from support.run import run_uv
 from uvextra.core.installed import read_dist_info
 from uvextra.core.probe_child import CompanionAnswer
 from uvextra.core.stack import check_stack, companions, elf_needed, flavour_of_tag
-
-
-@pytest.fixture
-def kernel_venv(make_venv, tmp_path) -> Path:
-    return make_venv(tmp_path / "kernel-venv", packages=["ipykernel"])
 
 
 def _setup(make_project, venv, uv_env, uv_new, **kw) -> Setup:
@@ -38,8 +33,8 @@ def rows(text: str, key: str) -> list[str]:
     return [line.split("  ", 1)[1].strip() for line in text.splitlines() if line.startswith(key + " ")]
 
 
-def test_unrouted_torchvision_is_caught_with_why_and_the_lines_that_fix_it(make_project, kernel_venv, uv_env, uv_new):
-    s = _setup(make_project, kernel_venv, uv_env, uv_new)
+def test_unrouted_torchvision_is_caught_with_why_and_the_lines_that_fix_it(make_project, target_venv, uv_env, uv_new):
+    s = _setup(make_project, target_venv, uv_env, uv_new)
     proc = s.run("switch", "cpu")
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
@@ -102,9 +97,9 @@ def test_unrouted_torchvision_is_caught_with_why_and_the_lines_that_fix_it(make_
     assert not rows(fixed.stdout, "routing")
 
 
-def test_unrouted_torchvision_in_a_groups_project_gets_group_keyed_fix_lines(make_project, kernel_venv, uv_env, uv_new):
+def test_unrouted_torchvision_in_a_groups_project_gets_group_keyed_fix_lines(make_project, target_venv, uv_env, uv_new):
     # The backends as [dependency-groups]: torch routed with `{ index = "pytorch-cpu", group = "cpu" }`.
-    s = _setup(make_project, kernel_venv, uv_env, uv_new, groups=True)
+    s = _setup(make_project, target_venv, uv_env, uv_new, groups=True)
     assert '{ index = "pytorch-cpu", group = "cpu" }' in (s.project / "pyproject.toml").read_text()
     proc = s.run("switch", "cpu")
     out = proc.stdout
@@ -150,8 +145,8 @@ def test_unrouted_torchvision_in_a_groups_project_gets_group_keyed_fix_lines(mak
     assert not rows(fixed.stdout, "routing")
 
 
-def test_routed_companions_pass_and_a_cuda_switch_fits(make_project, kernel_venv, uv_env, uv_new):
-    s = _setup(make_project, kernel_venv, uv_env, uv_new, routed=("torchvision",))
+def test_routed_companions_pass_and_a_cuda_switch_fits(make_project, target_venv, uv_env, uv_new):
+    s = _setup(make_project, target_venv, uv_env, uv_new, routed=("torchvision",))
     report = report_of(s.run("switch", "cu128", "--json"))
     assert report["exit_code"] == 0, report
     assert report["routing"] == []
@@ -239,12 +234,12 @@ def test_elf_reader_agrees_with_readelf():
     assert elf_needed(Path(__file__)) is None  # no ELF: None, the caller scans the bytes instead
 
 
-def test_the_card_has_its_own_stack_row_and_the_fix(make_project, kernel_venv, uv_env, uv_new, monkeypatch):
+def test_the_card_has_its_own_stack_row_and_the_fix(make_project, target_venv, uv_env, uv_new, monkeypatch):
     from uvextra.core import verbs as core
     from uvextra.render.card import render_html
     from uvextra.render.markdown import render_markdown
 
-    s = _setup(make_project, kernel_venv, uv_env, uv_new)
+    s = _setup(make_project, target_venv, uv_env, uv_new)
     for key, value in s.env.items():
         monkeypatch.setenv(key, value)
     report = core.switch(["cpu"], s.project, s.python)

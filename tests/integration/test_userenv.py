@@ -9,7 +9,6 @@ and real kernels is tests/e2e/test_userenv_users.py.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -19,24 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from support.cli import run_cli
+from support.venvs import tree_digest
 from uvextra.core import userenv
 from uvextra.core.environment import Environment
 from uvextra.core.errors import UvextraError
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every file, link and folder under ``root`` with its content (or target) and mode: "byte for byte"."""
-    out: dict[str, str] = {}
-    for path in sorted(root.rglob("*")):
-        st = path.lstat()
-        rel = str(path.relative_to(root))
-        if stat.S_ISLNK(st.st_mode):
-            out[rel] = "link:" + os.readlink(path)
-        elif stat.S_ISDIR(st.st_mode):
-            out[rel] = f"dir:{st.st_mode:o}"
-        else:
-            out[rel] = f"{st.st_mode:o}:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
 
 
 def ask(python: Path, code: str) -> str:
@@ -124,14 +110,7 @@ def test_envs_lists_and_removes_with_the_kernelspec(
     env = dict(os.environ)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "uvextra", "envs", *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
+        return run_cli("envs", *args, env=env, timeout=120)
 
     listed = cli("--json")
     assert listed.returncode == 0, listed.stderr
@@ -204,9 +183,7 @@ def test_an_admins_prefetched_layer_is_linked_not_copied_and_never_changed(
     assert userenv.disk_usage(made.env.prefix).own_bytes < 200_000  # links and a dist-info copy, not torch
     rows = list(userenv.iter_summaries())
     assert [r["linked"] for r in rows] == [["filelock 3.20.0", "torch 2.9.0+cpu"]]
-    listed = subprocess.run(
-        [sys.executable, "-m", "uvextra", "envs"], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
-    )
+    listed = run_cli("envs", env=dict(os.environ), timeout=120)
     assert (
         "    linked read-only from the admin's layers: filelock 3.20.0, torch 2.9.0+cpu" in listed.stdout.splitlines()
     )

@@ -16,10 +16,11 @@ from typing import Any
 
 import nbformat
 import pytest
-from test_magic_in_kernel import TIMEOUT, Frontend
-from test_notebook_record import MIME, _saved_with, cli
 
+from support.cli import assert_plain, run_cli
+from support.frontend import TIMEOUT, Frontend
 from support.kernels import kernel_env, make_kernel_venv, write_kernelspec
+from support.notebooks import MIME, saved_with
 from support.venvs import MakeProject, dist_infos
 
 GROUPS = {"cpu": "cpu", "cu128": "cu128", "pypi": "pypi"}
@@ -58,7 +59,7 @@ def test_toggle_and_notebook_switch_keep_the_backend_kind_and_no_default_groups(
             text = fe.card_text(cell)
             assert "extras       cu128 (group) — given" in text and "drift        none" in text, text
             assert fe.output(cell)[MIME]["groups"] == ["cu128"]
-            _saved_with(notebook, [fe.output(cell)])  # saved now: the notebook last ran on the group cu128
+            saved_with(notebook, [fe.output(cell)])  # saved now: the notebook last ran on the group cu128
 
             toggle = fe.widget("uvextra-toggle")
             assert fe.models[toggle]["_options_labels"] == ["cpu", "cu128", "pypi"]
@@ -103,9 +104,11 @@ def test_toggle_and_notebook_switch_keep_the_backend_kind_and_no_default_groups(
     state = json.loads((venv / ".uvextra" / "state.json").read_text())
     assert state["no_default_groups"] is True, state  # the follow-up switch kept the choice too
 
-    _saved_with(notebook, [output])
+    saved_with(notebook, [output])
     nbformat.validate(nbformat.read(notebook, as_version=4))
-    checked = cli("check", "--notebook", notebook, "--project", project, "--python", python, env=env)
+    checked = assert_plain(
+        run_cli("check", "--notebook", notebook, "--project", project, "--python", python, env=env, timeout=300)
+    )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.splitlines()[-1].endswith("; this environment is on cu128 too"), checked.stdout
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
+from support.cli import report_of, run_cli
 from support.kernels import Kernel
 from support.pip_indexes import CudaTorch, indexes_with, local_simple_indexes
 
@@ -137,18 +136,8 @@ def cuda_needs(cuda: CudaTorch) -> tuple[list[str], tuple[str, ...]]:
 
 def uvextra(*args: str, env: dict[str, str], timeout: float = 600) -> tuple[int, dict, float]:
     start = time.monotonic()
-    proc = subprocess.run(
-        [sys.executable, "-m", "uvextra", *args, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        report = json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON on stdout (exit {proc.returncode})\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+    proc = run_cli(*args, "--json", env=env, timeout=timeout)
+    report = report_of(proc)
     assert "\x1b" not in proc.stdout and "\\u001b" not in proc.stdout, "ANSI escapes in the JSON"
     return proc.returncode, report, time.monotonic() - start
 

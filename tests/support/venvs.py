@@ -1,7 +1,13 @@
-"""Reading a venv the way a test checks it: its ``site-packages`` and the ``.dist-info`` folders in it."""
+"""Venvs and interpreters as a test reads them: `site-packages`, `.dist-info` folders, a byte-for-byte digest of a
+tree, and the Pythons this machine has."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,3 +31,35 @@ def dist_infos(venv: Path, name: str | None = None) -> list[str]:
     return sorted(
         p.name for p in site_packages(venv).glob("*.dist-info") if prefix is None or p.name.lower().startswith(prefix)
     )
+
+
+def find_python(version: str) -> str | None:
+    """An interpreter of ``version`` that runs: ``python3.X`` on PATH (a pyenv shim may not), else pyenv's."""
+    candidates = [shutil.which(f"python{version}")]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates += sorted(str(p) for p in pyenv_root.glob(f"versions/{version}.*/bin/python{version}"))
+    for candidate in filter(None, candidates):
+        proc = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if proc.returncode == 0 and proc.stdout.strip() == version:
+            return candidate
+    return None
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file, link and folder under ``root`` with its content (or target) and mode: "byte for byte"."""
+    out: dict[str, str] = {}
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        rel = str(path.relative_to(root))
+        if stat.S_ISLNK(st.st_mode):
+            out[rel] = "link:" + os.readlink(path)
+        elif stat.S_ISDIR(st.st_mode):
+            out[rel] = f"dir:{st.st_mode:o}"
+        else:
+            out[rel] = f"{st.st_mode:o}:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
