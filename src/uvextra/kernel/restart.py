@@ -1,4 +1,6 @@
-"""How this kernel restarts. Like the toolbar's restart where possible: ``POST /api/kernels/{id}/restart`` on the Jupyter server
+"""What a restart does: how this kernel restarts, and asking for it.
+
+Like the toolbar's restart where possible: ``POST /api/kernels/{id}/restart`` on the Jupyter server
 that owns the kernel (found from ``JPY_PARENT_PID`` → ``{runtime dir}/jpserver-{pid}.json``, which holds the
 server's URL and token; on JupyterHub the token there is empty and ``JUPYTERHUB_API_TOKEN`` serves). Where no
 server file is found but something will bring the kernel back (a server's restarter, or whoever launched the

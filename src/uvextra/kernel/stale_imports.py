@@ -1,7 +1,6 @@
-"""What a running kernel must know after its environment changed: which imported modules are stale, how to restart.
+"""Which modules a running kernel imported are stale after its environment changed (how to restart: :mod:`.restart`).
 
-Core-side: imports neither IPython nor ipykernel. The notebook layer hands in what only it knows (the kernel's
-connection file, a callback that makes the kernel exit).
+Imports neither IPython nor ipykernel.
 
 Stale modules. A module imported into this process keeps the code it was imported with; a switch or repair that
 replaces its files on disk leaves the kernel running the old build (``torch`` imported as ``2.9.0+cpu`` while the

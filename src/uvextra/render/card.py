@@ -1,8 +1,8 @@
-"""A Report as static HTML, Markdown and plain text: what a saved notebook shows without a live kernel.
+"""The card: a Report as static HTML — what a saved notebook shows without a live kernel (Markdown and text beside it).
 
 No ipywidgets here. The HTML uses plain elements (tables, ``<details>``, ``<code>``) with inline styles, and every
 badge carries its meaning in words too, so it still reads well where styles are stripped (GitHub's notebook view).
-Everything user-visible passes through :func:`uvextra.redact.redact`.
+Everything user-visible passes through :func:`uvextra.core.redact.redact`.
 """
 
 from __future__ import annotations

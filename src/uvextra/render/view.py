@@ -1,8 +1,8 @@
-"""One view of a Report: which rows exist, in which order, what is collapsed, what to do next — and its text.
+"""One view of a Report: which rows exist, in which order, what is collapsed, what to do next.
 
-Every surface renders the same :class:`View`: :func:`render_text` here (terminals, ``text/plain``), and the HTML card
-and Markdown in :mod:`uvextra.render.card`. No renderer reads another's output; none decides on its own what to show.
-Everything user-visible passes through :func:`uvextra.redact.redact` once, here.
+Every surface renders the same :class:`View`: as text in :mod:`uvextra.render.text` (terminals, ``text/plain``), as
+the HTML card in :mod:`uvextra.render.card`, as Markdown in :mod:`uvextra.render.markdown`. No renderer reads another's output; none decides on its own what to show.
+Everything user-visible passes through :func:`uvextra.core.redact.redact` once, here.
 """
 
 from __future__ import annotations
