@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .environment import Environment, resolve_environment
 from .errors import UvextraError
@@ -31,9 +33,10 @@ class Context:
         offered = {(b.name, b.kind) for b in self.project.offered}
         return not any((m.name, m.kind) in offered for m in members)
 
-    def new_report(self, command: str) -> Report:
-        """An empty report for ``command`` that already says where (project, venv, python, uv) and why that venv."""
-        report = Report(
+    def new_report(self, command: str, *, warnings: Sequence[str] = (), **found: Any) -> Report:
+        """A report for ``command`` that says where (project, venv, python, uv) and why that venv; ``found``: what
+        the verb found, when it assembles its report at once (``warnings`` after uv's own)."""
+        return Report(
             command=command,
             project=str(self.project.root),
             project_name=self.project.name,
@@ -46,11 +49,10 @@ class Context:
             # the sets of backends first: a surface that offers "the" set (the toggle) offers a backend set
             conflict_sets=[list(s) for s in sorted(self.project.conflict_sets, key=self._of_features)],
             workspace=str(self.project.workspace) if self.project.workspace else None,
+            warnings=[self.uv.warning, *warnings] if self.uv.warning else list(warnings),
+            read_only=not self.env.writable(),
+            **found,
         )
-        if self.uv.warning:
-            report.warnings.append(self.uv.warning)
-        report.read_only = not self.env.writable()
-        return report
 
 
 def open_context(

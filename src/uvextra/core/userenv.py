@@ -461,6 +461,19 @@ def ensure_user_env(
         )
     unseed(env)  # links of the last backend go first: uv never removes through them
     seeded = seed_from_layers(env, root, extras, environ)
+    notes: list[str] = []
+    if seeded:
+        notes.append(
+            "linked read-only from the admin's prefetched backends (not copied): "
+            + ", ".join(f"{name} {version}" for name, version in seeded)
+        )
+
+    def said(target: Environment) -> list[str]:
+        """The caller's remarks, then what the layering means, read once the switch is done: on the report."""
+        lines = list(remarks(target)) if remarks is not None else []
+        notes.extend(layer_notes(env, base))
+        return lines + notes
+
     report = core.switch(
         list(extras),
         str(root),
@@ -469,17 +482,11 @@ def ensure_user_env(
         keep_extraneous=keep_extraneous,
         no_default_groups=no_default_groups,
         progress=progress,
-        remarks=remarks,
+        remarks=said,
     )
-    made = Made(env=env, created=created, report=report)
-    if seeded:
-        made.notes.append(
-            "linked read-only from the admin's prefetched backends (not copied): "
-            + ", ".join(f"{name} {version}" for name, version in seeded)
-        )
+    made = Made(env=env, created=created, report=report, notes=notes)
     if report.failure is None and not report.interrupted:
         made.kernelspec_dir, made.display_name = register_kernelspec(env, [e.name for e in report.extras])
-    made.notes += layer_notes(env, base)
     return made
 
 

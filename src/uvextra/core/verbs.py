@@ -12,13 +12,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import aim as _aim
 from .context import Context, open_context
-from .drift import classify
+from .drift import Drift, Unverified, classify
 from .environment import Environment, interpreter_info, resolve_environment
 from .errors import Interrupted, UvextraError
 from .installed import FileCheck, Installed, check_files, scan
@@ -35,15 +35,17 @@ from .lock import (
 )
 from .progress import PROBING, PROBING_FIRST, Progress, watch_sync
 from .protect import kernel_closure, project_owned, removable
-from .report import Change, Report
+from .report import Change, Changes, Report
 from .state import Provenance, State, load_state, save_state, switch_lock
 from .uv import run_uv
 from .uv_failure import INTERRUPTED, Failure, follow_up
 from .uv_failure import classify as classify_failure
 from .vocabulary import Backend, Selection
 
-if TYPE_CHECKING:  # imported when a probe starts: most calls never need it
+if TYPE_CHECKING:  # imported when a probe starts, or the stack is checked: most calls never need them
     from .cuda_probe import ProbeHandle
+    from .probe_verdict import ProbeResult
+    from .stack import Misroute, StackEntry
 
 __all__ = ["Context", "check", "open_context", "probe", "repair", "status", "switch"]
 
@@ -186,30 +188,54 @@ def _owned(ctx: Context, state: State, lock: LockInfo | None = None) -> set[str]
     return project_owned((name for name, _version in lock.sources), state.owned)
 
 
-def _check_into(
+@dataclass(frozen=True)
+class _Findings:
+    """What one check of the venv against the lock found: what the report says of it, and what a record is made of
+    (``wanted``, ``installed``, ``state``)."""
+
+    wanted: Mapping[str, Wanted]
+    installed: Mapping[str, Installed]
+    state: State
+    kernel_protected: list[str]
+    drift: list[Drift]
+    unverified: list[Unverified]
+    missing_sources: dict[str, str]
+    stack: list[StackEntry]
+    routing: list[Misroute]
+    verified: dict[str, float] | None
+
+    def said(self) -> dict[str, Any]:
+        """The report's fields for it (``lock_unread`` None: the lock was read)."""
+        return {
+            "lock_unread": None,
+            "kernel_protected": self.kernel_protected,
+            "drift": self.drift,
+            "unverified": self.unverified,
+            "missing_sources": self.missing_sources,
+            "stack": self.stack,
+            "routing": self.routing,
+            **({"verified": self.verified} if self.verified is not None else {}),
+        }
+
+
+def _examine(
     ctx: Context,
-    report: Report,
     extras: Selection,
+    wanted: Mapping[str, Wanted],
     *,
     fresh: AbstractSet[str] = frozenset(),
     state: State | None = None,
     verify: bool = False,
-) -> tuple[dict[str, Wanted], dict[str, Installed], State]:
+) -> _Findings:
+    """Check the venv against what the lock wants for ``extras`` (``wanted``, read by the caller)."""
     state = state if state is not None else load_state(ctx.env)
-    try:
-        wanted = _wanted(ctx, extras)
-    except UvextraError as exc:  # never "drift: none" for a lock that could not be read
-        report.lock_unread = str(exc)
-        raise
-    report.lock_unread = None
     installed = scan(ctx.env)
-    files = _files(report, wanted, installed, verify)
+    files, verified = _files(wanted, installed, verify)
     kernel = _protected(ctx, installed)
     lock = _lock_info(ctx)
     owned = _owned(ctx, state, lock)
-    report.kernel_protected = sorted(n for n in kernel if n not in wanted)
     not_ours = {n for n in installed if n not in owned}  # never "extraneous": a switch would never remove them
-    report.drift, report.unverified = classify(
+    drift, unverified = classify(
         wanted,
         installed,
         records=state.packages,
@@ -219,12 +245,46 @@ def _check_into(
         marker_env=interpreter_info(str(ctx.env.python)).marker_env,
         files=files,
     )
-    _missing_sources_into(report, wanted)
-    _stack_into(ctx, report, extras, wanted, installed)
-    return wanted, installed, state
+    gone = _missing_sources(wanted)
+    stack, routing = _stack(ctx, extras, wanted, installed)
+    return _Findings(
+        wanted=wanted,
+        installed=installed,
+        state=state,
+        kernel_protected=sorted(n for n in kernel if n not in wanted),
+        drift=_said_missing(drift, gone, wanted),
+        unverified=unverified,
+        missing_sources=gone,
+        stack=stack,
+        routing=routing,
+        verified=verified,
+    )
 
 
-def _missing_sources_into(report: Report, wanted: Mapping[str, Wanted]) -> None:
+def _check_into(
+    ctx: Context,
+    report: Report,
+    extras: Selection,
+    *,
+    fresh: AbstractSet[str] = frozenset(),
+    state: State | None = None,
+    verify: bool = False,
+) -> tuple[dict[str, Wanted], dict[str, Installed], State]:
+    """A check again within a verb that changed the venv: its findings replace the report's."""
+    state = state if state is not None else load_state(ctx.env)
+    try:
+        wanted = _wanted(ctx, extras)
+    except UvextraError as exc:  # never "drift: none" for a lock that could not be read
+        report.lock_unread = str(exc)
+        raise
+    report.lock_unread = None
+    found = _examine(ctx, extras, wanted, fresh=fresh, state=state, verify=verify)
+    for name, value in found.said().items():
+        setattr(report, name, value)
+    return dict(found.wanted), dict(found.installed), found.state
+
+
+def _missing_sources(wanted: Mapping[str, Wanted]) -> dict[str, str]:
     """A path or editable dependency whose folder is missing or empty (a git submodule not checked out): said as
     such, and no repair offered — uv fails on it too ("Distribution not found")."""
     gone: dict[str, str] = {}
@@ -236,8 +296,12 @@ def _missing_sources_into(report: Report, wanted: Mapping[str, Wanted]) -> None:
             gone[name] = f"its source folder {folder} does not exist"
         elif not any((folder / f).is_file() for f in ("pyproject.toml", "setup.py", "setup.cfg")):
             gone[name] = f"its source folder {folder} is empty (no pyproject.toml or setup.py)"
-    report.missing_sources = gone
-    report.drift = [
+    return gone
+
+
+def _said_missing(drift: Sequence[Drift], gone: Mapping[str, str], wanted: Mapping[str, Wanted]) -> list[Drift]:
+    """The drift of a package whose source folder is gone, in those words."""
+    return [
         replace(
             d,
             wanted=d.wanted or wanted[d.package].kind,
@@ -248,36 +312,35 @@ def _missing_sources_into(report: Report, wanted: Mapping[str, Wanted]) -> None:
         )
         if d.package in gone and d.is_error
         else d
-        for d in report.drift
+        for d in drift
     ]
 
 
 def _files(
-    report: Report, wanted: Mapping[str, Wanted], installed: Mapping[str, Installed], verify: bool
-) -> dict[str, FileCheck]:
+    wanted: Mapping[str, Wanted], installed: Mapping[str, Installed], verify: bool
+) -> tuple[dict[str, FileCheck], dict[str, float] | None]:
     """Every package the check judges, held against its RECORD (``verify``: each file's sha256 too, timed)."""
     started = time.perf_counter()
     files = {name: check_files(installed[name], verify=verify) for name in wanted if name in installed}
-    if verify:
-        took = time.perf_counter() - started
-        checked = sum(f.hashes_checked for f in files.values())
-        report.verified = {"files": checked, "seconds": round(took, 2)}
-    return files
+    if not verify:
+        return files, None
+    took = time.perf_counter() - started
+    checked = sum(f.hashes_checked for f in files.values())
+    return files, {"files": checked, "seconds": round(took, 2)}
 
 
-def _stack_into(
+def _stack(
     ctx: Context,
-    report: Report,
     extras: Selection,
     wanted: Mapping[str, Wanted],
     installed: Mapping[str, Installed],
-) -> None:
+) -> tuple[list[StackEntry], list[Misroute]]:
     """The static stack check (files only) and the project lint; the probe adds its dynamic evidence later."""
     from .stack import check_stack, lint_routing
 
     where = {n: w.index or w.location for n, w in wanted.items()}
-    report.stack = check_stack(installed, where)
-    report.routing = lint_routing(ctx.project.pyproject, extras.backends, where, (e.package for e in report.stack))
+    stack = check_stack(installed, where)
+    return stack, lint_routing(ctx.project.pyproject, extras.backends, where, (e.package for e in stack))
 
 
 def _record(
@@ -423,49 +486,111 @@ def check(
     (the words for it); the report says so."""
     started = time.perf_counter()
     ctx = open_context(project, python, progress)
-    report = ctx.new_report(command)
     state = load_state(ctx.env)
     groups_off = state.no_default_groups if no_default_groups is None else no_default_groups
     _require_lock(ctx, extras or ())
-    chosen = _aim_into(report, _aim_at(ctx, extras, state, groups_off), groups_off)
+    aim = _aim_at(ctx, extras, state, groups_off)
+    chosen = Selection(aim.backends, groups_off)
+    warnings: list[str] = []
     try:
         stale = stale_lock(ctx.project, ctx.env, ctx.uv)
     except LockUnknown as exc:
         stale = None
-        report.warnings.append(str(exc))
-    if stale:  # never "matches the lock" when the lock no longer says what the project declares
-        _fail(report, Failure("stale-lock", stale))
-    with _probing(ctx, report, chosen, probe) as start:
-        start()
-        _check_into(ctx, report, chosen, state=state, verify=verify)
+        warnings.append(str(exc))
+    # never "matches the lock" when the lock no longer says what the project declares
+    failure = Failure("stale-lock", stale) if stale else None
+    with _probing(ctx, chosen, probe) as probing:
+        probing.start()
+        found = _examine(ctx, chosen, _wanted(ctx, chosen), state=state, verify=verify)
+    if probing.result is not None:
+        _merge_probe(found.stack, probing.result)
+    failed = _failure_said(failure)
     if interrupted is not None:
-        report.interrupted, report.failure = True, interrupted
-    return _finish(report, ctx, started, remarks)
+        failed.update(interrupted=True, failure=interrupted)
+    return ctx.new_report(
+        command,
+        **_aim_said(aim, groups_off),
+        **found.said(),
+        probe=probing.result,
+        **failed,
+        warnings=_remarked(warnings, ctx, remarks),
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+class _Probe:
+    """The probe of one verb: ``start`` it when the venv will not change any more; its ``result`` once collected."""
+
+    def __init__(self, ctx: Context, extras: Selection, wanted: bool, handles: ExitStack) -> None:
+        self._ctx, self._extras, self._wanted, self._handles = ctx, extras, wanted, handles
+        self.handle: ProbeHandle | None = None
+        self.result: ProbeResult | None = None
+
+    def start(self) -> None:
+        if self._wanted and self.handle is None:
+            self.handle = self._handles.enter_context(_start_probe(self._ctx, self._extras))
 
 
 @contextmanager
-def _probing(ctx: Context, report: Report, extras: Selection, wanted: bool) -> Iterator[Callable[[], None]]:
+def _probing(ctx: Context, extras: Selection, wanted: bool, changes: Changes | None = None) -> Iterator[_Probe]:
     """Start the probe when the caller says the venv will not change any more; collect it; never leak its process.
 
     The handle is closed on every way out (an error beside the probe, an interrupt while it is awaited): no child
-    outlives the verb that started it.
+    outlives the verb that started it. ``changes``: what the verb changed, read when the probe is awaited (a torch
+    it installed is slow to import the first time).
     """
     with ExitStack() as handles:
-        started: list[ProbeHandle] = []
-
-        def start() -> None:
-            if wanted and not started:
-                started.append(handles.enter_context(_start_probe(ctx, extras)))
-
-        yield start
-        if started:
-            from .stack import merge_dynamic
-
-            if not started[0].done():
-                fresh_torch = any(c.name == "torch" for c in report.changes.installed)
+        probing = _Probe(ctx, extras, wanted, handles)
+        yield probing
+        if probing.handle is not None:
+            if not probing.handle.done():
+                fresh_torch = changes is not None and any(c.name == "torch" for c in changes.installed)
                 ctx.progress.say(PROBING_FIRST if fresh_torch else PROBING)
-            report.probe = started[0].result()
-            merge_dynamic(report.stack, report.probe.companions)
+            probing.result = probing.handle.result()
+
+
+def _merge_probe(stack: list[StackEntry], result: ProbeResult) -> None:
+    """The probe's dynamic evidence on the static stack check."""
+    from .stack import merge_dynamic
+
+    merge_dynamic(stack, result.companions)
+
+
+def _probe_into(report: Report, probing: _Probe) -> None:
+    if probing.result is not None:
+        report.probe = probing.result
+        _merge_probe(report.stack, probing.result)
+
+
+def _failure_said(failure: Failure | None) -> dict[str, Any]:
+    """The report's fields for a failure: its kind, its line and (where uv failed) uv's words."""
+    if failure is None:
+        return {}
+    said: dict[str, Any] = {"failure_kind": failure.kind, "failure": failure.failure}
+    if failure.kind in ("uv", "network", "killed", "disk-full"):
+        said["uv_error"] = failure.uv_error
+    return said
+
+
+def _aim_said(aim: _aim.Aim, no_default_groups: bool) -> dict[str, Any]:
+    """The report's fields for the aim: its selection, how it was known."""
+    return {
+        "extras": list(aim.backends),
+        "no_default_groups": no_default_groups,
+        "extras_source": aim.source,
+        "extras_unknown": aim.unknown,
+        "unreadable": dict(aim.unreadable),
+    }
+
+
+def _remarked(warnings: Sequence[str], ctx: Context, remarks: Remarks | None) -> list[str]:
+    """The warnings, then the surface's remarks on the environment (each once, after uv's own)."""
+    said = [ctx.uv.warning] if ctx.uv.warning else []
+    said += warnings
+    for line in remarks(ctx.env) if remarks is not None else ():
+        if line and line not in said:
+            said.append(line)
+    return said[1:] if ctx.uv.warning else said
 
 
 def status(
@@ -525,7 +650,7 @@ def switch(
         )
     _require_writable(ctx)
     try:
-        with switch_lock(ctx.env, ctx.progress.waiting), _probing(ctx, report, chosen, probe) as start_probe:
+        with switch_lock(ctx.env, ctx.progress.waiting), _probing(ctx, chosen, probe, report.changes) as probing:
             _switch_locked(
                 ctx,
                 report,
@@ -537,7 +662,8 @@ def switch(
                 locked=locked,
                 space_check=space_check,
             )
-            start_probe()  # after the last change: the verdict describes what is installed now
+            probing.start()  # after the last change: the verdict describes what is installed now
+        _probe_into(report, probing)
     except Interrupted:
         report.interrupted = True
         _fail(report, Failure("interrupted", INTERRUPTED))
@@ -769,7 +895,7 @@ def repair(
     if extras_source:
         report.extras_source = extras_source
     try:
-        with _probing(ctx, report, chosen, probe) as start_probe:
+        with _probing(ctx, chosen, probe, report.changes) as probing:
             wanted, installed, state = _check_into(ctx, report, chosen, state=state)
             if (report.errors or report.unverified) and not report.missing_source_errors:  # uv would fail on those
                 _require_writable(ctx)
@@ -784,7 +910,8 @@ def repair(
                 # the switch that did not finish left the venv as its extras want it: say so from now on
                 with switch_lock(ctx.env, ctx.progress.waiting):
                     _record(ctx, report, state, chosen, wanted, installed)
-            start_probe()
+            probing.start()
+        _probe_into(report, probing)
     except Interrupted:
         report.interrupted = True
         _fail(report, Failure("interrupted", INTERRUPTED))
@@ -822,27 +949,27 @@ def probe(python: str | os.PathLike[str] | None = None, extras: Backends = ()) -
     """Only the CUDA probe of the target interpreter, in a fresh process."""
     started = time.perf_counter()
     env = resolve_environment(python)
-    report = Report(
-        command="probe",
-        environment=str(env.prefix),
-        environment_source=env.source,
-        python=str(env.python),
-        extras=[b if isinstance(b, Backend) else Backend(b) for b in extras],
-    )
-    if not extras:
-        report.extras = load_state(env).extras
+    aimed = [b if isinstance(b, Backend) else Backend(b) for b in extras] if extras else load_state(env).extras
     from .cuda_probe import probe_timeout, start_probe
-    from .stack import check_stack, import_names, merge_dynamic
+    from .stack import check_stack, import_names
 
     installed = scan(env)
     with start_probe(
         str(env.python),
-        selected_extras=[e.name for e in report.extras],
+        selected_extras=[e.name for e in aimed],
         timeout=probe_timeout(),
         companions=import_names(installed),
     ) as handle:
-        report.probe = handle.result()
-    report.stack = check_stack(installed)
-    merge_dynamic(report.stack, report.probe.companions)
-    report.elapsed_s = time.perf_counter() - started
-    return report
+        result = handle.result()
+    stack = check_stack(installed)
+    _merge_probe(stack, result)
+    return Report(
+        command="probe",
+        environment=str(env.prefix),
+        environment_source=env.source,
+        python=str(env.python),
+        extras=aimed,
+        probe=result,
+        stack=stack,
+        elapsed_s=time.perf_counter() - started,
+    )

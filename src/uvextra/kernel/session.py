@@ -215,7 +215,6 @@ class Session:
                 remarks=self._remarks(switch=True),
             )
             self.made = made
-            made.report.warnings.extend(note for note in made.notes if note not in made.report.warnings)
             return made.report
 
         return Action(
