@@ -342,3 +342,41 @@ def test_the_renderers_draw_the_verdict_and_the_flavour_without_judging() -> Non
     for module, targets in graph(functions=True).items():
         if wing(module) == "render":
             assert not targets & judges, f"{module} imports {sorted(targets & judges)}"
+
+
+def _writes_into_a_report(tree: ast.Module) -> list[int]:
+    """The lines where code sets a report's field or grows one of its lists (``report.x = …``,
+    ``made.report.warnings.extend(…)``, ``report.changes.kept += …``)."""
+
+    def through_a_report(node: ast.expr) -> bool:
+        while isinstance(node, ast.Attribute):
+            node = node.value
+            if (isinstance(node, ast.Attribute) and node.attr == "report") or (
+                isinstance(node, ast.Name) and node.id == "report"
+            ):
+                return True
+        return False
+
+    lines = []
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = [
+                t for target in node.targets for t in (target.elts if isinstance(target, ast.Tuple) else [target])
+            ]
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ("append", "extend", "insert", "update", "setdefault", "pop", "remove", "clear"):
+                targets = [ast.Attribute(value=node.func.value, attr="_")]
+        lines += [node.lineno for t in targets if isinstance(t, ast.Attribute) and through_a_report(t)]
+    return sorted(lines)
+
+
+def test_the_verbs_assemble_their_report_once_and_nobody_patches_it() -> None:
+    """Each verb builds its Report once, from what its helpers returned; surfaces pass what they know in (the verbs'
+    ``remarks=``), and nothing anywhere writes into a report after it was made."""
+    assert _writes_into_a_report(ast.parse("report.warnings.append('x')\nmade.report.failure = None\n")) == [1, 2]
+    assert _writes_into_a_report(ast.parse("sofar.warnings.append('x')\nreport = f()\nprint(report.warnings)\n")) == []
+    patched = {m: _writes_into_a_report(_tree(m)) for m in MODULES if m != "core.report"}
+    assert {m: lines for m, lines in patched.items() if lines} == {}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +40,7 @@ from .state import Provenance, State, load_state, save_state, switch_lock
 from .uv import run_uv
 from .uv_failure import INTERRUPTED, Failure, follow_up
 from .uv_failure import classify as classify_failure
-from .vocabulary import Backend, Selection
+from .vocabulary import Backend, FailureKind, Selection
 
 if TYPE_CHECKING:  # imported when a probe starts, or the stack is checked: most calls never need them
     from .cuda_probe import ProbeHandle
@@ -116,22 +116,6 @@ def _pins(wanted: Mapping[str, Wanted]) -> dict[str, str]:
     return {n: w.version for n, w in wanted.items()}
 
 
-def _finish(report: Report, ctx: Context, started: float, remarks: Remarks | None) -> Report:
-    """The last of a report: the surface's remarks on the environment, and how long it took."""
-    for line in remarks(ctx.env) if remarks is not None else ():
-        if line and line not in report.warnings:
-            report.warnings.append(line)
-    report.elapsed_s = time.perf_counter() - started
-    return report
-
-
-def _aim_into(report: Report, aim: _aim.Aim, no_default_groups: bool) -> Selection:
-    """The aim on the report (its selection, how it was known), once; the selection uv syncs and exports."""
-    report.extras, report.no_default_groups = list(aim.backends), no_default_groups
-    report.extras_source, report.extras_unknown, report.unreadable = aim.source, aim.unknown, dict(aim.unreadable)
-    return report.selection
-
-
 # ---------------------------------------------------------------------------------------------------- pieces
 
 
@@ -205,9 +189,8 @@ class _Findings:
     verified: dict[str, float] | None
 
     def said(self) -> dict[str, Any]:
-        """The report's fields for it (``lock_unread`` None: the lock was read)."""
+        """The report's fields for it."""
         return {
-            "lock_unread": None,
             "kernel_protected": self.kernel_protected,
             "drift": self.drift,
             "unverified": self.unverified,
@@ -261,27 +244,86 @@ def _examine(
     )
 
 
-def _check_into(
-    ctx: Context,
-    report: Report,
-    extras: Selection,
-    *,
-    fresh: AbstractSet[str] = frozenset(),
-    state: State | None = None,
-    verify: bool = False,
-) -> tuple[dict[str, Wanted], dict[str, Installed], State]:
-    """A check again within a verb that changed the venv: its findings replace the report's."""
+@dataclass
+class _Sofar:
+    """What a verb that changes the venv has done and found so far: what its Report is assembled from, once, at the
+    end — an interrupt keeps what came before it. The helpers return values; the verb puts them here."""
+
+    changes: Changes = field(default_factory=Changes)
+    found: _Findings | None = None  # the last check's findings
+    lock_unread: str | None = None  # why the last check could not read the lock
+    repaired: list[str] = field(default_factory=list)
+    repaired_from: dict[str, str] = field(default_factory=dict)
+    repaired_notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    failure: str | None = None
+    failure_kind: FailureKind | None = None
+    uv_error: str | None = None
+    interrupted: bool = False
+    log: list[str] = field(default_factory=list)  # uv's lines, as they come
+    state_saved: bool = False
+
+    @property
+    def errors(self) -> list[Drift]:
+        return [d for d in self.found.drift if d.is_error] if self.found is not None else []
+
+    @property
+    def unverified(self) -> list[Unverified]:
+        return self.found.unverified if self.found is not None else []
+
+    @property
+    def missing_source_errors(self) -> bool:
+        return any(d.package in self.found.missing_sources for d in self.errors) if self.found is not None else False
+
+    def fail(self, failure: Failure) -> None:
+        """The operation did not complete: its kind, its line and (where uv failed) uv's words."""
+        for name, value in _failure_said(failure).items():
+            setattr(self, name, value)
+
+    def follow_up_failed(self, exc: UvextraError) -> None:
+        if self.failure is None:
+            self.fail(follow_up(str(exc)))
+        else:
+            self.warnings.append(str(exc))
+
+    def saved(self, could_not: str | None) -> None:
+        """A record written (or the line that says it could not be)."""
+        self.state_saved = could_not is None
+        if could_not is not None:
+            self.warnings.append(could_not)
+
+    def said(self) -> dict[str, Any]:
+        """The report's fields for it."""
+        return {
+            **(self.found.said() if self.found is not None else {}),
+            "lock_unread": self.lock_unread,
+            "changes": self.changes,
+            "repaired": self.repaired,
+            "repaired_from": self.repaired_from,
+            "repaired_notes": self.repaired_notes,
+            "failure": self.failure,
+            "failure_kind": self.failure_kind,
+            "uv_error": self.uv_error,
+            "interrupted": self.interrupted,
+            "log": self.log,
+            "state_saved": self.state_saved,
+        }
+
+
+def _check(
+    ctx: Context, sofar: _Sofar, extras: Selection, *, fresh: AbstractSet[str] = frozenset(), state: State | None = None
+) -> _Findings:
+    """A check within a verb that changes the venv: its findings are the last ones; a lock that cannot be read is
+    said (never "drift: none" for it) and raises."""
     state = state if state is not None else load_state(ctx.env)
     try:
         wanted = _wanted(ctx, extras)
-    except UvextraError as exc:  # never "drift: none" for a lock that could not be read
-        report.lock_unread = str(exc)
+    except UvextraError as exc:
+        sofar.lock_unread = str(exc)
         raise
-    report.lock_unread = None
-    found = _examine(ctx, extras, wanted, fresh=fresh, state=state, verify=verify)
-    for name, value in found.said().items():
-        setattr(report, name, value)
-    return dict(found.wanted), dict(found.installed), found.state
+    sofar.lock_unread = None
+    sofar.found = _examine(ctx, extras, wanted, fresh=fresh, state=state)
+    return sofar.found
 
 
 def _missing_sources(wanted: Mapping[str, Wanted]) -> dict[str, str]:
@@ -343,18 +385,12 @@ def _stack(
     return stack, lint_routing(ctx.project.pyproject, extras.backends, where, (e.package for e in stack))
 
 
-def _record(
-    ctx: Context,
-    report: Report,
-    state: State,
-    extras: Selection,
-    wanted: Mapping[str, Wanted],
-    installed: Mapping[str, Installed],
-) -> None:
-    """Remember the provenance of every package that is now proven to be what the lock wants."""
-    doubtful = {d.package for d in report.drift} | {u.package for u in report.unverified}
-    for name, want in wanted.items():
-        inst = installed.get(name)
+def _record(ctx: Context, state: State, extras: Selection, found: _Findings) -> str | None:
+    """Remember the provenance of every package that is now proven to be what the lock wants (``found``); the line
+    that says the record could not be written, if it could not."""
+    doubtful = {d.package for d in found.drift} | {u.package for u in found.unverified}
+    for name, want in found.wanted.items():
+        inst = found.installed.get(name)
         if inst is None or name in doubtful:
             continue
         state.packages[name] = Provenance(
@@ -366,30 +402,33 @@ def _record(
             fingerprint=inst.fingerprint,
         )
     for name in list(state.packages):
-        if name not in installed:
+        if name not in found.installed:
             del state.packages[name]
     state.extras = list(extras.backends)
     state.no_default_groups = extras.no_default_groups
     state.requested, state.requested_failure = [], None
     state.project = str(ctx.project.root)
-    _save(ctx, report, state)
+    return _save(ctx, state)
 
 
-def _record_failure(ctx: Context, report: Report, state: State, extras: Selection, *, changed: bool = True) -> None:
+def _record_failure(
+    ctx: Context, state: State, extras: Selection, failure: str | None, *, changed: bool = True
+) -> str | None:
     """A switch that did not finish: remember what was asked, so check and repair aim at it — or, when it changed
     nothing, at the last successful switch's extras, saying so; never at a third extra inferred from a half-way venv.
     """
     state.requested = list(extras.backends)
-    state.requested_failure = report.failure
+    state.requested_failure = failure
     state.requested_changed = changed
     state.project = str(ctx.project.root)
-    _save(ctx, report, state)
+    return _save(ctx, state)
 
 
-def _save(ctx: Context, report: Report, state: State) -> None:
-    report.state_saved = save_state(ctx.env, state)
-    if not report.state_saved:
-        report.warnings.append(f"could not write {ctx.env.state_dir}; build drift cannot be tracked in this venv")
+def _save(ctx: Context, state: State) -> str | None:
+    """Write the record; the line that says it could not be written, if it could not."""
+    if save_state(ctx.env, state):
+        return None
+    return f"could not write {ctx.env.state_dir}; build drift cannot be tracked in this venv"
 
 
 def _note_owned(state: State, fresh: set[str], after: Mapping[str, Installed]) -> None:
@@ -435,33 +474,18 @@ def _require_lock(ctx: Context, extras: Backends) -> None:
         )
 
 
-def _fail(report: Report, failure: Failure) -> None:
-    """The operation did not complete: its kind, its line and (where uv failed) uv's words on the report."""
-    report.failure_kind, report.failure = failure.kind, failure.failure
-    if failure.kind in ("uv", "network", "killed", "disk-full"):
-        report.uv_error = failure.uv_error
-
-
-def _run_sync(ctx: Context, report: Report, args: list[str], on_line: LineCallback | None) -> bool:
-    """Run uv (its lines to the report's log and ``on_line``); a failure on the report, classified."""
+def _run_sync(ctx: Context, log: list[str], args: list[str], on_line: LineCallback | None) -> Failure | None:
+    """Run uv (its lines to ``log`` as they come, and to ``on_line``); why it failed, classified, if it did."""
 
     def collect(line: str) -> None:
-        report.log.append(line)
+        log.append(line)
         if on_line is not None:
             on_line(line)
 
     result = run_uv(ctx.uv, args, ctx.env, cwd=ctx.project.root, on_line=collect)
     if result.returncode != 0:
-        _fail(report, classify_failure(args, result, ctx.env.prefix))
-        return False
-    return True
-
-
-def _follow_up_failed(report: Report, exc: UvextraError) -> None:
-    if report.failure is None:
-        _fail(report, follow_up(str(exc)))
-    else:
-        report.warnings.append(str(exc))
+        return classify_failure(args, result, ctx.env.prefix)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------- verbs
@@ -556,12 +580,6 @@ def _merge_probe(stack: list[StackEntry], result: ProbeResult) -> None:
     merge_dynamic(stack, result.companions)
 
 
-def _probe_into(report: Report, probing: _Probe) -> None:
-    if probing.result is not None:
-        report.probe = probing.result
-        _merge_probe(report.stack, probing.result)
-
-
 def _failure_said(failure: Failure | None) -> dict[str, Any]:
     """The report's fields for a failure: its kind, its line and (where uv failed) uv's words."""
     if failure is None:
@@ -635,13 +653,11 @@ def switch(
     """
     started = time.perf_counter()
     ctx = open_context(project, python, progress)
-    report = ctx.new_report("switch")
     if not extras:
         offered = ", ".join(b.name for b in ctx.project.offered)
         raise UvextraError(f"name an extra to switch to: {offered or '(none declared)'}, or auto")
-    chosen = _aim_into(report, _aim_at(ctx, extras, State(), no_default_groups), no_default_groups)
-    if extras_source:
-        report.extras_source = extras_source
+    aim = _aim_at(ctx, extras, State(), no_default_groups)
+    chosen = Selection(aim.backends, no_default_groups)
     if (frozen or locked) and not ctx.project.lockfile.is_file():
         flag = "--frozen" if frozen else "--locked"
         raise UvextraError(
@@ -649,11 +665,13 @@ def switch(
             f"or switch without {flag} (uvextra then locks as `uv sync` does)"
         )
     _require_writable(ctx)
+    sofar = _Sofar()
+    probing = None
     try:
-        with switch_lock(ctx.env, ctx.progress.waiting), _probing(ctx, chosen, probe, report.changes) as probing:
+        with switch_lock(ctx.env, ctx.progress.waiting), _probing(ctx, chosen, probe, sofar.changes) as probing:
             _switch_locked(
                 ctx,
-                report,
+                sofar,
                 chosen,
                 keep_extraneous=keep_extraneous,
                 exact=exact,
@@ -663,18 +681,56 @@ def switch(
                 space_check=space_check,
             )
             probing.start()  # after the last change: the verdict describes what is installed now
-        _probe_into(report, probing)
     except Interrupted:
-        report.interrupted = True
-        _fail(report, Failure("interrupted", INTERRUPTED))
-        _recheck_quietly(ctx, report, chosen)
-        _record_failure(ctx, report, load_state(ctx.env), chosen)
-    return _finish(report, ctx, started, remarks)
+        _interrupted(ctx, sofar, chosen)
+        sofar.saved(_record_failure(ctx, load_state(ctx.env), chosen, sofar.failure))
+    return _assemble(ctx, "switch", aim, chosen, sofar, probing, extras_source, remarks, started)
+
+
+def _interrupted(ctx: Context, sofar: _Sofar, chosen: Selection) -> None:
+    """An interrupt: said, and the venv checked again as it is now (quietly: a check that fails is a warning)."""
+    sofar.interrupted = True
+    sofar.fail(Failure("interrupted", INTERRUPTED))
+    try:
+        _check(ctx, sofar, chosen)
+    except UvextraError as exc:
+        sofar.warnings.append(f"could not re-check the environment: {exc}")
+
+
+def _assemble(
+    ctx: Context,
+    command: str,
+    aim: _aim.Aim,
+    chosen: Selection,
+    sofar: _Sofar,
+    probing: _Probe | None,
+    extras_source: str | None,
+    remarks: Remarks | None,
+    started: float,
+) -> Report:
+    """The Report of a verb that changes the venv, once: where, the aim, what it did and found, the probe's verdict
+    (its dynamic evidence on the last check's stack), the surface's remarks, how long it took."""
+    result = probing.result if probing is not None else None
+    said = sofar.said()
+    if result is not None:
+        said.setdefault("stack", [])
+        _merge_probe(said["stack"], result)
+    aimed = _aim_said(aim, chosen.no_default_groups)
+    if extras_source:
+        aimed["extras_source"] = extras_source
+    return ctx.new_report(
+        command,
+        **aimed,
+        **said,
+        probe=result,
+        warnings=_remarked(sofar.warnings, ctx, remarks),
+        elapsed_s=time.perf_counter() - started,
+    )
 
 
 def _switch_locked(
     ctx: Context,
-    report: Report,
+    sofar: _Sofar,
     chosen: Selection,
     *,
     keep_extraneous: bool,
@@ -690,76 +746,86 @@ def _switch_locked(
     # uv's exact sync only where asked for and no kernel lives here; otherwise inexact, then remove what is ours.
     exact_sync = exact and not keep_extraneous and not kernel_needs
     if space_check:  # refused here, nothing has changed yet (not even the record of what was asked)
-        _ensure_space(ctx, report, _plan(ctx, chosen, before))
-    _record_failure(ctx, report, state, chosen)  # until it finishes, the venv is on its way to `chosen`
+        sofar.warnings += _space_warnings(ctx, _plan(ctx, chosen, before))
+    # until it finishes, the venv is on its way to `chosen`
+    sofar.saved(_record_failure(ctx, state, chosen, sofar.failure))
     with watch_sync(ctx, chosen, before, ctx.progress) as sync_line:  # names the phases, counts the downloads
-        synced = _run_sync(
-            ctx, report, _sync_args(ctx, chosen, frozen=frozen, locked=locked, exact=exact_sync), sync_line
+        failed = _run_sync(
+            ctx, sofar.log, _sync_args(ctx, chosen, frozen=frozen, locked=locked, exact=exact_sync), sync_line
         )
-    if synced:
+    if failed is not None:
+        sofar.fail(failed)
+    else:
         try:
-            _remove_what_is_ours(ctx, report, chosen, state, keep_extraneous=keep_extraneous, exact=exact)
+            _remove_what_is_ours(ctx, sofar, chosen, state, keep_extraneous=keep_extraneous, exact=exact)
         except Interrupted:
             raise  # in any phase an interrupt is one (exit 130), re-checked by switch()
         except UvextraError as exc:
-            _follow_up_failed(report, exc)
+            sofar.follow_up_failed(exc)
     after = scan(ctx.env)
-    report.changes.installed, report.changes.removed, fresh = _diff(before, after)
+    sofar.changes.installed, sofar.changes.removed, fresh = _diff(before, after)
+    changed = bool(sofar.changes.installed or sofar.changes.removed)
     _note_owned(state, fresh, after)
     replaced = sorted(fresh & kernel_needs)
     if replaced:  # the lock itself pins something the running kernel imports: it keeps the old copy in memory
-        report.warnings.append(
+        sofar.warnings.append(
             f"the lock replaced {', '.join(replaced)}, which the kernel itself uses; restart the kernel "
             "before relying on it"
         )
     if not ctx.project.lockfile.is_file():  # uv failed before it could lock: nothing to compare with
-        report.warnings.append(
+        sofar.warnings.append(
             f"no uv.lock in {ctx.project.lock_root} yet (uv did not get as far as locking); "
             "nothing to compare the environment with"
         )
-        _record_failure(ctx, report, state, chosen, changed=bool(report.changes.installed or report.changes.removed))
+        sofar.saved(_record_failure(ctx, state, chosen, sofar.failure, changed=changed))
         return
+    found: _Findings | None = None
     try:
         ctx.progress.say("checking the environment against the lock")
-        wanted, installed, state = _check_into(ctx, report, chosen, fresh=fresh, state=state)
-        report.changes.kept = sorted(set(report.changes.kept) | set(report.kernel_protected))
+        found = _check(ctx, sofar, chosen, fresh=fresh, state=state)
+        sofar.changes.kept = sorted(set(sofar.changes.kept) | set(found.kernel_protected))
         # uv takes a half-installed package (a killed or disk-full install) for a whole one ("Checked 10 packages"):
         # a switch that finds one reinstalls it, as a repair would, and checks again; never where uv cannot install
         # a missing source folder
-        broken = sorted(d.package for d in report.errors if d.kind == "files")
+        broken = sorted(d.package for d in sofar.errors if d.kind == "files")
         if (
-            report.failure is None
-            and not report.missing_source_errors
-            and (broken or (repair and (report.errors or report.unverified)))
+            sofar.failure is None
+            and not sofar.missing_source_errors
+            and (broken or (repair and (sofar.errors or sofar.unverified)))
         ):
-            _repair_locked(ctx, report, chosen, state, only=None if repair else broken)
-            wanted, installed, state = _check_into(ctx, report, chosen, fresh=set(report.repaired), state=state)
-            _say_whole(report)
+            _repair_locked(ctx, sofar, chosen, state, only=None if repair else broken)
+            found = _check(ctx, sofar, chosen, fresh=set(sofar.repaired), state=state)
+            sofar.repaired_notes += _whole_again(sofar)
     except Interrupted:
         raise
     except UvextraError as exc:
-        _follow_up_failed(report, exc)
-    if report.failure is None:
-        _record(ctx, report, state, chosen, wanted, installed)
-    else:
-        _record_failure(ctx, report, state, chosen, changed=bool(report.changes.installed or report.changes.removed))
+        sofar.follow_up_failed(exc)
+    if sofar.failure is None and found is not None:
+        sofar.saved(_record(ctx, state, chosen, found))
+    else:  # what a repair reinstalled counts too
+        changed = bool(sofar.changes.installed or sofar.changes.removed)
+        sofar.saved(_record_failure(ctx, state, chosen, sofar.failure, changed=changed))
 
 
 def _remove_what_is_ours(
-    ctx: Context, report: Report, chosen: Selection, state: State, *, keep_extraneous: bool, exact: bool
+    ctx: Context, sofar: _Sofar, chosen: Selection, state: State, *, keep_extraneous: bool, exact: bool
 ) -> None:
     wanted = _wanted(ctx, chosen)
     mid = scan(ctx.env)
     remove, foreign = removable(mid, wanted, _protected(ctx, mid), _owned(ctx, state), exact=exact)
-    report.changes.kept_foreign = foreign
+    sofar.changes.kept_foreign = foreign
     if remove and not keep_extraneous:
         ctx.progress.say(
             f"removing {len(remove)} package{'s' if len(remove) != 1 else ''} the new extras do not want: "
             f"{', '.join(remove[:6])}{', …' if len(remove) > 6 else ''}"
         )
-        _run_sync(ctx, report, ["pip", "uninstall", "--python", str(ctx.env.python), *remove], ctx.progress.uv_line)
+        failed = _run_sync(
+            ctx, sofar.log, ["pip", "uninstall", "--python", str(ctx.env.python), *remove], ctx.progress.uv_line
+        )
+        if failed is not None:
+            sofar.fail(failed)
     elif remove:
-        report.changes.kept.extend(remove)
+        sofar.changes.kept.extend(remove)
 
 
 def _record_identity(dist: Installed) -> tuple[int, int] | None:
@@ -796,15 +862,17 @@ def _uv_cache_dir(ctx: Context) -> Path | None:
     return Path(out) if proc.returncode == 0 and out else None
 
 
-def _ensure_space(ctx: Context, report: Report, plan: Sequence[Wanted]) -> None:
-    """Refuse (exit 1, before anything changes) when what uv will write cannot fit; warn when it may not."""
+def _space_warnings(ctx: Context, plan: Sequence[Wanted]) -> list[str]:
+    """Refuse (exit 1, before anything changes) when what uv will write cannot fit; the lines that warn when it may
+    not."""
     if not plan:
-        return
+        return []
     from .space import human, needs
 
     cache_dir = _uv_cache_dir(ctx)
     if cache_dir is None:
-        return
+        return []
+    warnings = []
     for need in needs(plan, ctx.env.prefix, cache_dir):
         if need.refused:
             raise UvextraError(
@@ -814,52 +882,48 @@ def _ensure_space(ctx: Context, report: Report, plan: Sequence[Wanted]) -> None:
                 exit_code=1,
             )
         if need.tight:
-            report.warnings.append(
+            warnings.append(
                 f"disk space is tight: this may need about {human(need.estimate)} on {need.mount} ({need.why}), "
                 f"{human(need.free)} free"
             )
-
-
-def _recheck_quietly(ctx: Context, report: Report, extras: Selection) -> None:
-    try:
-        _check_into(ctx, report, extras)
-    except UvextraError as exc:
-        report.warnings.append(f"could not re-check the environment: {exc}")
+    return warnings
 
 
 def _repair_locked(
-    ctx: Context, report: Report, extras: Selection, state: State, only: Sequence[str] | None = None
+    ctx: Context, sofar: _Sofar, extras: Selection, state: State, only: Sequence[str] | None = None
 ) -> None:
     targets = (
         sorted(only)
         if only is not None
-        else sorted({d.package for d in report.errors} | {u.package for u in report.unverified})
+        else sorted({d.package for d in sofar.errors} | {u.package for u in sofar.unverified})
     )
-    report.repaired_from = {d.package: d.detail for d in report.errors if d.kind == "files" and d.package in targets}
+    sofar.repaired_from = {d.package: d.detail for d in sofar.errors if d.kind == "files" and d.package in targets}
     wanted = _wanted(ctx, extras)
-    _ensure_space(ctx, report, [wanted[n] for n in targets if n in wanted])
+    sofar.warnings += _space_warnings(ctx, [wanted[n] for n in targets if n in wanted])
     before = scan(ctx.env)
     written = {n: _record_identity(before[n]) for n in targets if n in before}
     with watch_sync(ctx, extras, {n: d for n, d in before.items() if n not in targets}, ctx.progress) as sync_line:
-        synced = _run_sync(ctx, report, _sync_args(ctx, extras, reinstall=targets, frozen=True), sync_line)
-    if synced:
-        after = scan(ctx.env)
-        installed, removed, fresh = _diff(before, after)
-        # the same wheel again has the same RECORD (fingerprint): a reinstall still writes it anew
-        again = {
-            n
-            for n in targets
-            if n in after and n not in fresh and n in written and _record_identity(after[n]) != written[n]
-        }
-        installed += [Change(n, before[n].version, after[n].version) for n in sorted(again)]
-        fresh |= again
-        report.changes.installed += installed
-        report.changes.removed += removed
-        report.repaired = sorted(fresh & set(targets))
-        _note_owned(state, fresh, after)
-        for name in targets:  # their old records described the wrong build
-            if name in fresh:
-                state.packages.pop(name, None)
+        failed = _run_sync(ctx, sofar.log, _sync_args(ctx, extras, reinstall=targets, frozen=True), sync_line)
+    if failed is not None:
+        sofar.fail(failed)
+        return
+    after = scan(ctx.env)
+    installed, removed, fresh = _diff(before, after)
+    # the same wheel again has the same RECORD (fingerprint): a reinstall still writes it anew
+    again = {
+        n
+        for n in targets
+        if n in after and n not in fresh and n in written and _record_identity(after[n]) != written[n]
+    }
+    installed += [Change(n, before[n].version, after[n].version) for n in sorted(again)]
+    fresh |= again
+    sofar.changes.installed += installed
+    sofar.changes.removed += removed
+    sofar.repaired = sorted(fresh & set(targets))
+    _note_owned(state, fresh, after)
+    for name in targets:  # their old records described the wrong build
+        if name in fresh:
+            state.packages.pop(name, None)
 
 
 def repair(
@@ -881,7 +945,6 @@ def repair(
     """
     started = time.perf_counter()
     ctx = open_context(project, python, progress)
-    report = ctx.new_report("repair")
     state = load_state(ctx.env)
     groups_off = state.no_default_groups if no_default_groups is None else no_default_groups
     _require_lock(ctx, extras or ())
@@ -891,58 +954,57 @@ def repair(
             f"cannot tell which extras to repair ({aim.source.removeprefix('inferred: ')}); "
             f"run `uvextra switch {' | '.join(b.name for b in ctx.project.offered)}`, or pass --extra NAME"
         )
-    chosen = _aim_into(report, aim, groups_off)
-    if extras_source:
-        report.extras_source = extras_source
+    chosen = Selection(aim.backends, groups_off)
+    sofar = _Sofar()
+    probing = None
     try:
-        with _probing(ctx, chosen, probe, report.changes) as probing:
-            wanted, installed, state = _check_into(ctx, report, chosen, state=state)
-            if (report.errors or report.unverified) and not report.missing_source_errors:  # uv would fail on those
+        with _probing(ctx, chosen, probe, sofar.changes) as probing:
+            found = _check(ctx, sofar, chosen, state=state)
+            if (sofar.errors or sofar.unverified) and not sofar.missing_source_errors:  # uv would fail on those
                 _require_writable(ctx)
                 with switch_lock(ctx.env, ctx.progress.waiting):
-                    _repair_and_recheck(ctx, report, chosen, state)
+                    _repair_and_recheck(ctx, sofar, chosen, state)
             elif (
                 state.requested
                 and list(state.requested) == list(chosen.backends)
-                and report.failure is None
-                and not report.read_only
+                and sofar.failure is None
+                and ctx.env.writable()
             ):
                 # the switch that did not finish left the venv as its extras want it: say so from now on
                 with switch_lock(ctx.env, ctx.progress.waiting):
-                    _record(ctx, report, state, chosen, wanted, installed)
+                    sofar.saved(_record(ctx, state, chosen, found))
             probing.start()
-        _probe_into(report, probing)
     except Interrupted:
-        report.interrupted = True
-        _fail(report, Failure("interrupted", INTERRUPTED))
-        _recheck_quietly(ctx, report, chosen)
-    return _finish(report, ctx, started, remarks)
+        _interrupted(ctx, sofar, chosen)
+    return _assemble(ctx, "repair", aim, chosen, sofar, probing, extras_source, remarks, started)
 
 
-def _repair_and_recheck(ctx: Context, report: Report, extras: Selection, state: State) -> None:
-    _repair_locked(ctx, report, extras, state)
+def _repair_and_recheck(ctx: Context, sofar: _Sofar, extras: Selection, state: State) -> None:
+    _repair_locked(ctx, sofar, extras, state)
     try:
-        wanted, installed, state = _check_into(ctx, report, extras, fresh=set(report.repaired), state=state)
+        found = _check(ctx, sofar, extras, fresh=set(sofar.repaired), state=state)
     except UvextraError as exc:
-        _follow_up_failed(report, exc)
-        _save(ctx, report, state)
+        sofar.follow_up_failed(exc)
+        sofar.saved(_save(ctx, state))
         return
-    if report.failure is None:
-        _record(ctx, report, state, extras, wanted, installed)
+    if sofar.failure is None:
+        sofar.saved(_record(ctx, state, extras, found))
     else:
-        _save(ctx, report, state)
-    for d in report.errors:
-        if d.package in report.repaired:
-            report.warnings.append(f"{d.package}: uv reinstalled it but it still differs from the lock")
-    _say_whole(report)
+        sofar.saved(_save(ctx, state))
+    for d in sofar.errors:
+        if d.package in sofar.repaired:
+            sofar.warnings.append(f"{d.package}: uv reinstalled it but it still differs from the lock")
+    sofar.repaired_notes += _whole_again(sofar)
 
 
-def _say_whole(report: Report) -> None:
+def _whole_again(sofar: _Sofar) -> list[str]:
     """What was broken on disk and is whole now, in words (the re-check after the reinstall verified its files)."""
-    still = {d.package for d in report.errors}
-    for name, was in report.repaired_from.items():
-        if name in report.repaired and name not in still:
-            report.repaired_notes.append(f"{name}: was {was.split(' — ')[0]}; reinstalled, every file there now")
+    still = {d.package for d in sofar.errors}
+    return [
+        f"{name}: was {was.split(' — ')[0]}; reinstalled, every file there now"
+        for name, was in sofar.repaired_from.items()
+        if name in sofar.repaired and name not in still
+    ]
 
 
 def probe(python: str | os.PathLike[str] | None = None, extras: Backends = ()) -> Report:
