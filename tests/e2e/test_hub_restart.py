@@ -44,7 +44,7 @@ from support.browser import (
     kernel_pid,
     page_statuses,
 )
-from support.hub import hub_missing, proxy_binary
+from support.hub import hub_config, hub_missing, proxy_binary
 from support.kernels import ROOT, kernel_env, make_kernel_venv, stop_process, write_kernelspec
 
 USER = "alice"
@@ -77,31 +77,9 @@ def _notebook() -> nbformat.NotebookNode:
     return nb
 
 
-_HUB_CONFIG = """c = get_config()  # noqa: F821
-import json
-job = json.load(open({job!r}))
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = job["port"]
-c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_port = job["hub_port"]
-c.JupyterHub.db_url = "sqlite:///" + job["base"] + "/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = job["base"] + "/jupyterhub_cookie_secret"
-c.JupyterHub.pid_file = job["base"] + "/jupyterhub.pid"
-c.JupyterHub.cleanup_servers = True
-c.JupyterHub.authenticator_class = "dummy"
-c.Authenticator.allowed_users = {{job["user"]}}
-c.JupyterHub.spawner_class = "simple"
-c.ConfigurableHTTPProxy.command = [job["proxy"]]
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:%d" % job["proxy_api_port"]
-c.ConfigurableHTTPProxy.pid_file = job["base"] + "/proxy.pid"
-c.SimpleLocalProcessSpawner.home_dir_template = job["base"] + "/home/{{username}}"
-c.Spawner.cmd = [job["python"], "-m", "jupyterhub.singleuser"]
-c.Spawner.args = job["args"]
-c.Spawner.default_url = "/lab"
+# The restart test's hub: the simple spawner, each user's home under the test's folder, notebooks from its root
+_HUB_EXTRA = """c.SimpleLocalProcessSpawner.home_dir_template = job["base"] + "/home/{username}"
 c.Spawner.notebook_dir = job["root"]
-c.Spawner.environment = job["env"]
-c.Spawner.start_timeout = job["timeout"]
-c.Spawner.http_timeout = job["timeout"]
 """
 
 
@@ -163,7 +141,7 @@ def hub(
     }
     (base / "job.json").write_text(json.dumps(job), encoding="utf-8")
     config = base / "jupyterhub_config.py"
-    config.write_text(_HUB_CONFIG.format(job=str(base / "job.json")), encoding="utf-8")
+    config.write_text(hub_config(base / "job.json", "simple", _HUB_EXTRA), encoding="utf-8")
 
     hub_env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "JPY_"))}
     hub_env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)

@@ -35,7 +35,7 @@ import nbformat
 import pytest
 
 from support.browser import CHROMIUM, CHROMIUM_ARGS, STEP_TIMEOUT_MS, free_port
-from support.hub import hub_missing, proxy_binary
+from support.hub import hub_config, hub_missing, proxy_binary
 from support.kernels import LINK_PTH, ROOT, _linked_paths, install_wheel, stop_process
 from support.venvs import tree_digest
 
@@ -55,30 +55,6 @@ def _missing() -> str | None:
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(_missing() is not None, reason=str(_missing()))]
 
-_HUB_CONFIG = """c = get_config()  # noqa: F821
-import json
-job = json.load(open({job!r}))
-c.JupyterHub.ip = "127.0.0.1"
-c.JupyterHub.port = job["port"]
-c.JupyterHub.hub_ip = "127.0.0.1"
-c.JupyterHub.hub_port = job["hub_port"]
-c.JupyterHub.db_url = "sqlite:///" + job["base"] + "/jupyterhub.sqlite"
-c.JupyterHub.cookie_secret_file = job["base"] + "/jupyterhub_cookie_secret"
-c.JupyterHub.pid_file = job["base"] + "/jupyterhub.pid"
-c.JupyterHub.cleanup_servers = True
-c.JupyterHub.authenticator_class = "dummy"
-c.Authenticator.allowed_users = {{job["user"]}}
-c.JupyterHub.spawner_class = "localprocess"
-c.ConfigurableHTTPProxy.command = [job["proxy"]]
-c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:%d" % job["proxy_api_port"]
-c.ConfigurableHTTPProxy.pid_file = job["base"] + "/proxy.pid"
-c.Spawner.cmd = [job["python"], "-m", "jupyterhub.singleuser"]
-c.Spawner.args = job["args"]
-c.Spawner.default_url = "/lab"
-c.Spawner.environment = job["env"]
-c.Spawner.start_timeout = job["timeout"]
-c.Spawner.http_timeout = job["timeout"]
-"""
 
 PANEL = f"""() => {{
   const app = window.jupyterapp;
@@ -236,7 +212,7 @@ def hub(
         }
         (hubdir / "job.json").write_text(json.dumps(job), encoding="utf-8")
         config = hubdir / "jupyterhub_config.py"
-        config.write_text(_HUB_CONFIG.format(job=str(hubdir / "job.json")), encoding="utf-8")
+        config.write_text(hub_config(hubdir / "job.json", "localprocess"), encoding="utf-8")
         hub_env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "JPY_", "UV_"))}
         hub_env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)
         log = open(hubdir / "jupyterhub.log", "w+")
