@@ -22,12 +22,10 @@ pip's find-links folder, local indexes without the Jupyter stack, no Python that
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
@@ -42,6 +40,7 @@ from support.localindex import build_wheel
 from support.pip_indexes import cpu_torch_wheel, indexes_with, local_simple_indexes
 from support.real_torch import TORCH_DEPS, write_real_project
 from support.run import run_uv
+from support.venvs import tree_digest
 from uvextra.core import userenv
 
 STACK = ("ipykernel", "jupyter-server", "jupyter-client", "ipython", "ipywidgets", "nbformat")
@@ -64,20 +63,6 @@ def _missing() -> str | None:
 
 
 pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for path in sorted(root.rglob("*")):
-        st = path.lstat()
-        rel = str(path.relative_to(root))
-        if stat.S_ISLNK(st.st_mode):
-            out[rel] = "link:" + os.readlink(path)
-        elif stat.S_ISDIR(st.st_mode):
-            out[rel] = f"dir:{st.st_mode:o}:{st.st_uid}"
-        else:
-            out[rel] = f"{st.st_mode:o}:{st.st_uid}:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    return out
 
 
 @dataclass
@@ -264,7 +249,7 @@ def hub(uvextra_wheel: Path, uv_new: str, uv_env: dict[str, str]) -> Iterator[Hu
 
 def test_first_user_gets_their_own_backend_second_user_is_untouched_and_locked_out(hub: Hub) -> None:
     first, second = hub.users
-    image_before = tree_digest(hub.image)
+    image_before = tree_digest(hub.image, owners=True)
     wheel = cpu_torch_wheel()
     assert wheel is not None
     version = str(parse_wheel_filename(wheel.name)[1])
@@ -290,7 +275,7 @@ def test_first_user_gets_their_own_backend_second_user_is_untouched_and_locked_o
         "drift": [],
         "environment": str(env),
     }
-    assert tree_digest(hub.image) == image_before, "the image changed"
+    assert tree_digest(hub.image, owners=True) == image_before, "the image changed"
 
     # The second user: the image as it was, their switch refused with the way out, the first user's env closed.
     torch_files = [str(p) for p in (env / "lib").glob("python3*/site-packages/torch/**/*") if p.is_file()]
@@ -311,7 +296,7 @@ def test_first_user_gets_their_own_backend_second_user_is_untouched_and_locked_o
     assert other["writable"] == [] and other["opened_for_writing"] == [], other
     assert other["checked"] == len(torch_files) + len(linked)
     assert other["kernelspecs"] == [], other  # the first user's kernel is not theirs to see
-    assert tree_digest(hub.image) == image_before, "the image changed"
+    assert tree_digest(hub.image, owners=True) == image_before, "the image changed"
     own = sum(os.lstat(p).st_blocks * 512 for p in torch_files if os.lstat(p).st_nlink == 1)
     total = sum(os.lstat(p).st_blocks * 512 for p in torch_files)
     print(
@@ -340,7 +325,7 @@ def test_with_the_admins_prefetched_layer_a_users_torch_costs_links_and_nobody_c
     first, second = hub.users
     layers = hub.base / "layers"
     layer_torch = next((layers / "moo-cpu" / "lib").glob("python3*/site-packages/torch"))
-    layer_before = tree_digest(layers)
+    layer_before = tree_digest(layers, owners=True)
     # This time through the card: the refusal on the read-only image offers the button, and the click does it.
     seen = hub.drive(second, "click", extra={"UVEXTRA_LAYERS": str(layers)})
     assert seen["refused"].startswith(f"the environment {hub.image} is read-only"), seen["refused"]
@@ -379,4 +364,4 @@ def test_with_the_admins_prefetched_layer_a_users_torch_costs_links_and_nobody_c
         assert other["writable"] == [] and other["opened_for_writing"] == [], (user, other)
         assert other["checked"] == len(files) > 1000
     assert hub.drive(first, "second", str(hub.base / "layer-targets.json"))["list_env"].startswith("PermissionError")
-    assert tree_digest(layers) == layer_before, "the layer changed"
+    assert tree_digest(layers, owners=True) == layer_before, "the layer changed"

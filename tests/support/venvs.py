@@ -50,16 +50,18 @@ def find_python(version: str) -> str | None:
     return None
 
 
-def tree_digest(root: Path) -> dict[str, str]:
-    """Every file, link and folder under ``root`` with its content (or target) and mode: "byte for byte"."""
+def tree_digest(root: Path, *, owners: bool = False) -> dict[str, str]:
+    """Every file, link and folder under ``root`` with its content (or target) and mode: "byte for byte"; with
+    ``owners``, each one's owning uid too (an image that must stay root's)."""
     out: dict[str, str] = {}
     for path in sorted(root.rglob("*")):
         st = path.lstat()
         rel = str(path.relative_to(root))
+        owner = f":{st.st_uid}" if owners else ""
         if stat.S_ISLNK(st.st_mode):
             out[rel] = "link:" + os.readlink(path)
         elif stat.S_ISDIR(st.st_mode):
-            out[rel] = f"dir:{st.st_mode:o}"
+            out[rel] = f"dir:{st.st_mode:o}{owner}"
         else:
-            out[rel] = f"{st.st_mode:o}:" + hashlib.sha256(path.read_bytes()).hexdigest()
+            out[rel] = f"{st.st_mode:o}{owner}:" + hashlib.sha256(path.read_bytes()).hexdigest()
     return out
